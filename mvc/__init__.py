@@ -1,0 +1,21 @@
+"""mvc — model version control.
+
+The public Python API lives in :mod:`mvc.api`; names are re-exported here lazily so that
+``import mvc`` stays cheap (the CLI's start-up time depends on it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API_NAMES = {"Repo", "open_repo", "init_repo", "MvcError", "Router", "load"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API_NAMES:
+        from mvc import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mvc' has no attribute {name!r}")

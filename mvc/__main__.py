@@ -1,0 +1,3 @@
+from mvc.cli.main import run
+
+run()

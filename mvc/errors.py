@@ -1,0 +1,111 @@
+"""The one error root of mvc, and the published exit-code table (docs/exit-codes.md).
+
+Every error says what failed, on which object, and what to do next (``hint``). The CLI maps
+``exit_code`` to the process status; the library never exits.
+"""
+
+from __future__ import annotations
+
+# The exit-code table. Keep docs/exit-codes.md in step with it.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_NO_STORE = 10
+EXIT_CONFLICT = 11
+EXIT_CORRUPT = 12
+EXIT_INTERRUPTED = 130
+
+
+class MvcError(Exception):
+    """Root of every error mvc raises on purpose."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MvcError):
+    """The caller asked for something malformed (bad spec, bad flag combination)."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidName(UsageError):
+    """A model, branch, tag, channel or remote name that is not allowed."""
+
+
+class NotFound(MvcError):
+    """A model, ref, version, file or object that does not exist."""
+
+
+class AmbiguousSpec(UsageError):
+    """A version spec that could mean more than one thing."""
+
+
+class InvalidInput(MvcError):
+    """User data mvc refuses to trust: a malformed safetensors file, a hostile path, bad YAML."""
+
+
+class NothingToDo(MvcError):
+    """Not an error for the CLI (exit 0); raised only where a caller must be told explicitly."""
+
+    exit_code = EXIT_OK
+
+
+class PartialFailure(MvcError):
+    """Some of the work was done, some not; the message says which."""
+
+    exit_code = EXIT_PARTIAL
+
+
+class StoreNotFound(MvcError):
+    exit_code = EXIT_NO_STORE
+
+
+class UnknownFormat(MvcError):
+    """A store (or object) of a format version this mvc does not know."""
+
+    exit_code = EXIT_NO_STORE
+
+
+class LockTimeout(MvcError):
+    exit_code = EXIT_CONFLICT
+
+
+class RefConflict(MvcError):
+    """A compare-and-swap on a ref lost: someone else moved it first."""
+
+    exit_code = EXIT_CONFLICT
+
+
+class ImmutableRef(RefConflict):
+    """A tag (or other immutable name) that would have to move."""
+
+
+class DirtyWorkingFolder(MvcError):
+    """Uncommitted changes would be overwritten."""
+
+
+class CorruptObject(MvcError):
+    exit_code = EXIT_CORRUPT
+
+    def __init__(self, message: str, *, object_id: str | None = None, hint: str | None = None):
+        super().__init__(
+            message, hint=hint or "run `mvc fsck` to list damage; fetch a good copy from a remote"
+        )
+        self.object_id = object_id
+
+
+class RemoteError(MvcError):
+    """A remote failed permanently (403, 404, disk full) or served bad data."""
+
+
+class Interrupted(MvcError):
+    exit_code = EXIT_INTERRUPTED

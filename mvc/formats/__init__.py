@@ -1,0 +1,1 @@
+"""Understanding model file formats (safetensors first) without trusting them."""

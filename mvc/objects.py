@@ -1,0 +1,233 @@
+"""The metadata objects of a store: file manifests, trees and versions.
+
+Each is canonical JSON with a ``type`` and a ``format`` field; its id is the blake3 of those bytes.
+``decode_*`` validate everything, because objects also arrive from remotes we do not trust.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.canonical import decode_json, encode_canonical
+from mvc.errors import CorruptObject, InvalidInput
+from mvc.ids import ObjectId, is_object_id
+
+FORMAT = 1
+
+# How a file's bytes are understood: decides chunking and what `show` says about it.
+KIND_SAFETENSORS = "safetensors"
+KIND_PICKLE = "pickle"  # stored as bytes, never unpickled
+KIND_BLOB = "blob"
+KINDS = (KIND_SAFETENSORS, KIND_PICKLE, KIND_BLOB)
+
+
+@dataclass(frozen=True)
+class ChunkRef:
+    id: ObjectId
+    size: int
+
+
+@dataclass(frozen=True)
+class FileManifest:
+    """A file's content: its chunks in order, total size and whole-file blake3."""
+
+    size: int
+    b3: str
+    kind: str
+    chunks: tuple[ChunkRef, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "file",
+            "format": FORMAT,
+            "size": self.size,
+            "b3": self.b3,
+            "kind": self.kind,
+            "chunks": [[c.id, c.size] for c in self.chunks],
+        }
+
+
+@dataclass(frozen=True)
+class TreeEntry:
+    """One file of a version: its manifest and, for cheap listings, its size and blake3."""
+
+    manifest: ObjectId
+    size: int
+    b3: str
+    kind: str
+    executable: bool = False
+
+
+@dataclass(frozen=True)
+class Tree:
+    files: dict[str, TreeEntry]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "tree",
+            "format": FORMAT,
+            "files": {
+                path: {"m": e.manifest, "size": e.size, "b3": e.b3, "kind": e.kind, "x": e.executable}
+                for path, e in sorted(self.files.items())
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Version:
+    """An immutable snapshot of a model with its provenance."""
+
+    model: str
+    tree: ObjectId
+    parents: tuple[ObjectId, ...]
+    author: str
+    time: str  # ISO-8601 UTC, seconds precision, 'Z' suffix
+    message: str
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    git: dict[str, Any] | None = None
+    # datasets, base model of an adapter, derivation source, adapter facts…
+    lineage: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "version",
+            "format": FORMAT,
+            "model": self.model,
+            "tree": self.tree,
+            "parents": list(self.parents),
+            "author": self.author,
+            "time": self.time,
+            "message": self.message,
+            "params": self.params,
+            "metrics": self.metrics,
+            "git": self.git,
+            "lineage": self.lineage,
+        }
+
+
+def encode_object(obj: FileManifest | Tree | Version | dict[str, Any]) -> bytes:
+    return encode_canonical(obj if isinstance(obj, dict) else obj.to_json())
+
+
+# --- decoding: every field checked, because remotes are not trusted -------------------------
+
+
+def _require(cond: bool, what: str, oid: str) -> None:
+    if not cond:
+        raise CorruptObject(f"object {oid[:12]} is malformed: {what}", object_id=oid)
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def decode_meta(data: bytes, oid: str) -> dict[str, Any]:
+    try:
+        value = decode_json(data, f"object {oid[:12]}")
+    except InvalidInput as exc:
+        raise CorruptObject(str(exc), object_id=oid) from exc
+    _require(isinstance(value, dict) and isinstance(value.get("type"), str), "no type", oid)
+    if value.get("format") != FORMAT:
+        from mvc.errors import UnknownFormat
+
+        raise UnknownFormat(
+            f"object {oid[:12]} has format {value.get('format')!r}; this mvc knows {FORMAT}",
+            hint="upgrade mvc",
+        )
+    return value  # type: ignore[no-any-return]
+
+
+def decode_file_manifest(value: dict[str, Any], oid: str) -> FileManifest:
+    _require(value.get("type") == "file", "not a file manifest", oid)
+    chunks = value.get("chunks")
+    _require(isinstance(chunks, list), "chunks is not a list", oid)
+    refs = []
+    for item in chunks:
+        _require(
+            isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+            and is_object_id(item[0]) and _is_size(item[1]),
+            "bad chunk entry",
+            oid,
+        )
+        refs.append(ChunkRef(ObjectId(item[0]), item[1]))
+    size, b3, kind = value.get("size"), value.get("b3"), value.get("kind")
+    _require(_is_size(size) and sum(r.size for r in refs) == size, "sizes do not add up", oid)
+    _require(isinstance(b3, str) and is_object_id(b3), "bad whole-file hash", oid)
+    _require(kind in KINDS, "unknown file kind", oid)
+    return FileManifest(size=size, b3=b3, kind=kind, chunks=tuple(refs))
+
+
+def decode_tree(value: dict[str, Any], oid: str) -> Tree:
+    from mvc.worktree.paths import validate_version_path
+
+    _require(value.get("type") == "tree", "not a tree", oid)
+    files = value.get("files")
+    _require(isinstance(files, dict), "files is not a mapping", oid)
+    entries = {}
+    for path, raw in files.items():
+        try:
+            validate_version_path(path)
+        except InvalidInput as exc:
+            raise CorruptObject(f"tree {oid[:12]} holds an unsafe path: {exc}", object_id=oid) from exc
+        _require(isinstance(raw, dict), "bad entry", oid)
+        manifest, size, b3, kind = raw.get("m"), raw.get("size"), raw.get("b3"), raw.get("kind")
+        _require(isinstance(manifest, str) and is_object_id(manifest), "bad manifest id", oid)
+        _require(_is_size(size) and isinstance(b3, str) and is_object_id(b3), "bad entry", oid)
+        _require(kind in KINDS and isinstance(raw.get("x"), bool), "bad entry", oid)
+        entries[path] = TreeEntry(ObjectId(manifest), size, b3, kind, raw["x"])
+    return Tree(entries)
+
+
+def decode_version(value: dict[str, Any], oid: str) -> Version:
+    _require(value.get("type") == "version", "not a version", oid)
+    tree, parents = value.get("tree"), value.get("parents")
+    _require(isinstance(tree, str) and is_object_id(tree), "bad tree id", oid)
+    _require(
+        isinstance(parents, list) and all(isinstance(p, str) and is_object_id(p) for p in parents),
+        "bad parents",
+        oid,
+    )
+    for key in ("model", "author", "time", "message"):
+        _require(isinstance(value.get(key), str), f"{key} is not text", oid)
+    for key in ("params", "metrics", "lineage"):
+        _require(isinstance(value.get(key), dict), f"{key} is not a mapping", oid)
+    _require(value.get("git") is None or isinstance(value.get("git"), dict), "bad git", oid)
+    return Version(
+        model=value["model"],
+        tree=ObjectId(tree),
+        parents=tuple(ObjectId(p) for p in parents),
+        author=value["author"],
+        time=value["time"],
+        message=value["message"],
+        params=value["params"],
+        metrics=value["metrics"],
+        git=value["git"],
+        lineage=value["lineage"],
+    )
+
+
+def child_ids(value: dict[str, Any]) -> list[ObjectId]:
+    """Ids whose presence a validated metadata object needs to be complete (its closure).
+
+    A version's closure is its tree; its parents are history (see ``history_ids``), which a
+    partial pull may leave out. Other object types (deployment records, …) list what they name
+    in a top-level ``refs`` array.
+    """
+    kind = value["type"]
+    if kind == "file":
+        return [ObjectId(c[0]) for c in value["chunks"]]
+    if kind == "tree":
+        return [ObjectId(e["m"]) for e in value["files"].values()]
+    if kind == "version":
+        return [ObjectId(value["tree"])]
+    return [ObjectId(x) for x in value.get("refs", []) if isinstance(x, str) and is_object_id(x)]
+
+
+def history_ids(value: dict[str, Any]) -> list[ObjectId]:
+    """Earlier objects this one descends from: a version's parents, a record's predecessor."""
+    if value["type"] == "version":
+        return [ObjectId(p) for p in value["parents"]]
+    previous = value.get("previous")
+    return [ObjectId(previous)] if isinstance(previous, str) and is_object_id(previous) else []

@@ -1,0 +1,254 @@
+"""Refs: a ref *is* its append-only log of numbered entries.
+
+Entry ``n`` of a ref lives at ``<ref folder>/<n as 10 digits>`` and records old value, new value,
+who, when and why. The current value is the newest entry's ``new`` (``None``: deleted). Moving a
+ref is creating entry n+1 with a create-if-absent write: whoever creates it first wins, so the
+same compare-and-swap works on a local folder and on S3. A tag's log may only ever name one
+version (or be deleted): tags never move, even after deletion.
+
+On a local store, ref changes also hold the ``refs`` lock, and several refs changed together
+are all-or-nothing: the planned entries are journalled first and a crash is rolled forward the
+next time refs change (every target is already complete: closure before reference).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+from mvc.canonical import decode_json, encode_canonical
+from mvc.errors import CorruptObject, ImmutableRef, InvalidInput, NotFound, PartialFailure, RefConflict
+from mvc.ids import ObjectId, is_object_id, short
+from mvc.refnames import KIND_WORD, REF_KINDS, TAGS, RefName, unescape
+from mvc.storage.base import Storage
+
+SEQ_DIGITS = 10
+JOURNAL = "txn"
+
+
+@dataclass(frozen=True)
+class RefEntry:
+    seq: int
+    old: ObjectId | None
+    new: ObjectId | None
+    who: str
+    when: str
+    why: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "old": self.old, "new": self.new, "who": self.who,
+                "when": self.when, "why": self.why}
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """Move ``ref`` from ``expected`` (None: must not exist) to ``new`` (None: delete)."""
+
+    ref: RefName
+    expected: ObjectId | None
+    new: ObjectId | None
+
+
+def _entry_key(ref: RefName, seq: int) -> str:
+    return f"{ref.folder}/{seq:0{SEQ_DIGITS}d}"
+
+
+def _optional_id(value: Any, key: str) -> ObjectId | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_object_id(value):
+        raise InvalidInput(f"ref log entry field {key!r} is not an object id")
+    return ObjectId(value)
+
+
+def decode_entry(data: bytes, ref: RefName, seq: int) -> RefEntry:
+    where = f"log entry {seq} of {ref}"
+    try:
+        raw = decode_json(data, where)
+        if not isinstance(raw, dict) or raw.get("seq") != seq:
+            raise InvalidInput(f"{where} is not a ref log entry for that position")
+        for key in ("who", "when", "why"):
+            if not isinstance(raw.get(key), str):
+                raise InvalidInput(f"{where}: {key} is not text")
+        return RefEntry(seq, _optional_id(raw.get("old"), "old"), _optional_id(raw.get("new"), "new"),
+                        raw["who"], raw["when"], raw["why"])
+    except InvalidInput as exc:
+        raise CorruptObject(f"{exc.message}", hint="run `mvc fsck`") from exc
+
+
+class RefStore:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        who: Callable[[], str],
+        now: Callable[[], str],
+        lock: Callable[[], Any] | None = None,
+    ) -> None:
+        self.storage = storage
+        self._who = who
+        self._now = now
+        self._lock = lock  # a context-manager factory on local stores
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def _seqs(self, ref: RefName) -> list[int]:
+        return sorted(int(n) for n in self.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS)
+
+    def entries(self, ref: RefName) -> list[RefEntry]:
+        """The whole log, oldest first."""
+        return [self._read_entry(ref, seq) for seq in self._seqs(ref)]
+
+    def _read_entry(self, ref: RefName, seq: int) -> RefEntry:
+        return decode_entry(self.storage.read(_entry_key(ref, seq)), ref, seq)
+
+    def latest(self, ref: RefName) -> RefEntry | None:
+        seqs = self._seqs(ref)
+        return self._read_entry(ref, seqs[-1]) if seqs else None
+
+    def get(self, ref: RefName) -> ObjectId | None:
+        entry = self.latest(ref)
+        return entry.new if entry else None
+
+    def require(self, ref: RefName) -> ObjectId:
+        value = self.get(ref)
+        if value is None:
+            raise NotFound(f"{KIND_WORD[ref.kind]} {ref.name!r} of model {ref.model!r} does not exist")
+        return value
+
+    def list(self, kind: str | None = None, model: str | None = None, *, live: bool = True) -> list[RefName]:
+        """Refs in the store; ``live`` leaves out deleted ones."""
+        found = []
+        for ref_kind in (kind,) if kind else REF_KINDS:
+            for model_seg in self.storage.list(f"refs/{ref_kind}"):
+                name_model = unescape(model_seg)
+                if model is not None and name_model != model:
+                    continue
+                for name_seg in self.storage.list(f"refs/{ref_kind}/{model_seg}"):
+                    try:
+                        ref = RefName(name_model, ref_kind, unescape(name_seg))
+                    except InvalidInput:
+                        continue  # not ours: never trusted, never followed
+                    if not live or self.get(ref) is not None:
+                        found.append(ref)
+        return sorted(found)
+
+    def models(self) -> list[str]:
+        names: set[str] = set()
+        for kind in REF_KINDS:
+            names.update(unescape(seg) for seg in self.storage.list(f"refs/{kind}"))
+        return sorted(names)
+
+    # --- writing ------------------------------------------------------------------------------
+
+    def _check_tag_rule(self, ref: RefName, log: Sequence[RefEntry], new: ObjectId | None) -> None:
+        if ref.kind != TAGS or new is None:
+            return
+        for entry in log:
+            if entry.new is not None and entry.new != new:
+                raise ImmutableRef(
+                    f"tag {ref.name!r} of model {ref.model!r} already named version "
+                    f"{short(entry.new)}; tags never move",
+                    hint="choose a new tag name (e.g. `mvc tag --bump patch`)",
+                )
+
+    def _plan(self, update: RefUpdate, why: str) -> tuple[str, RefEntry]:
+        log = self.entries(update.ref)
+        current = log[-1].new if log else None
+        if current != update.expected:
+            raise RefConflict(
+                f"{update.ref} moved: it is at {short(current) if current else 'nothing'}, "
+                f"expected {short(update.expected) if update.expected else 'nothing'}",
+                hint="another process changed it first; look at the new state and run again",
+            )
+        self._check_tag_rule(update.ref, log, update.new)
+        seq = (log[-1].seq + 1) if log else 1
+        entry = RefEntry(seq, current, update.new, self._who(), self._now(), why)
+        return _entry_key(update.ref, seq), entry
+
+    def _create(self, key: str, entry: RefEntry, ref: RefName) -> None:
+        if not self.storage.create_exclusive(key, encode_canonical(entry.to_json())):
+            raise RefConflict(
+                f"{ref} moved while this command ran (entry {entry.seq} was taken by another writer)",
+                hint="run the command again; nothing was overwritten",
+            )
+
+    def set_if_equals(
+        self, ref: RefName, expected: ObjectId | None, new: ObjectId | None, why: str
+    ) -> RefEntry:
+        """Compare-and-swap one ref; RefConflict if it is not at ``expected``."""
+        return self.transaction([RefUpdate(ref, expected, new)], why)[0]
+
+    def transaction(self, updates: Sequence[RefUpdate], why: str) -> list[RefEntry]:
+        """Apply all updates: all-or-nothing locally, one by one (in order) on a remote."""
+        if self._lock is None:
+            return self._apply_in_order(updates, why)
+        with self._lock():
+            self.recover()
+            planned = [self._plan(update, why) for update in updates]
+            journal = self._write_journal(planned) if len(planned) > 1 else None
+            for (key, entry), update in zip(planned, updates, strict=True):
+                self._create(key, entry, update.ref)
+            if journal:
+                self.storage.delete(journal)
+            return [entry for _key, entry in planned]
+
+    def _apply_in_order(self, updates: Sequence[RefUpdate], why: str) -> list[RefEntry]:
+        done: list[RefEntry] = []
+        for index, update in enumerate(updates):
+            try:
+                key, entry = self._plan(update, why)
+                self._create(key, entry, update.ref)
+            except RefConflict as exc:
+                if not done:
+                    raise
+                moved = ", ".join(str(u.ref) for u in updates[:index])
+                raise PartialFailure(
+                    f"{exc.message}; already moved: {moved}",
+                    hint="the refs listed as moved are updated; run again to finish the rest",
+                ) from exc
+            done.append(entry)
+        return done
+
+    def _write_journal(self, planned: list[tuple[str, RefEntry]]) -> str:
+        key = f"{JOURNAL}/{secrets.token_hex(8)}"
+        body = [{"key": k, "entry": e.to_json()} for k, e in planned]
+        self.storage.write(key, [encode_canonical(body)])
+        return key
+
+    def recover(self) -> int:
+        """Roll forward ref transactions a crash interrupted. Call with the refs lock held."""
+        finished = 0
+        for name in self.storage.list(JOURNAL):
+            key = f"{JOURNAL}/{name}"
+            try:
+                body = decode_json(self.storage.read(key), "ref transaction journal")
+                for item in body:
+                    if not self.storage.exists(item["key"]):
+                        self.storage.create_exclusive(item["key"], encode_canonical(item["entry"]))
+            except (InvalidInput, KeyError, TypeError):
+                pass  # an unreadable journal was never committed to: nothing to roll forward
+            self.storage.delete(key)
+            finished += 1
+        return finished
+
+
+def local_ref_lock(store_root: str, timeout: float) -> Callable[[], Any]:
+    from mvc.storage import lock
+
+    path = os.path.join(store_root, "locks", "refs")
+
+    @contextmanager
+    def hold() -> Iterator[None]:
+        with lock.hold(path, timeout=timeout):
+            yield
+
+    return hold
+
+
+def no_lock() -> Any:
+    return nullcontext()

@@ -1,0 +1,74 @@
+"""The storage interface every backend implements, and key validation.
+
+Keys are relative '/'-separated paths. Every key that reaches a backend passes
+``validate_key``, so nothing read from a remote or typed by a user can escape the store's root.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from mvc.errors import InvalidInput
+
+Buffer = bytes | bytearray | memoryview
+_SEGMENT = re.compile(r"^[A-Za-z0-9._%+@=-]+$")
+
+
+def validate_key(key: str) -> str:
+    """A safe relative key: no empty, '.', '..' or odd segments, no absolute paths."""
+    if not key or len(key) > 1024 or key.startswith("/"):
+        raise InvalidInput(f"unsafe storage key {key[:100]!r}")
+    for segment in key.split("/"):
+        if segment in ("", ".", "..") or not _SEGMENT.match(segment):
+            raise InvalidInput(f"unsafe storage key {key[:100]!r}")
+    return key
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """A byte store. Implementations: LocalStorage, FsspecStorage (remotes)."""
+
+    #: A human-readable location, for messages (never contains credentials).
+    url: str
+    #: Whether ``create_exclusive`` is a real create-if-absent on this backend.
+    atomic_create: bool
+
+    def read(self, key: str) -> bytes:
+        """The whole value; NotFound if absent."""
+        ...
+
+    def open_read(self, key: str) -> BinaryIO:
+        """A stream over the value; NotFound if absent."""
+        ...
+
+    def write(self, key: str, parts: Iterable[Buffer]) -> None:
+        """Store the value atomically: readers see the old value, nothing, or all of the new one."""
+        ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        """Create the key with ``data`` only if absent; False if it already existed."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Names directly below the folder ``prefix`` ('' for the root); [] if none."""
+        ...
+
+    def walk(self, prefix: str) -> Iterator[str]:
+        """Every key below ``prefix``, recursively."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def age_seconds(self, key: str) -> float:
+        """Seconds since the key was last written (for gc's grace period)."""
+        ...
+
+    def local_path(self, key: str) -> str | None:
+        """A filesystem path for the key, when the backend is a local folder (fast paths)."""
+        ...

@@ -1,0 +1,1 @@
+"""Working folders: the only code that reads and writes users' model folders."""
