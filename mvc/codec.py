@@ -112,7 +112,9 @@ def element_width(stored: Buffer) -> int | None:
     return width if width in (2, 4, 8) else None
 
 
-def _encode_plain(data: Buffer, elem_width: int | None, compress: bool) -> tuple[dict[str, Any], list[Buffer]]:
+def _encode_plain(
+    data: Buffer, elem_width: int | None, compress: bool
+) -> tuple[dict[str, Any], list[Buffer]]:
     size = len(data)
     if compress and elem_width in (2, 4, 8) and size >= 4 * SAMPLE:
         streams = split_streams(data, elem_width)
@@ -136,10 +138,23 @@ def _encode_plain(data: Buffer, elem_width: int | None, compress: bool) -> tuple
     return _raw_header(size, elem_width), [data]
 
 
-def encode(data: Buffer, *, elem_width: int | None = None, compress: bool = True) -> list[Buffer]:
-    """The stored form of ``data`` as a list of buffers to write in order (no big copies)."""
+def encode(
+    data: Buffer, *, elem_width: int | None = None, compress: bool = True, meta: bool = False
+) -> list[Buffer]:
+    """The stored form of ``data`` as a list of buffers to write in order (no big copies).
+
+    ``meta`` marks metadata objects (manifests, trees, versions…) so reachability walks can
+    tell them from chunks without decoding chunk data.
+    """
     header, payload = _encode_plain(data, elem_width, compress)
+    if meta:
+        header = {**header, "m": 1}
     return _frame(header, payload)
+
+
+def is_meta(stored: Buffer) -> bool:
+    header, _ = read_header(stored)
+    return header.get("m") == 1
 
 
 def encode_delta(

@@ -119,11 +119,13 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     import yaml
 
     try:
-        tree = yaml.safe_load(text) if text.strip() else {}
+        tree = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise InvalidInput(
             f"{source} is not valid YAML: {exc}", hint=f"fix or remove {source}"
         ) from exc
+    if tree is None:  # empty, or only comments
+        tree = {}
     if not isinstance(tree, dict):
         raise InvalidInput(f"{source} must be a mapping of sections", hint=f"fix {source}")
     flat = flatten(tree)

@@ -68,7 +68,13 @@ class Tree:
             "type": "tree",
             "format": FORMAT,
             "files": {
-                path: {"m": e.manifest, "size": e.size, "b3": e.b3, "kind": e.kind, "x": e.executable}
+                path: {
+                    "m": e.manifest,
+                    "size": e.size,
+                    "b3": e.b3,
+                    "kind": e.kind,
+                    "x": e.executable,
+                }
                 for path, e in sorted(self.files.items())
             },
         }
@@ -125,7 +131,7 @@ def _is_size(value: Any) -> bool:
 
 def decode_meta(data: bytes, oid: str) -> dict[str, Any]:
     try:
-        value = decode_json(data, f"object {oid[:12]}")
+        value: Any = decode_json(data, f"object {oid[:12]}")
     except InvalidInput as exc:
         raise CorruptObject(str(exc), object_id=oid) from exc
     _require(isinstance(value, dict) and isinstance(value.get("type"), str), "no type", oid)
@@ -136,23 +142,28 @@ def decode_meta(data: bytes, oid: str) -> dict[str, Any]:
             f"object {oid[:12]} has format {value.get('format')!r}; this mvc knows {FORMAT}",
             hint="upgrade mvc",
         )
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def decode_file_manifest(value: dict[str, Any], oid: str) -> FileManifest:
     _require(value.get("type") == "file", "not a file manifest", oid)
-    chunks = value.get("chunks")
+    chunks: Any = value.get("chunks")
     _require(isinstance(chunks, list), "chunks is not a list", oid)
     refs = []
     for item in chunks:
         _require(
-            isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-            and is_object_id(item[0]) and _is_size(item[1]),
+            isinstance(item, list)
+            and len(item) == 2
+            and isinstance(item[0], str)
+            and is_object_id(item[0])
+            and _is_size(item[1]),
             "bad chunk entry",
             oid,
         )
         refs.append(ChunkRef(ObjectId(item[0]), item[1]))
-    size, b3, kind = value.get("size"), value.get("b3"), value.get("kind")
+    size: Any = value.get("size")
+    b3: Any = value.get("b3")
+    kind: Any = value.get("kind")
     _require(_is_size(size) and sum(r.size for r in refs) == size, "sizes do not add up", oid)
     _require(isinstance(b3, str) and is_object_id(b3), "bad whole-file hash", oid)
     _require(kind in KINDS, "unknown file kind", oid)
@@ -163,14 +174,16 @@ def decode_tree(value: dict[str, Any], oid: str) -> Tree:
     from mvc.worktree.paths import validate_version_path
 
     _require(value.get("type") == "tree", "not a tree", oid)
-    files = value.get("files")
+    files: Any = value.get("files")
     _require(isinstance(files, dict), "files is not a mapping", oid)
     entries = {}
     for path, raw in files.items():
         try:
             validate_version_path(path)
         except InvalidInput as exc:
-            raise CorruptObject(f"tree {oid[:12]} holds an unsafe path: {exc}", object_id=oid) from exc
+            raise CorruptObject(
+                f"tree {oid[:12]} holds an unsafe path: {exc}", object_id=oid
+            ) from exc
         _require(isinstance(raw, dict), "bad entry", oid)
         manifest, size, b3, kind = raw.get("m"), raw.get("size"), raw.get("b3"), raw.get("kind")
         _require(isinstance(manifest, str) and is_object_id(manifest), "bad manifest id", oid)
@@ -182,7 +195,8 @@ def decode_tree(value: dict[str, Any], oid: str) -> Tree:
 
 def decode_version(value: dict[str, Any], oid: str) -> Version:
     _require(value.get("type") == "version", "not a version", oid)
-    tree, parents = value.get("tree"), value.get("parents")
+    tree: Any = value.get("tree")
+    parents: Any = value.get("parents")
     _require(isinstance(tree, str) and is_object_id(tree), "bad tree id", oid)
     _require(
         isinstance(parents, list) and all(isinstance(p, str) and is_object_id(p) for p in parents),

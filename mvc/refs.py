@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mvc.canonical import decode_json, encode_canonical
-from mvc.errors import CorruptObject, ImmutableRef, InvalidInput, NotFound, PartialFailure, RefConflict
+from mvc.errors import (
+    CorruptObject,
+    ImmutableRef,
+    InvalidInput,
+    NotFound,
+    PartialFailure,
+    RefConflict,
+)
 from mvc.ids import ObjectId, is_object_id, short
 from mvc.refnames import KIND_WORD, REF_KINDS, TAGS, RefName, unescape
 from mvc.storage.base import Storage
@@ -40,8 +47,14 @@ class RefEntry:
     why: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"seq": self.seq, "old": self.old, "new": self.new, "who": self.who,
-                "when": self.when, "why": self.why}
+        return {
+            "seq": self.seq,
+            "old": self.old,
+            "new": self.new,
+            "who": self.who,
+            "when": self.when,
+            "why": self.why,
+        }
 
 
 @dataclass(frozen=True)
@@ -74,8 +87,14 @@ def decode_entry(data: bytes, ref: RefName, seq: int) -> RefEntry:
         for key in ("who", "when", "why"):
             if not isinstance(raw.get(key), str):
                 raise InvalidInput(f"{where}: {key} is not text")
-        return RefEntry(seq, _optional_id(raw.get("old"), "old"), _optional_id(raw.get("new"), "new"),
-                        raw["who"], raw["when"], raw["why"])
+        return RefEntry(
+            seq,
+            _optional_id(raw.get("old"), "old"),
+            _optional_id(raw.get("new"), "new"),
+            raw["who"],
+            raw["when"],
+            raw["why"],
+        )
     except InvalidInput as exc:
         raise CorruptObject(f"{exc.message}", hint="run `mvc fsck`") from exc
 
@@ -97,7 +116,9 @@ class RefStore:
     # --- reading ------------------------------------------------------------------------------
 
     def _seqs(self, ref: RefName) -> list[int]:
-        return sorted(int(n) for n in self.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS)
+        return sorted(
+            int(n) for n in self.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS
+        )
 
     def entries(self, ref: RefName) -> list[RefEntry]:
         """The whole log, oldest first."""
@@ -117,10 +138,14 @@ class RefStore:
     def require(self, ref: RefName) -> ObjectId:
         value = self.get(ref)
         if value is None:
-            raise NotFound(f"{KIND_WORD[ref.kind]} {ref.name!r} of model {ref.model!r} does not exist")
+            raise NotFound(
+                f"{KIND_WORD[ref.kind]} {ref.name!r} of model {ref.model!r} does not exist"
+            )
         return value
 
-    def list(self, kind: str | None = None, model: str | None = None, *, live: bool = True) -> list[RefName]:
+    def list_refs(
+        self, kind: str | None = None, model: str | None = None, *, live: bool = True
+    ) -> list[RefName]:
         """Refs in the store; ``live`` leaves out deleted ones."""
         found = []
         for ref_kind in (kind,) if kind else REF_KINDS:

@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mvc.canonical import decode_json, encode_canonical
-from mvc.config import CONFIG_FILE, Config, env_overrides, parse_config_text, render_config, user_config_path, validate
+from mvc.config import (
+    CONFIG_FILE,
+    Config,
+    env_overrides,
+    parse_config_text,
+    render_config,
+    user_config_path,
+    validate,
+)
 from mvc.errors import InvalidInput, MvcError, NotFound, StoreNotFound, UnknownFormat
 from mvc.ids import ObjectId, is_object_id
 from mvc.refnames import validate_branch, validate_model
@@ -52,7 +60,12 @@ class Binding:
     version: ObjectId | None = None  # set when detached
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "path": self.path, "branch": self.branch, "version": self.version}
+        return {
+            "model": self.model,
+            "path": self.path,
+            "branch": self.branch,
+            "version": self.version,
+        }
 
 
 def _escape(model: str) -> str:
@@ -104,7 +117,9 @@ class Repo:
     def init(cls, root: str, **kwargs: Any) -> Repo:
         store_dir = os.path.join(os.path.abspath(root), STORE_DIR)
         if os.path.exists(os.path.join(store_dir, FORMAT_FILE)):
-            raise MvcError(f"a store already exists at {store_dir}", hint="use it, or pick another folder")
+            raise MvcError(
+                f"a store already exists at {store_dir}", hint="use it, or pick another folder"
+            )
         os.makedirs(store_dir, exist_ok=True)
         storage = LocalStorage(store_dir)
         for folder in ("objects", "refs", "locks", WORKTREES):
@@ -148,7 +163,9 @@ class Repo:
         if os.path.isfile(user_path):
             with open(user_path, encoding="utf-8", errors="replace") as handle:
                 layers.append((user_path, parse_config_text(handle.read(), user_path)))
-        layers.append((self.config_path, parse_config_text(self._read_store_config(), self.config_path)))
+        layers.append(
+            (self.config_path, parse_config_text(self._read_store_config(), self.config_path))
+        )
         layers.append(("environment", env_overrides(self.env)))
         layers.append(("flags", {k: validate(k, v) for k, v in overrides.items()}))
         return Config(layers)
@@ -203,7 +220,9 @@ class Repo:
     @contextmanager
     def writing_objects(self) -> Iterator[None]:
         """Held (shared) while objects are written, so gc (exclusive) never runs alongside."""
-        with lock.hold(os.path.join(self.store_dir, "locks", "objects"), shared=True, timeout=self.lock_timeout):
+        with lock.hold(
+            os.path.join(self.store_dir, "locks", "objects"), shared=True, timeout=self.lock_timeout
+        ):
             yield
 
     @contextmanager

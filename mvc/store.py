@@ -44,6 +44,16 @@ class ObjectStore:
     def has(self, oid: str) -> bool:
         return self.storage.exists(object_key(oid))
 
+    def has_file(self, manifest_id: str) -> bool:
+        """Whether a file manifest and every chunk it names are present."""
+        if not self.has(manifest_id):
+            return False
+        try:
+            manifest = self.get_manifest(manifest_id)
+        except (NotFound, CorruptObject):
+            return False
+        return all(self.has(ref.id) for ref in manifest.chunks)
+
     def iter_ids(self) -> Iterator[ObjectId]:
         for fan in self.storage.list(OBJECTS):
             if len(fan) != 2:
@@ -83,7 +93,7 @@ class ObjectStore:
         data = encode_object(obj)
         oid = hash_bytes(data)
         if not self.has(oid):
-            self.storage.write(object_key(oid), codec.encode(data, compress=True))
+            self.storage.write(object_key(oid), codec.encode(data, compress=True, meta=True))
         return oid
 
     def write_stored(self, oid: ObjectId, stored: bytes, *, verify: bool = True) -> None:
@@ -115,7 +125,9 @@ class ObjectStore:
         try:
             data = codec.decode(stored, self.get_bytes)
         except CorruptObject as exc:
-            raise CorruptObject(f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid) from exc
+            raise CorruptObject(
+                f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
+            ) from exc
         if hash_bytes(data) != oid:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
@@ -160,7 +172,9 @@ class ObjectStore:
         for ref in manifest.chunks:
             data = self.get_bytes(ref.id)
             if len(data) != ref.size:
-                raise CorruptObject(f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id)
+                raise CorruptObject(
+                    f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
+                )
             hasher.update(data)
             yield data
         if hasher.hexdigest() != manifest.b3:

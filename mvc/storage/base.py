@@ -6,6 +6,7 @@ Keys are relative '/'-separated paths. Every key that reaches a backend passes
 
 from __future__ import annotations
 
+import builtins
 import re
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -55,7 +56,7 @@ class Storage(Protocol):
 
     def size(self, key: str) -> int: ...
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         """Names directly below the folder ``prefix`` ('' for the root); [] if none."""
         ...
 

@@ -7,6 +7,7 @@ temp file into place, which fails if the name exists: create-if-absent with full
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 import secrets
@@ -35,7 +36,9 @@ def _fsync_dir(path: str) -> None:
 
 def _disk_error(exc: OSError, what: str) -> MvcError:
     if exc.errno == errno.ENOSPC:
-        return MvcError(f"disk full while writing {what}", hint="free space, then run the command again")
+        return MvcError(
+            f"disk full while writing {what}", hint="free space, then run the command again"
+        )
     return MvcError(f"cannot write {what}: {exc.strerror or exc}")
 
 
@@ -123,7 +126,7 @@ class LocalStorage:
         except FileNotFoundError as exc:
             raise NotFound(f"{key} not found in {self.url}") from exc
 
-    def list(self, prefix: str) -> list[str]:
+    def list(self, prefix: str) -> builtins.list[str]:
         folder = self.path(prefix) if prefix else self.root
         try:
             names = os.listdir(folder)
@@ -152,7 +155,7 @@ class LocalStorage:
     def local_path(self, key: str) -> str | None:
         return self.path(key)
 
-    def stale_temp_files(self, older_than: float) -> list[str]:
+    def stale_temp_files(self, older_than: float) -> builtins.list[str]:
         """Temp files left by killed writers, for gc to remove."""
         found = []
         now = time.time()

@@ -61,7 +61,9 @@ def safe_target(root: str, rel: str) -> str:
             )
         last = index == len(parts) - 1
         if not last and not stat.S_ISDIR(info.st_mode):
-            raise InvalidInput(f"refusing to write {rel!r}: {os.path.relpath(current, root)!r} is not a folder")
+            raise InvalidInput(
+                f"refusing to write {rel!r}: {os.path.relpath(current, root)!r} is not a folder"
+            )
         if last and not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"refusing to write {rel!r}: a non-file is in the way")
     return os.path.join(root, *parts)

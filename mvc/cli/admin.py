@@ -1,0 +1,188 @@
+"""Store care and setup: fsck, gc, repack, config, shell-init."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from mvc.cli.common import JsonOption, handles_errors, open_repo
+from mvc.cli.output import Output, human_size
+from mvc.errors import CorruptObject, UsageError
+
+config_app = typer.Typer(
+    help="Read and change configuration (.mvc/config.yaml).", no_args_is_help=True
+)
+
+
+def register(app: typer.Typer) -> None:
+    commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init]
+    for command in commands:
+        app.command(name=command.__name__.replace("_", "-"))(handles_errors(command))
+    config_commands: list[Callable[..., None]] = [config_get, config_set, config_unset, config_list]
+    for command in config_commands:
+        config_app.command(name=command.__name__.split("_", 1)[1])(handles_errors(command))
+    app.add_typer(config_app, name="config")
+
+
+def fsck(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Verify every object (hash) and every ref (log and closure). Exit 12 on damage."""
+    from mvc.ops.maintenance import fsck as do_fsck
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    report = do_fsck(repo, progress=out.progress())
+    if as_json:
+        out.json(report.to_json())
+    else:
+        for problem in report.problems:
+            out.line(f"{problem.kind:8} {problem.object or '-'}  {problem.detail}")
+        out.info(
+            f"checked {report.objects_checked} objects and {report.refs_checked} refs: "
+            f"{report.reachable} reachable, {report.dangling} dangling, "
+            f"{len(report.problems)} problems"
+        )
+    if not report.ok:
+        raise CorruptObject(f"the store has {len(report.problems)} problem(s)")
+
+
+def gc(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="Only say what would be deleted.")
+    ] = False,
+    grace: Annotated[
+        str | None,
+        typer.Option("--grace", help="Keep unreachable objects younger than this (e.g. 2h, 0s)."),
+    ] = None,
+    no_repack: Annotated[
+        bool, typer.Option("--no-repack", help="Do not compress loose objects.")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete objects no branch, tag, channel or recent ref-log entry reaches, then repack.
+
+    Example: mvc gc --dry-run
+    """
+    from mvc.config import validate
+    from mvc.ops.maintenance import gc as do_gc
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    result = do_gc(
+        repo,
+        dry_run=dry_run,
+        grace=validate("gc.grace", grace) if grace else None,
+        repack_objects=False if no_repack else None,
+        progress=out.progress(),
+    )
+    if as_json:
+        out.json(result.to_json())
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out.info(
+        f"{verb} {len(result.deleted)} unreachable objects ({human_size(result.deleted_bytes)}); "
+        f"kept {result.reachable} reachable and {result.kept_young} recent ones"
+    )
+    if result.repack and result.repack.compressed:
+        r = result.repack
+        out.info(
+            f"compressed {r.compressed} objects: {human_size(r.bytes_before)} -> {human_size(r.bytes_after)}"
+        )
+
+
+def repack(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """Compress loose objects where it pays (byte-grouped floats, zstd). Ids never change."""
+    from mvc.ops.maintenance import repack as do_repack
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    result = do_repack(repo, progress=out.progress())
+    if as_json:
+        out.json(result.to_json())
+        return
+    out.info(
+        f"examined {result.examined} objects, compressed {result.compressed}: "
+        f"{human_size(result.bytes_before)} -> {human_size(result.bytes_after)}"
+    )
+
+
+def config_get(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="e.g. user.name")],
+    as_json: bool = JsonOption,
+) -> None:
+    """Print one configuration value (merged: user < store < environment)."""
+    from mvc.config import KEYS
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    if key not in KEYS and not key.startswith("remote."):
+        raise UsageError(
+            f"unknown config key {key!r}", hint="known keys: " + ", ".join(sorted(KEYS))
+        )
+    value = repo.config.get(key)
+    if as_json:
+        out.json({"key": key, "value": value, "source": repo.config.source(key)})
+    elif value is not None:
+        out.line(str(value).lower() if isinstance(value, bool) else str(value))
+
+
+def config_set(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="e.g. user.name")],
+    value: Annotated[str, typer.Argument(help="The new value.")],
+) -> None:
+    """Set a value in the store's config (validated).
+
+    Example: mvc config set user.name "Ada Lovelace"
+    """
+    from mvc.config import validate
+
+    repo = open_repo(ctx)
+    parsed = validate(key, value)
+    with repo.editing_config() as values:
+        values[key] = parsed
+
+
+def config_unset(
+    ctx: typer.Context, key: Annotated[str, typer.Argument(help="e.g. user.name")]
+) -> None:
+    """Remove a value from the store's config."""
+    repo = open_repo(ctx)
+    with repo.editing_config() as values:
+        if key not in values:
+            raise UsageError(f"{key} is not set in {repo.config_path}")
+        del values[key]
+
+
+def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """List every configuration value with where it comes from."""
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    items = repo.config.items()
+    if as_json:
+        out.json(
+            {
+                k: {"value": v, "source": repo.config.source(k) or "default"}
+                for k, v in sorted(items.items())
+            }
+        )
+        return
+    for key, value in sorted(items.items()):
+        shown = str(value).lower() if isinstance(value, bool) else value
+        out.line(f"{key}={shown}  # {repo.config.source(key) or 'default'}")
+
+
+def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash") -> None:
+    """Print a shell function `mv` that forwards mvc's subcommands to mvc.
+
+    It forwards only when the first word is an mvc subcommand and no file or folder of that
+    name exists here, so `mv models backup/` still moves a folder called `models`.
+
+    Example: eval "$(mvc shell-init bash)"
+    """
+    from mvc.cli.shell import shell_function
+
+    Output().line(shell_function(shell))

@@ -1,0 +1,141 @@
+"""What every command shares: the error edge, opening the store, and option parsing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import typer
+
+from mvc.cli.output import Output
+from mvc.errors import EXIT_ERROR, EXIT_INTERRUPTED, MvcError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+JsonOption = typer.Option(
+    False, "--json", help="Print a JSON document on stdout (stable shape, see docs/cli.md)."
+)
+
+
+@dataclass
+class State:
+    lock_timeout: float | None = None
+
+
+def state(ctx: typer.Context) -> State:
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
+
+
+def open_repo(ctx: typer.Context) -> Any:
+    """The store for this command: MVC_DIR if set, else found walking up from here."""
+    from mvc.repo import Repo
+
+    overrides: dict[str, Any] = {}
+    lock_timeout = state(ctx).lock_timeout
+    if lock_timeout is not None:
+        overrides["core.lock_timeout"] = lock_timeout
+    explicit = os.environ.get("MVC_DIR")
+    if explicit:
+        return Repo(explicit, overrides=overrides)
+    return Repo.discover(overrides=overrides)
+
+
+def handles_errors(func: F) -> F:
+    """The one place errors become messages and exit codes (docs/exit-codes.md)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = Output()
+        try:
+            return func(*args, **kwargs)
+        except MvcError as exc:
+            if os.environ.get("MVC_DEBUG"):
+                traceback.print_exc()
+            if exc.exit_code == 0:
+                out.info(exc.message)
+            else:
+                out.error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            out.error("interrupted; refs and your files are as they were before this command")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # The reader went away (`mvc log | head`): not an error of ours.
+            try:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+            except OSError:
+                pass
+            raise typer.Exit(0) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:  # the CLI's outer edge: anything else is a bug of ours
+            if os.environ.get("MVC_DEBUG"):
+                traceback.print_exc()
+            out.error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "run again with MVC_DEBUG=1 for a traceback, and report it",
+            )
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_value(text: str) -> Any:
+    """``--param`` values: numbers and booleans become JSON numbers and booleans."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        if kind is float and value != value or value in (float("inf"), float("-inf")):
+            break
+        return value
+    return text
+
+
+def parse_pairs(items: list[str] | None, what: str, *, numeric: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"{what} {item!r} is not KEY=VALUE", hint=f"e.g. --{what} lr=2e-5")
+        parsed = parse_value(value)
+        if numeric and (isinstance(parsed, bool) or not isinstance(parsed, int | float)):
+            raise UsageError(f"{what} {key!r} must be a number, got {value!r}")
+        out[key] = parsed
+    return out
+
+
+def read_metrics_file(path: str) -> dict[str, Any]:
+    import json
+    import math
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError as exc:
+        raise UsageError(f"metrics file {path} does not exist") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"metrics file {path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UsageError(f"metrics file {path} must hold a JSON object of name: number")
+    for key, value in data.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise UsageError(f"metrics file {path}: {key!r} is not a finite number")
+    return data

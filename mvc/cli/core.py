@@ -1,0 +1,448 @@
+"""Everyday commands: init, commit, status, log, show, ls, cat, checkout, branch, tag, models."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from mvc.cli.common import JsonOption, handles_errors, open_repo, parse_pairs, read_metrics_file
+from mvc.cli.output import Output, human_size
+
+SpecArg = Annotated[
+    str,
+    typer.Argument(help="Version spec: MODEL[@REV][~N] (see docs/specs.md).", show_default=False),
+]
+
+
+def register(app: typer.Typer) -> None:
+    for command in (init, commit, status, log, show, ls, cat, checkout, branch, tag, models):
+        app.command(name=command.__name__.rstrip("_"))(handles_errors(command))
+
+
+def init(
+    path: Annotated[str, typer.Argument(help="Folder to create the store in.")] = ".",
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a store (.mvc/) here or in PATH.
+
+    Inside a git work tree, .mvc/ is added to the .gitignore at the top of that tree.
+
+    Example: mvc init
+    """
+    from mvc.ops.setup import init_store
+
+    result = init_store(path)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(result.to_json())
+        return
+    out.info(f"Initialised an empty mvc store in {result.store_dir}")
+    if result.gitignore:
+        out.info(f"Added .mvc/ to {result.gitignore}")
+
+
+def commit(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="Folder or file to commit.")] = ".",
+    message: Annotated[str, typer.Option("-m", "--message", help="What changed and why.")] = "",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Model name (default: the bound model, else the folder name)."
+        ),
+    ] = None,
+    branch: Annotated[
+        str | None,
+        typer.Option("--branch", "-b", help="Commit onto this branch (needed on a detached HEAD)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Hyper-parameter KEY=VALUE (repeatable)."),
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", help="Metric KEY=NUMBER (repeatable).")
+    ] = None,
+    metrics_file: Annotated[
+        str | None, typer.Option("--metrics", help="JSON file of metric: number.")
+    ] = None,
+    bind: Annotated[
+        bool, typer.Option("--bind", help="Make PATH the model's working folder.")
+    ] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="Store malformed safetensors files as opaque bytes.")
+    ] = False,
+    follow_symlinks: Annotated[
+        bool,
+        typer.Option("--follow-symlinks", help="Store what symlinks outside the folder point to."),
+    ] = False,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Record a version even if nothing changed.")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Record PATH as the next version of a model and print its id.
+
+    Examples:
+      mvc commit models/bert -m "baseline"
+      mvc commit models/bert -m "retrained" --param lr=2e-5 --metric accuracy=0.913
+      mvc commit out/run-17 --model bert -m "nightly"     # CI: next version on bert's branch
+    """
+    from mvc.ops.commit import commit as do_commit
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    metrics = parse_pairs(metric, "metric", numeric=True)
+    if metrics_file:
+        metrics = {**read_metrics_file(metrics_file), **metrics}
+    result = do_commit(
+        repo,
+        path,
+        message=message,
+        model=model,
+        branch=branch,
+        params=parse_pairs(param, "param"),
+        metrics=metrics,
+        bind=bind,
+        raw=raw,
+        follow_symlinks=follow_symlinks,
+        allow_empty=allow_empty,
+        progress=out.progress(),
+    )
+    if as_json:
+        out.json(result.to_json())
+        return
+    if not result.created:
+        out.info(f"nothing changed in {path} since {result.model}@{result.branch}; no new version")
+        return
+    assert result.version_id
+    out.line(result.version_id)
+    changes = (
+        f"{len(result.added)} added, {len(result.modified)} modified, {len(result.removed)} removed"
+    )
+    out.info(
+        f"[bold]{result.model}@{result.branch}[/bold] {result.version_id[:12]}: {changes}; "
+        f"{result.new_chunks} new chunks ({human_size(result.new_bytes)})"
+    )
+
+
+def status(
+    ctx: typer.Context,
+    model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show which working folders differ from their HEAD (unchanged files are not re-read).
+
+    Exit code 0 either way; use --json for scripts.
+    """
+    from mvc.ops.worktrees import status as do_status
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    results = do_status(repo, model, progress=out.progress())
+    if as_json:
+        out.json([r.to_json() for r in results])
+        return
+    if not results:
+        out.info("no working folders yet; `mvc commit FOLDER` makes one")
+    for item in results:
+        head = f"on {item.branch}" if item.branch else f"detached at {(item.version or '')[:12]}"
+        if not item.exists:
+            out.line(f"{item.model} ({item.path}, {head}): folder is missing")
+            continue
+        if item.clean:
+            out.line(f"{item.model} ({item.path}, {head}): clean")
+            continue
+        out.line(f"{item.model} ({item.path}, {head}):")
+        for label, paths in (
+            ("modified", item.modified),
+            ("added", item.added),
+            ("removed", item.removed),
+        ):
+            for p in paths:
+                out.line(f"  {label:9} {p}")
+
+
+def log(
+    ctx: typer.Context,
+    spec: SpecArg,
+    limit: Annotated[
+        int | None, typer.Option("-n", "--limit", help="Show at most N versions.")
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List versions newest first, following first parents.
+
+    Example: mvc log bert -n 5
+    """
+    from mvc.ops.inspect import log as do_log
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    entries = list(do_log(repo, spec, limit=limit))
+    if as_json:
+        out.json([e.to_json() for e in entries])
+        return
+    for entry in entries:
+        v = entry.version
+        first = v.message.splitlines()[0] if v.message else ""
+        extras = " ".join(f"{k}={val}" for k, val in sorted(v.metrics.items()))
+        out.line(
+            f"{entry.id[:12]}  {v.time}  {v.author}  {first}" + (f"  [{extras}]" if extras else "")
+        )
+
+
+def show(
+    ctx: typer.Context,
+    spec: SpecArg,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show a version: metadata, files with size and blake3, and a tensor summary.
+
+    Example: mvc show bert@main~1
+    """
+    from mvc.ops.inspect import show as do_show
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    details = do_show(repo, spec)
+    if as_json:
+        out.json(details.to_json())
+        return
+    v = details.version
+    out.line(f"version  {details.resolved.version}")
+    out.line(f"model    {v.model}")
+    names = "; ".join(f"{kind}: {', '.join(n)}" for kind, n in details.names.items() if n)
+    if names:
+        out.line(f"names    {names}")
+    for parent in v.parents:
+        out.line(f"parent   {parent}")
+    out.line(f"author   {v.author}")
+    out.line(f"time     {v.time}")
+    if v.git:
+        out.line(
+            f"git      {v.git.get('commit', '')[:12]}{' (dirty)' if v.git.get('dirty') else ''}"
+        )
+    for label, mapping in (("params", v.params), ("metrics", v.metrics)):
+        if mapping:
+            out.line(f"{label:8} " + ", ".join(f"{k}={val}" for k, val in sorted(mapping.items())))
+    for key, value in sorted(v.lineage.items()):
+        out.line(f"{key:8} {value}")
+    out.line("")
+    for line in (v.message or "").splitlines():
+        out.line(f"    {line}")
+    out.line("")
+    for info in details.files:
+        note = f"  ({info.note})" if info.note else ""
+        out.line(f"{info.entry.b3}  {human_size(info.entry.size):>10}  {info.path}{note}")
+        if info.tensors:
+            dtypes = ", ".join(f"{d}: {n:,}" for d, n in sorted(info.tensors.dtypes.items()))
+            out.line(
+                f"{'':64}  {'':>10}    {info.tensors.count} tensors, {info.tensors.parameters:,} parameters ({dtypes})"
+            )
+
+
+def ls(
+    ctx: typer.Context,
+    spec: SpecArg,
+    long: Annotated[bool, typer.Option("-l", "--long", help="Show size and blake3.")] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """List the files of a version.
+
+    Example: mvc ls bert@v1.0.0 -l
+    """
+    from mvc.ops.inspect import tree_of
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    _resolved, tree = tree_of(repo, spec)
+    if as_json:
+        out.json(
+            [
+                {
+                    "path": p,
+                    "size": e.size,
+                    "blake3": e.b3,
+                    "kind": e.kind,
+                    "executable": e.executable,
+                }
+                for p, e in sorted(tree.files.items())
+            ]
+        )
+        return
+    for path, entry in sorted(tree.files.items()):
+        out.line(f"{entry.b3[:12]}  {entry.size:>14}  {path}" if long else path)
+
+
+def cat(
+    ctx: typer.Context,
+    spec: SpecArg,
+    path: Annotated[str, typer.Argument(help="Path of the file inside the version.")],
+) -> None:
+    """Write one file of a version to stdout, verified as it streams.
+
+    Example: mvc cat bert@v1.0.0 config.json | jq .
+    """
+    from mvc.ops.inspect import cat as do_cat
+
+    repo = open_repo(ctx)
+    out = Output()
+    for chunk in do_cat(repo, spec, path):
+        out.write_bytes(chunk)
+
+
+def checkout(
+    ctx: typer.Context,
+    spec: SpecArg,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Materialise into this folder instead of the working folder."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Overwrite uncommitted changes.")
+    ] = False,
+    bind: Annotated[
+        bool, typer.Option("--bind", help="Make --to the model's working folder.")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Restore a version into the model's working folder (or --to DIR).
+
+    A branch name checks out that branch; any other spec detaches HEAD.
+
+    Examples:
+      mvc checkout bert@main~1
+      mvc checkout bert@v1.0.0 --to ../bert-v1
+    """
+    from mvc.ops.worktrees import checkout as do_checkout
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    result = do_checkout(repo, spec, to=to, force=force, bind=bind, progress=out.progress())
+    if as_json:
+        out.json(result.to_json())
+        return
+    where = os.path.relpath(result.path)
+    head = f"on branch {result.head}" if result.head else f"detached at {result.version[:12]}"
+    out.info(
+        f"{result.model} {result.version[:12]} in {where}: {len(result.written)} written "
+        f"({human_size(result.bytes_written)}), {len(result.removed)} removed, {result.unchanged} unchanged"
+        + (f"; {head}" if result.bound else "")
+    )
+
+
+def branch(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    name: Annotated[str | None, typer.Argument(help="Branch to create (omit to list).")] = None,
+    rev: Annotated[str | None, typer.Argument(help="Where it starts (default: HEAD).")] = None,
+    delete: Annotated[
+        str | None, typer.Option("-d", "--delete", help="Delete this branch.")
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """List, create or delete branches of a model.
+
+    Examples:
+      mvc branch bert                   # list
+      mvc branch bert experiment        # create at HEAD
+      mvc branch bert -d experiment     # delete
+    """
+    from mvc.ops import names
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    if delete:
+        entry = names.delete_branch(repo, model, delete)
+        out.json(entry.to_json()) if as_json else out.info(
+            f"deleted branch {delete} (was {(entry.old or '')[:12]})"
+        )
+        return
+    if name:
+        entry = names.create_branch(repo, model, name, rev)
+        out.json(entry.to_json()) if as_json else out.info(
+            f"created branch {name} at {(entry.new or '')[:12]}"
+        )
+        return
+    refs = names.list_refs(repo, model, "heads")
+    if as_json:
+        out.json([r.to_json() for r in refs])
+        return
+    for ref in refs:
+        out.line(f"{'*' if ref.current else ' '} {ref.name:30} {(ref.target or '')[:12]}")
+
+
+def tag(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    name: Annotated[
+        str | None, typer.Argument(help="Tag to create, e.g. v1.0.0 (omit to list).")
+    ] = None,
+    rev: Annotated[str | None, typer.Argument(help="Version to tag (default: HEAD).")] = None,
+    message: Annotated[str, typer.Option("-m", "--message", help="Why this tag.")] = "",
+    delete: Annotated[
+        str | None,
+        typer.Option(
+            "-d", "--delete", help="Delete this tag (needs --force; the name stays reserved)."
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Confirm a deletion.")] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """List, create or delete immutable tags. A tag name never points at another version.
+
+    Examples:
+      mvc tag bert v1.0.0
+      mvc tag bert v1.1.0 main~2
+      mvc tag bert
+    """
+    from mvc.ops import names
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    if delete:
+        entry = names.delete_tag(repo, model, delete, force=force)
+        out.json(entry.to_json()) if as_json else out.info(
+            f"deleted tag {delete}; the name stays reserved"
+        )
+        return
+    if name:
+        entry = names.create_tag(repo, model, name, rev, message)
+        if as_json:
+            out.json(entry.to_json())
+        else:
+            out.line(f"{model}@{name} {entry.new}")
+        return
+    refs = names.list_refs(repo, model, "tags")
+    if as_json:
+        out.json([r.to_json() for r in refs])
+        return
+    for ref in refs:
+        out.line(f"{ref.name:30} {(ref.target or '')[:12]}")
+
+
+def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
+    """List every model in the store: latest version, branches, tags, channels."""
+    from mvc.ops.inspect import models as do_models
+
+    repo = open_repo(ctx)
+    out = Output(as_json=as_json)
+    found = do_models(repo)
+    if as_json:
+        out.json([m.to_json() for m in found])
+        return
+    if not found:
+        out.info("no models yet; `mvc commit FOLDER` records the first version")
+    for m in found:
+        extras = []
+        if m.tags:
+            extras.append("tags: " + ", ".join(m.tags[-5:]))
+        if m.channels:
+            extras.append("channels: " + ", ".join(m.channels))
+        out.line(
+            f"{m.model:24} {(m.latest or '')[:12]}  {m.latest_time or ''}  branches: "
+            + ", ".join(m.branches)
+            + ("  " + "  ".join(extras) if extras else "")
+        )

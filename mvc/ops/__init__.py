@@ -1,0 +1,1 @@
+"""Use cases over a Repo. They return result values and never print or exit."""

@@ -1,0 +1,197 @@
+"""``commit``: snapshot a folder or file as the next version of a model.
+
+Order of work keeps the store's invariants: objects first (under the shared objects lock so
+gc waits), then the branch moves by compare-and-swap, then the working-folder binding. A branch
+that moved meanwhile fails the commit with RefConflict: no update is lost.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.errors import MvcError, RefConflict, UsageError
+from mvc.ids import ObjectId, short
+from mvc.objects import Version
+from mvc.ops.gitinfo import git_state
+from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
+from mvc.progress import Progress
+from mvc.refnames import branch as branch_ref
+from mvc.refnames import validate_branch, validate_model
+from mvc.repo import Binding, Repo
+
+
+@dataclass
+class CommitResult:
+    model: str
+    branch: str
+    created: bool
+    version_id: ObjectId | None
+    version: Version | None
+    parent: ObjectId | None
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    hashed_files: int = 0
+    hashed_bytes: int = 0
+    new_chunks: int = 0
+    new_bytes: int = 0
+    bound: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "branch": self.branch,
+            "created": self.created,
+            "version": self.version_id,
+            "parent": self.parent,
+            "added": self.added,
+            "modified": self.modified,
+            "removed": self.removed,
+            "hashed_files": self.hashed_files,
+            "hashed_bytes": self.hashed_bytes,
+            "new_chunks": self.new_chunks,
+            "new_bytes": self.new_bytes,
+            "bound": self.bound,
+        }
+
+
+def model_name_for(repo: Repo, target: str) -> str:
+    binding = repo.binding_for_path(target) if os.path.isdir(target) else None
+    if binding:
+        return binding.model
+    base = os.path.basename(os.path.abspath(target))
+    if os.path.isfile(target):
+        base = base.split(".", 1)[0] or base
+    try:
+        return validate_model(base)
+    except MvcError as exc:
+        raise UsageError(f"cannot use {base!r} as a model name", hint="pass --model NAME") from exc
+
+
+def _plan_branch(
+    repo: Repo, model: str, target: str, branch: str | None
+) -> tuple[str, ObjectId | None, ObjectId | None, Binding | None]:
+    """(branch to move, its expected value, parent version, the target's binding if bound)."""
+    binding = repo.binding(model)
+    is_bound_folder = bool(
+        binding and os.path.isdir(target) and binding.path == repo.relpath(target)
+    )
+    if branch is not None:
+        validate_branch(branch)
+    if is_bound_folder and binding and binding.branch is None:
+        if branch is None:
+            raise UsageError(
+                f"{binding.path} is at version {short(binding.version or '')} (detached HEAD); "
+                "a commit there must start a branch",
+                hint=f"mvc commit {binding.path} --branch NAME",
+            )
+        tip = repo.refs.get(branch_ref(model, branch))
+        if tip is not None and tip != binding.version:
+            raise RefConflict(
+                f"branch {branch!r} of {model!r} exists at {short(tip)}, not at the checked-out "
+                f"version {short(binding.version or '')}",
+                hint=f"choose a new branch name, or `mvc checkout {model}@{branch}` first",
+            )
+        return branch, tip, binding.version, binding
+    if branch is None:
+        branch = binding.branch if binding and binding.branch else "main"
+    tip = repo.refs.get(branch_ref(model, branch))
+    if tip is None and is_bound_folder and binding and binding.branch:
+        # A new branch named on a bound folder starts from the version checked out there.
+        head = repo.refs.get(branch_ref(model, binding.branch))
+        return branch, None, head, binding if is_bound_folder else None
+    return branch, tip, tip, binding if is_bound_folder else None
+
+
+def commit(
+    repo: Repo,
+    target: str,
+    *,
+    message: str,
+    model: str | None = None,
+    branch: str | None = None,
+    params: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    lineage: dict[str, Any] | None = None,
+    bind: bool = False,
+    raw: bool = False,
+    follow_symlinks: bool = False,
+    allow_empty: bool = False,
+    progress: Progress | None = None,
+) -> CommitResult:
+    target = os.path.abspath(target)
+    model = validate_model(model) if model else model_name_for(repo, target)
+    branch_name, expected, parent, bound = _plan_branch(repo, model, target, branch)
+    is_folder = os.path.isdir(target)
+    cache = stat_cache_for(repo, target) if is_folder else None
+    with repo.writing_objects():
+        snap: Snapshot = snapshot(
+            repo,
+            target,
+            store=True,
+            raw=raw,
+            follow_symlinks=follow_symlinks,
+            cache=cache,
+            progress=progress,
+        )
+        parent_tree = (
+            repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None
+        )
+        added, modified, removed = changed_paths(parent_tree, snap.tree)
+        result = CommitResult(
+            model,
+            branch_name,
+            False,
+            None,
+            None,
+            parent,
+            added,
+            modified,
+            removed,
+            len(snap.hashed),
+            snap.hashed_bytes,
+            snap.new_chunks,
+            snap.new_bytes,
+        )
+        unchanged = parent is not None and repo.objects.get_version(parent).tree == snap.tree_id
+        if unchanged and not allow_empty:
+            if cache is not None:
+                cache.save()
+            return result
+        version = Version(
+            model=model,
+            tree=snap.tree_id,
+            parents=(parent,) if parent else (),
+            author=repo.identity(),
+            time=repo.now(),
+            message=message,
+            params=dict(params or {}),
+            metrics=dict(metrics or {}),
+            git=git_state(target if is_folder else os.path.dirname(target)),
+            lineage=dict(lineage or {}),
+        )
+        version_id = repo.objects.put_meta(version)
+    try:
+        repo.refs.set_if_equals(
+            branch_ref(model, branch_name),
+            expected,
+            version_id,
+            f"commit: {message.splitlines()[0] if message else ''}",
+        )
+    except RefConflict as exc:
+        raise RefConflict(
+            f"branch {branch_name!r} of {model!r} moved while committing "
+            f"(another commit landed first); version {short(version_id)} was stored but not recorded",
+            hint=f"look at `mvc log {model}`, then commit again",
+        ) from exc
+    result.created = True
+    result.version_id = version_id
+    result.version = version
+    if is_folder and (bound is not None or bind or repo.binding(model) is None):
+        repo.set_binding(Binding(model, repo.relpath(target), branch_name))
+        result.bound = True
+    if cache is not None:
+        cache.save()
+    return result

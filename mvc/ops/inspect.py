@@ -1,0 +1,225 @@
+"""Read-only views: log, show, ls, cat and the list of models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.errors import InvalidInput, NotFound
+from mvc.ids import ObjectId
+from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.ops.specs import Resolved, resolve
+from mvc.refnames import CHANNELS, HEADS, TAGS
+from mvc.repo import Repo
+
+
+@dataclass
+class LogEntry:
+    id: ObjectId
+    version: Version
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **_version_json(self.version)}
+
+
+def _version_json(version: Version) -> dict[str, Any]:
+    data = version.to_json()
+    data.pop("type")
+    data.pop("format")
+    return data
+
+
+def log(repo: Repo, spec: str, *, limit: int | None = None) -> Iterator[LogEntry]:
+    """Versions newest first along first parents (``--first-parent`` history)."""
+    current: ObjectId | None = resolve(repo, spec).version
+    count = 0
+    while current and (limit is None or count < limit):
+        try:
+            version = repo.objects.get_version(current)
+        except NotFound:
+            return  # history beyond a partial pull is simply not here
+        yield LogEntry(current, version)
+        count += 1
+        current = version.parents[0] if version.parents else None
+
+
+@dataclass
+class TensorSummary:
+    count: int
+    parameters: int
+    dtypes: dict[str, int]  # dtype -> parameter count
+    metadata: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tensors": self.count,
+            "parameters": self.parameters,
+            "dtypes": self.dtypes,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass
+class FileInfo:
+    path: str
+    entry: TreeEntry
+    tensors: TensorSummary | None = None
+
+    @property
+    def note(self) -> str | None:
+        return "pickle: unsafe to load" if self.entry.kind == KIND_PICKLE else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "size": self.entry.size,
+            "blake3": self.entry.b3,
+            "kind": self.entry.kind,
+            "executable": self.entry.executable,
+            "manifest": self.entry.manifest,
+            "note": self.note,
+            "tensors": self.tensors.to_json() if self.tensors else None,
+        }
+
+
+@dataclass
+class VersionDetails:
+    resolved: Resolved
+    version: Version
+    files: list[FileInfo]
+    names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.resolved.version,
+            **_version_json(self.version),
+            "files": [f.to_json() for f in self.files],
+            "size": sum(f.entry.size for f in self.files),
+            "names": self.names,
+        }
+
+
+def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
+    if entry.kind != KIND_SAFETENSORS:
+        return None
+    from mvc.formats.safetensors import parse_header
+
+    manifest = repo.objects.get_manifest(entry.manifest)
+    if not manifest.chunks:
+        return None
+    head = repo.objects.get_bytes(manifest.chunks[0].id)
+    try:
+        header = parse_header(head, manifest.size, "stored file")
+    except InvalidInput:
+        return None
+    dtypes: dict[str, int] = {}
+    total = 0
+    for tensor in header.tensors:
+        count = 1
+        for dim in tensor.shape:
+            count *= dim
+        dtypes[tensor.dtype] = dtypes.get(tensor.dtype, 0) + count
+        total += count
+    return TensorSummary(len(header.tensors), total, dtypes, dict(header.metadata))
+
+
+def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
+    from mvc.ops.specs import channel_arm
+
+    found: dict[str, list[str]] = {"branches": [], "tags": [], "channels": []}
+    for ref in repo.refs.list_refs(model=model):
+        if ref.kind == CHANNELS:
+            try:
+                if channel_arm(repo, model, ref.name, "stable") == version:
+                    found["channels"].append(ref.name)
+            except NotFound:
+                pass
+        elif repo.refs.get(ref) == version:
+            found["branches" if ref.kind == HEADS else "tags"].append(ref.name)
+    return found
+
+
+def show(repo: Repo, spec: str, *, tensors: bool = True) -> VersionDetails:
+    resolved = resolve(repo, spec)
+    version = repo.objects.get_version(resolved.version)
+    tree = repo.objects.get_tree(version.tree)
+    files = [
+        FileInfo(path, entry, tensor_summary(repo, entry) if tensors else None)
+        for path, entry in sorted(tree.files.items())
+    ]
+    return VersionDetails(
+        resolved, version, files, names_at(repo, resolved.model, resolved.version)
+    )
+
+
+def tree_of(repo: Repo, spec: str) -> tuple[Resolved, Tree]:
+    resolved = resolve(repo, spec)
+    return resolved, repo.objects.get_tree(repo.objects.get_version(resolved.version).tree)
+
+
+def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
+    """One file of a version, verified chunk by chunk."""
+    resolved, tree = tree_of(repo, spec)
+    entry = tree.files.get(path)
+    if entry is None:
+        raise NotFound(
+            f"{path!r} is not in {resolved.model}@{resolved.version[:12]}",
+            hint=f"list its files with `mvc ls {spec}`",
+        )
+    return repo.objects.iter_file(repo.objects.get_manifest(entry.manifest), path)
+
+
+@dataclass
+class ModelSummary:
+    model: str
+    latest: ObjectId | None
+    latest_time: str | None
+    branches: list[str]
+    tags: list[str]
+    channels: list[str]
+    path: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "latest": self.latest,
+            "latest_time": self.latest_time,
+            "branches": self.branches,
+            "tags": self.tags,
+            "channels": self.channels,
+            "path": self.path,
+        }
+
+
+def models(repo: Repo) -> list[ModelSummary]:
+    out = []
+    for model in repo.refs.models():
+        refs = repo.refs.list_refs(model=model)
+        if not refs:
+            continue
+        branches = [r.name for r in refs if r.kind == HEADS]
+        tips = [repo.refs.get(r) for r in refs if r.kind == HEADS]
+        newest: tuple[str, ObjectId] | None = None
+        for tip in tips:
+            if tip is None:
+                continue
+            try:
+                when = repo.objects.get_version(tip).time
+            except NotFound:
+                continue
+            if newest is None or when > newest[0]:
+                newest = (when, tip)
+        binding = repo.binding(model)
+        out.append(
+            ModelSummary(
+                model,
+                newest[1] if newest else None,
+                newest[0] if newest else None,
+                branches,
+                [r.name for r in refs if r.kind == TAGS],
+                [r.name for r in refs if r.kind == CHANNELS],
+                binding.path if binding else None,
+            )
+        )
+    return out

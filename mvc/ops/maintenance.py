@@ -1,0 +1,320 @@
+"""fsck, gc and repack: verifying, collecting and compacting the store.
+
+gc holds the objects lock exclusively (every object writer holds it shared) and the refs lock,
+so it never deletes while another process writes. It keeps everything reachable from every ref's
+current value and their whole histories (parents, deployment records), from ref-log entries
+younger than the grace period, and every object younger than the grace period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc import codec
+from mvc.errors import CorruptObject, MvcError, NotFound
+from mvc.ids import ObjectId
+from mvc.objects import child_ids, history_ids
+from mvc.progress import NullProgress, Progress
+from mvc.refs import RefStore
+from mvc.repo import Repo
+from mvc.store import ObjectStore, object_key
+
+
+@dataclass
+class Problem:
+    kind: str  # corrupt, missing, ref
+    object: str | None
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "object": self.object, "detail": self.detail}
+
+
+@dataclass
+class FsckReport:
+    objects_checked: int = 0
+    refs_checked: int = 0
+    reachable: int = 0
+    dangling: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "objects_checked": self.objects_checked,
+            "refs_checked": self.refs_checked,
+            "reachable": self.reachable,
+            "dangling": self.dangling,
+            "problems": [p.to_json() for p in self.problems],
+        }
+
+
+def walk_reachable(
+    objects: ObjectStore,
+    roots: Iterable[ObjectId],
+    *,
+    missing: list[tuple[ObjectId, str]] | None = None,
+    history: bool = True,
+) -> set[ObjectId]:
+    """Every object reachable from ``roots`` (closure and, with ``history``, ancestry).
+
+    Chunks are recognised without decoding them: only metadata objects are parsed. Objects
+    that are absent are reported in ``missing`` (with who needed them) and not followed.
+    """
+    seen: set[ObjectId] = set()
+    stack: list[tuple[ObjectId, str]] = [(r, "a ref") for r in roots]
+    while stack:
+        oid, needed_by = stack.pop()
+        if oid in seen:
+            continue
+        try:
+            stored = objects.read_stored(oid)
+        except NotFound:
+            if missing is not None:
+                missing.append((oid, needed_by))
+            continue
+        seen.add(oid)
+        base = codec.delta_base(stored)
+        if base:
+            stack.append((ObjectId(base[0]), f"delta {oid[:12]}"))
+        if not codec.is_meta(stored):
+            continue  # a chunk: its data is never parsed here
+        try:
+            value = objects.get_meta(oid)
+        except MvcError:
+            continue
+        for child in child_ids(value):
+            stack.append((child, f"{value['type']} {oid[:12]}"))
+        if history:
+            for parent in history_ids(value):
+                stack.append((parent, f"{value['type']} {oid[:12]}"))
+    return seen
+
+
+def _ref_roots(
+    refs: RefStore, grace_seconds: float | None, now: float
+) -> tuple[list[ObjectId], list[Problem]]:
+    from datetime import datetime
+
+    roots: list[ObjectId] = []
+    problems: list[Problem] = []
+    for ref in refs.list_refs(live=False):
+        try:
+            log = refs.entries(ref)
+        except CorruptObject as exc:
+            problems.append(Problem("ref", None, f"{ref}: {exc.message}"))
+            continue
+        previous = None
+        for index, entry in enumerate(log):
+            if entry.seq != index + 1 or entry.old != previous:
+                problems.append(
+                    Problem(
+                        "ref", None, f"{ref}: log entry {entry.seq} does not follow entry {index}"
+                    )
+                )
+            previous = entry.new
+            if entry.new is None:
+                continue
+            if index == len(log) - 1:
+                roots.append(entry.new)
+            elif grace_seconds is not None:
+                try:
+                    when = datetime.fromisoformat(entry.when.replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    when = now
+                if now - when < grace_seconds:
+                    roots.append(entry.new)
+    return roots, problems
+
+
+def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
+    import time
+
+    progress = progress or NullProgress()
+    report = FsckReport()
+    roots, report.problems = _ref_roots(repo.refs, None, time.time())
+    report.refs_checked = len(repo.refs.list_refs(live=False))
+    ids = list(repo.objects.iter_ids())
+    progress.start("verifying objects", len(ids))
+
+    def check(oid: ObjectId) -> Problem | None:
+        try:
+            repo.objects.get_bytes(oid)
+        except CorruptObject as exc:
+            return Problem("corrupt", oid, exc.message)
+        except NotFound as exc:
+            return Problem("missing", oid, exc.message)
+        finally:
+            progress.advance(1)
+        return None
+
+    with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
+        for problem in pool.map(check, ids):
+            if problem:
+                report.problems.append(problem)
+    progress.finish()
+    report.objects_checked = len(ids)
+    corrupt = {p.object for p in report.problems if p.kind == "corrupt"}
+    missing: list[tuple[ObjectId, str]] = []
+    reachable = walk_reachable(_SkippingStore(repo.objects, corrupt), roots, missing=missing)
+    for oid, needed_by in missing:
+        if oid not in corrupt:
+            report.problems.append(
+                Problem("missing", oid, f"object {oid[:12]} needed by {needed_by} is missing")
+            )
+    report.reachable = len(reachable)
+    report.dangling = len(set(ids) - reachable - corrupt)
+    return report
+
+
+class _SkippingStore(ObjectStore):
+    """An object store view that treats known-corrupt objects as absent (already reported)."""
+
+    def __init__(self, inner: ObjectStore, skip: set[str | None]) -> None:
+        super().__init__(inner.storage)
+        self._skip = skip
+
+    def read_stored(self, oid: str) -> bytes:
+        if oid in self._skip:
+            raise NotFound(f"object {oid[:12]} is corrupt")
+        return super().read_stored(oid)
+
+
+@dataclass
+class GcResult:
+    dry_run: bool
+    reachable: int = 0
+    deleted: list[str] = field(default_factory=list)
+    deleted_bytes: int = 0
+    kept_young: int = 0
+    temp_files_removed: int = 0
+    repack: RepackResult | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "reachable": self.reachable,
+            "deleted": len(self.deleted),
+            "deleted_bytes": self.deleted_bytes,
+            "kept_young": self.kept_young,
+            "temp_files_removed": self.temp_files_removed,
+            "repack": self.repack.to_json() if self.repack else None,
+        }
+
+
+def gc(
+    repo: Repo,
+    *,
+    dry_run: bool = False,
+    grace: float | None = None,
+    repack_objects: bool | None = None,
+    progress: Progress | None = None,
+) -> GcResult:
+    import os
+    import time
+
+    grace = float(repo.config.get("gc.grace")) if grace is None else grace
+    result = GcResult(dry_run)
+    with repo.collecting_garbage(), repo.refs._lock():  # type: ignore[misc]
+        repo.refs.recover()
+        roots, _problems = _ref_roots(repo.refs, grace, time.time())
+        reachable = walk_reachable(repo.objects, roots)
+        result.reachable = len(reachable)
+        for oid in repo.objects.iter_ids():
+            if oid in reachable:
+                continue
+            key = object_key(oid)
+            try:
+                if repo.storage.age_seconds(key) < grace:
+                    result.kept_young += 1
+                    continue
+                size = repo.storage.size(key)
+            except NotFound:
+                continue
+            result.deleted.append(oid)
+            result.deleted_bytes += size
+            if not dry_run:
+                repo.objects.delete(oid)
+        if not dry_run:
+            for path in repo.storage.stale_temp_files(max(grace, 3600.0)):
+                try:
+                    os.unlink(path)
+                    result.temp_files_removed += 1
+                except FileNotFoundError:
+                    pass
+            do_repack = (
+                bool(repo.config.get("gc.repack")) if repack_objects is None else repack_objects
+            )
+            if do_repack:
+                result.repack = repack(repo, reachable, progress=progress, locked=True)
+    return result
+
+
+@dataclass
+class RepackResult:
+    examined: int = 0
+    compressed: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "examined": self.examined,
+            "compressed": self.compressed,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+        }
+
+
+def repack(
+    repo: Repo,
+    ids: Iterable[ObjectId] | None = None,
+    *,
+    progress: Progress | None = None,
+    locked: bool = False,
+) -> RepackResult:
+    """Compress loose (raw) objects where it pays. Ids never change; only envelopes do."""
+    from contextlib import nullcontext
+
+    progress = progress or NullProgress()
+    result = RepackResult()
+    todo = list(ids if ids is not None else repo.objects.iter_ids())
+    progress.start("compressing", len(todo))
+
+    def one(oid: ObjectId) -> tuple[int, int]:
+        try:
+            stored = repo.objects.read_stored(oid)
+            header, _ = codec.read_header(stored)
+            if header["c"] != "raw" or header["n"] < 4096:
+                return len(stored), len(stored)
+            data = repo.objects.decode_stored(oid, stored)
+            parts = codec.encode(data, elem_width=codec.element_width(stored), compress=True)
+            size = sum(len(p) for p in parts)
+            if size < len(stored):
+                repo.objects.replace_encoding(oid, parts)
+                return len(stored), size
+            return len(stored), len(stored)
+        except NotFound:
+            return 0, 0
+        finally:
+            progress.advance(1)
+
+    with (
+        nullcontext() if locked else repo.writing_objects(),
+        ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool,
+    ):
+        for before, after in pool.map(one, todo):
+            result.examined += 1
+            result.bytes_before += before
+            result.bytes_after += after
+            if after < before:
+                result.compressed += 1
+    progress.finish()
+    return result

@@ -1,0 +1,112 @@
+"""Branches and tags: create, list, delete — each a compare-and-swap on the ref's log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
+from mvc.ids import ObjectId, short
+from mvc.ops.specs import resolve
+from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
+from mvc.refs import RefEntry
+from mvc.repo import Repo
+
+
+@dataclass
+class NamedRef:
+    model: str
+    kind: str
+    name: str
+    target: ObjectId | None
+    current: bool = False  # the branch a working folder has checked out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "name": self.name,
+            "version": self.target,
+            "current": self.current,
+        }
+
+
+def _known_model(repo: Repo, model: str) -> None:
+    validate_model(model)
+    if not repo.refs.list_refs(model=model, live=False):
+        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+
+
+def list_refs(repo: Repo, model: str, kind: str) -> list[NamedRef]:
+    _known_model(repo, model)
+    binding = repo.binding(model)
+    return [
+        NamedRef(
+            model,
+            kind,
+            ref.name,
+            repo.refs.get(ref),
+            current=bool(kind == HEADS and binding and binding.branch == ref.name),
+        )
+        for ref in repo.refs.list_refs(kind, model)
+    ]
+
+
+def create_branch(repo: Repo, model: str, name: str, rev: str | None = None) -> RefEntry:
+    _known_model(repo, model)
+    target = resolve(repo, f"{model}@{rev}" if rev else model).version
+    ref = branch(model, name)
+    if repo.refs.get(ref) is not None:
+        raise RefConflict(
+            f"branch {name!r} of {model!r} already exists",
+            hint=f"delete it first (`mvc branch {model} -d {name}`) or pick another name",
+        )
+    return repo.refs.set_if_equals(ref, None, target, f"branch: created from {rev or 'HEAD'}")
+
+
+def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
+    ref = branch(model, name)
+    current = repo.refs.require(ref)
+    binding = repo.binding(model)
+    if binding and binding.branch == name:
+        raise UsageError(
+            f"branch {name!r} is checked out in {binding.path}",
+            hint="check out another branch first",
+        )
+    return repo.refs.set_if_equals(ref, current, None, "branch: deleted")
+
+
+def create_tag(
+    repo: Repo, model: str, name: str, rev: str | None = None, message: str = ""
+) -> RefEntry:
+    """Point a new tag at a version. Re-tagging a name that ever named another version is refused."""
+    from mvc.versioning import normalize_tag
+
+    _known_model(repo, model)
+    name = normalize_tag(name)
+    target = resolve(repo, f"{model}@{rev}" if rev else model).version
+    ref = tag(model, name)
+    log = repo.refs.entries(ref)
+    current = log[-1].new if log else None
+    if current == target:
+        raise UsageError(f"tag {name!r} already names {short(target)}")
+    if current is not None or any(e.new not in (None, target) for e in log):
+        previous = current or next(e.new for e in log if e.new)
+        raise ImmutableRef(
+            f"tag {name!r} of {model!r} already named version {short(previous or '')}; tags never move",
+            hint="pick a new version number (`mvc tag --bump patch`)",
+        )
+    return repo.refs.set_if_equals(ref, current, target, message or "tag: created")
+
+
+def delete_tag(repo: Repo, model: str, name: str, *, force: bool) -> RefEntry:
+    from mvc.versioning import normalize_tag
+
+    name = normalize_tag(name)
+    ref = RefName(model, TAGS, name)
+    current = repo.refs.require(ref)
+    if not force:
+        raise UsageError(
+            f"deleting tag {name!r} needs --force",
+            hint="the name stays reserved: it can never name another version",
+        )
+    return repo.refs.set_if_equals(ref, current, None, "tag: deleted (name stays reserved)")

@@ -1,0 +1,200 @@
+"""Turning a folder (or one file) into a tree of manifests and chunks.
+
+The stat cache answers for unchanged files; everything else is read once through mmap, split
+by the chunk planner, hashed, and (when storing) written chunk by chunk in parallel. Chunks are
+written before their manifest, manifests before the tree: closure before reference.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from mvc.errors import InvalidInput, MvcError
+from mvc.ids import ObjectId, hash_bytes, new_hasher
+from mvc.objects import ChunkRef, FileManifest, Tree, TreeEntry, encode_object
+from mvc.progress import NullProgress, Progress
+from mvc.repo import Repo
+from mvc.worktree.scan import ScannedFile, scan
+from mvc.worktree.statcache import StatCache
+
+INDEX = "index"
+
+
+@dataclass
+class Snapshot:
+    tree: Tree
+    tree_id: ObjectId
+    files: dict[str, ScannedFile]
+    hashed: list[str] = field(default_factory=list)  # files that had to be read
+    hashed_bytes: int = 0
+    new_chunks: int = 0
+    new_bytes: int = 0
+
+
+def stat_cache_for(repo: Repo, target: str) -> StatCache:
+    name = quote(repo.relpath(target), safe="") or "root"
+    return StatCache.load(os.path.join(repo.store_dir, INDEX, f"{name}.json"))
+
+
+class _FileHasher:
+    """Hashes (and optionally stores) one file's chunks; counts what it wrote."""
+
+    def __init__(
+        self, repo: Repo, *, store: bool, raw: bool, pool: ThreadPoolExecutor, progress: Progress
+    ) -> None:
+        self.repo = repo
+        self.store = store
+        self.raw = raw
+        self.pool = pool
+        self.progress = progress
+        self.compress = bool(repo.config.get("core.compress"))
+        self.new_chunks = 0
+        self.new_bytes = 0
+
+    def _chunk(self, view: memoryview, elem_width: int | None) -> ObjectId:
+        oid = hash_bytes(view)
+        if self.store and not self.repo.objects.has(oid):
+            self.repo.objects.put_bytes(
+                view, oid=oid, elem_width=elem_width, compress=self.compress
+            )
+            self.new_chunks += 1
+            self.new_bytes += len(view)
+        self.progress.advance(len(view))
+        return oid
+
+    def entry(self, scanned: ScannedFile) -> TreeEntry:
+        from mvc.chunking import plan_file
+
+        with open(scanned.path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                data: mmap.mmap | bytes = b""
+            else:
+                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            view = memoryview(data)
+            try:
+                plan = plan_file(scanned.path, view, scanned.rel, raw=self.raw)
+                whole = self.pool.submit(_whole_hash, view)
+                ids = list(
+                    self.pool.map(
+                        lambda span: self._chunk(
+                            view[span.offset : span.offset + span.length], span.elem_width
+                        ),
+                        plan.spans,
+                    )
+                )
+                b3 = whole.result()
+            finally:
+                view.release()
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()
+        if size != scanned.stat.size:
+            raise MvcError(
+                f"{scanned.rel} changed while it was being read", hint="run the command again"
+            )
+        manifest = FileManifest(
+            size=size,
+            b3=b3,
+            kind=plan.kind,
+            chunks=tuple(
+                ChunkRef(oid, span.length) for oid, span in zip(ids, plan.spans, strict=True)
+            ),
+        )
+        if self.store:
+            manifest_id = self.repo.objects.put_meta(manifest)
+        else:
+            manifest_id = hash_bytes(encode_object(manifest))
+        return TreeEntry(manifest_id, size, b3, plan.kind, scanned.stat.executable)
+
+
+def _whole_hash(view: memoryview) -> str:
+    hasher = new_hasher()
+    hasher.update(view)
+    return str(hasher.hexdigest())
+
+
+def snapshot(
+    repo: Repo,
+    target: str,
+    *,
+    store: bool,
+    raw: bool = False,
+    follow_symlinks: bool = False,
+    cache: StatCache | None = None,
+    progress: Progress | None = None,
+) -> Snapshot:
+    """The tree of ``target`` as it is now; with ``store``, every object it needs is in the store."""
+    progress = progress or NullProgress()
+    files = scan(target, follow_symlinks=follow_symlinks)
+    entries: dict[str, TreeEntry] = {}
+    todo: list[ScannedFile] = []
+    for rel, scanned in files.items():
+        known = cache.lookup(rel, scanned.stat) if cache else None
+        # A cached manifest is reused only if it is really in the store (status may have
+        # recorded it without writing it).
+        if known is not None and (not store or repo.objects.has_file(known.manifest)):
+            entries[rel] = known
+        else:
+            todo.append(scanned)
+    result_hashed: list[str] = []
+    hashed_bytes = 0
+    jobs = int(repo.config.get("core.jobs"))
+    with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
+        hasher = _FileHasher(repo, store=store, raw=raw, pool=pool, progress=progress)
+        if todo:
+            progress.start("hashing" if not store else "storing", sum(f.stat.size for f in todo))
+        try:
+            for scanned in todo:
+                try:
+                    entry = hasher.entry(scanned)
+                except FileNotFoundError as exc:
+                    raise MvcError(
+                        f"{scanned.rel} vanished while it was being read",
+                        hint="run the command again",
+                    ) from exc
+                except InvalidInput as exc:
+                    raise InvalidInput(
+                        f"{scanned.rel}: {exc.message}"
+                        if scanned.rel not in exc.message
+                        else exc.message,
+                        hint=exc.hint,
+                    ) from exc
+                entries[scanned.rel] = entry
+                result_hashed.append(scanned.rel)
+                hashed_bytes += scanned.stat.size
+                if cache is not None:
+                    cache.record(scanned.rel, scanned.stat, entry)
+        finally:
+            if todo:
+                progress.finish()
+    tree = Tree(entries)
+    tree_id = repo.objects.put_meta(tree) if store else hash_bytes(encode_object(tree))
+    if cache is not None:
+        cache.forget_missing(set(files))
+    return Snapshot(
+        tree, tree_id, files, result_hashed, hashed_bytes, hasher.new_chunks, hasher.new_bytes
+    )
+
+
+def changed_paths(old: Tree | None, new: Tree) -> tuple[list[str], list[str], list[str]]:
+    """(added, modified, removed) between two trees."""
+    before = old.files if old else {}
+    added = [p for p in new.files if p not in before]
+    removed = [p for p in before if p not in new.files]
+    modified = [
+        p
+        for p, e in new.files.items()
+        if p in before and (before[p].b3 != e.b3 or before[p].executable != e.executable)
+    ]
+    return added, modified, removed
+
+
+def iter_paths(tree: Tree) -> Iterable[str]:
+    return sorted(tree.files)

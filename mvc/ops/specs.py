@@ -1,0 +1,269 @@
+"""Version specs: ``MODEL[@REV][~N]``, parsed once and resolved to a version id.
+
+REV is one of: a branch, a tag (``v1.2.0`` and ``1.2.0`` are the same tag), a semver range
+(starts with ``^ ~ < > =``), a channel (its stable arm; ``prod:canary`` names another arm),
+``latest`` (the newest version on any branch), an ISO-8601 instant (the newest version at or
+before it on the default branch), or a version-id prefix (4+ hex digits). When a REV matches
+more than one kind of name, resolution refuses and lists the candidates; ``branch=``, ``tag=``,
+``channel=`` and ``id=`` say which one is meant. The grammar is published in docs/specs.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mvc.errors import AmbiguousSpec, InvalidInput, NotFound, UsageError
+from mvc.ids import ObjectId, is_object_id, parse_id_prefix, short
+from mvc.refnames import RefName, branch, channel, tag, validate_model
+from mvc.repo import Repo
+
+RANGE_START = ("^", "~", "<", ">", "=")
+QUALIFIERS = ("branch", "tag", "channel", "id")
+_BACK = re.compile(r"^(?P<rev>.*?)~(?P<n>\d+)$")
+_INSTANT = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+_HEX = re.compile(r"^[0-9a-fA-F]{4,64}$")
+
+
+@dataclass(frozen=True)
+class Spec:
+    model: str
+    rev: str | None = None  # None: the model's HEAD (bound branch, or main)
+    back: int = 0  # the ~N suffix
+
+    def __str__(self) -> str:
+        text = self.model + (f"@{self.rev}" if self.rev is not None else "")
+        return text + (f"~{self.back}" if self.back else "")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model: str
+    version: ObjectId
+    kind: str  # branch, tag, channel, range, latest, instant, id, head
+    name: str | None = None  # the branch/tag/channel name, when the spec named one
+
+    @property
+    def branch(self) -> str | None:
+        return self.name if self.kind == "branch" else None
+
+
+def parse_spec(text: str) -> Spec:
+    if not text or not isinstance(text, str):
+        raise UsageError("empty version spec", hint="write MODEL or MODEL@REV, e.g. bert@v1.2.0")
+    model, sep, rev = text.partition("@")
+    try:
+        validate_model(model)
+    except InvalidInput as exc:
+        raise UsageError(
+            f"bad version spec {text!r}: {exc.message}",
+            hint="write MODEL or MODEL@REV, e.g. bert@main~1",
+        ) from exc
+    back = 0
+    target = rev if sep else model
+    match = _BACK.match(target) if not (sep and rev.startswith(RANGE_START)) else None
+    if match and match.group("rev") is not None:
+        back = int(match.group("n"))
+        if sep:
+            rev = match.group("rev")
+        else:
+            model = match.group("rev")
+            validate_model(model)
+    if sep and not rev:
+        raise UsageError(f"bad version spec {text!r}: nothing after '@'")
+    return Spec(model, rev if sep else None, back)
+
+
+def _parse_instant(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace(" ", "T"))
+    except ValueError as exc:
+        raise UsageError(f"{text!r} is not an ISO-8601 instant") from exc
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def head_branch(repo: Repo, model: str) -> str:
+    binding = repo.binding(model)
+    return binding.branch if binding and binding.branch else "main"
+
+
+def first_parent(repo: Repo, version: ObjectId, steps: int, what: str) -> ObjectId:
+    current = version
+    for step in range(steps):
+        parents = repo.objects.get_version(current).parents
+        if not parents:
+            raise NotFound(
+                f"{what} has only {step} earlier version(s); ~{steps} goes past the first"
+            )
+        current = parents[0]
+    return current
+
+
+def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:
+    """The version serving ``arm`` of a channel (None if the channel does not exist)."""
+    record_id = repo.refs.get(channel(model, name))
+    if record_id is None:
+        return None
+    record = repo.objects.get_meta(record_id)
+    for item in record.get("arms", []):
+        if (
+            isinstance(item, dict)
+            and item.get("role") == arm
+            and is_object_id(str(item.get("version")))
+        ):
+            return ObjectId(item["version"])
+    raise NotFound(
+        f"channel {name!r} of {model!r} has no {arm!r} arm right now",
+        hint=f"see `mvc channel show {model} {name}`",
+    )
+
+
+def tag_candidates(rev: str) -> list[str]:
+    """``1.2.0`` and ``v1.2.0`` are the same tag."""
+    names = [rev]
+    if rev.startswith("v") and rev[1:2].isdigit():
+        names.append(rev[1:])
+    elif rev[:1].isdigit():
+        names.append("v" + rev)
+    return names
+
+
+def _version_ids_with_prefix(repo: Repo, model: str, prefix: str) -> list[ObjectId]:
+    found = []
+    for oid in repo.objects.ids_with_prefix(prefix):
+        try:
+            value = repo.objects.get_meta(oid)
+        except NotFound:
+            continue
+        if value.get("type") == "version" and value.get("model") == model:
+            found.append(oid)
+    return found
+
+
+def _lookup_ref(
+    repo: Repo, ref_factory: Callable[[str], RefName], names: list[str]
+) -> tuple[str, ObjectId] | None:
+    for name in names:
+        try:
+            ref = ref_factory(name)
+        except InvalidInput:
+            continue
+        value = repo.refs.get(ref)
+        if value is not None:
+            return name, value
+    return None
+
+
+def _candidates(repo: Repo, model: str, rev: str, only: str | None) -> list[Resolved]:
+    found: list[Resolved] = []
+    if only in (None, "branch"):
+        hit = _lookup_ref(repo, lambda n: branch(model, n), [rev])
+        if hit:
+            found.append(Resolved(model, hit[1], "branch", hit[0]))
+    if only in (None, "tag"):
+        hit = _lookup_ref(repo, lambda n: tag(model, n), tag_candidates(rev))
+        if hit:
+            found.append(Resolved(model, hit[1], "tag", hit[0]))
+    if only in (None, "channel"):
+        name, _, arm = rev.partition(":")
+        try:
+            version = channel_arm(repo, model, name, arm or "stable")
+        except InvalidInput:
+            version = None
+        if version:
+            found.append(Resolved(model, version, "channel", rev))
+    if only in (None, "id") and _HEX.match(rev):
+        ids = _version_ids_with_prefix(repo, model, parse_id_prefix(rev))
+        if len(ids) > 1:
+            raise AmbiguousSpec(
+                f"{model}@{rev} matches {len(ids)} versions: " + ", ".join(short(i) for i in ids),
+                hint="give more digits of the id",
+            )
+        if ids:
+            found.append(Resolved(model, ids[0], "id", None))
+    return found
+
+
+def _latest(repo: Repo, model: str) -> ObjectId:
+    tips = [repo.refs.get(ref) for ref in repo.refs.list_refs("heads", model)]
+    versions = [(repo.objects.get_version(t).time, t) for t in tips if t]
+    if not versions:
+        raise NotFound(f"model {model!r} has no versions", hint="see `mvc models`")
+    return max(versions)[1]
+
+
+def at_instant(repo: Repo, model: str, moment: datetime, branch_name: str) -> ObjectId:
+    tip = repo.refs.get(branch(model, branch_name))
+    current = tip
+    while current:
+        version = repo.objects.get_version(current)
+        if _parse_instant(version.time.replace("Z", "+00:00")) <= moment:
+            return current
+        current = version.parents[0] if version.parents else None
+    raise NotFound(
+        f"{model} has no version at or before {moment.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+        f"on branch {branch_name!r}"
+    )
+
+
+def resolve(repo: Repo, spec: Spec | str) -> Resolved:
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    resolved = _resolve_rev(repo, spec)
+    if spec.back:
+        version = first_parent(repo, resolved.version, spec.back, str(spec))
+        return Resolved(spec.model, version, resolved.kind, None)
+    return resolved
+
+
+def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
+    model, rev = spec.model, spec.rev
+    if rev is None:
+        binding = repo.binding(model)
+        if binding and binding.branch is None and binding.version:
+            return Resolved(model, binding.version, "head")
+        name = head_branch(repo, model)
+        value = repo.refs.get(branch(model, name))
+        if value is None:
+            if not repo.refs.list_refs(model=model, live=False):
+                raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+            raise NotFound(
+                f"model {model!r} has no branch {name!r}", hint=f"name a REV: {model}@REV"
+            )
+        return Resolved(model, value, "branch", name)
+    if rev == "latest":
+        return Resolved(model, _latest(repo, model), "latest")
+    if rev.startswith(RANGE_START):
+        from mvc.versioning import resolve_range
+
+        name, version = resolve_range(repo, model, rev)
+        return Resolved(model, version, "range", name)
+    if _INSTANT.match(rev):
+        moment = _parse_instant(rev)
+        return Resolved(model, at_instant(repo, model, moment, head_branch(repo, model)), "instant")
+    qualifier, eq, rest = rev.partition("=")
+    only = qualifier if eq and qualifier in QUALIFIERS else None
+    found = _candidates(repo, model, rest if only else rev, only)
+    if len(found) > 1:
+        listing = "; ".join(
+            f"{c.kind} {c.name or short(c.version)} -> {short(c.version)}" for c in found
+        )
+        raise AmbiguousSpec(
+            f"{model}@{rev} is ambiguous: {listing}",
+            hint=f"say which: {model}@branch={rev}, {model}@tag={rev}, {model}@channel={rev} or {model}@id={rev}",
+        )
+    if not found:
+        if not repo.refs.list_refs(model=model, live=False):
+            raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        raise NotFound(
+            f"{model}@{rev}: no branch, tag, channel or version id of that name",
+            hint=f"list them with `mvc branch {model}`, `mvc tag {model}`, `mvc log {model}`",
+        )
+    return found[0]
+
+
+def is_full_id(text: str) -> bool:
+    return is_object_id(text)
