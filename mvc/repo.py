@@ -99,6 +99,7 @@ class Repo:
         self.store_dir = os.path.join(self.root, STORE_DIR)
         self.env = dict(os.environ if env is None else env)
         self.clock = clock
+        self._identity: str | None = None
         self._check_format()
         self.config = self._load_config(overrides or {})
         self.storage = LocalStorage(self.store_dir, fsync=bool(self.config.get("core.fsync")))
@@ -188,6 +189,7 @@ class Repo:
         with lock.hold(os.path.join(self.store_dir, "locks", "config"), timeout=self.lock_timeout):
             self.storage.write(CONFIG_FILE, [render_config(values).encode()])
         self.config = self._load_config({})
+        self._identity = None
 
     @contextmanager
     def editing_config(self) -> Iterator[dict[str, Any]]:
@@ -197,10 +199,17 @@ class Repo:
             yield values
             self.storage.write(CONFIG_FILE, [render_config(values).encode()])
         self.config = self._load_config({})
+        self._identity = None
 
     # --- identity and time --------------------------------------------------------------------
 
     def identity(self) -> str:
+        """Author of versions and ref moves: config, then `git config`, then the OS user."""
+        if self._identity is None:
+            self._identity = self._find_identity()
+        return self._identity
+
+    def _find_identity(self) -> str:
         name = self.config.get("user.name")
         email = self.config.get("user.email")
         if not name:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class _FileHasher:
         self.compress = bool(repo.config.get("core.compress"))
         self.new_chunks = 0
         self.new_bytes = 0
+        self._count_lock = threading.Lock()
 
     def _chunk(self, view: memoryview, elem_width: int | None) -> ObjectId:
         oid = hash_bytes(view)
@@ -62,8 +64,9 @@ class _FileHasher:
             self.repo.objects.put_bytes(
                 view, oid=oid, elem_width=elem_width, compress=self.compress
             )
-            self.new_chunks += 1
-            self.new_bytes += len(view)
+            with self._count_lock:  # called from worker threads
+                self.new_chunks += 1
+                self.new_bytes += len(view)
         self.progress.advance(len(view))
         return oid
 
