@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from mvc.errors import MvcError, NotFound
+from mvc.errors import InvalidInput, MvcError, NotFound
 from mvc.storage.base import Buffer, validate_key
 
 TMP_PREFIX = ".tmp-"
@@ -132,15 +132,16 @@ class LocalStorage:
             names = os.listdir(folder)
         except (FileNotFoundError, NotADirectoryError):
             return []
-        return sorted(name for name in names if not name.startswith(TMP_PREFIX))
+        return sorted(name for name in names if _listable(name))
 
     def walk(self, prefix: str) -> Iterator[str]:
         base = self.path(prefix) if prefix else self.root
         for folder, dirs, files in os.walk(base):
             dirs.sort()
             rel = os.path.relpath(folder, self.root).replace(os.sep, "/")
+            dirs[:] = [d for d in dirs if _listable(d)]
             for name in sorted(files):
-                if not name.startswith(TMP_PREFIX):
+                if _listable(name):
                     yield name if rel == "." else f"{rel}/{name}"
 
     def delete(self, key: str) -> None:
@@ -169,6 +170,17 @@ class LocalStorage:
                     except FileNotFoundError:
                         continue
         return found
+
+
+def _listable(name: str) -> bool:
+    """Temp files and names no key could have are never listed (nor ever followed)."""
+    if name.startswith(TMP_PREFIX):
+        return False
+    try:
+        validate_key(name)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _unlink_quietly(path: str) -> None:

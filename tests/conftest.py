@@ -1,0 +1,220 @@
+"""Shared fixtures. Keep each group small and under its own heading.
+
+Tests never reach the internet: S3 is moto's server on loopback, started once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+# --- S3 (moto server on loopback) -----------------------------------------------------------------
+
+# Dummy credentials and no real AWS configuration, so nothing can reach a real account.
+# AWS_ENDPOINT_URL_S3 points every S3 client (s3fs, boto3, a `mvc` subprocess) at moto.
+_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass(frozen=True)
+class S3Remote:
+    """A fresh bucket on the moto server: ``url`` plus the storage ``options`` to open it."""
+
+    url: str
+    bucket: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """The URL of a moto S3 server on 127.0.0.1, with dummy AWS credentials for the session."""
+    from moto.server import ThreadedMotoServer
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _AWS_ENV.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        patch.setenv("AWS_ENDPOINT_URL_S3", endpoint)
+        try:
+            yield endpoint
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_client(s3_endpoint: str) -> Any:
+    """A boto3 S3 client on the moto server, for setting up and inspecting buckets."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_endpoint)
+
+
+@pytest.fixture
+def s3_url(s3_endpoint: str, s3_client: Any) -> S3Remote:
+    """A new, empty bucket; the store lives under ``s3://<bucket>/store``."""
+    bucket = f"mvc-test-{secrets.token_hex(6)}"
+    s3_client.create_bucket(Bucket=bucket)
+    return S3Remote(f"s3://{bucket}/store", bucket, {"endpoint_url": s3_endpoint})
+
+
+# --- local stores, model folders and the CLI ------------------------------------------------------
+
+# Keys the user's shell may set that would change how mvc behaves under test.
+_MVC_ENV_PREFIXES = ("MVC_", "GIT_")
+
+
+@pytest.fixture
+def mvc_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Keep the user's real configuration out of the test: fresh HOME and XDG_CONFIG_HOME, no
+    MVC_*/GIT_* variables, no progress bars. Returns the environment for subprocesses."""
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith(_MVC_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("MVC_NO_PROGRESS", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    return dict(os.environ)
+
+
+@pytest.fixture
+def store(tmp_path, mvc_env, monkeypatch: pytest.MonkeyPatch):
+    """A fresh store at ``tmp_path/"work"`` with ``user.name`` set; the current folder is its root."""
+    from mvc.repo import Repo
+
+    root = tmp_path / "work"
+    root.mkdir()
+    repo = Repo.init(str(root))
+    with repo.editing_config() as values:
+        values["user.name"] = "Test User"
+        values["core.fsync"] = False  # tests do not need durability against power loss
+    monkeypatch.chdir(root)
+    return Repo(str(root))
+
+
+def _model_tensors(seed: int, scale: int) -> dict:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    width = 64 * scale
+    return {
+        "embed.weight": rng.standard_normal((256, width)).astype(np.float32),
+        "layer.0.weight": rng.standard_normal((width, width)).astype(np.float32),
+        "layer.0.bias": rng.standard_normal(width).astype(np.float16),
+        "head.weight": rng.standard_normal((width, 32)).astype(np.float32),
+        "position_ids": np.arange(128, dtype=np.int64),
+    }
+
+
+def _write_model(path, seed: int = 0, *, scale: int = 1, extra: dict | None = None):
+    """A small model folder (~150 KB at scale 1): weights, config.json and tokenizer.json."""
+    import json
+    import pathlib
+
+    from safetensors.numpy import save_file
+
+    folder = pathlib.Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(
+        _model_tensors(seed, scale), str(folder / "model.safetensors"), metadata={"seed": str(seed)}
+    )
+    (folder / "config.json").write_text(
+        json.dumps({"hidden_size": 64 * scale, "seed": seed}, indent=2) + "\n"
+    )
+    vocab = {f"tok{i}": i for i in range(200)}
+    (folder / "tokenizer.json").write_text(json.dumps({"model": {"vocab": vocab}}) + "\n")
+    for rel, content in (extra or {}).items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return folder
+
+
+@pytest.fixture
+def make_model():
+    """``make_model(path, seed=0, scale=1, extra={rel: bytes|str})`` writes a model folder."""
+    return _write_model
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+    stdout_bytes: bytes = b""
+
+    def json(self):
+        import json
+
+        return json.loads(self.stdout)
+
+
+class CliRunnerHelper:
+    """Runs the real Typer app in-process; restores the current folder (``-C`` changes it)."""
+
+    def __init__(self) -> None:
+        from typer.testing import CliRunner
+
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, expect: int | None = 0, env: dict | None = None, input=None):
+        from mvc.cli.main import app
+
+        cwd = os.getcwd()
+        try:
+            result = self.runner.invoke(app, [str(a) for a in args], env=env, input=input)
+        finally:
+            os.chdir(cwd)
+        out = CliResult(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)
+        if expect is not None and result.exit_code != expect:
+            detail = f"\nexception: {result.exception!r}" if result.exception else ""
+            raise AssertionError(
+                f"mvc {' '.join(map(str, args))} exited {result.exit_code}, expected {expect}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}{detail}"
+            )
+        return out
+
+
+@pytest.fixture
+def cli(mvc_env) -> CliRunnerHelper:
+    """``cli("commit", "models/bert", "-m", "x")`` -> CliResult; asserts exit 0 unless ``expect``."""
+    return CliRunnerHelper()
+
+
+@pytest.fixture
+def run_mvc(mvc_env):
+    """Run ``python -m mvc ARGS`` as a subprocess (the installed entry point, a fresh process)."""
+    import subprocess
+    import sys
+
+    def run(*args: str, cwd=None, env: dict | None = None, timeout: float = 60, **kwargs):
+        return subprocess.run(
+            [sys.executable, "-m", "mvc", *map(str, args)],
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run
