@@ -12,6 +12,7 @@ from typing import Any
 from mvc.canonical import decode_json, encode_canonical
 from mvc.errors import CorruptObject, InvalidInput
 from mvc.ids import ObjectId, is_object_id
+from mvc.paths import validate_version_path
 
 FORMAT = 1
 
@@ -171,8 +172,6 @@ def decode_file_manifest(value: dict[str, Any], oid: str) -> FileManifest:
 
 
 def decode_tree(value: dict[str, Any], oid: str) -> Tree:
-    from mvc.worktree.paths import validate_version_path
-
     _require(value.get("type") == "tree", "not a tree", oid)
     files: Any = value.get("files")
     _require(isinstance(files, dict), "files is not a mapping", oid)
@@ -190,6 +189,11 @@ def decode_tree(value: dict[str, Any], oid: str) -> Tree:
         _require(_is_size(size) and isinstance(b3, str) and is_object_id(b3), "bad entry", oid)
         _require(kind in KINDS and isinstance(raw.get("x"), bool), "bad entry", oid)
         entries[path] = TreeEntry(ObjectId(manifest), size, b3, kind, raw["x"])
+    for path in entries:  # a path cannot be both a file and a folder ("a" and "a/b")
+        folder = path
+        while "/" in folder:
+            folder = folder.rsplit("/", 1)[0]
+            _require(folder not in entries, f"{path!r} is inside the file {folder!r}", oid)
     return Tree(entries)
 
 

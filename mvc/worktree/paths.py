@@ -1,41 +1,18 @@
 """Path safety: what a path inside a version may be, and where on disk it may go.
 
-A version path is relative, '/'-separated, with no empty, '.' or '..' segments, no backslashes,
-drive letters, NUL or control characters. Materialising never writes outside the target folder
-and never through a symlink.
+What a version path may be is ``mvc.paths``'s job (re-exported here). Materialising never
+writes outside the target folder and never through a symlink.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import stat
 
 from mvc.errors import InvalidInput
+from mvc.paths import validate_version_path
 
-MAX_PATH = 4096
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-RESERVED_TOP = (".mvc",)
-
-
-def validate_version_path(path: str) -> str:
-    if not isinstance(path, str) or not path or len(path) > MAX_PATH:
-        raise InvalidInput(f"unsafe path in version: {str(path)[:100]!r}")
-    problem = None
-    if path.startswith("/") or _DRIVE.match(path):
-        problem = "is absolute"
-    elif "\\" in path:
-        problem = "contains a backslash"
-    elif _CONTROL.search(path):
-        problem = "contains a control character"
-    elif any(seg in ("", ".", "..") for seg in path.split("/")):
-        problem = "has an empty, '.' or '..' part"
-    elif path.split("/")[0] in RESERVED_TOP:
-        problem = "is inside .mvc/"
-    if problem:
-        raise InvalidInput(f"unsafe path in version: {path[:100]!r} {problem}")
-    return path
+__all__ = ["safe_target", "validate_version_path"]
 
 
 def safe_target(root: str, rel: str) -> str:
