@@ -16,6 +16,9 @@ from mvc.errors import InvalidName
 _SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _NAME = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 _SIMPLE = re.compile(rf"^{_SEGMENT}$")
+# Tags may also hold '+', for SemVer build metadata (v1.0.0+build.7).
+_TAG_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._+-]*"
+_TAG = re.compile(rf"^{_TAG_SEGMENT}(/{_TAG_SEGMENT})*$")
 MAX_NAME = 200
 
 HEADS = "heads"
@@ -37,7 +40,8 @@ def _check(name: str, what: str, pattern: re.Pattern[str]) -> str:
         raise InvalidName(
             f"invalid {what} name {name!r}",
             hint=f"a {what} name uses letters, digits, '.', '_', '-'"
-            + (" and '/' between parts" if pattern is _NAME else ""),
+            + (" and '/' between parts" if pattern is not _SIMPLE else "")
+            + (" ('+' too, for build metadata)" if pattern is _TAG else ""),
         )
     return name
 
@@ -51,7 +55,7 @@ def validate_branch(name: str) -> str:
 
 
 def validate_tag(name: str) -> str:
-    return _check(name, "tag", _NAME)
+    return _check(name, "tag", _TAG)
 
 
 def validate_channel(name: str) -> str:

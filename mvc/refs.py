@@ -25,6 +25,7 @@ from mvc.errors import (
     CorruptObject,
     ImmutableRef,
     InvalidInput,
+    InvalidName,
     NotFound,
     PartialFailure,
     RefConflict,
@@ -156,7 +157,7 @@ class RefStore:
                 for name_seg in self.storage.list(f"refs/{ref_kind}/{model_seg}"):
                     try:
                         ref = RefName(name_model, ref_kind, unescape(name_seg))
-                    except InvalidInput:
+                    except (InvalidInput, InvalidName):
                         continue  # not ours: never trusted, never followed
                     if not live or self.get(ref) is not None:
                         found.append(ref)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,9 @@ from mvc.cli.output import Output, human_size
 
 SpecArg = Annotated[
     str,
-    typer.Argument(help="Version spec: MODEL[@REV][~N] (see docs/specs.md).", show_default=False),
+    typer.Argument(
+        help="Version spec: MODEL\\[@REV]\\[~N] (see docs/versioning.md).", show_default=False
+    ),
 ]
 
 
@@ -80,22 +82,46 @@ def commit(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Record a version even if nothing changed.")
     ] = False,
+    dataset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--dataset",
+            help="Training data NAME=URI\\[@HASH] (repeatable); a local path is hashed with blake3.",
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base", help="Base model of an adapter (version spec); a LoRA is checked against it."
+        ),
+    ] = None,
+    derived_from: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--from", help="Version this was derived from (distilled, quantised…; repeatable)."
+        ),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Record PATH as the next version of a model and print its id.
+
+    A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) is recognised: its type, rank, alpha and target modules are recorded, and with --base a LoRA must fit the base.
 
     Examples:
       mvc commit models/bert -m "baseline"
       mvc commit models/bert -m "retrained" --param lr=2e-5 --metric accuracy=0.913
       mvc commit out/run-17 --model bert -m "nightly"     # CI: next version on bert's branch
+      mvc commit out/lora --model sql-lora --base llama@v3.0.0 --dataset spider=data/spider
     """
     from mvc.ops.commit import commit as do_commit
+    from mvc.ops.lineage import build_lineage
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     metrics = parse_pairs(metric, "metric", numeric=True)
     if metrics_file:
         metrics = {**read_metrics_file(metrics_file), **metrics}
+    lineage = build_lineage(repo, datasets=dataset, base=base, derived_from=derived_from)
     result = do_commit(
         repo,
         path,
@@ -109,7 +135,14 @@ def commit(
         follow_symlinks=follow_symlinks,
         allow_empty=allow_empty,
         progress=out.progress(),
+        lineage=lineage,
     )
+    adapter = result.version.lineage.get("adapter") if result.version else None
+    if adapter and not base:
+        out.warn(
+            f"{path} is a {adapter.get('type')} adapter committed without --base: "
+            "its fit to a base model was not checked (`mvc check-compat BASE ADAPTER`)"
+        )
     if as_json:
         out.json(result.to_json())
         return
@@ -170,16 +203,25 @@ def log(
     limit: Annotated[
         int | None, typer.Option("-n", "--limit", help="Show at most N versions.")
     ] = None,
+    graph: Annotated[
+        bool,
+        typer.Option("--graph", help="Draw every branch of the model, with merges and names."),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
-    """List versions newest first, following first parents.
+    """List versions newest first, following first parents (--graph: all branches, drawn).
 
-    Example: mvc log bert -n 5
+    Examples:
+      mvc log bert -n 5
+      mvc log bert --graph
     """
     from mvc.ops.inspect import log as do_log
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if graph:
+        _log_graph(repo, out, spec, limit, as_json)
+        return
     entries = list(do_log(repo, spec, limit=limit))
     if as_json:
         out.json([e.to_json() for e in entries])
@@ -190,6 +232,40 @@ def log(
         extras = " ".join(f"{k}={val}" for k, val in sorted(v.metrics.items()))
         out.line(
             f"{entry.id[:12]}  {v.time}  {v.author}  {first}" + (f"  [{extras}]" if extras else "")
+        )
+
+
+def _log_graph(repo: Any, out: Output, spec: str, limit: int | None, as_json: bool) -> None:
+    from mvc.ops.lineage import graph_log
+
+    drawn = graph_log(repo, spec, limit=limit)
+    if as_json:
+        items = []
+        for row in drawn.rows:
+            if row.version is None:
+                continue
+            record = {
+                k: v for k, v in drawn.records[row.version].items() if k not in ("type", "format")
+            }
+            refs = [n.to_json() for n in drawn.names.get(row.version, [])]
+            items.append({"id": row.version, "graph": row.graph, "names": refs, **record})
+        out.json(items)
+        return
+    width = max((len(r.graph) for r in drawn.rows), default=0)
+    for row in drawn.rows:
+        if row.version is None:
+            out.line(row.graph)
+            continue
+        record = drawn.records[row.version]
+        names = ", ".join(
+            n.name for n in drawn.names.get(row.version, []) if n.model == record.get("model")
+        )
+        message = str(record.get("message") or "")
+        first = message.splitlines()[0] if message else ""
+        out.line(
+            f"{row.graph:<{width}}  {row.version[:12]}"
+            + (f" ({names})" if names else "")
+            + f"  {record.get('time')}  {first}"
         )
 
 
@@ -389,19 +465,55 @@ def tag(
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Confirm a deletion.")] = False,
+    bump: Annotated[
+        str | None,
+        typer.Option(
+            "--bump",
+            help="Tag the next semantic version: major, minor, patch, or auto (decided from the change).",
+        ),
+    ] = None,
+    pre: Annotated[
+        str | None,
+        typer.Option(
+            "--pre", help="With --bump: a pre-release LABEL.N (e.g. --pre rc: -rc.1, -rc.2…)."
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="With --bump: print the evidence for the bump.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="With --bump: say which tag, but do not create it.")
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """List, create or delete immutable tags. A tag name never points at another version.
 
+    A name that looks like a version must be SemVer 2.0 (1.4.0 and v1.4.0 are the same tag).
+
+    --bump computes the next version from the highest release; with auto, a change of interface (tensors, input/output config, tokenizer) is major, changed weights minor, anything else patch (docs/versioning.md).
+
     Examples:
       mvc tag bert v1.0.0
       mvc tag bert v1.1.0 main~2
+      mvc tag bert --bump auto --explain
+      mvc tag bert --bump minor --pre rc
       mvc tag bert
     """
     from mvc.ops import names
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if bump is not None:
+        if delete or rev is not None:
+            from mvc.errors import UsageError
+
+            raise UsageError("--bump takes at most one REV: mvc tag MODEL --bump LEVEL [REV]")
+        _bump(repo, out, model, name, bump, pre, message, explain, dry_run, as_json)
+        return
+    if pre or explain or dry_run:
+        from mvc.errors import UsageError
+
+        raise UsageError("--pre, --explain and --dry-run go with --bump")
     if delete:
         entry = names.delete_tag(repo, model, delete, force=force)
         out.json(entry.to_json()) if as_json else out.info(
@@ -421,6 +533,49 @@ def tag(
         return
     for ref in refs:
         out.line(f"{ref.name:30} {(ref.target or '')[:12]}")
+
+
+def _bump(
+    repo: Any,
+    out: Output,
+    model: str,
+    rev: str | None,
+    bump: str,
+    pre: str | None,
+    message: str,
+    explain: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    from mvc.ops import names
+    from mvc.versioning import plan_bump
+
+    plan = plan_bump(repo, model, rev, bump, pre)
+    if not dry_run:
+        why = message or f"tag: --bump {bump}" + (f" ({plan.level})" if bump == "auto" else "")
+        names.create_tag(repo, model, plan.name, f"id={plan.target}", why)
+    if as_json:
+        out.json({**plan.to_json(), "created": not dry_run})
+        return
+    out.line(f"{model}@{plan.name} {plan.target}")
+    since = f" since {plan.previous}" if plan.previous else ""
+    if explain:
+        out.line(
+            f"{plan.level}{since} ({'decided from the change' if bump == 'auto' else 'asked for'})"
+        )
+        shown = plan.evidence[:50]
+        for item in shown:
+            out.line(
+                f"  {item.level:5}  {item.reason}: {item.detail}"
+                if item.detail
+                else f"  {item.level:5}  {item.reason}"
+            )
+        if len(plan.evidence) > len(shown):
+            out.line(
+                f"  … {len(plan.evidence) - len(shown)} more (mvc diff {model}@{plan.previous} {model}@{plan.target[:12]})"
+            )
+    if dry_run:
+        out.info(f"dry run: {plan.name} was not created")
 
 
 def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:

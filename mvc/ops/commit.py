@@ -105,6 +105,24 @@ def _plan_branch(
     return branch, tip, tip, binding if is_bound_folder else None
 
 
+def _with_adapter_facts(repo: Repo, folder: str, lineage: dict[str, Any]) -> dict[str, Any]:
+    """A PEFT adapter folder: record its facts, and check a LoRA against ``--base`` if given.
+
+    Runs before anything is stored, so an adapter that does not fit its base is never recorded.
+    """
+    from mvc.ops.adapters import check_folder_against, folder_facts, require_compatible
+
+    facts = folder_facts(folder)
+    if facts is None:
+        return lineage
+    lineage["adapter"] = facts
+    base = lineage.get("base")
+    if facts["type"] == "LORA" and isinstance(base, dict) and base.get("version"):
+        label = f"{base.get('spec') or base.get('model')} ({short(base['version'])})"
+        require_compatible(check_folder_against(repo, folder, base["version"], label))
+    return lineage
+
+
 def commit(
     repo: Repo,
     target: str,
@@ -120,12 +138,17 @@ def commit(
     follow_symlinks: bool = False,
     allow_empty: bool = False,
     progress: Progress | None = None,
+    temporary: bool = False,
 ) -> CommitResult:
+    """``temporary``: ``target`` is a scratch folder (merge-adapter's output) that is never
+    bound as a working folder and gets no stat cache."""
     target = os.path.abspath(target)
     model = validate_model(model) if model else model_name_for(repo, target)
     branch_name, expected, parent, bound = _plan_branch(repo, model, target, branch)
     is_folder = os.path.isdir(target)
-    cache = stat_cache_for(repo, target) if is_folder else None
+    if is_folder:
+        lineage = _with_adapter_facts(repo, target, dict(lineage or {}))
+    cache = stat_cache_for(repo, target) if is_folder and not temporary else None
     with repo.writing_objects():
         snap: Snapshot = snapshot(
             repo,
@@ -173,23 +196,25 @@ def commit(
             lineage=dict(lineage or {}),
         )
         version_id = repo.objects.put_meta(version)
-    try:
-        repo.refs.set_if_equals(
-            branch_ref(model, branch_name),
-            expected,
-            version_id,
-            f"commit: {message.splitlines()[0] if message else ''}",
-        )
-    except RefConflict as exc:
-        raise RefConflict(
-            f"branch {branch_name!r} of {model!r} moved while committing "
-            f"(another commit landed first); version {short(version_id)} was stored but not recorded",
-            hint=f"look at `mvc log {model}`, then commit again",
-        ) from exc
+        # Still under the objects lock: a gc between writing the objects and moving the ref
+        # would see them unreachable (and, with a short grace, delete them).
+        try:
+            repo.refs.set_if_equals(
+                branch_ref(model, branch_name),
+                expected,
+                version_id,
+                f"commit: {message.splitlines()[0] if message else ''}",
+            )
+        except RefConflict as exc:
+            raise RefConflict(
+                f"branch {branch_name!r} of {model!r} moved while committing "
+                f"(another commit landed first); version {short(version_id)} was stored but not recorded",
+                hint=f"look at `mvc log {model}`, then commit again",
+            ) from exc
     result.created = True
     result.version_id = version_id
     result.version = version
-    if is_folder and (bound is not None or bind or repo.binding(model) is None):
+    if is_folder and not temporary and (bound is not None or bind or repo.binding(model) is None):
         repo.set_binding(Binding(model, repo.relpath(target), branch_name))
         result.bound = True
     if cache is not None:

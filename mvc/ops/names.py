@@ -78,13 +78,33 @@ def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
 def create_tag(
     repo: Repo, model: str, name: str, rev: str | None = None, message: str = ""
 ) -> RefEntry:
-    """Point a new tag at a version. Re-tagging a name that ever named another version is refused."""
-    from mvc.versioning import normalize_tag
+    """Point a new tag at a version. Re-tagging a name that ever named another version is refused.
+
+    A semantic version is also refused when a tag of equal precedence (the same version with
+    other build metadata) ever named another version: ranges could not choose between them.
+    """
+    from mvc.versioning import normalize_tag, parse_semver, same_release
 
     _known_model(repo, model)
     name = normalize_tag(name)
     target = resolve(repo, f"{model}@{rev}" if rev else model).version
     ref = tag(model, name)
+    version = parse_semver(name)
+    if version is not None:
+        for other in repo.refs.list_refs(TAGS, model, live=False):
+            other_version = parse_semver(other.name)
+            if other.name == name or other_version is None:
+                continue
+            if not same_release(version, other_version):
+                continue
+            named = {e.new for e in repo.refs.entries(other) if e.new is not None}
+            if named - {target}:
+                raise ImmutableRef(
+                    f"tag {name!r} of {model!r} has the precedence of {other.name!r}, which named "
+                    f"version {short(next(iter(named - {target})))}; build metadata cannot tell "
+                    "two versions apart",
+                    hint="pick a new version number (`mvc tag --bump patch`)",
+                )
     log = repo.refs.entries(ref)
     current = log[-1].new if log else None
     if current == target:

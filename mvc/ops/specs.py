@@ -5,7 +5,7 @@ REV is one of: a branch, a tag (``v1.2.0`` and ``1.2.0`` are the same tag), a se
 ``latest`` (the newest version on any branch), an ISO-8601 instant (the newest version at or
 before it on the default branch), or a version-id prefix (4+ hex digits). When a REV matches
 more than one kind of name, resolution refuses and lists the candidates; ``branch=``, ``tag=``,
-``channel=`` and ``id=`` say which one is meant. The grammar is published in docs/specs.md.
+``channel=`` and ``id=`` say which one is meant. The grammar is published in docs/versioning.md.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mvc.errors import AmbiguousSpec, InvalidInput, NotFound, UsageError
+from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
 from mvc.ids import ObjectId, is_object_id, parse_id_prefix, short
 from mvc.refnames import RefName, branch, channel, tag, validate_model
 from mvc.repo import Repo
@@ -23,6 +23,7 @@ from mvc.repo import Repo
 RANGE_START = ("^", "~", "<", ">", "=")
 QUALIFIERS = ("branch", "tag", "channel", "id")
 _BACK = re.compile(r"^(?P<rev>.*?)~(?P<n>\d+)$")
+_RANGE_BACK = re.compile(r"^(?P<rev>.*[0-9A-Za-z*])~(?P<n>\d+)$")
 _INSTANT = re.compile(
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}(\.\d+)?)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
 )
@@ -56,23 +57,24 @@ def parse_spec(text: str) -> Spec:
     if not text or not isinstance(text, str):
         raise UsageError("empty version spec", hint="write MODEL or MODEL@REV, e.g. bert@v1.2.0")
     model, sep, rev = text.partition("@")
-    try:
-        validate_model(model)
-    except InvalidInput as exc:
-        raise UsageError(
-            f"bad version spec {text!r}: {exc.message}",
-            hint="write MODEL or MODEL@REV, e.g. bert@main~1",
-        ) from exc
     back = 0
-    target = rev if sep else model
-    match = _BACK.match(target) if not (sep and rev.startswith(RANGE_START)) else None
-    if match and match.group("rev") is not None:
+    # ~N ends the spec. In a range, ~ also starts a tilde comparator: there, ~N is a back
+    # step only when glued to the range's last version (``^1.2~1``, not ``>=1 ~2``).
+    pattern = _RANGE_BACK if sep and rev.startswith(RANGE_START) else _BACK
+    match = pattern.match(rev if sep else model)
+    if match and match.group("rev"):
         back = int(match.group("n"))
         if sep:
             rev = match.group("rev")
         else:
             model = match.group("rev")
-            validate_model(model)
+    try:
+        validate_model(model)
+    except (InvalidInput, UsageError) as exc:
+        raise UsageError(
+            f"bad version spec {text!r}: {exc.message}",
+            hint="write MODEL or MODEL@REV, e.g. bert@main~1",
+        ) from exc
     if sep and not rev:
         raise UsageError(f"bad version spec {text!r}: nothing after '@'")
     return Spec(model, rev if sep else None, back)
@@ -109,13 +111,18 @@ def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:
     if record_id is None:
         return None
     record = repo.objects.get_meta(record_id)
-    for item in record.get("arms", []):
-        if (
-            isinstance(item, dict)
-            and item.get("role") == arm
-            and is_object_id(str(item.get("version")))
-        ):
+    arms = [
+        item
+        for item in record.get("arms", [])
+        if isinstance(item, dict) and is_object_id(str(item.get("version")))
+    ]
+    for item in arms:
+        if item.get("role") == arm or item.get("name") == arm:  # A/B arms go by name
             return ObjectId(item["version"])
+    if arm == "stable":  # an A/B test has no stable arm: the channel means its first arm
+        for item in arms:
+            if item.get("role") == "ab":
+                return ObjectId(item["version"])
     raise NotFound(
         f"channel {name!r} of {model!r} has no {arm!r} arm right now",
         hint=f"see `mvc channel show {model} {name}`",
@@ -150,7 +157,7 @@ def _lookup_ref(
     for name in names:
         try:
             ref = ref_factory(name)
-        except InvalidInput:
+        except (InvalidInput, InvalidName):
             continue
         value = repo.refs.get(ref)
         if value is not None:
@@ -172,7 +179,7 @@ def _candidates(repo: Repo, model: str, rev: str, only: str | None) -> list[Reso
         name, _, arm = rev.partition(":")
         try:
             version = channel_arm(repo, model, name, arm or "stable")
-        except InvalidInput:
+        except (InvalidInput, InvalidName):
             version = None
         if version:
             found.append(Resolved(model, version, "channel", rev))
@@ -234,14 +241,23 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
                 f"model {model!r} has no branch {name!r}", hint=f"name a REV: {model}@REV"
             )
         return Resolved(model, value, "branch", name)
-    if rev == "latest":
-        return Resolved(model, _latest(repo, model), "latest")
     if rev.startswith(RANGE_START):
         from mvc.versioning import resolve_range
 
         name, version = resolve_range(repo, model, rev)
         return Resolved(model, version, "range", name)
-    if _INSTANT.match(rev):
+    if rev == "latest" or _INSTANT.match(rev):
+        # a branch, tag or channel of the same name would make the REV mean two things
+        named = _candidates(repo, model, rev, None)
+        if named:
+            what = "the newest version" if rev == "latest" else "an instant"
+            listing = "; ".join(f"{c.kind} {c.name} -> {short(c.version)}" for c in named)
+            raise AmbiguousSpec(
+                f"{model}@{rev} is ambiguous: {what}, or {listing}",
+                hint=f"say which: {model}@{named[0].kind}={rev}",
+            )
+        if rev == "latest":
+            return Resolved(model, _latest(repo, model), "latest")
         moment = _parse_instant(rev)
         return Resolved(model, at_instant(repo, model, moment, head_branch(repo, model)), "instant")
     qualifier, eq, rest = rev.partition("=")

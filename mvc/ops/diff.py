@@ -1,0 +1,907 @@
+"""``diff``: what changed between two versions (or a version and its working folder), and the
+semver bump that change implies.
+
+Work is proportional to what changed: files with equal blake3 are not opened; tensors are compared
+by the ids of the chunks that hold them, so an unchanged tensor is skipped without being read or
+decoded. Changed tensors are streamed window by window (``mvc.tensors``), so memory stays bounded
+whatever the model's size. Tensors are matched by name within a folder (a sharded checkpoint's
+shards share one namespace), so a tensor that moved between shards is not "removed and added".
+
+The bump rules (docs/versioning.md): MAJOR when the interface changes (tensors added, removed,
+renamed, reshaped or re-typed; input/output config keys; the tokenizer), MINOR when weights change
+with the interface intact (retrained, new adapter), PATCH when only metadata, docs or other
+config changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.errors import InvalidInput, NotFound, UsageError
+from mvc.formats.safetensors import SafetensorsHeader, TensorInfo
+from mvc.ids import ObjectId, short
+from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.progress import NullProgress, Progress
+from mvc.repo import Repo
+from mvc.tensors import DiskTensorFile, StoredTensorFile, TensorFile, TensorStats
+
+LEVELS = ("none", "patch", "minor", "major")
+
+TOKENIZER_FILES = frozenset(
+    (
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "tokenizer.model",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "spm.model",
+        "bpe.codes",
+    )
+)
+WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".pkl",
+    ".pickle",
+    ".onnx",
+    ".gguf",
+    ".ggml",
+    ".h5",
+    ".keras",
+    ".msgpack",
+    ".npz",
+    ".npy",
+    ".tflite",
+    ".pb",
+)
+CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
+DOC_SUFFIXES = (".md", ".rst", ".txt", ".html", ".pdf", ".png", ".jpg", ".jpeg", ".gif", ".svg")
+DOC_NAMES = ("readme", "license", "licence", "notice", "changelog", "citation", "authors")
+# Config keys that define what goes in and comes out of a model (any nesting level).
+INTERFACE_KEYS = frozenset(
+    (
+        "vocab_size",
+        "hidden_size",
+        "num_labels",
+        "id2label",
+        "label2id",
+        "num_classes",
+        "max_position_embeddings",
+        "n_positions",
+        "n_ctx",
+        "n_embd",
+        "d_model",
+        "type_vocab_size",
+        "model_type",
+        "architectures",
+        "is_encoder_decoder",
+        "problem_type",
+        "pad_token_id",
+        "bos_token_id",
+        "eos_token_id",
+        "decoder_start_token_id",
+        "image_size",
+        "num_channels",
+        "patch_size",
+        "sampling_rate",
+        "feature_size",
+        "num_mel_bins",
+        "input_size",
+        "output_size",
+        # adapters: what they attach to and how
+        "peft_type",
+        "task_type",
+        "r",
+        "target_modules",
+        "base_model_name_or_path",
+        "modules_to_save",
+    )
+)
+# Config keys that change the computed weights without changing the interface.
+WEIGHT_KEYS = frozenset(("lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "use_dora"))
+CONFIG_LIMIT = 8 << 20  # config files above this size are compared as bytes only
+SHOWN_VALUE = 200  # characters of a config value kept in a report
+
+
+@dataclass(frozen=True)
+class Evidence:
+    level: str  # major / minor / patch
+    reason: str  # short, e.g. "tensor reshaped"
+    detail: str  # what exactly, e.g. "model.safetensors: encoder.w [4, 8] -> [4, 9]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level, "reason": self.reason, "detail": self.detail}
+
+    def __str__(self) -> str:
+        return f"{self.level.upper()}: {self.reason}: {self.detail}"
+
+
+def highest(levels: list[str]) -> str:
+    return max(levels, key=LEVELS.index, default="none")
+
+
+# --- the two sides ------------------------------------------------------------------------------
+
+
+@dataclass
+class Side:
+    """One end of a comparison: a stored version, or a working folder (read from disk)."""
+
+    label: str
+    model: str
+    tree: Tree
+    version_id: ObjectId | None = None
+    version: Version | None = None
+    folder: str | None = None  # absolute path, for a working-folder side
+    disk_paths: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "model": self.model,
+            "version": self.version_id,
+            "folder": self.folder,
+        }
+
+    def open(self, repo: Repo, path: str, stack: ExitStack) -> TensorFile:
+        if self.folder is not None:
+            return stack.enter_context(DiskTensorFile(self.disk_paths[path], path))
+        entry = self.tree.files[path]
+        return StoredTensorFile(repo.objects, repo.objects.get_manifest(entry.manifest), path)
+
+    def read_small(self, repo: Repo, path: str) -> bytes | None:
+        entry = self.tree.files[path]
+        if entry.size > CONFIG_LIMIT:
+            return None
+        if self.folder is not None:
+            with open(self.disk_paths[path], "rb") as handle:
+                return handle.read(CONFIG_LIMIT + 1)
+        manifest = repo.objects.get_manifest(entry.manifest)
+        return b"".join(repo.objects.iter_file(manifest, path))
+
+
+def version_side(repo: Repo, version_id: ObjectId, label: str | None = None) -> Side:
+    version = repo.objects.get_version(version_id)
+    return Side(
+        label or f"{version.model}@{short(version_id)}",
+        version.model,
+        repo.objects.get_tree(version.tree),
+        version_id,
+        version,
+    )
+
+
+def folder_side(repo: Repo, model: str, progress: Progress | None = None) -> Side:
+    from mvc.ops.snapshot import snapshot, stat_cache_for
+
+    binding = repo.binding(model)
+    if binding is None:
+        raise UsageError(
+            f"model {model!r} has no working folder to compare with",
+            hint=f"name both versions: mvc diff {model}@A {model}@B",
+        )
+    folder = repo.abspath(binding.path)
+    if not os.path.isdir(folder):
+        raise NotFound(
+            f"the working folder of {model!r} ({binding.path}) is missing",
+            hint=f"name both versions: mvc diff {model}@A {model}@B",
+        )
+    cache = stat_cache_for(repo, folder)
+    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress)
+    cache.save()
+    return Side(
+        f"working folder {binding.path}",
+        model,
+        snap.tree,
+        folder=folder,
+        disk_paths={rel: scanned.path for rel, scanned in snap.files.items()},
+    )
+
+
+# --- results ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileChange:
+    path: str
+    old: TreeEntry | None
+    new: TreeEntry | None
+
+    @property
+    def status(self) -> str:
+        return "added" if self.old is None else "removed" if self.new is None else "changed"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "status": self.status,
+            "old_size": self.old.size if self.old else None,
+            "new_size": self.new.size if self.new else None,
+            "kind": entry.kind if (entry := self.new or self.old) else None,
+            "mode_changed": bool(
+                self.old and self.new and self.old.executable != self.new.executable
+            ),
+            "content_changed": bool(
+                self.old is None or self.new is None or self.old.b3 != self.new.b3
+            ),
+        }
+
+
+@dataclass
+class TensorChange:
+    name: str
+    status: str  # added, removed, renamed, reshaped, retyped, changed
+    old_file: str | None = None
+    new_file: str | None = None
+    old_dtype: str | None = None
+    new_dtype: str | None = None
+    old_shape: tuple[int, ...] | None = None
+    new_shape: tuple[int, ...] | None = None
+    renamed_from: str | None = None
+    stats: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "status": self.status,
+            "old_file": self.old_file,
+            "new_file": self.new_file,
+            "old_dtype": self.old_dtype,
+            "new_dtype": self.new_dtype,
+            "old_shape": list(self.old_shape) if self.old_shape is not None else None,
+            "new_shape": list(self.new_shape) if self.new_shape is not None else None,
+            "renamed_from": self.renamed_from,
+            "stats": self.stats,
+        }
+
+
+@dataclass
+class TensorGroupDiff:
+    """Tensors of one folder's safetensors files (a sharded checkpoint is one group)."""
+
+    folder: str
+    adapter: bool
+    changes: list[TensorChange] = field(default_factory=list)
+    unchanged: int = 0
+    skipped_identical: int = 0  # unchanged tensors recognised by chunk ids, never decoded
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> key changes
+    unreadable: list[str] = field(default_factory=list)  # malformed files, compared as bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "unreadable": sorted(set(self.unreadable)),
+            "folder": self.folder,
+            "adapter": self.adapter,
+            "changes": [c.to_json() for c in self.changes],
+            "unchanged": self.unchanged,
+            "skipped_identical": self.skipped_identical,
+            "metadata": self.metadata,
+        }
+
+
+@dataclass
+class ConfigDiff:
+    path: str
+    added: dict[str, Any] = field(default_factory=dict)
+    removed: dict[str, Any] = field(default_factory=dict)
+    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    parsed: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "parsed": self.parsed,
+            "added": self.added,
+            "removed": self.removed,
+            "changed": {k: {"old": a, "new": b} for k, (a, b) in self.changed.items()},
+        }
+
+
+@dataclass
+class DiffResult:
+    a: Side
+    b: Side
+    files: list[FileChange] = field(default_factory=list)
+    unchanged_files: int = 0
+    tensors: list[TensorGroupDiff] = field(default_factory=list)
+    configs: list[ConfigDiff] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    evidence: list[Evidence] = field(default_factory=list)
+    stats: bool = True
+
+    @property
+    def bump(self) -> str:
+        return highest([e.level for e in self.evidence])
+
+    @property
+    def verdict(self) -> str:
+        level = self.bump
+        if level == "none":
+            return "none: no difference that needs a new version"
+        top = [e for e in self.evidence if e.level == level]
+        reasons: dict[str, int] = {}
+        for item in top:
+            reasons[item.reason] = reasons.get(item.reason, 0) + 1
+        words = [f"{r} ({n})" if n > 1 else r for r, n in reasons.items()]
+        return f"{level}: " + ", ".join(words)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "a": self.a.to_json(),
+            "b": self.b.to_json(),
+            "files": [f.to_json() for f in self.files],
+            "unchanged_files": self.unchanged_files,
+            "tensors": [t.to_json() for t in self.tensors],
+            "configs": [c.to_json() for c in self.configs],
+            "metadata": self.metadata,
+            "bump": self.bump,
+            "verdict": self.verdict,
+            "evidence": [e.to_json() for e in self.evidence],
+            "stats": self.stats,
+        }
+
+
+# --- classification of files ------------------------------------------------------------------
+
+
+def file_role(path: str, kind: str) -> str:
+    base = posixpath.basename(path)
+    lower = base.lower()
+    if lower in TOKENIZER_FILES or lower.endswith(".tiktoken"):
+        return "tokenizer"
+    if lower == "adapter_config.json":
+        return "adapter-config"
+    if lower.endswith(".index.json"):
+        return "weights-index"
+    if kind == KIND_SAFETENSORS:
+        return "safetensors"
+    if kind == KIND_PICKLE or lower.endswith(WEIGHT_SUFFIXES):
+        return "weights"
+    if lower.endswith(CONFIG_SUFFIXES) and ("config" in lower or lower in ("params.json",)):
+        return "config"
+    if (
+        lower.endswith(DOC_SUFFIXES)
+        or lower.split(".")[0] in DOC_NAMES
+        or lower in (".gitattributes", ".gitignore")
+    ):
+        return "docs"
+    return "other"
+
+
+def _config_level(key: str) -> str:
+    parts = key.split(".")
+    if any(part in INTERFACE_KEYS for part in parts):
+        return "major"
+    return "minor" if parts[-1] in WEIGHT_KEYS else "patch"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix or "(root)": value}
+
+
+def _shown(value: Any) -> Any:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if len(text) <= SHOWN_VALUE:
+        return value
+    return text[: SHOWN_VALUE - 1] + "…"
+
+
+def _load_config(data: bytes | None, path: str) -> Any:
+    if data is None:
+        raise ValueError("too large to compare key by key")
+    text = data.decode("utf-8", errors="strict")
+    if path.lower().endswith((".yaml", ".yml")):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from exc
+    if path.lower().endswith(".toml"):
+        import tomllib
+
+        return tomllib.loads(text)
+    return json.loads(text)
+
+
+def diff_config(repo: Repo, a: Side, b: Side, path: str) -> ConfigDiff:
+    """Key-level differences of a config file; a side without the file counts as empty."""
+    result = ConfigDiff(path)
+    try:
+        old = _load_config(a.read_small(repo, path), path) if path in a.tree.files else {}
+        new = _load_config(b.read_small(repo, path), path) if path in b.tree.files else {}
+    except (ValueError, UnicodeDecodeError):  # JSON, TOML and (converted) YAML errors
+        result.parsed = False
+        return result
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    for key in sorted(flat_old.keys() | flat_new.keys()):
+        if key not in flat_new:
+            result.removed[key] = _shown(flat_old[key])
+        elif key not in flat_old:
+            result.added[key] = _shown(flat_new[key])
+        elif flat_old[key] != flat_new[key]:
+            result.changed[key] = (_shown(flat_old[key]), _shown(flat_new[key]))
+    return result
+
+
+# --- tensors ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Located:
+    path: str
+    info: TensorInfo
+    source: TensorFile
+
+
+def _collect(
+    repo: Repo, side: Side, paths: list[str], stack: ExitStack, unreadable: list[str]
+) -> tuple[dict[str, _Located], dict[str, SafetensorsHeader]]:
+    tensors: dict[str, _Located] = {}
+    headers: dict[str, SafetensorsHeader] = {}
+    for path in paths:
+        try:
+            source = side.open(repo, path, stack)
+            header = source.header()
+        except InvalidInput:
+            unreadable.append(path)  # a malformed file is compared as bytes only
+            continue
+        headers[path] = header
+        for info in header.tensors:
+            tensors.setdefault(info.name, _Located(path, info, source))
+    return tensors, headers
+
+
+def _change(
+    name: str,
+    status: str,
+    old: _Located | None,
+    new: _Located | None,
+    renamed_from: str | None = None,
+) -> TensorChange:
+    return TensorChange(
+        name,
+        status,
+        old_file=old.path if old else None,
+        new_file=new.path if new else None,
+        old_dtype=old.info.dtype if old else None,
+        new_dtype=new.info.dtype if new else None,
+        old_shape=old.info.shape if old else None,
+        new_shape=new.info.shape if new else None,
+        renamed_from=renamed_from,
+    )
+
+
+def _content_key(loc: _Located) -> tuple[str, ...] | None:
+    ids = loc.source.chunk_ids(loc.info.start, loc.info.end)
+    if ids is None:
+        return None
+    sizes = tuple(str(p.length) for p in loc.source.pieces(loc.info.start, loc.info.end))
+    return tuple(ids) + sizes
+
+
+def _same_bytes(a: _Located, b: _Located, block: int = 4 << 20) -> bool:
+    """Byte comparison for tensors whose chunk layouts differ (never decoded)."""
+    if a.info.nbytes != b.info.nbytes:
+        return False
+    offset = 0
+    while offset < a.info.nbytes:
+        step = min(block, a.info.nbytes - offset)
+        if a.source.read(a.info.start + offset, a.info.start + offset + step) != b.source.read(
+            b.info.start + offset, b.info.start + offset + step
+        ):
+            return False
+        offset += step
+    return True
+
+
+def tensor_stats(a: _Located, b: _Located, progress: Progress) -> TensorStats:
+    """Streamed statistics of a tensor present on both sides with the same dtype and shape.
+
+    Windows follow A's chunks; a chunk whose id is the same on both sides is decoded on one side
+    only (its elements count as unchanged but still weigh in the norms).
+    """
+    from mvc.tensors import element_unit, tensor_windows
+
+    dtype = a.info.dtype
+    unit = element_unit(dtype)
+    shift = b.info.start - a.info.start
+    stats = TensorStats()
+    same_piece: dict[int, bool] = {}
+    for lo, hi in tensor_windows(a.source, a.info.start, a.info.end, unit):
+        pieces = a.source.pieces(lo, hi)
+        same = False
+        if len(pieces) == 1:
+            piece = pieces[0]
+            if piece.offset not in same_piece:
+                inside = piece.offset >= a.info.start and piece.end <= a.info.end
+                ids_a = a.source.chunk_ids(piece.offset, piece.end) if inside else None
+                ids_b = (
+                    b.source.chunk_ids(piece.offset + shift, piece.end + shift) if inside else None
+                )
+                same_piece[piece.offset] = ids_a is not None and ids_a == ids_b
+            same = same_piece[piece.offset]
+        if same:
+            stats.add_identical(a.source.read(lo, hi), dtype)
+        else:
+            stats.add(a.source.read(lo, hi), b.source.read(lo + shift, hi + shift), dtype)
+        progress.advance(hi - lo)
+    return stats
+
+
+def _tensor_groups(
+    repo: Repo,
+    a: Side,
+    b: Side,
+    changed_paths: set[str],
+    stats: bool,
+    progress: Progress,
+    stack: ExitStack,
+) -> list[TensorGroupDiff]:
+    def safetensors_in(side: Side, folder: str) -> list[str]:
+        return sorted(
+            p
+            for p, e in side.tree.files.items()
+            if e.kind == KIND_SAFETENSORS and posixpath.dirname(p) == folder
+        )
+
+    folders = sorted(
+        {
+            posixpath.dirname(p)
+            for p in changed_paths
+            if any(
+                side.tree.files.get(p) is not None and side.tree.files[p].kind == KIND_SAFETENSORS
+                for side in (a, b)
+            )
+        }
+    )
+    groups = []
+    for folder in folders:
+        config = posixpath.join(folder, "adapter_config.json") if folder else "adapter_config.json"
+        adapter = config in a.tree.files or config in b.tree.files
+        group = TensorGroupDiff(folder, adapter)
+        paths_a, paths_b = safetensors_in(a, folder), safetensors_in(b, folder)
+        # A file unchanged on both sides holds unchanged tensors: no need to open it.
+        same_files = {
+            p for p in set(paths_a) & set(paths_b) if a.tree.files[p].b3 == b.tree.files[p].b3
+        }
+        unreadable = group.unreadable
+        tensors_a, headers_a = _collect(
+            repo, a, [p for p in paths_a if p not in same_files], stack, unreadable
+        )
+        tensors_b, headers_b = _collect(
+            repo, b, [p for p in paths_b if p not in same_files], stack, unreadable
+        )
+        for path in sorted(headers_a.keys() & headers_b.keys()):
+            meta_a, meta_b = headers_a[path].metadata, headers_b[path].metadata
+            if meta_a != meta_b:
+                group.metadata[path] = {
+                    "added": {k: v for k, v in meta_b.items() if k not in meta_a},
+                    "removed": {k: v for k, v in meta_a.items() if k not in meta_b},
+                    "changed": {
+                        k: {"old": meta_a[k], "new": v}
+                        for k, v in meta_b.items()
+                        if k in meta_a and meta_a[k] != v
+                    },
+                }
+        removed = {n: t for n, t in tensors_a.items() if n not in tensors_b}
+        added = {n: t for n, t in tensors_b.items() if n not in tensors_a}
+        # renames: a removed and an added tensor with the same dtype, shape and chunks
+        by_content: dict[tuple[Any, ...], str] = {}
+        for name, loc in removed.items():
+            key = _content_key(loc)
+            if key is not None:
+                by_content.setdefault((loc.info.dtype, loc.info.shape, key), name)
+        for name, loc in sorted(added.items()):
+            key = _content_key(loc)
+            old_name = by_content.pop((loc.info.dtype, loc.info.shape, key), None) if key else None
+            if old_name is not None and old_name in removed:
+                group.changes.append(_change(name, "renamed", removed.pop(old_name), loc, old_name))
+            else:
+                group.changes.append(_change(name, "added", None, loc))
+        for name, loc in sorted(removed.items()):
+            group.changes.append(_change(name, "removed", loc, None))
+        for name in sorted(tensors_a.keys() & tensors_b.keys()):
+            old, new = tensors_a[name], tensors_b[name]
+            if old.info.dtype != new.info.dtype or old.info.shape != new.info.shape:
+                status = "retyped" if old.info.dtype != new.info.dtype else "reshaped"
+                group.changes.append(_change(name, status, old, new))
+                continue
+            key_a, key_b = _content_key(old), _content_key(new)
+            if key_a is not None and key_a == key_b:
+                group.unchanged += 1
+                group.skipped_identical += 1
+                progress.advance(old.info.nbytes)
+                continue
+            if (key_a is None or key_b is None) and _same_bytes(old, new):
+                group.unchanged += 1
+                progress.advance(old.info.nbytes)
+                continue
+            change = _change(name, "changed", old, new)
+            if stats:
+                result = tensor_stats(old, new, progress)
+                if result.changed == 0:  # same bytes under a different chunk layout
+                    group.unchanged += 1
+                    continue
+                change.stats = result.to_json()
+            else:
+                progress.advance(old.info.nbytes)
+            group.changes.append(change)
+        groups.append(group)
+    return groups
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+def _mapping_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "added": {k: v for k, v in sorted(new.items()) if k not in old},
+        "removed": {k: v for k, v in sorted(old.items()) if k not in new},
+        "changed": {
+            k: {"old": old[k], "new": v} for k, v in sorted(new.items()) if k in old and old[k] != v
+        },
+    }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _delta(old: Any, new: Any) -> Any:
+    return new - old if _is_number(old) and _is_number(new) else None
+
+
+def metadata_diff(a: Version, b: Version) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    params = _mapping_diff(a.params, b.params)
+    if any(params.values()):
+        out["params"] = params
+    metrics = {}
+    for key in sorted(a.metrics.keys() | b.metrics.keys()):
+        old, new = a.metrics.get(key), b.metrics.get(key)
+        if old == new:
+            continue
+        metrics[key] = {"old": old, "new": new, "delta": _delta(old, new)}
+    if metrics:
+        out["metrics"] = metrics
+    datasets_a = {
+        str(d.get("name")): d for d in a.lineage.get("datasets", []) if isinstance(d, dict)
+    }
+    datasets_b = {
+        str(d.get("name")): d for d in b.lineage.get("datasets", []) if isinstance(d, dict)
+    }
+    datasets = _mapping_diff(datasets_a, datasets_b)
+    if any(datasets.values()):
+        out["datasets"] = datasets
+    for key in ("base", "derived_from", "adapter", "merged"):
+        if a.lineage.get(key) != b.lineage.get(key):
+            out.setdefault("lineage", {})[key] = {
+                "old": a.lineage.get(key),
+                "new": b.lineage.get(key),
+            }
+    commit_a = (a.git or {}).get("commit")
+    commit_b = (b.git or {}).get("commit")
+    if commit_a != commit_b or bool((a.git or {}).get("dirty")) != bool((b.git or {}).get("dirty")):
+        out["git"] = {"old": a.git, "new": b.git}
+    if a.author != b.author:
+        out["author"] = {"old": a.author, "new": b.author}
+    if a.message != b.message:
+        out["message"] = {"old": a.message, "new": b.message}
+    if a.model != b.model:
+        out["model"] = {"old": a.model, "new": b.model}
+    out["time"] = {"old": a.time, "new": b.time}
+    return out
+
+
+# --- evidence -----------------------------------------------------------------------------------
+
+
+def _evidence(result: DiffResult) -> list[Evidence]:
+    found: list[Evidence] = []
+
+    def add(level: str, reason: str, detail: str) -> None:
+        found.append(Evidence(level, reason, detail))
+
+    adapter_folders_a = {
+        posixpath.dirname(p)
+        for p in result.a.tree.files
+        if posixpath.basename(p) == "adapter_config.json"
+    }
+    for change in result.files:
+        entry = change.new or change.old
+        assert entry is not None
+        role = file_role(change.path, entry.kind)
+        if (
+            change.status == "changed"
+            and change.old
+            and change.new
+            and change.old.b3 == change.new.b3
+        ):
+            add("patch", "file mode changed", change.path)
+            continue
+        if role == "tokenizer":
+            add("major", f"tokenizer {change.status}", change.path)
+        elif role == "safetensors":
+            pass  # judged tensor by tensor below
+        elif role == "weights":
+            if change.status == "changed":
+                add(
+                    "minor",
+                    "weights changed",
+                    f"{change.path} (not inspectable: compared as bytes)",
+                )
+            else:
+                add("major", f"weights file {change.status}", change.path)
+        elif role == "weights-index":
+            add("patch", "weights index changed", change.path)
+        elif role == "adapter-config" and change.status != "changed":
+            level = "minor" if change.status == "added" else "major"
+            add(level, f"adapter {change.status}", change.path)
+        elif role in ("config", "adapter-config"):
+            pass  # judged key by key below
+        elif role == "docs":
+            add("patch", f"docs {change.status}", change.path)
+        else:
+            add("minor", f"file of unknown role {change.status}", change.path)
+    new_adapter_configs = {
+        c.path
+        for c in result.files
+        if c.status == "added"
+        and file_role(c.path, c.new.kind if c.new else "") == "adapter-config"
+    }
+    for config in result.configs:
+        if config.path in new_adapter_configs:
+            continue  # a new adapter: judged as a whole above
+        if not config.parsed:
+            add("minor", "config changed (not parseable, compared as bytes)", config.path)
+            continue
+        what = [(k, f"{json.dumps(o)} -> {json.dumps(n)}") for k, (o, n) in config.changed.items()]
+        what += [(k, f"added ({json.dumps(v)})") for k, v in config.added.items()]
+        what += [(k, "removed") for k in config.removed]
+        for key, text in what:
+            level = _config_level(key)
+            reason = "interface config changed" if level == "major" else "config changed"
+            add(level, reason, f"{config.path}: {key} {text}")
+    for group in result.tensors:
+        new_adapter = group.adapter and group.folder not in adapter_folders_a
+        new_adapter_tensors = 0
+        for tensor in group.changes:
+            file = tensor.new_file or tensor.old_file
+            if tensor.status == "changed":
+                stats = tensor.stats
+                extra = f" ({stats['changed_fraction']:.1%} of elements)" if stats else ""
+                add("minor", "weights changed", f"{file}: {tensor.name}{extra}")
+            elif tensor.status == "added" and new_adapter:
+                new_adapter_tensors += 1
+            elif tensor.status == "renamed":
+                add("major", "tensor renamed", f"{file}: {tensor.renamed_from} -> {tensor.name}")
+            elif tensor.status in ("reshaped", "retyped"):
+                add(
+                    "major",
+                    f"tensor {tensor.status}",
+                    f"{file}: {tensor.name} {tensor.old_dtype} {list(tensor.old_shape or ())} -> "
+                    f"{tensor.new_dtype} {list(tensor.new_shape or ())}",
+                )
+            else:
+                add("major", f"tensor {tensor.status}", f"{file}: {tensor.name}")
+        for path in sorted(set(group.unreadable)):
+            add("minor", "weights changed", f"{path} (malformed safetensors: compared as bytes)")
+        if new_adapter_tensors:
+            add("minor", "adapter added", f"{group.folder or '.'}: {new_adapter_tensors} tensors")
+        for path, keys in group.metadata.items():
+            add(
+                "patch",
+                "safetensors metadata changed",
+                f"{path}: "
+                + ", ".join(sorted({*keys["added"], *keys["removed"], *keys["changed"]})),
+            )
+    for key, value in result.metadata.items():
+        if key == "time":
+            continue
+        if key in ("params", "datasets"):
+            names = sorted({*value["added"], *value["removed"], *value["changed"]})
+            add("patch", f"{key} changed", ", ".join(str(n) for n in names))
+        elif key == "metrics":
+            add("patch", "metrics changed", ", ".join(sorted(value)))
+        elif key == "lineage":
+            add("patch", "lineage changed", ", ".join(sorted(value)))
+        else:
+            add("patch", f"{key} changed", "")
+    return found
+
+
+# --- entry points -------------------------------------------------------------------------------
+
+
+def compare(
+    repo: Repo, a: Side, b: Side, *, stats: bool = True, progress: Progress | None = None
+) -> DiffResult:
+    progress = progress or NullProgress()
+    result = DiffResult(a, b, stats=stats)
+    files_a, files_b = a.tree.files, b.tree.files
+    for path in sorted(files_a.keys() | files_b.keys()):
+        old, new = files_a.get(path), files_b.get(path)
+        if (
+            old is not None
+            and new is not None
+            and old.b3 == new.b3
+            and old.executable == new.executable
+        ):
+            result.unchanged_files += 1
+            continue
+        result.files.append(FileChange(path, old, new))
+    content = {
+        f.path for f in result.files if f.old is None or f.new is None or f.old.b3 != f.new.b3
+    }
+    for change in result.files:
+        entry = change.new or change.old
+        role = file_role(change.path, entry.kind) if entry else "other"
+        if change.path in content and role in ("config", "adapter-config"):
+            result.configs.append(diff_config(repo, a, b, change.path))
+    with ExitStack() as stack:
+        work = sum(
+            max(f.old.size if f.old else 0, f.new.size if f.new else 0)
+            for f in result.files
+            if f.path in content
+        )
+        progress.start("comparing", work)
+        try:
+            result.tensors = _tensor_groups(repo, a, b, content, stats, progress, stack)
+        finally:
+            progress.finish()
+    if a.version is not None and b.version is not None:
+        result.metadata = metadata_diff(a.version, b.version)
+    result.evidence = _evidence(result)
+    return result
+
+
+def diff_versions(
+    repo: Repo, a: ObjectId, b: ObjectId, *, stats: bool = True, progress: Progress | None = None
+) -> DiffResult:
+    return compare(
+        repo, version_side(repo, a), version_side(repo, b), stats=stats, progress=progress
+    )
+
+
+def diff(
+    repo: Repo,
+    a_spec: str,
+    b_spec: str | None = None,
+    *,
+    stats: bool = True,
+    progress: Progress | None = None,
+) -> DiffResult:
+    """``mvc diff A [B]``: B defaults to A's model's working folder."""
+    from mvc.ops.specs import resolve
+
+    ra = resolve(repo, a_spec)
+    a = version_side(repo, ra.version, _label(a_spec, ra.version))
+    if b_spec is None:
+        b = folder_side(repo, ra.model, progress)
+    else:
+        rb = resolve(repo, b_spec)
+        b = version_side(repo, rb.version, _label(b_spec, rb.version))
+    return compare(repo, a, b, stats=stats, progress=progress)
+
+
+def _label(spec: str, version: ObjectId) -> str:
+    return f"{spec} ({short(version)})"
