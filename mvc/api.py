@@ -1,0 +1,204 @@
+"""The public Python API: open a store, route requests, load weights.
+
+``import mvc`` re-exports these names lazily::
+
+    repo = mvc.open_repo("path/inside/a/store")
+    router = mvc.Router(repo, "bert", "prod", poll_interval=5)
+    weights = mvc.load("bert@prod", repo=repo)              # {name: numpy array}, memory-mapped
+    merged = mvc.load("bert@v2 + sql-lora@v1.3", repo=repo)  # LoRA merged into the base
+
+Everything here is a thin layer over ``mvc.repo``, ``mvc.ops`` and ``mvc.router``; errors are
+``MvcError`` subclasses with a message and a hint, as on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from mvc.errors import InvalidInput, MvcError, UsageError
+from mvc.ids import ObjectId, short
+from mvc.repo import Repo
+from mvc.router import Router, materialise
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["Repo", "open_repo", "init_repo", "MvcError", "Router", "load"]
+
+
+def open_repo(path: str | None = None, **kwargs: Any) -> Repo:
+    """The store holding ``path`` (default: the current folder), found by walking up."""
+    return Repo.discover(path, **kwargs)
+
+
+def init_repo(path: str = ".", **kwargs: Any) -> Repo:
+    """Create a store in ``path`` (also keeps it out of an enclosing git work tree)."""
+    from mvc.ops.setup import init_store
+
+    init_store(path)
+    return Repo(path, **kwargs)
+
+
+# safetensors dtype -> numpy dtype (little-endian); ml_dtypes supplies the narrow floats.
+_NUMPY_DTYPES = {
+    "BOOL": "bool",
+    "U8": "u1",
+    "I8": "i1",
+    "U16": "<u2",
+    "I16": "<i2",
+    "U32": "<u4",
+    "I32": "<i4",
+    "U64": "<u8",
+    "I64": "<i8",
+    "F16": "<f2",
+    "F32": "<f4",
+    "F64": "<f8",
+    "C64": "<c8",
+}
+_ML_DTYPES = {
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "F8_E8M0": "float8_e8m0fnu",
+    "F8_E4M3FNUZ": "float8_e4m3fnuz",
+    "F8_E5M2FNUZ": "float8_e5m2fnuz",
+}
+
+
+def numpy_dtype(dtype: str) -> Any:
+    import numpy as np
+
+    if dtype in _NUMPY_DTYPES:
+        return np.dtype(_NUMPY_DTYPES[dtype])
+    if dtype in _ML_DTYPES:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
+    raise UsageError(
+        f"tensors of dtype {dtype} are packed below one byte per element; numpy cannot map them",
+        hint="read the file's bytes yourself (mvc cat) or convert the model",
+    )
+
+
+def read_tensors(path: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
+    """Every tensor of one safetensors file; read-only memory maps unless ``mmap`` is False."""
+    import numpy as np
+
+    from mvc.formats.safetensors import read_header
+
+    header = read_header(path)
+    tensors: dict[str, np.ndarray] = {}
+    if not header.tensors:
+        return tensors
+    raw: Any = np.memmap(path, dtype=np.uint8, mode="r")
+    for info in header.tensors:
+        dtype = numpy_dtype(info.dtype)
+        view = raw[info.start : info.end].view(dtype).reshape(tuple(info.shape))
+        tensors[info.name] = view if mmap else np.array(view)
+    return tensors
+
+
+def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
+    """The tensors of every ``*.safetensors`` file below a folder (sharded models too)."""
+    found: dict[str, np.ndarray] = {}
+    origin: dict[str, str] = {}
+    for here, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if not name.endswith(".safetensors"):
+                continue
+            path = os.path.join(here, name)
+            for tensor, array in read_tensors(path, mmap=mmap).items():
+                if tensor in found:
+                    raise InvalidInput(
+                        f"tensor {tensor!r} is in both {origin[tensor]} and {path}",
+                        hint="load the files one by one with mvc.api.read_tensors",
+                    )
+                found[tensor], origin[tensor] = array, path
+    return found
+
+
+def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, ObjectId, Any]:
+    """(model, base version, adapter ref or None) for ``load``'s arguments."""
+    from mvc.ops import deploy
+    from mvc.ops.specs import parse_spec, resolve
+
+    base_text, adapter_text = deploy.split_target(spec)
+    if adapter is not None:
+        if adapter_text is not None:
+            raise UsageError("name the adapter once: in the spec or with adapter=, not both")
+        adapter_text = adapter
+    parsed = parse_spec(base_text)
+    resolved = resolve(repo, parsed)
+    ref = None
+    if adapter_text is not None:
+        target = deploy.resolve_target(
+            repo, parsed.model, f"{parsed.model}@id={resolved.version} + {adapter_text}"
+        )
+        ref = target.adapter
+    elif resolved.kind == "channel" and resolved.name and not parsed.back:
+        name, _, label = resolved.name.partition(":")
+        ref = deploy.arm_for(repo, parsed.model, name, label or deploy.STABLE).adapter
+    return parsed.model, resolved.version, ref
+
+
+def load(
+    spec: str,
+    *,
+    repo: Repo | str | None = None,
+    adapter: str | None = None,
+    cache_dir: str | None = None,
+    mmap: bool = True,
+) -> dict[str, np.ndarray]:
+    """A version's safetensors tensors as numpy arrays, memory-mapped from a local cache folder.
+
+    ``spec`` is a version spec (``bert@v1.2.0``, ``bert@prod``), optionally with an adapter:
+    ``bert@v2 + sql-lora@v1.3`` (or ``adapter="sql-lora@v1.3"``). A channel whose arm carries an
+    adapter loads it too. LoRA updates are merged into the base weights they target
+    (W + B·A·alpha/r, float32 accumulation, the base's dtype); those arrays are new, every other
+    one stays a read-only memory map.
+    """
+    if not isinstance(repo, Repo):
+        repo = open_repo(repo)
+    model, version, adapter_ref = _resolve_load(repo, spec, adapter)
+    tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
+    if adapter_ref is None:
+        return tensors
+    folder = materialise(repo, adapter_ref.model, adapter_ref.version, cache_dir)
+    merge_lora(tensors, folder, f"{adapter_ref.model}@{short(adapter_ref.version)}")
+    return tensors
+
+
+def merge_lora(tensors: dict[str, np.ndarray], adapter_folder: str, what: str) -> None:
+    """Merge a PEFT LoRA adapter folder into ``tensors`` in place (the targeted weights only)."""
+    import json
+
+    import numpy as np
+
+    from mvc.ops.deploy import lora_pairs
+
+    try:
+        with open(os.path.join(adapter_folder, "adapter_config.json"), encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{what} has no readable adapter_config.json") from exc
+    peft_type = str(config.get("peft_type", "LORA")).upper()
+    if peft_type != "LORA":
+        raise UsageError(f"{what} is a {peft_type} adapter; only LoRA can be merged on load")
+    rank, alpha = config.get("r"), config.get("lora_alpha", config.get("r"))
+    if not isinstance(rank, int) or rank <= 0 or not isinstance(alpha, int | float):
+        raise InvalidInput(f"{what}: adapter_config.json has no valid r / lora_alpha")
+    scale = float(alpha) / (rank**0.5 if config.get("use_rslora") else rank)
+    lora = read_folder(adapter_folder)
+    shapes = {n: {"shape": list(a.shape)} for n, a in tensors.items()}
+    pairs, problems = lora_pairs(shapes, {n: {"shape": list(a.shape)} for n, a in lora.items()})
+    if problems:
+        raise InvalidInput(f"{what} does not fit the base: " + "; ".join(problems[:5]))
+    for pair in pairs:
+        weight = tensors[pair.base_name]
+        delta = lora[pair.b_name].astype(np.float32) @ lora[pair.a_name].astype(np.float32)
+        if delta.shape != weight.shape:
+            delta = delta.T  # fan_in_fan_out layouts (GPT-2's Conv1D) store W transposed
+        merged = weight.astype(np.float32) + np.float32(scale) * delta
+        tensors[pair.base_name] = merged.astype(weight.dtype)

@@ -1,0 +1,116 @@
+"""Where an export writes: a local folder or any fsspec URL, through mvc's storage layer.
+
+Every file is written atomically (a reader sees the old file, or all of the new one) and
+streamed from the store with every chunk verified. ``mvc-export.json`` at the destination
+remembers the blake3 of each file an export wrote, so running an export again writes only files
+that changed, and removes only files an earlier export wrote (never anything else).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.canonical import encode_canonical
+from mvc.errors import InvalidInput, NotFound
+from mvc.ids import ObjectId, hash_bytes
+from mvc.repo import Repo
+from mvc.storage.base import Storage
+from mvc.storage.local import LocalStorage
+
+MANIFEST = "mvc-export.json"
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def is_url(dest: str) -> bool:
+    return bool(_URL.match(dest))
+
+
+def open_destination(dest: str, options: dict[str, str] | None = None) -> Storage:
+    if not is_url(dest):
+        return LocalStorage(os.path.abspath(dest), fsync=True)
+    from mvc.storage.remote import open_storage
+
+    return open_storage(dest, options)
+
+
+def default_serve_root(dest: str) -> str:
+    """How the serving side names the destination, unless told otherwise."""
+    return dest.rstrip("/") if is_url(dest) else os.path.abspath(dest)
+
+
+@dataclass
+class Sink:
+    storage: Storage
+    previous: dict[str, str] = field(default_factory=dict)  # key -> blake3, from the last export
+    files: dict[str, str] = field(default_factory=dict)  # key -> blake3, written or kept now
+    written: list[str] = field(default_factory=list)
+    skipped: int = 0
+    bytes_written: int = 0
+    removed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, dest: str, options: dict[str, str] | None = None) -> Sink:
+        storage = open_destination(dest, options)
+        sink = cls(storage)
+        try:
+            raw = json.loads(storage.read(MANIFEST))
+            files = raw.get("files", {}) if isinstance(raw, dict) else {}
+            sink.previous = {k: v for k, v in files.items() if isinstance(v, str)}
+        except NotFound:
+            pass
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{MANIFEST} in {dest} is not valid JSON",
+                hint="remove it; the next export rewrites every file",
+            ) from exc
+        return sink
+
+    def put_version(self, repo: Repo, version: ObjectId, prefix: str) -> None:
+        """Every file of a version below ``prefix`` (unchanged files are left alone)."""
+        tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
+        for path, entry in sorted(tree.files.items()):
+            key = f"{prefix}/{path}"
+            self.files[key] = entry.b3
+            if self._unchanged(key, entry.b3, entry.size):
+                self.skipped += 1
+                continue
+            manifest = repo.objects.get_manifest(entry.manifest)
+            self.storage.write(key, repo.objects.iter_file(manifest, path))
+            self.written.append(key)
+            self.bytes_written += entry.size
+
+    def _unchanged(self, key: str, b3: str, size: int) -> bool:
+        if self.previous.get(key) != b3:
+            return False
+        try:
+            return self.storage.size(key) == size
+        except NotFound:
+            return False
+
+    def put_text(self, key: str, text: str) -> None:
+        data = text.encode("utf-8")
+        digest = hash_bytes(data)
+        self.files[key] = digest
+        if self._unchanged(key, digest, len(data)):
+            self.skipped += 1
+            return
+        self.storage.write(key, [data])
+        self.written.append(key)
+        self.bytes_written += len(data)
+
+    def prune(self, prefixes: list[str]) -> None:
+        """Remove files an earlier export wrote below ``prefixes`` that this one did not."""
+        for key in sorted(self.previous):
+            if key in self.files or not any(key.startswith(p + "/") for p in prefixes):
+                continue
+            self.storage.delete(key)
+            self.removed.append(key)
+
+    def finish(self, about: dict[str, Any]) -> None:
+        kept = {k: v for k, v in self.previous.items() if k not in self.removed}
+        body = {"format": 1, **about, "files": {**kept, **self.files}}
+        self.storage.write(MANIFEST, [encode_canonical(body) + b"\n"])

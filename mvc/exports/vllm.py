@@ -1,0 +1,80 @@
+"""vLLM: one base model served with the channel's adapters as LoRA modules.
+
+vLLM serves one base model per process; each arm's adapter becomes a LoRA module named
+``CHANNEL-LABEL`` (``prod-canary``), which clients select with the OpenAI ``model`` field. An arm
+without an adapter is the base itself, served as NAME. A channel whose arms use different base
+versions cannot be one vLLM server: the export refuses and says which formats can.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import TYPE_CHECKING, Any
+
+from mvc.errors import UsageError
+from mvc.ids import short
+from mvc.ops.deploy import read_json_file
+
+if TYPE_CHECKING:
+    from mvc.exports import ExportContext
+
+DEFAULT_MAX_LORA_RANK = 16
+# vLLM accepts only these values for --max-lora-rank.
+LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def write_vllm(ctx: ExportContext) -> None:
+    from mvc.exports import served_name
+
+    record = ctx.record
+    bases = sorted({a.version for a in record.arms})
+    if len(bases) != 1:
+        raise UsageError(
+            f"vLLM serves one base model, but channel {record.channel!r} of {record.model!r} "
+            f"serves {len(bases)} base versions ({', '.join(short(b) for b in bases)})",
+            hint="export it with --format triton, kserve or dir; vllm needs arms that differ "
+            "only in their adapters",
+        )
+    base_key = f"versions/{short(bases[0])}"
+    ctx.sink.put_version(ctx.repo, bases[0], base_key)
+    name = served_name(ctx.options.name or record.model)
+    modules: list[dict[str, Any]] = []
+    routing: list[dict[str, Any]] = []
+    max_rank = 0
+    for arm in record.arms:
+        served = name
+        if arm.adapter:
+            key = f"adapters/{arm.adapter.model}/{short(arm.adapter.version)}"
+            ctx.sink.put_version(ctx.repo, arm.adapter.version, key)
+            served = served_name(f"{record.channel}-{arm.label}")
+            modules.append({"name": served, "path": ctx.uri(key), "base_model_name": name})
+            config = read_json_file(ctx.repo, arm.adapter.version, "adapter_config.json") or {}
+            rank = config.get("r")
+            if isinstance(rank, int):
+                max_rank = max(max_rank, rank)
+        routing.append(
+            {"label": arm.label, "role": arm.role, "weight": arm.weight, "served_model": served}
+        )
+    args = [ctx.uri(base_key), "--served-model-name", name]
+    if modules:
+        args.append("--enable-lora")
+        args.append("--lora-modules")
+        args.extend(f"{m['name']}={m['path']}" for m in modules)
+        if max_rank > DEFAULT_MAX_LORA_RANK:
+            allowed = [c for c in LORA_RANK_CHOICES if c >= max_rank]
+            if not allowed:
+                raise UsageError(f"vLLM supports LoRA ranks up to 512; an arm uses rank {max_rank}")
+            args.extend(["--max-lora-rank", str(allowed[0])])
+        args.extend(["--max-loras", str(len(modules))])
+    document = {
+        "model": ctx.uri(base_key),
+        "served_model_name": name,
+        "lora_modules": modules,
+        "args": args,
+        "routing": routing,
+        "record": record.id,
+    }
+    ctx.config("vllm.json", json.dumps(document, indent=2) + "\n")
+    ctx.config("vllm-args.txt", shlex.join(["vllm", "serve", *args]) + "\n")
+    ctx.result.details = {"served_model_name": name, "lora_modules": modules, "args": args}

@@ -1,0 +1,198 @@
+"""Version-aware routing for serving code: which arm of a channel serves a request.
+
+``Router(repo, "bert", "prod").route("user-42")`` answers deterministically from the channel's
+current deployment record:
+
+- **sticky**: a key's bucket is ``blake3(model, channel, key)`` mapped to [0, 100); the same key
+  lands in the same arm for as long as the weights do not change, and growing a canary's share
+  only moves keys from the stable arm to the canary (the canary occupies the low buckets);
+- **weighted**: arm shares match the record's weights (buckets are uniform);
+- **shadows separate**: a shadow arm never answers a request; ``decision.shadows`` lists where to
+  mirror it;
+- **live**: ``refresh()`` (or ``poll_interval``) notices a channel move without a restart;
+- **local files**: ``path(arm)`` materialises a version into a cache folder on first use (a
+  checkout into a temporary folder renamed into place, so a folder that exists is complete).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import blake3
+
+from mvc.ids import ObjectId
+from mvc.ops.deploy import SHADOW, STABLE, Arm, Record, channel_ref, require_current
+from mvc.repo import Repo
+
+CACHE_FOLDER = "serve"
+_SCALE = 100.0 / float(1 << 64)
+
+
+def bucket_of(model: str, channel: str, key: str | bytes) -> float:
+    """A request key's place in [0, 100): uniform, and the same on every machine."""
+    data = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    digest = blake3.blake3(f"{model}\0{channel}\0".encode() + data).digest(length=8)
+    return int.from_bytes(digest, "big") * _SCALE
+
+
+def serving_order(arms: tuple[Arm, ...]) -> list[Arm]:
+    """Arms that take traffic, in bucket order: every non-stable arm first, the stable last,
+    so a growing canary takes buckets from the stable and never reshuffles its own keys."""
+    weighted = [a for a in arms if a.weight > 0 and a.role != SHADOW]
+    return [a for a in weighted if a.role != STABLE] + [a for a in weighted if a.role == STABLE]
+
+
+def pick(arms: tuple[Arm, ...], bucket: float) -> Arm:
+    order = serving_order(arms)
+    edge = 0.0
+    for arm in order:
+        edge += arm.weight
+        if bucket < edge:
+            return arm
+    return order[-1]
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    model: str
+    channel: str
+    record: ObjectId
+    key: str
+    bucket: float
+    arm: Arm
+    shadows: tuple[Arm, ...]
+
+    @property
+    def version(self) -> ObjectId:
+        return self.arm.version
+
+    @property
+    def label(self) -> str:
+        return self.arm.label
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "channel": self.channel,
+            "record": self.record,
+            "key": self.key,
+            "bucket": round(self.bucket, 6),
+            "arm": self.arm.to_json(),
+            "shadows": [a.to_json() for a in self.shadows],
+        }
+
+
+def default_cache_dir(repo: Repo) -> str:
+    return os.path.join(repo.store_dir, "cache", CACHE_FOLDER)
+
+
+def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None = None) -> str:
+    """The local folder holding a version's files, checked out on first use."""
+    from mvc.ops.snapshot import stat_cache_for
+    from mvc.ops.worktrees import checkout
+
+    root = os.path.abspath(cache_dir or default_cache_dir(repo))
+    final = os.path.join(root, quote(model, safe=""), version)
+    if os.path.isdir(final):
+        return final
+    os.makedirs(os.path.dirname(final), exist_ok=True)
+    temp = os.path.join(os.path.dirname(final), f".tmp-{version[:12]}-{secrets.token_hex(4)}")
+    try:
+        checkout(repo, f"{model}@id={version}", to=temp)
+        try:
+            os.rename(temp, final)
+        except OSError:
+            if not os.path.isdir(final):  # anything but "another process got there first"
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        try:  # the checkout's stat cache for the temporary folder is of no further use
+            os.unlink(stat_cache_for(repo, temp).path)
+        except OSError:
+            pass
+    return final
+
+
+class Router:
+    """Routes request keys to the arms of one channel. Safe to share between threads."""
+
+    def __init__(
+        self,
+        repo: Repo | str,
+        model: str,
+        channel: str,
+        *,
+        cache_dir: str | None = None,
+        poll_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.repo = repo if isinstance(repo, Repo) else Repo.discover(repo)
+        self.model = model
+        self.channel = channel
+        self.cache_dir = cache_dir
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._record: Record = require_current(self.repo, model, channel)
+        self._checked = clock()
+
+    @property
+    def record(self) -> Record:
+        return self._record
+
+    @property
+    def arms(self) -> tuple[Arm, ...]:
+        return self._record.arms
+
+    @property
+    def shadows(self) -> tuple[Arm, ...]:
+        return tuple(a for a in self._record.arms if a.role == SHADOW)
+
+    def refresh(self) -> bool:
+        """Re-read the channel; True if it moved since the last look."""
+        latest = self.repo.refs.get(channel_ref(self.model, self.channel))
+        self._checked = self._clock()
+        if latest is None or latest == self._record.id:
+            return False
+        record = require_current(self.repo, self.model, self.channel)
+        with self._lock:
+            self._record = record
+        return True
+
+    def _maybe_poll(self) -> None:
+        if self.poll_interval is not None and self._clock() - self._checked >= self.poll_interval:
+            self.refresh()
+
+    def route(self, key: str | bytes) -> RouteDecision:
+        self._maybe_poll()
+        record = self._record
+        bucket = bucket_of(self.model, self.channel, key)
+        assert record.id is not None
+        return RouteDecision(
+            self.model,
+            self.channel,
+            record.id,
+            key if isinstance(key, str) else bytes(key).hex(),
+            bucket,
+            pick(record.arms, bucket),
+            tuple(a for a in record.arms if a.role == SHADOW),
+        )
+
+    def path(self, arm: Arm | RouteDecision) -> str:
+        """The local folder of an arm's base version (materialised on first use)."""
+        arm = arm.arm if isinstance(arm, RouteDecision) else arm
+        return materialise(self.repo, self.model, arm.version, self.cache_dir)
+
+    def adapter_path(self, arm: Arm | RouteDecision) -> str | None:
+        arm = arm.arm if isinstance(arm, RouteDecision) else arm
+        if arm.adapter is None:
+            return None
+        return materialise(self.repo, arm.adapter.model, arm.adapter.version, self.cache_dir)

@@ -1,0 +1,185 @@
+"""The public Python API: mvc.open_repo / init_repo / Repo / MvcError / Router / load."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+
+import ml_dtypes
+import numpy as np
+import pytest
+from deployfix import ENV, Store, build_store
+from safetensors.numpy import load_file, save_file
+
+import mvc
+from mvc.api import read_folder, read_tensors
+from mvc.errors import InvalidInput, NotFound, UsageError
+from mvc.ops import deploy as ops
+from mvc.ops.commit import commit
+from mvc.repo import Repo
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
+
+
+@pytest.fixture
+def st(template: Store, tmp_path) -> Store:
+    root = str(tmp_path / "store")
+    shutil.copytree(template.root, root, symlinks=True)
+    clock = type(template.clock)(template.clock.now)
+    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(template.ids))
+
+
+def original(st: Store, model: str, tag: str, name: str) -> dict[str, np.ndarray]:
+    return load_file(os.path.join(st.root, "work", model, tag, name))
+
+
+def test_public_names(tmp_path, mvc_env) -> None:
+    repo = mvc.init_repo(str(tmp_path / "new"))
+    assert isinstance(repo, mvc.Repo)
+    (tmp_path / "new" / "deep" / "er").mkdir(parents=True)
+    found = mvc.open_repo(str(tmp_path / "new" / "deep" / "er"))
+    assert found.root == repo.root
+    with pytest.raises(mvc.MvcError) as caught:
+        mvc.open_repo(str(tmp_path))
+    assert caught.value.exit_code == 10 and caught.value.hint
+    with pytest.raises(AttributeError):
+        _ = mvc.nothing_here  # type: ignore[attr-defined]
+
+
+def test_load_memory_maps_a_version(st: Store, tmp_path) -> None:
+    tensors = mvc.load("bert@v1.5.0", repo=st.repo, cache_dir=str(tmp_path / "cache"))
+    expected = original(st, "bert", "v1.5.0", "model.safetensors")
+    assert sorted(tensors) == sorted(expected)
+    for name, array in tensors.items():
+        np.testing.assert_array_equal(array, expected[name])
+        assert array.dtype == expected[name].dtype
+        assert isinstance(array, np.memmap) and not array.flags.writeable
+    copies = mvc.load("bert@v1.5.0", repo=st.repo, cache_dir=str(tmp_path / "cache"), mmap=False)
+    assert all(not isinstance(a, np.memmap) and a.flags.writeable for a in copies.values())
+
+
+def test_load_by_path_and_default_cache(st: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(st.root)
+    tensors = mvc.load("bert@v1.4.0")
+    assert "embeddings.weight" in tensors
+    assert mvc.load("bert@v1.4.0", repo=st.root).keys() == tensors.keys()
+    assert os.path.isdir(os.path.join(st.root, ".mvc", "cache", "serve", "bert"))
+
+
+def reference_merge(st: Store, base_tag: str, adapter_tag: str) -> dict[str, np.ndarray]:
+    base = original(st, "bert", base_tag, "model.safetensors")
+    lora = original(st, "sql-lora", adapter_tag, "adapter_model.safetensors")
+    with open(os.path.join(st.root, "work", "sql-lora", adapter_tag, "adapter_config.json")) as f:
+        config = json.load(f)
+    scale = config["lora_alpha"] / config["r"]
+    merged = dict(base)
+    for name in base:
+        module = name.removesuffix(".weight")
+        a = lora.get(f"base_model.model.{module}.lora_A.weight")
+        if a is not None:
+            b = lora[f"base_model.model.{module}.lora_B.weight"]
+            merged[name] = (base[name].astype(np.float64) + scale * (b @ a)).astype(np.float32)
+    return merged
+
+
+def test_load_merges_a_lora_adapter(st: Store, tmp_path) -> None:
+    cache = str(tmp_path / "cache")
+    merged = mvc.load("bert@v1.4.0 + sql-lora@v1.4.0", repo=st.repo, cache_dir=cache)
+    reference = reference_merge(st, "v1.4.0", "v1.4.0")
+    base = original(st, "bert", "v1.4.0", "model.safetensors")
+    for name in reference:
+        np.testing.assert_allclose(merged[name], reference[name], rtol=1e-5, atol=1e-6)
+    query = "encoder.layer.0.attention.query.weight"
+    assert not np.allclose(merged[query], base[query])  # the adapter really changed it
+    assert isinstance(merged["embeddings.weight"], np.memmap)  # untouched tensors stay mapped
+    same = mvc.load("bert@v1.4.0", repo=st.repo, adapter="sql-lora@v1.4.0", cache_dir=cache)
+    for name in merged:
+        np.testing.assert_array_equal(same[name], merged[name])
+    with pytest.raises(UsageError, match="once"):
+        mvc.load("bert@v1.4.0 + sql-lora@v1.4.0", repo=st.repo, adapter="sql-lora@v1.3.0")
+
+
+def test_load_a_channel_arm_brings_its_adapter(st: Store, tmp_path) -> None:
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    ops.deploy_canary(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0", 10)
+    cache = str(tmp_path / "cache")
+    stable = mvc.load("bert@prod", repo=st.repo, cache_dir=cache)
+    canary = mvc.load("bert@prod:canary", repo=st.repo, cache_dir=cache)
+    reference = reference_merge(st, "v1.4.0", "v1.3.0")
+    name = "encoder.layer.1.attention.value.weight"
+    np.testing.assert_array_equal(
+        stable[name], original(st, "bert", "v1.4.0", "model.safetensors")[name]
+    )
+    np.testing.assert_allclose(canary[name], reference[name], rtol=1e-5, atol=1e-6)
+
+
+def test_load_refuses_an_adapter_that_does_not_fit(st: Store) -> None:
+    with pytest.raises(InvalidInput, match="does not fit"):
+        mvc.load("bert@v1.4.0 + bad-lora@v1.0.0", repo=st.repo)
+    with pytest.raises(NotFound):
+        mvc.load("bert@v9.0.0", repo=st.repo)
+
+
+def write_raw_safetensors(path: str, tensors: list[tuple[str, str, list[int], bytes]]) -> None:
+    """A safetensors file written by hand: any dtype, and an unaligned data section."""
+    header: dict[str, object] = {}
+    offset = 0
+    for name, dtype, shape, data in tensors:
+        header[name] = {
+            "dtype": dtype,
+            "shape": shape,
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+    head = json.dumps(header).encode()
+    head += b" " * ((8 - (len(head) + 8) % 8) % 8 + 3)  # three extra bytes: unaligned tensors
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(head)) + head)
+        for *_rest, data in tensors:
+            handle.write(data)
+
+
+def test_dtypes_map_to_numpy(tmp_path) -> None:
+    bf16 = np.array([1.5, -2.0, 3.25], dtype=ml_dtypes.bfloat16)
+    f8 = np.array([0.5, -1.0], dtype=ml_dtypes.float8_e4m3fn)
+    i64 = np.array([[1, -2], [3, 4]], dtype="<i8")
+    flags = np.array([True, False, True])
+    path = str(tmp_path / "mixed.safetensors")
+    write_raw_safetensors(
+        path,
+        [
+            ("bf16", "BF16", [3], bf16.tobytes()),
+            ("f8", "F8_E4M3", [2], f8.tobytes()),
+            ("i64", "I64", [2, 2], i64.tobytes()),
+            ("flags", "BOOL", [3], flags.tobytes()),
+            ("empty", "F32", [0, 4], b""),
+        ],
+    )
+    tensors = read_tensors(path)
+    assert tensors["bf16"].dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(tensors["bf16"].astype(np.float32), [1.5, -2.0, 3.25])
+    np.testing.assert_array_equal(tensors["f8"].astype(np.float32), [0.5, -1.0])
+    np.testing.assert_array_equal(tensors["i64"], i64)
+    np.testing.assert_array_equal(tensors["flags"], flags)
+    assert tensors["empty"].shape == (0, 4)
+    write_raw_safetensors(str(tmp_path / "f4.safetensors"), [("x", "F4", [2], b"\x12")])
+    with pytest.raises(UsageError, match="F4"):
+        read_tensors(str(tmp_path / "f4.safetensors"))
+
+
+def test_sharded_models_load_together_and_clashes_are_refused(st: Store, tmp_path) -> None:
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    save_file({"a": np.ones(3, np.float32)}, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({"b": np.zeros(2, np.float16)}, str(folder / "model-00002-of-00002.safetensors"))
+    result = commit(st.repo, str(folder), message="sharded", model="sharded")
+    tensors = mvc.load(f"sharded@id={result.version_id}", repo=st.repo)
+    assert sorted(tensors) == ["a", "b"] and tensors["b"].dtype == np.float16
+    save_file({"a": np.ones(1, np.float32)}, str(folder / "extra.safetensors"))
+    with pytest.raises(InvalidInput, match="tensor 'a' is in both"):
+        read_folder(str(folder))
