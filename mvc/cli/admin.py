@@ -38,6 +38,11 @@ def fsck(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     else:
         for problem in report.problems:
             out.line(f"{problem.kind:8} {problem.object or '-'}  {problem.detail}")
+        if report.promised:
+            out.info(
+                f"{len(report.promised)} objects not pulled yet are expected from a remote "
+                "(not damage; `mvc pull` or `mvc checkout` fetches them)"
+            )
         out.info(
             f"checked {report.objects_checked} objects and {report.refs_checked} refs: "
             f"{report.reachable} reachable, {report.dangling} dangling, "

@@ -14,9 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc import codec
-from mvc.errors import CorruptObject, MvcError, NotFound
+from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
 from mvc.ids import ObjectId
-from mvc.objects import child_ids, history_ids
+from mvc.objects import (
+    child_ids,
+    decode_file_manifest,
+    decode_meta,
+    decode_tree,
+    decode_version,
+    history_ids,
+)
 from mvc.progress import NullProgress, Progress
 from mvc.refs import RefStore
 from mvc.repo import Repo
@@ -40,6 +47,8 @@ class FsckReport:
     reachable: int = 0
     dangling: int = 0
     problems: list[Problem] = field(default_factory=list)
+    # Missing objects a remote promises (fetched, not pulled): expected, not damage.
+    promised: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +62,7 @@ class FsckReport:
             "reachable": self.reachable,
             "dangling": self.dangling,
             "problems": [p.to_json() for p in self.problems],
+            "promised": [p.to_json() for p in self.promised],
         }
 
 
@@ -62,11 +72,14 @@ def walk_reachable(
     *,
     missing: list[tuple[ObjectId, str]] | None = None,
     history: bool = True,
+    strict: bool = False,
 ) -> set[ObjectId]:
     """Every object reachable from ``roots`` (closure and, with ``history``, ancestry).
 
     Chunks are recognised without decoding them: only metadata objects are parsed. Objects
     that are absent are reported in ``missing`` (with who needed them) and not followed.
+    With ``strict`` (gc), a metadata object that cannot be read is an error: what it names
+    would otherwise look unreachable and be deleted.
     """
     seen: set[ObjectId] = set()
     stack: list[tuple[ObjectId, str]] = [(r, "a ref") for r in roots]
@@ -88,7 +101,15 @@ def walk_reachable(
             continue  # a chunk: its data is never parsed here
         try:
             value = objects.get_meta(oid)
-        except MvcError:
+        except MvcError as exc:
+            if strict:
+                raise CorruptObject(
+                    f"object {oid[:12]} (needed by {needed_by}) cannot be read: {exc.message}; "
+                    "gc stops rather than delete what it names",
+                    object_id=oid,
+                    hint="run `mvc fsck`, restore the object (e.g. `mvc pull` from a remote), "
+                    "then run gc again",
+                ) from exc
             continue
         for child in child_ids(value):
             stack.append((child, f"{value['type']} {oid[:12]}"))
@@ -140,14 +161,18 @@ def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
     progress = progress or NullProgress()
     report = FsckReport()
     roots, report.problems = _ref_roots(repo.refs, None, time.time())
+    roots += _tracking_roots(repo, None, time.time())
     report.refs_checked = len(repo.refs.list_refs(live=False))
     ids = list(repo.objects.iter_ids())
     progress.start("verifying objects", len(ids))
 
     def check(oid: ObjectId) -> Problem | None:
         try:
-            repo.objects.get_bytes(oid)
-        except CorruptObject as exc:
+            stored = repo.objects.read_stored(oid)
+            data = repo.objects.decode_stored(oid, stored)
+            if codec.is_meta(stored):
+                _check_structure(data, oid)
+        except (CorruptObject, UnknownFormat) as exc:
             return Problem("corrupt", oid, exc.message)
         except NotFound as exc:
             return Problem("missing", oid, exc.message)
@@ -164,14 +189,53 @@ def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
     corrupt = {p.object for p in report.problems if p.kind == "corrupt"}
     missing: list[tuple[ObjectId, str]] = []
     reachable = walk_reachable(_SkippingStore(repo.objects, corrupt), roots, missing=missing)
+    promised = _promised(repo) if missing else {}
     for oid, needed_by in missing:
-        if oid not in corrupt:
+        if oid in corrupt:
+            continue
+        if oid in promised:
+            report.promised.append(
+                Problem(
+                    "promised",
+                    oid,
+                    f"object {oid[:12]} needed by {needed_by} is expected from remote "
+                    f"{promised[oid]}",
+                )
+            )
+        else:
             report.problems.append(
                 Problem("missing", oid, f"object {oid[:12]} needed by {needed_by} is missing")
             )
     report.reachable = len(reachable)
     report.dangling = len(set(ids) - reachable - corrupt)
     return report
+
+
+def _promised(repo: Repo) -> dict[ObjectId, str]:
+    from mvc.ops.remotes import promised_objects
+
+    return promised_objects(repo)
+
+
+def _tracking_roots(repo: Repo, grace: float | None, now: float) -> list[ObjectId]:
+    """What remote-tracking refs reach stays, like what refs reach (fetched metadata)."""
+    from mvc.ops.remotes import tracking_roots
+
+    roots: list[ObjectId] = []
+    for refs in tracking_roots(repo):
+        roots += _ref_roots(refs, grace, now)[0]
+    return roots
+
+
+_DECODERS = {"file": decode_file_manifest, "tree": decode_tree, "version": decode_version}
+
+
+def _check_structure(data: bytes, oid: ObjectId) -> None:
+    """A metadata object must also decode as its type (a tree's paths are safe, ids well formed)."""
+    value = decode_meta(data, oid)
+    decoder = _DECODERS.get(value["type"])
+    if decoder is not None:
+        decoder(value, oid)
 
 
 class _SkippingStore(ObjectStore):
@@ -224,8 +288,15 @@ def gc(
     result = GcResult(dry_run)
     with repo.collecting_garbage(), repo.refs._lock():  # type: ignore[misc]
         repo.refs.recover()
-        roots, _problems = _ref_roots(repo.refs, grace, time.time())
-        reachable = walk_reachable(repo.objects, roots)
+        roots, problems = _ref_roots(repo.refs, grace, time.time())
+        if problems:  # a log it cannot read would make everything it names look unreachable
+            raise CorruptObject(
+                f"gc stops: {problems[0].detail}"
+                + (f" (and {len(problems) - 1} more ref problems)" if len(problems) > 1 else ""),
+                hint="run `mvc fsck` and repair the refs before gc",
+            )
+        roots += _tracking_roots(repo, grace, time.time())
+        reachable = walk_reachable(repo.objects, roots, strict=True)
         result.reachable = len(reachable)
         for oid in repo.objects.iter_ids():
             if oid in reachable:

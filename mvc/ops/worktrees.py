@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from mvc.errors import DirtyWorkingFolder, NotFound, UsageError
@@ -35,10 +36,16 @@ class ModelStatus:
     modified: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     hashed_files: int = 0
+    tip: ObjectId | None = None  # where the branch is now: ahead of ``version`` if it moved
 
     @property
     def clean(self) -> bool:
         return self.exists and not (self.added or self.modified or self.removed)
+
+    @property
+    def behind(self) -> bool:
+        """The branch moved on (a commit from another folder, a pull) since the folder synced."""
+        return self.branch is not None and self.tip != self.version
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,13 +59,20 @@ class ModelStatus:
             "modified": self.modified,
             "removed": self.removed,
             "hashed_files": self.hashed_files,
+            "branch_tip": self.tip,
+            "behind": self.behind,
         }
 
 
 def head_version(repo: Repo, binding: Binding) -> ObjectId | None:
-    if binding.branch is None:
+    """The version the working folder was last checked out or committed at."""
+    if binding.version is not None or binding.branch is None:
         return binding.version
     return repo.refs.get(branch_ref(binding.model, binding.branch))
+
+
+def branch_tip(repo: Repo, binding: Binding) -> ObjectId | None:
+    return repo.refs.get(branch_ref(binding.model, binding.branch)) if binding.branch else None
 
 
 def _tree_of(repo: Repo, version: ObjectId | None) -> Tree | None:
@@ -71,12 +85,15 @@ def folder_state(
     version = head_version(repo, binding)
     folder = repo.abspath(binding.path)
     result = ModelStatus(binding.model, binding.path, binding.branch, version)
+    result.tip = branch_tip(repo, binding) if binding.branch else version
     if not os.path.isdir(folder):
         result.exists = False
         return result, None
     cache = stat_cache_for(repo, folder)
     snap = snapshot(repo, folder, store=False, cache=cache, progress=progress)
     cache.save()
+    if result.behind and result.tip and repo.objects.get_version(result.tip).tree == snap.tree_id:
+        result.version = version = result.tip  # the folder already holds what the branch names
     result.added, result.modified, result.removed = changed_paths(
         _tree_of(repo, version), snap.tree
     )
@@ -136,6 +153,9 @@ def checkout(
     progress = progress or NullProgress()
     resolved: Resolved = resolve(repo, spec)
     model = resolved.model
+    from mvc.ops.remotes import ensure_present
+
+    ensure_present(repo, resolved.version, progress=progress)  # data of a fetched version
     binding = repo.binding(model)
     if to is None and binding is None:
         raise UsageError(
@@ -143,6 +163,10 @@ def checkout(
             hint=f"mvc checkout {spec} --to DIR (add --bind to make it the working folder)",
         )
     folder = os.path.abspath(to) if to is not None else repo.abspath(binding.path)  # type: ignore[union-attr]
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise UsageError(
+            f"{folder} exists and is not a folder", hint="check out into a folder (--to DIR)"
+        )
     into_bound = binding is not None and repo.relpath(folder) == binding.path
     new_tree = _tree_of(repo, resolved.version)
     assert new_tree is not None
@@ -194,24 +218,33 @@ def checkout(
         sorted(to_remove),
         len(new_tree.files) - len(to_write),
     )
-    staging = Staging(folder, fsync=bool(repo.config.get("core.fsync")))
+    staging = Staging(
+        folder, fsync=bool(repo.config.get("core.fsync")), removing=frozenset(result.removed)
+    )
     progress.start("checking out", sum(new_tree.files[p].size for p in to_write))
     try:
         for rel in result.written:
             entry = new_tree.files[rel]
             manifest = repo.objects.get_manifest(entry.manifest)
-            staging.stage(
-                rel, _counting(repo.objects.iter_file(manifest, rel), progress), entry.executable
+            write = partial(
+                repo.objects.write_file,
+                manifest,
+                name=rel,
+                jobs=int(repo.config.get("core.jobs")),
+                on_chunk=progress.advance,
             )
+            staging.stage_with(rel, write, entry.executable)
             result.bytes_written += entry.size
+        # Every new file is staged and verified; only now does the folder change. Removals go
+        # first: a removed file or folder may stand where a new one goes.
+        for rel in result.removed:
+            remove_file(folder, rel)
         staging.commit()
     except BaseException:
         staging.abort()
         raise
     finally:
         progress.finish()
-    for rel in result.removed:
-        remove_file(folder, rel)
     for rel in result.written:
         info = os.stat(os.path.join(folder, *rel.split("/")))
         cache.record(rel, FileStat.of(info), new_tree.files[rel])
@@ -220,7 +253,7 @@ def checkout(
     if into_bound or bind:
         on_branch = resolved.branch if resolved.kind == "branch" else None
         repo.set_binding(
-            Binding(model, repo.relpath(folder), on_branch, None if on_branch else resolved.version)
+            Binding(model, repo.relpath(folder), on_branch, resolved.version)
         )
         result.head = on_branch
         result.bound = True

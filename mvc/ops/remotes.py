@@ -1,0 +1,1073 @@
+"""Remotes: other stores reached through fsspec URLs; push, fetch, pull, clone and on-demand data.
+
+A remote has a local store's layout (``format``, ``objects/``, ``refs/``), so it is an
+``ObjectStore`` and a ``RefStore`` over a remote storage, and push and pull are one
+``mvc.transfer.transfer`` with the stores swapped. A local path that holds a store (``DIR/.mvc``)
+is used as that store.
+
+Configuration lives in the store's config, never credentials (the backend's usual sources
+supply them):
+
+    remote.<name>.url              a folder, file:// or any fsspec URL (no password, no query)
+    remote.<name>.options.<key>    non-secret fsspec options (endpoint_url, profile, ...)
+    remote.<name>.atomic_create    "true"/"false": the backend's create-if-absent, probed
+
+Invariants:
+
+- **Objects first, then refs.** A push copies every object before it moves a remote ref; remote
+  refs then move one by one (tags, branches, channels), each by compare-and-swap: creating the
+  next entry of the ref's log with create-if-absent. A writer that loses gets "remote ref
+  moved; pull and retry" (exit 11); nothing is overwritten. Without ``--force`` a branch or
+  channel moves only forward (the remote value is in the history of the pushed one); tags never
+  move, on either side.
+- **Only backends that honour create-if-absent take concurrent pushes.** ``remote add`` probes it;
+  pushing to a backend without it needs ``--single-writer``, which the ref log records.
+- **Remote-tracking refs** live in the local store under ``remotes/<name>/refs/...`` in the refs'
+  log layout, names validated like local refs. Every value they ever held marks objects the
+  remote *promises*: their metadata is local after a fetch, their chunk data may not be. fsck
+  reports such missing chunks as expected from that remote, and ``ensure_present`` fetches them
+  when a version is checked out.
+- **Everything read from a remote is validated** before use: ref names (``RefName``), log
+  entries (object ids), objects (hashed against their ids; metadata decoded as its type).
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
+from urllib.parse import urlsplit
+
+from mvc.errors import (
+    AmbiguousSpec,
+    CorruptObject,
+    DirtyWorkingFolder,
+    ImmutableRef,
+    InvalidName,
+    MvcError,
+    NotFound,
+    PartialFailure,
+    RefConflict,
+    RemoteError,
+    UnknownFormat,
+    UsageError,
+)
+from mvc.ids import ObjectId, short
+from mvc.objects import child_ids, history_ids
+from mvc.progress import Progress
+from mvc.refnames import (
+    CHANNELS,
+    HEADS,
+    KIND_WORD,
+    TAGS,
+    RefName,
+    branch,
+    channel,
+    tag,
+    validate_remote,
+)
+from mvc.refs import RefStore, RefUpdate, local_ref_lock
+from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
+from mvc.storage.base import Buffer, Storage
+from mvc.storage.local import LocalStorage
+from mvc.store import ObjectStore
+from mvc.transfer import CLOSURE, FETCH, PULL, PUSH, TransferResult, transfer
+
+#: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
+TRACKING = "remotes"
+#: Names a folder or bucket prefix may hold before it is first pushed to.
+_LAYOUT = {FORMAT_FILE, "objects", "refs", "probe", "config.yaml"}
+#: Parallel transfers when neither --jobs nor core.jobs says (at most 2 x 16 MiB each in memory).
+TRANSFER_JOBS = 8
+#: Remote refs move in this order: names first, deployments last.
+_ORDER = {TAGS: 0, HEADS: 1, CHANNELS: 2}
+
+_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_WORDS = ("secret", "password", "passwd", "credential", "token", "private", "connection")
+_SECRET_PARTS = {"key", "sas", "sig", "signature", "pwd", "auth"}
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    name: str
+    url: str
+    options: dict[str, str] = field(default_factory=dict)
+    atomic_create: bool | None = None  # None: not probed yet
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "options": dict(sorted(self.options.items())),
+            "atomic_create": self.atomic_create,
+        }
+
+
+def is_secret_option(key: str) -> bool:
+    """Whether an option key looks like a credential (key, secret, token, password…)."""
+    lowered = key.lower()
+    parts = set(re.split(r"[^a-z0-9]+", lowered))
+    return any(word in lowered for word in _SECRET_WORDS) or bool(parts & _SECRET_PARTS)
+
+
+def validate_option(key: str) -> str:
+    if not _OPTION_KEY.match(key):
+        raise UsageError(
+            f"invalid remote option name {key!r}", hint="option names are like endpoint_url"
+        )
+    if is_secret_option(key):
+        raise UsageError(
+            f"refusing to store remote option {key!r}: it looks like a credential, and "
+            "credentials are never written into a store",
+            hint="give credentials the way the backend expects them (AWS profile or "
+            "environment, GCS application credentials, Azure environment)",
+        )
+    return key
+
+
+def _normalise_url(url: str) -> str:
+    """An absolute folder path, or the URL itself; refuses URLs that carry secrets."""
+    if not url:
+        raise UsageError("empty remote URL")
+    if "://" not in url:
+        return os.path.abspath(url)
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    if parts.password is not None or parts.query or parts.fragment:
+        raise UsageError(
+            f"refusing remote URL {shown}: it carries a password, a query or a fragment, "
+            "where credentials and signatures live",
+            hint="give the plain URL; credentials come from the backend's usual sources",
+        )
+    return url
+
+
+def _config_items(repo: Repo) -> dict[str, Any]:
+    return {k: v for k, v in repo.config.items().items() if k.startswith("remote.")}
+
+
+def remote_names(repo: Repo) -> list[str]:
+    names = set()
+    for key in _config_items(repo):
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[2] == "url":
+            names.add(parts[1])
+    return sorted(names)
+
+
+def remote_config(repo: Repo, name: str) -> RemoteConfig:
+    validate_remote(name)
+    items = _config_items(repo)
+    url = items.get(f"remote.{name}.url")
+    if not isinstance(url, str):
+        known = remote_names(repo)
+        raise NotFound(
+            f"no remote named {name!r}" + (f" (remotes: {', '.join(known)})" if known else ""),
+            hint=f"add it with `mvc remote add {name} URL`",
+        )
+    prefix = f"remote.{name}.options."
+    options = {k[len(prefix) :]: str(v) for k, v in items.items() if k.startswith(prefix)}
+    flag = str(items.get(f"remote.{name}.atomic_create", "")).lower()
+    atomic = {"true": True, "false": False}.get(flag)
+    return RemoteConfig(name, url, options, atomic)
+
+
+def list_remotes(repo: Repo) -> list[RemoteConfig]:
+    return [remote_config(repo, name) for name in remote_names(repo)]
+
+
+@dataclass
+class AddResult:
+    remote: RemoteConfig
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.remote.to_json(), "warnings": self.warnings}
+
+
+def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None = None) -> AddResult:
+    """Record a remote and probe whether its backend honours create-if-absent."""
+    validate_remote(name)
+    if name in remote_names(repo):
+        raise UsageError(
+            f"remote {name!r} already exists",
+            hint=f"remove it first (`mvc remote remove {name}`) or change an option "
+            f"(`mvc remote set-option {name} KEY VALUE`)",
+        )
+    options = {validate_option(k): str(v) for k, v in (options or {}).items()}
+    url = _normalise_url(url)
+    storage = open_remote_storage(repo, url, options)
+    warnings = []
+    atomic: bool | None
+    try:
+        atomic = _probe(storage)
+    except RemoteError as exc:
+        atomic = None
+        warnings.append(
+            f"could not probe {storage.url} for create-if-absent ({exc.message}); "
+            "it is probed again before the first push"
+        )
+    if atomic is False:
+        warnings.append(
+            f"{storage.url} does not honour create-if-absent: concurrent pushes could lose "
+            "updates, so pushes need --single-writer"
+        )
+    with repo.editing_config() as values:
+        values[f"remote.{name}.url"] = url
+        for key, value in options.items():
+            values[f"remote.{name}.options.{key}"] = value
+        if atomic is not None:
+            values[f"remote.{name}.atomic_create"] = "true" if atomic else "false"
+    return AddResult(remote_config(repo, name), warnings)
+
+
+def _probe(storage: Storage) -> bool:
+    from mvc.storage.remote import probe_atomic_create
+
+    return probe_atomic_create(storage)
+
+
+def remove_remote(repo: Repo, name: str) -> RemoteConfig:
+    """Forget a remote: its configuration and its remote-tracking refs."""
+    config = remote_config(repo, name)
+    with repo.editing_config() as values:
+        for key in [k for k in values if k.startswith(f"remote.{name}.")]:
+            del values[key]
+    for key in list(repo.storage.walk(f"{TRACKING}/{name}")):
+        repo.storage.delete(key)
+    return config
+
+
+def set_remote_option(repo: Repo, name: str, key: str, value: str | None) -> RemoteConfig:
+    """Set (or with ``value=None`` remove) a storage option; the backend is probed again later."""
+    remote_config(repo, name)
+    validate_option(key)
+    with repo.editing_config() as values:
+        full = f"remote.{name}.options.{key}"
+        if value is None:
+            if full not in values:
+                raise NotFound(f"remote {name!r} has no option {key!r}")
+            del values[full]
+        else:
+            values[full] = value
+        values.pop(f"remote.{name}.atomic_create", None)  # another endpoint may differ
+    return remote_config(repo, name)
+
+
+# --- opening a remote -----------------------------------------------------------------------------
+
+
+@dataclass
+class Remote:
+    name: str
+    config: RemoteConfig
+    storage: Storage
+    objects: ObjectStore
+    refs: RefStore
+
+    @property
+    def label(self) -> str:
+        return f"remote {self.name} ({self.storage.url})"
+
+
+def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storage:
+    from mvc.storage.remote import open_storage
+
+    storage = open_storage(url, options)
+    if isinstance(storage, LocalStorage):
+        fsync = bool(repo.config.get("core.fsync"))
+        if storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):  # a working store: use its .mvc/
+            return LocalStorage(os.path.join(storage.root, STORE_DIR), fsync=fsync)
+        storage.fsync = fsync
+    return storage
+
+
+def open_remote(repo: Repo, name: str) -> Remote:
+    config = remote_config(repo, name)
+    storage = open_remote_storage(repo, config.url, config.options)
+    refs = RefStore(storage, who=repo.identity, now=repo.now, lock=None)
+    return Remote(name, config, storage, ObjectStore(storage), refs)
+
+
+def _remote_has_store(remote: Remote) -> bool:
+    try:
+        line = remote.storage.read(FORMAT_FILE)
+    except NotFound:
+        return False
+    if line != FORMAT_LINE.encode():
+        raise UnknownFormat(
+            f"{remote.label} holds a store of format {line[:60]!r}; this mvc reads "
+            f"{FORMAT_LINE.strip()!r} and will not touch it",
+            hint="upgrade mvc",
+        )
+    return True
+
+
+def _prepare_for_push(remote: Remote) -> None:
+    """Make sure the remote is a store of our format, creating one in an empty place."""
+    if _remote_has_store(remote):
+        return
+    foreign = [n for n in remote.storage.list("") if n not in _LAYOUT]
+    if foreign:
+        raise UsageError(
+            f"{remote.label} is neither an mvc store nor empty (it holds {', '.join(foreign[:3])})",
+            hint="push to an empty folder or bucket prefix, or to an existing mvc store",
+        )
+    if not remote.storage.create_exclusive(FORMAT_FILE, FORMAT_LINE.encode()):
+        _remote_has_store(remote)  # another pusher created it first: check it is ours
+
+
+def _writers_checked(repo: Repo, remote: Remote, single_writer: bool) -> bool:
+    """Whether the remote honours create-if-absent (probing once); refuses if not, unless
+    ``single_writer``. Returns True when the push relies on ``--single-writer``."""
+    atomic = remote.config.atomic_create
+    if atomic is None:
+        atomic = _probe(remote.storage)
+        with repo.editing_config() as values:
+            values[f"remote.{remote.name}.atomic_create"] = "true" if atomic else "false"
+    atomic = atomic and remote.storage.atomic_create
+    if atomic:
+        return False
+    if not single_writer:
+        raise UsageError(
+            f"{remote.label} does not honour create-if-absent, so two pushes at once could "
+            "overwrite each other's ref updates",
+            hint="if only one writer ever pushes there, run again with --single-writer "
+            "(the remote's ref log records it)",
+        )
+    return True
+
+
+# --- remote-tracking refs -------------------------------------------------------------------------
+
+
+class _PrefixedStorage:
+    """A view of a storage below a key prefix (remote-tracking refs in the local store)."""
+
+    def __init__(self, inner: Storage, prefix: str) -> None:
+        self.inner = inner
+        self.prefix = prefix
+        self.url = f"{inner.url}/{prefix}"
+        self.atomic_create = inner.atomic_create
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if key else self.prefix
+
+    def read(self, key: str) -> bytes:
+        return self.inner.read(self._key(key))
+
+    def open_read(self, key: str) -> BinaryIO:
+        return self.inner.open_read(self._key(key))
+
+    def write(self, key: str, parts: Iterable[Buffer]) -> None:
+        self.inner.write(self._key(key), parts)
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        return self.inner.create_exclusive(self._key(key), data)
+
+    def exists(self, key: str) -> bool:
+        return self.inner.exists(self._key(key))
+
+    def size(self, key: str) -> int:
+        return self.inner.size(self._key(key))
+
+    def list(self, prefix: str) -> builtins.list[str]:
+        return self.inner.list(self._key(prefix))
+
+    def walk(self, prefix: str) -> Iterator[str]:
+        cut = len(self.prefix) + 1
+        for key in self.inner.walk(self._key(prefix)):
+            yield key[cut:]
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(self._key(key))
+
+    def age_seconds(self, key: str) -> float:
+        return self.inner.age_seconds(self._key(key))
+
+    def local_path(self, key: str) -> str | None:
+        return self.inner.local_path(self._key(key))
+
+
+def tracking_refs(repo: Repo, name: str) -> RefStore:
+    """The remote-tracking refs of remote ``name`` (a RefStore inside the local store)."""
+    validate_remote(name)
+    return RefStore(
+        _PrefixedStorage(repo.storage, f"{TRACKING}/{name}"),
+        who=repo.identity,
+        now=repo.now,
+        lock=local_ref_lock(repo.store_dir, repo.lock_timeout),
+    )
+
+
+def tracked_values(repo: Repo, name: str) -> dict[RefName, ObjectId]:
+    refs = tracking_refs(repo, name)
+    found = {}
+    for ref in refs.list_refs(live=False):
+        value = refs.get(ref)
+        if value is not None:
+            found[ref] = value
+    return found
+
+
+def _track(repo: Repo, name: str, ref: RefName, new: ObjectId | None, why: str) -> str | None:
+    """Move a tracking ref; a warning if it cannot (a remote tag that moved)."""
+    refs = tracking_refs(repo, name)
+    current = refs.get(ref)
+    if current == new:
+        return None
+    try:
+        refs.set_if_equals(ref, current, new, why)
+    except ImmutableRef:
+        return (
+            f"remote {name}'s tag {ref.name!r} of {ref.model!r} now names {short(new or '')}, "
+            f"but it named {short(current or '')} before; tags never move, so it was not followed"
+        )
+    except RefConflict:
+        return None  # another command updated it meanwhile; the next fetch settles it
+    return None
+
+
+def _metadata_reach(objects: ObjectStore, roots: Iterable[ObjectId]) -> set[ObjectId]:
+    """Every id the metadata below ``roots`` names (history included), present or not.
+
+    Walks metadata objects only; chunk ids are taken from file manifests, never read.
+    """
+    seen: set[ObjectId] = set()
+    stack = list(roots)
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if not objects.has(oid):
+            continue
+        try:
+            value = objects.get_meta(oid)
+        except MvcError:
+            continue  # a chunk, or damage fsck reports on its own
+        if value["type"] == "file":
+            seen.update(child_ids(value))
+        else:
+            stack.extend(child_ids(value))
+            stack.extend(history_ids(value))
+    return seen
+
+
+def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
+    """What remote ``name`` promises: all that any value its tracking refs ever had reaches."""
+    refs = tracking_refs(repo, name)
+    roots = {
+        entry.new
+        for ref in refs.list_refs(live=False)
+        for entry in refs.entries(ref)
+        if entry.new is not None
+    }
+    return _metadata_reach(repo.objects, roots)
+
+
+def promised_objects(repo: Repo) -> dict[ObjectId, str]:
+    """Objects some configured remote promises, and which remote (the first, by name)."""
+    promised: dict[ObjectId, str] = {}
+    for name in remote_names(repo):
+        for oid in _promised_by(repo, name):
+            promised.setdefault(oid, name)
+    return promised
+
+
+def tracking_roots(repo: Repo) -> list[RefStore]:
+    """Tracking-ref stores of every configured remote (gc keeps what they reach)."""
+    return [tracking_refs(repo, name) for name in remote_names(repo)]
+
+
+# --- results --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefChange:
+    ref: RefName
+    old: ObjectId | None
+    new: ObjectId | None
+    status: str  # created, fast-forward, forced, up-to-date, ahead, deleted
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.ref.model,
+            "kind": KIND_WORD[self.ref.kind],
+            "name": self.ref.name,
+            "old": self.old,
+            "new": self.new,
+            "status": self.status,
+        }
+
+
+@dataclass
+class PushResult:
+    remote: str
+    url: str
+    refs: list[RefChange] = field(default_factory=list)
+    transfer: TransferResult = field(default_factory=TransferResult)
+    single_writer: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "refs": [c.to_json() for c in self.refs],
+            "transfer": self.transfer.to_json(),
+            "single_writer": self.single_writer,
+        }
+
+
+@dataclass
+class FetchResult:
+    remote: str
+    url: str
+    refs: list[RefChange] = field(default_factory=list)
+    transfer: TransferResult = field(default_factory=TransferResult)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "refs": [c.to_json() for c in self.refs],
+            "transfer": self.transfer.to_json(),
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class PullResult(FetchResult):
+    updated_folders: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "updated_folders": self.updated_folders}
+
+
+@dataclass
+class CloneResult:
+    path: str
+    remote: RemoteConfig
+    fetch: FetchResult
+    pull: PullResult | None
+    checked_out: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "remote": self.remote.to_json(),
+            "fetch": self.fetch.to_json(),
+            "pull": self.pull.to_json() if self.pull else None,
+            "checked_out": self.checked_out,
+            "warnings": self.warnings,
+        }
+
+
+# --- choosing refs --------------------------------------------------------------------------------
+
+
+def _live_refs(refs: RefStore, model: str | None) -> list[tuple[RefName, ObjectId]]:
+    found = []
+    for ref in refs.list_refs(model=model, live=False):
+        value = refs.get(ref)
+        if value is not None:
+            found.append((ref, value))
+    return found
+
+
+def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefName, ObjectId]]:
+    """The refs a push/pull spec names: ``MODEL`` (all its refs) or ``MODEL@BRANCH|TAG|CHANNEL``."""
+    from mvc.ops.specs import parse_spec, tag_candidates
+
+    spec = parse_spec(spec_text)
+    if spec.back:
+        raise UsageError(
+            f"{spec_text}: push and pull name refs, not versions",
+            hint="write MODEL or MODEL@BRANCH, MODEL@TAG, MODEL@CHANNEL",
+        )
+    model = spec.model
+    if spec.rev is None:
+        found = _live_refs(refs, model)
+        if not found:
+            raise NotFound(f"{where} has no model named {model!r}")
+        return found
+    qualifier, eq, rest = spec.rev.partition("=")
+    only = qualifier if eq and qualifier in ("branch", "tag", "channel") else None
+    name = rest if only else spec.rev
+    candidates: list[list[RefName]] = []
+    for kind, make, names in (
+        ("branch", branch, [name]),
+        ("tag", tag, tag_candidates(name)),
+        ("channel", channel, [name]),
+    ):
+        if only in (None, kind):
+            group = []
+            for candidate in names:
+                try:
+                    group.append(make(model, candidate))
+                except InvalidName:
+                    continue
+            candidates.append(group)
+    hits = []
+    for group in candidates:
+        for ref in group:
+            value = refs.get(ref)
+            if value is not None:
+                hits.append((ref, value))
+                break  # v1.0.0 and 1.0.0 are one tag
+    if len(hits) > 1:
+        listing = ", ".join(f"{KIND_WORD[r.kind]} {r.name}" for r, _ in hits)
+        raise AmbiguousSpec(
+            f"{spec_text} names more than one ref in {where}: {listing}",
+            hint=f"say which: {model}@branch={name}, {model}@tag={name} or {model}@channel={name}",
+        )
+    if not hits:
+        raise NotFound(f"{where} has no branch, tag or channel {name!r} of model {model!r}")
+    return hits
+
+
+def _is_ancestor(objects: ObjectStore, ancestor: ObjectId, descendant: ObjectId) -> bool:
+    """Whether ``ancestor`` is in the history of ``descendant`` (parents, earlier records)."""
+    seen: set[ObjectId] = set()
+    stack = [descendant]
+    while stack:
+        oid = stack.pop()
+        if oid == ancestor:
+            return True
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            stack.extend(history_ids(objects.get_meta(oid)))
+        except NotFound:
+            continue
+    return False
+
+
+def _jobs(repo: Repo, jobs: int | None) -> int:
+    """``--jobs``, else config ``core.jobs`` when set, else ``TRANSFER_JOBS``: transfers wait on
+    the network and on fsync, not on the CPU, so they gain from more workers than cores."""
+    if jobs and jobs > 0:
+        return jobs
+    if repo.config.source("core.jobs") is not None:
+        return int(repo.config.get("core.jobs"))
+    return TRANSFER_JOBS
+
+
+@contextmanager
+def _reading(remote: Remote) -> Iterator[None]:
+    """Damage in a remote's ref logs is reported as the remote's."""
+    try:
+        yield
+    except CorruptObject as exc:
+        raise CorruptObject(
+            f"{remote.label}: {exc.message}",
+            hint="the remote's ref log is damaged; repair it there before syncing",
+        ) from exc
+
+
+def _remote_get(remote: Remote, ref: RefName) -> ObjectId | None:
+    with _reading(remote):
+        return remote.refs.get(ref)
+
+
+def _remote_refs(remote: Remote, model: str | None) -> dict[RefName, ObjectId]:
+    with _reading(remote):
+        return dict(_live_refs(remote.refs, model))
+
+
+# --- push -----------------------------------------------------------------------------------------
+
+
+def push(
+    repo: Repo,
+    remote_name: str,
+    spec: str | None = None,
+    *,
+    all_models: bool = False,
+    force: bool = False,
+    single_writer: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Send refs and every object they need; objects first, then each ref by compare-and-swap."""
+    if (spec is None) == (not all_models):
+        raise UsageError(
+            "push needs either a spec (MODEL or MODEL@REF) or --all, not both",
+            hint=f"mvc push {remote_name} bert, mvc push {remote_name} bert@v1.0.0 or --all",
+        )
+    remote = open_remote(repo, remote_name)
+    relies_on_single_writer = _writers_checked(repo, remote, single_writer)
+    local = (
+        _live_refs(repo.refs, None) if spec is None else _named_refs(repo.refs, spec, "this store")
+    )
+    if not local:
+        raise NotFound("this store has no refs to push", hint="commit a version first")
+    _prepare_for_push(remote)
+    result = PushResult(remote.name, remote.storage.url, single_writer=relies_on_single_writer)
+    for ref, new in sorted(local, key=lambda item: (_ORDER[item[0].kind], item[0])):
+        result.refs.append(_plan_push(repo, remote, ref, _remote_get(remote, ref), new, force))
+    moving = [c for c in result.refs if c.status != "up-to-date"]
+    if not moving:
+        return result
+    result.transfer = transfer(
+        repo.objects,
+        remote.objects,
+        [c.new for c in moving if c.new],
+        PUSH,
+        jobs=_jobs(repo, jobs),
+        progress=progress,
+        source_label=f"this store ({repo.store_dir})",
+        missing_hint="this store lacks data the push needs; `mvc fsck` lists what, and "
+        "`mvc pull` from a remote that has it fills it in",
+        trust_destination=True,
+        description=f"pushing to {remote.name}",
+    )
+    _move_remote_refs(repo, remote, moving, relies_on_single_writer)
+    return result
+
+
+def _plan_push(
+    repo: Repo, remote: Remote, ref: RefName, old: ObjectId | None, new: ObjectId, force: bool
+) -> RefChange:
+    if old == new:
+        return RefChange(ref, old, new, "up-to-date")
+    if ref.kind == TAGS and old is not None:
+        raise ImmutableRef(
+            f"tag {ref.name!r} of {ref.model!r} names {short(old)} on {remote.label} but "
+            f"{short(new)} here; tags never move",
+            hint="give this version a new tag name (e.g. `mvc tag --bump patch`)",
+        )
+    if old is None:
+        return RefChange(ref, old, new, "created")
+    if _is_ancestor(repo.objects, old, new):
+        return RefChange(ref, old, new, "fast-forward")
+    if force:
+        return RefChange(ref, old, new, "forced")
+    raise RefConflict(
+        f"remote ref moved; pull and retry: {ref} on {remote.label} is at {short(old)}, "
+        f"which is not in the history of {short(new)}",
+        hint=f"`mvc pull {remote.name} {ref.model}@{ref.name}` and push again, or "
+        "--force to overwrite it (the remote's ref log records it)",
+    )
+
+
+def _move_remote_refs(
+    repo: Repo, remote: Remote, moving: list[RefChange], single_writer: bool
+) -> None:
+    moved: list[str] = []
+    for change in moving:
+        why = "push"
+        if change.status == "forced":
+            why += f" --force (replaced {short(change.old or '')})"
+        if single_writer:
+            why += " --single-writer"
+        try:
+            remote.refs.set_if_equals(change.ref, change.old, change.new, why)
+        except ImmutableRef:
+            raise
+        except RefConflict as exc:
+            message = (
+                f"remote ref moved; pull and retry: {change.ref} on {remote.label} changed "
+                "while this push ran (another writer got there first; nothing was overwritten)"
+            )
+            hint = f"`mvc pull {remote.name} {change.ref.model}@{change.ref.name}` and push again"
+            if not moved:
+                raise RefConflict(message, hint=hint) from exc
+            raise PartialFailure(
+                f"{message}; already updated: {', '.join(moved)}", hint=hint
+            ) from exc
+        moved.append(str(change.ref))
+        _track(repo, remote.name, change.ref, change.new, "push")
+
+
+# --- fetch and pull -------------------------------------------------------------------------------
+
+
+def fetch(
+    repo: Repo,
+    remote_name: str,
+    *,
+    model: str | None = None,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> FetchResult:
+    """Update remote-tracking refs and bring their metadata (no tensor data)."""
+    remote = open_remote(repo, remote_name)
+    result = FetchResult(remote.name, remote.storage.url)
+    found = _remote_refs(remote, model) if _remote_has_store(remote) else {}
+    if found:
+        with repo.writing_objects():
+            result.transfer = transfer(
+                remote.objects,
+                repo.objects,
+                list(found.values()),
+                FETCH,
+                jobs=_jobs(repo, jobs),
+                progress=progress,
+                source_label=remote.label,
+                description=f"fetching from {remote.name}",
+            )
+    tracked = tracked_values(repo, remote.name)
+    for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
+        old, new = tracked.get(ref), found.get(ref)
+        if old == new:
+            continue
+        warning = _track(repo, remote.name, ref, new, "fetch")
+        if warning:
+            result.warnings.append(warning)
+            continue
+        status = "created" if old is None else "deleted" if new is None else "updated"
+        result.refs.append(RefChange(ref, old, new, status))
+    return result
+
+
+def pull(
+    repo: Repo,
+    remote_name: str,
+    spec: str | None = None,
+    *,
+    all_models: bool = False,
+    force: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> PullResult:
+    """Bring the objects one ref (or all of a model's, or ``all_models``) needs, then move the
+    local refs: new ones are created, branches and channels fast-forward, tags never move."""
+    from mvc.ops.worktrees import checkout
+
+    if (spec is None) == (not all_models):
+        raise UsageError(
+            "pull needs either a spec (MODEL or MODEL@REF) or --all, not both",
+            hint=f"mvc pull {remote_name} bert@prod, mvc pull {remote_name} bert or --all",
+        )
+    remote = open_remote(repo, remote_name)
+    if not _remote_has_store(remote):
+        raise NotFound(
+            f"{remote.label} is empty", hint=f"push to it first: mvc push {remote_name} MODEL"
+        )
+    with _reading(remote):
+        wanted = dict(
+            _live_refs(remote.refs, None)
+            if spec is None
+            else _named_refs(remote.refs, spec, remote.label)
+        )
+    result = PullResult(remote.name, remote.storage.url)
+    if not wanted:
+        return result
+    with repo.writing_objects():
+        result.transfer = transfer(
+            remote.objects,
+            repo.objects,
+            list(wanted.values()),
+            PULL,
+            jobs=_jobs(repo, jobs),
+            progress=progress,
+            source_label=remote.label,
+            description=f"pulling from {remote.name}",
+        )
+    for ref, value in wanted.items():
+        warning = _track(repo, remote.name, ref, value, "pull")
+        if warning:
+            result.warnings.append(warning)
+    changes = [_plan_pull(repo, remote, ref, new, force) for ref, new in sorted(wanted.items())]
+    result.refs = changes
+    moving = [c for c in changes if c.status not in ("up-to-date", "ahead")]
+    folders = _clean_bound_folders(repo, moving, force)
+    # Clean working folders on a moving branch get the new version first (checkout still knows
+    # what they hold), then the refs move, then the folders follow their branch again.
+    for binding, change in folders:
+        checkout(repo, f"{binding.model}@id={change.new}")
+    if moving:
+        why = f"pull {remote.name}"
+        if any(c.status == "forced" for c in moving):
+            why += " --force"
+        repo.refs.transaction([RefUpdate(c.ref, c.old, c.new) for c in moving], why)
+    for binding, change in folders:
+        repo.set_binding(replace(binding, version=change.new))
+        result.updated_folders.append(binding.path)
+    return result
+
+
+def _plan_pull(repo: Repo, remote: Remote, ref: RefName, new: ObjectId, force: bool) -> RefChange:
+    current = repo.refs.get(ref)
+    if current == new:
+        return RefChange(ref, current, new, "up-to-date")
+    if current is None:
+        return RefChange(ref, current, new, "created")
+    if ref.kind == TAGS:
+        raise ImmutableRef(
+            f"tag {ref.name!r} of {ref.model!r} names {short(current)} here but {short(new)} "
+            f"on {remote.label}; tags never move",
+            hint=f"delete the local tag (`mvc tag {ref.model} -d {ref.name} --force`) to take "
+            "the remote's, or leave it",
+        )
+    if _is_ancestor(repo.objects, current, new):
+        return RefChange(ref, current, new, "fast-forward")
+    if _is_ancestor(repo.objects, new, current):
+        return RefChange(ref, current, current, "ahead")
+    if force:
+        return RefChange(ref, current, new, "forced")
+    raise RefConflict(
+        f"{ref} has diverged: here it is at {short(current)}, on {remote.label} at "
+        f"{short(new)}, and neither is in the other's history",
+        hint="keep yours on a new branch (`mvc branch MODEL NAME`) and pull again with "
+        "--force to take the remote's",
+    )
+
+
+def _clean_bound_folders(
+    repo: Repo, moving: list[RefChange], force: bool
+) -> list[tuple[Binding, RefChange]]:
+    """Working folders that follow a branch that moves and are clean; refuses a folder with
+    uncommitted changes unless ``force`` (which leaves such a folder as it is)."""
+    from mvc.ops.worktrees import folder_state
+
+    clean = []
+    for change in moving:
+        if change.ref.kind != HEADS:
+            continue
+        binding = repo.binding(change.ref.model)
+        if binding is None or binding.branch != change.ref.name:
+            continue
+        state, _ = folder_state(repo, binding)
+        if not state.exists:
+            continue
+        if not state.clean and not force:
+            raise DirtyWorkingFolder(
+                f"{binding.path} (working folder of {binding.model}) has uncommitted changes, "
+                f"and pulling moves its branch {binding.branch!r}",
+                hint=f"commit them first (`mvc commit {binding.path}`), or pull with --force "
+                "to move the branch and leave the folder as it is",
+            )
+        if state.clean:
+            clean.append((binding, change))
+    return clean
+
+
+# --- clone ----------------------------------------------------------------------------------------
+
+
+def clone(
+    url: str,
+    directory: str,
+    *,
+    model: str | None = None,
+    options: dict[str, str] | None = None,
+    checkout: bool = False,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> CloneResult:
+    """A new store in ``directory`` with remote ``origin``: every model's refs (or ``model``'s)
+    and the data they need; with ``checkout``, each model's main branch in ``directory/MODEL``."""
+    from mvc.ops.setup import init_store
+
+    target = os.path.abspath(directory)
+    if os.path.isdir(target) and os.listdir(target):
+        raise UsageError(f"{target} exists and is not empty", hint="clone into a new folder")
+    if "://" not in url:
+        url = os.path.abspath(url)
+    init_store(target)
+    repo = Repo(target)
+    try:
+        added = add_remote(repo, "origin", url, options)
+        fetched = fetch(repo, "origin", model=model, jobs=jobs, progress=progress)
+        result = CloneResult(repo.root, added.remote, fetched, None, warnings=list(added.warnings))
+        if not any(c.new for c in fetched.refs):
+            if model is not None:
+                raise NotFound(f"remote origin ({url}) has no model named {model!r}")
+            result.warnings.append("the remote is empty: nothing to pull")
+            return result
+        result.pull = pull(
+            repo, "origin", model, all_models=model is None, jobs=jobs, progress=progress
+        )
+        if checkout:
+            result.checked_out = _checkout_models(repo, result.pull)
+        return result
+    except MvcError as exc:
+        resume = f"the new store in {target} is kept: `mvc -C {target} pull origin --all` resumes"
+        exc.hint = f"{exc.hint}; {resume}" if exc.hint else resume
+        raise
+
+
+def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:
+    from mvc.ops.worktrees import checkout
+
+    branches: dict[str, list[str]] = {}
+    for change in pulled.refs:
+        if change.ref.kind == HEADS:
+            branches.setdefault(change.ref.model, []).append(change.ref.name)
+    folders = []
+    for model, names in sorted(branches.items()):
+        name = "main" if "main" in names else sorted(names)[0]
+        folder = os.path.join(repo.root, *model.split("/"))
+        checkout(repo, f"{model}@branch={name}", to=folder, bind=True)
+        folders.append(repo.relpath(folder))
+    return folders
+
+
+# --- data on demand -------------------------------------------------------------------------------
+
+
+def missing_in_closure(objects: ObjectStore, version: ObjectId) -> list[ObjectId]:
+    """Objects a version's files need that are not in ``objects`` (its metadata must be)."""
+    tree = objects.get_tree(objects.get_version(version).tree)
+    missing: dict[ObjectId, None] = {}
+    for entry in tree.files.values():
+        if not objects.has(entry.manifest):
+            missing[entry.manifest] = None
+            continue
+        for chunk in objects.get_manifest(entry.manifest).chunks:
+            if chunk.id not in missing and not objects.has(chunk.id):
+                missing[chunk.id] = None
+    return list(missing)
+
+
+def ensure_present(
+    repo: Repo, version: ObjectId, *, jobs: int | None = None, progress: Progress | None = None
+) -> TransferResult | None:
+    """Fetch the data of a fetched-but-not-pulled version from the remote that promises it.
+
+    None when everything is already here (the usual case: a few stat calls).
+    """
+    missing = missing_in_closure(repo.objects, version)
+    if not missing:
+        return None
+    for name in remote_names(repo):
+        if missing[0] not in _promised_by(repo, name):
+            continue
+        remote = open_remote(repo, name)
+        with repo.writing_objects():
+            return transfer(
+                remote.objects,
+                repo.objects,
+                [version],
+                CLOSURE,
+                jobs=_jobs(repo, jobs),
+                progress=progress,
+                source_label=remote.label,
+                description=f"fetching data from {name}",
+            )
+    raise NotFound(
+        f"{len(missing)} object(s) version {short(version)} needs are missing "
+        f"(e.g. {short(missing[0])}) and no remote promises them",
+        hint="run `mvc fsck`; `mvc pull REMOTE MODEL@REV` from a remote that has this version",
+    )
+
+
+def remote_refs(repo: Repo, name: str) -> list[RefChange]:
+    """The remote-tracking refs of a remote, as of the last fetch, pull or push."""
+    remote_config(repo, name)
+    return [
+        RefChange(ref, None, value, "tracked")
+        for ref, value in sorted(tracked_values(repo, name).items())
+    ]

@@ -1,0 +1,437 @@
+"""Copying objects between two object stores: the one transfer behind push, pull, fetch and clone.
+
+``transfer(source, dest, roots, want)`` copies what ``dest`` lacks of what ``roots`` need, in
+parallel, and returns a ``TransferResult``. Push and pull are the same call with the stores
+swapped; what differs is the ``Want``:
+
+- ``PUSH``: every root's closure and whole history, with data.
+- ``PULL``: every root's closure with data; its history as metadata only.
+- ``FETCH``: metadata only (versions, trees, file manifests, deployment records), plus the
+  chunks that describe files without being their bulk: the header chunk of every safetensors
+  file (tensor names, shapes, dtypes) and the content of small files (configs). No tensor data.
+- ``CLOSURE``: one version's closure with data, no history (checkout of a fetched version).
+
+Invariants:
+
+- **Children before parents.** An object is written only after every object it needs that this
+  transfer copies is written: chunks, then file manifests, then trees, then versions; delta bases
+  before deltas; with history, parents before children. On a destination that only transfers
+  write to (a remote), an object's presence therefore means everything it needs is present, so
+  the walk stops there (``trust_destination``) and an interrupted transfer, run again, copies only
+  what is still missing. A local store may hold metadata without chunk data (fetched versions),
+  so there the walk still looks below present metadata for missing chunks.
+- **Verified before written.** Every object is decoded and hashed against its id before it
+  enters the destination; metadata is also decoded as its type, so a tree with an unsafe path or
+  a malformed id never gets in. A mismatch is ``CorruptObject`` naming the source and the object.
+- **Nothing partial is visible.** Storages write atomically; at most ``jobs`` objects are held in
+  memory at once (objects are at most a chunk, 16 MiB, big).
+- **Only verified ids are followed.** Ids come from validated refs or verified metadata.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc import codec
+from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
+from mvc.ids import ObjectId, hash_bytes, is_object_id, short
+from mvc.objects import (
+    KIND_SAFETENSORS,
+    child_ids,
+    decode_file_manifest,
+    decode_meta,
+    decode_tree,
+    decode_version,
+    history_ids,
+)
+from mvc.progress import NullProgress, Progress
+from mvc.storage.local import LocalStorage
+from mvc.store import ObjectStore
+
+#: Walk modes: metadata only, or metadata and data.
+META = 1
+DATA = 2
+#: Files up to this size come with their data even when only metadata is wanted (configs).
+SMALL_FILE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Want:
+    """What a transfer copies of each root: its closure (``META`` or ``DATA``) and its history
+    (earlier versions and records: ``None`` for none, else ``META`` or ``DATA``)."""
+
+    closure: int
+    history: int | None
+
+
+PUSH = Want(DATA, DATA)
+PULL = Want(DATA, META)
+FETCH = Want(META, META)
+CLOSURE = Want(DATA, None)
+
+
+@dataclass
+class TransferResult:
+    """What one transfer did. "sent" means copied from the source to the destination."""
+
+    objects_sent: int = 0
+    bytes_sent: int = 0
+    chunks_sent: int = 0
+    objects_skipped: int = 0  # looked at and already at the destination
+    duration: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objects_sent": self.objects_sent,
+            "bytes_sent": self.bytes_sent,
+            "chunks_sent": self.chunks_sent,
+            "objects_skipped": self.objects_skipped,
+            "duration_seconds": round(self.duration, 3),
+        }
+
+    def add(self, other: TransferResult) -> None:
+        self.objects_sent += other.objects_sent
+        self.bytes_sent += other.bytes_sent
+        self.chunks_sent += other.chunks_sent
+        self.objects_skipped += other.objects_skipped
+        self.duration += other.duration
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One object to look at during planning."""
+
+    oid: ObjectId
+    mode: int
+    chunk: bool  # known to be a chunk (named by a file manifest): never parsed
+    size: int  # expected size for progress (chunks: from the manifest)
+    needed_by: str
+
+
+@dataclass
+class _Node:
+    """One object to copy. Metadata is held from planning; chunks are read when copied."""
+
+    oid: ObjectId
+    stored: bytes | None
+    size: int
+    deps: set[ObjectId] = field(default_factory=set)
+
+
+def transfer(
+    source: ObjectStore,
+    dest: ObjectStore,
+    roots: Iterable[ObjectId],
+    want: Want,
+    *,
+    jobs: int = 4,
+    progress: Progress | None = None,
+    source_label: str = "the source",
+    missing_hint: str | None = None,
+    trust_destination: bool = False,
+    description: str = "transferring",
+) -> TransferResult:
+    """Copy to ``dest`` what ``roots`` need under ``want`` and ``dest`` lacks.
+
+    ``trust_destination``: an object present at ``dest`` has everything it needs there too (true
+    of remotes, which only transfers write), so the walk stops at it. ``source_label`` names
+    the source in errors ("remote origin (s3://…)"); ``missing_hint`` is the hint when the
+    source lacks an object.
+    """
+    run = _Transfer(
+        source,
+        dest,
+        want,
+        jobs=max(1, jobs),
+        progress=progress or NullProgress(),
+        source_label=source_label,
+        missing_hint=missing_hint,
+        trust_destination=trust_destination,
+    )
+    return run.run([ObjectId(r) for r in roots], description)
+
+
+class _Transfer:
+    def __init__(
+        self,
+        source: ObjectStore,
+        dest: ObjectStore,
+        want: Want,
+        *,
+        jobs: int,
+        progress: Progress,
+        source_label: str,
+        missing_hint: str | None,
+        trust_destination: bool,
+    ) -> None:
+        self.source = source
+        self.dest = dest
+        self.want = want
+        self.jobs = jobs
+        self.progress = progress
+        self.source_label = source_label
+        self.missing_hint = missing_hint
+        self.trust_destination = trust_destination
+        # Deltas are verified with bases from the local side: a pull checks against the bases
+        # it already received; a push reads bases from its own disk instead of the network.
+        self.verifier = dest if isinstance(dest.storage, LocalStorage) else source
+        self.result = TransferResult()
+        self.plan: dict[ObjectId, _Node] = {}
+        self.done: set[ObjectId] = set()
+        self.lock = threading.Lock()
+        self.objects_total = 0
+        self.objects_done = 0
+
+    # --- the whole run ------------------------------------------------------------------------
+
+    def run(self, roots: list[ObjectId], description: str) -> TransferResult:
+        started = time.monotonic()
+        for root in roots:
+            if not is_object_id(root):
+                raise CorruptObject(f"{self.source_label} names {root[:80]!r}, not an object id")
+        with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mvc-transfer") as pool:
+            self._walk(pool, roots)
+            if self.plan:
+                self.objects_total = len(self.plan)
+                self.progress.start(description, sum(n.size for n in self.plan.values()))
+                self._report_objects()
+                try:
+                    self._copy_all(pool)
+                finally:
+                    self.progress.finish()
+        self.result.duration = time.monotonic() - started
+        return self.result
+
+    # --- planning: what is missing, and what each missing object needs first ------------------
+
+    def _walk(self, pool: ThreadPoolExecutor, roots: list[ObjectId]) -> None:
+        seen: dict[ObjectId, int] = {}
+        frontier = [_Item(r, self.want.closure, False, 0, "a ref") for r in roots]
+        while frontier:
+            todo = []
+            for item in frontier:
+                if seen.get(item.oid, 0) >= item.mode:
+                    continue
+                seen[item.oid] = item.mode
+                todo.append(item)
+            frontier = [child for children in pool.map(self._visit, todo) for child in children]
+
+    def _visit(self, item: _Item) -> list[_Item]:
+        oid = item.oid
+        if item.chunk:
+            if oid in self.plan or self.dest.has(oid):
+                if oid not in self.plan:
+                    self._skipped()
+                return []
+            self._add(_Node(oid, None, item.size))
+            return []
+        known = self.plan.get(oid)
+        if known is not None and known.stored is not None:
+            # Seen before in metadata mode and already planned: look deeper, copy it once.
+            value = self._decode_source(oid, known.stored)
+            edges = self._edges(oid, value, item.mode)
+            with self.lock:
+                known.deps.update(e.oid for e in edges)
+            return edges
+        if self.dest.has(oid):
+            if self.trust_destination or item.mode == META:
+                self._skipped()
+                return []
+            # A local store may hold metadata whose data never arrived: look below it.
+            stored = self.dest.read_stored(oid)
+            self._skipped()
+            if not codec.is_meta(stored):
+                return []
+            return self._edges(oid, self.dest.get_meta(oid), item.mode)
+        stored = self._read_source(oid, item.needed_by)
+        if not codec.is_meta(stored):
+            # A chunk reached without a manifest (a record naming raw bytes): copy it like one.
+            self._add(_Node(oid, None, len(stored)))
+            return []
+        value = self._decode_source(oid, stored)
+        edges = self._edges(oid, value, item.mode)
+        base = self._delta_base(oid, stored)
+        if base is not None:
+            edges.append(_Item(base, DATA, False, 0, f"delta {short(oid)}"))
+        self._add(_Node(oid, stored, len(stored), {e.oid for e in edges}))
+        return edges
+
+    def _edges(self, oid: ObjectId, value: dict[str, Any], mode: int) -> list[_Item]:
+        """What a verified metadata object needs: closure in ``mode``, history as wanted."""
+        kind = value["type"]
+        who = f"{kind} {short(oid)}"
+        if kind == "file":
+            manifest = decode_file_manifest(value, oid)
+            chunks = list(manifest.chunks)
+            if mode == META:
+                if manifest.kind == KIND_SAFETENSORS:
+                    chunks = chunks[:1]  # the header: tensor names, shapes and dtypes
+                elif manifest.size > SMALL_FILE:
+                    chunks = []
+            return [_Item(c.id, DATA, True, c.size, who) for c in chunks]
+        if kind == "tree":
+            tree = decode_tree(value, oid)
+            return [_Item(e.manifest, mode, False, 0, who) for e in tree.files.values()]
+        history = min(mode, self.want.history) if self.want.history else None
+        if kind == "version":
+            version = decode_version(value, oid)
+            edges = [_Item(version.tree, mode, False, 0, who)]
+            if history:
+                edges += [_Item(p, history, False, 0, who) for p in version.parents]
+            return edges
+        edges = [_Item(c, mode, False, 0, who) for c in child_ids(value)]
+        if history:
+            edges += [_Item(p, history, False, 0, who) for p in history_ids(value)]
+        return edges
+
+    def _add(self, node: _Node) -> None:
+        with self.lock:
+            known = self.plan.get(node.oid)
+            if known is None:
+                self.plan[node.oid] = node
+            else:
+                known.deps.update(node.deps)
+
+    def _skipped(self) -> None:
+        with self.lock:
+            self.result.objects_skipped += 1
+
+    # --- reading and checking what the source serves ------------------------------------------
+
+    def _read_source(self, oid: ObjectId, needed_by: str) -> bytes:
+        try:
+            return self.source.read_stored(oid)
+        except NotFound as exc:
+            raise NotFound(
+                f"object {short(oid)} (needed by {needed_by}) is missing from {self.source_label}",
+                hint=self.missing_hint or "run `mvc fsck` there",
+            ) from exc
+
+    def _damaged(self, oid: ObjectId, exc: MvcError) -> CorruptObject:
+        return CorruptObject(
+            f"{self.source_label} serves a damaged object {short(oid)} ({oid}): {exc.message}",
+            object_id=oid,
+            hint="nothing was changed here and no ref moved; repair the source "
+            "(`mvc fsck` there) and run the command again",
+        )
+
+    def _decode_source(self, oid: ObjectId, stored: bytes) -> dict[str, Any]:
+        """A metadata object's value, verified against its id and decoded as its type."""
+        try:
+            value = decode_meta(self.source.decode_stored(oid, stored), oid)
+            kind = value["type"]
+            if kind == "file":
+                decode_file_manifest(value, oid)
+            elif kind == "tree":
+                decode_tree(value, oid)
+            elif kind == "version":
+                decode_version(value, oid)
+            return value
+        except (CorruptObject, UnknownFormat) as exc:
+            raise self._damaged(oid, exc) from exc
+
+    def _delta_base(self, oid: ObjectId, stored: bytes) -> ObjectId | None:
+        try:
+            base = codec.delta_base(stored)
+        except CorruptObject as exc:
+            raise self._damaged(oid, exc) from exc
+        if base is None:
+            return None
+        if not is_object_id(base[0]) or base[0] == oid:
+            raise self._damaged(oid, CorruptObject("its delta base is not another object's id"))
+        return ObjectId(base[0])
+
+    # --- copying, children first ---------------------------------------------------------------
+
+    def _copy_all(self, pool: ThreadPoolExecutor) -> None:
+        pending: dict[ObjectId, int] = {}
+        dependents: dict[ObjectId, list[ObjectId]] = {}
+        for oid, node in self.plan.items():
+            deps = {d for d in node.deps if d in self.plan and d != oid}
+            pending[oid] = len(deps)
+            for dep in deps:
+                dependents.setdefault(dep, []).append(oid)
+        # Chunks first (they need nothing), then metadata as what it needs lands.
+        ready = deque(
+            sorted(
+                (oid for oid, count in pending.items() if count == 0),
+                key=lambda o: self.plan[o].stored is not None,
+            )
+        )
+        in_flight: dict[Future[None], ObjectId] = {}
+        try:
+            while ready or in_flight:
+                while ready and len(in_flight) < 2 * self.jobs:
+                    oid = ready.popleft()
+                    in_flight[pool.submit(self._copy, self.plan[oid])] = oid
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    oid = in_flight.pop(future)
+                    future.result()
+                    for waiting in dependents.get(oid, ()):
+                        pending[waiting] -= 1
+                        if pending[waiting] == 0:
+                            ready.append(waiting)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            wait(in_flight)
+            raise
+        stuck = [oid for oid, count in pending.items() if count > 0]
+        if stuck:  # impossible with content addressing, unless the source is hostile
+            raise CorruptObject(
+                f"{self.source_label} serves objects that need each other in a cycle "
+                f"(e.g. {short(stuck[0])})",
+                object_id=stuck[0],
+            )
+
+    def _copy(self, node: _Node) -> None:
+        if node.stored is not None:
+            self._write(node.oid, node.stored, chunk=False)
+        elif node.oid not in self.done:
+            self._receive(node.oid, self._read_source(node.oid, "a file"), ())
+        self.progress.advance(node.size)
+        with self.lock:
+            self.objects_done += 1
+        self._report_objects()
+
+    def _receive(self, oid: ObjectId, stored: bytes, chain: tuple[ObjectId, ...]) -> None:
+        """Verify and write a chunk; a delta's base goes first (read from the source if needed)."""
+        base = self._delta_base(oid, stored)
+        if base is not None and base not in self.done and not self.dest.has(base):
+            if base in chain or len(chain) >= codec.MAX_DELTA_DEPTH:
+                raise self._damaged(oid, CorruptObject("its delta chain loops or is too long"))
+            self._receive(base, self._read_source(base, f"delta {short(oid)}"), (*chain, oid))
+        self._verify(oid, stored)
+        self._write(oid, stored, chunk=True)
+
+    def _verify(self, oid: ObjectId, stored: bytes) -> None:
+        try:
+            header, start = codec.read_header(stored)
+            if header["c"] == "raw":  # the common case: hash the payload in place, no copy
+                payload = memoryview(stored)[start:]
+                if header.get("n") != len(payload) or hash_bytes(payload) != oid:
+                    raise CorruptObject("its content does not hash to its id")
+                return
+            self.verifier.decode_stored(oid, stored)
+        except CorruptObject as exc:
+            raise self._damaged(oid, exc) from exc
+
+    def _write(self, oid: ObjectId, stored: bytes, *, chunk: bool) -> None:
+        self.dest.write_stored(oid, stored, verify=False)  # verified above
+        with self.lock:
+            self.done.add(oid)
+            self.result.objects_sent += 1
+            self.result.bytes_sent += len(stored)
+            self.result.chunks_sent += int(chunk)
+
+    def _report_objects(self) -> None:
+        report: Callable[[int, int], None] | None = getattr(self.progress, "objects", None)
+        if report is not None:
+            report(self.objects_done, self.objects_total)
