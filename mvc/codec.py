@@ -34,6 +34,8 @@ SAMPLE = 64 << 10
 # A stream is compressed only when the sample shrinks below this fraction.
 WORTH_IT = 0.92
 ZSTD_LEVEL = 1
+# Decoded sizes up to this are allocated in one go when the zstd frame agrees with the header.
+_ZSTD_ONE_SHOT = 256 << 20
 
 Buffer = bytes | bytearray | memoryview
 BaseLoader = Callable[[str], bytes]
@@ -49,12 +51,32 @@ def _zstd_decompress(data: Buffer, size: int) -> bytes:
     import zstandard
 
     try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        if size <= _ZSTD_ONE_SHOT and zstandard.frame_content_size(data) == size:
+            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+        else:
+            # The size comes from a header we do not trust: never allocate it up front.
+            out = _zstd_decompress_bounded(data, size)
     except zstandard.ZstdError as exc:
         raise CorruptObject(f"zstd payload does not decode: {exc}") from exc
     if len(out) != size:
         raise CorruptObject(f"zstd payload decoded to {len(out)} bytes, expected {size}")
     return out
+
+
+def _zstd_decompress_bounded(data: Buffer, size: int) -> bytes:
+    """Decompress in pieces, stopping once more than ``size`` bytes come out."""
+    import zstandard
+
+    pieces: list[bytes] = []
+    total = 0
+    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
+        while total <= size:
+            piece = reader.read(1 << 20)
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+    return b"".join(pieces)
 
 
 def _pays(data: Buffer) -> bool:

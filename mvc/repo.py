@@ -96,6 +96,10 @@ class Repo:
         clock: Clock = utc_now,
     ) -> None:
         self.root = os.path.abspath(root)
+        if os.path.basename(self.root) == STORE_DIR and os.path.isfile(
+            os.path.join(self.root, FORMAT_FILE)
+        ):
+            self.root = os.path.dirname(self.root)  # named the store folder itself (MVC_DIR=.mvc)
         self.store_dir = os.path.join(self.root, STORE_DIR)
         self.env = dict(os.environ if env is None else env)
         self.clock = clock

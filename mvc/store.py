@@ -7,8 +7,10 @@ object that already exists is a no-op, which makes interrupted work safe to run 
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from mvc import codec
@@ -25,9 +27,11 @@ from mvc.objects import (
     encode_object,
 )
 from mvc.storage.base import Buffer, Storage
+from mvc.storage.local import copy_range, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
+_RAW_HEAD = 4096  # a raw envelope's header fits in this many bytes
 
 
 def object_key(oid: str) -> str:
@@ -73,6 +77,15 @@ class ObjectStore:
 
     # --- writing ------------------------------------------------------------------------------
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Many writes made durable together when the block ends, where the storage can batch
+        (``LocalStorage.batch``: one round of fsyncs instead of one per object); elsewhere each
+        write is durable on its own. Either way no object is visible before it is durable."""
+        batch = getattr(self.storage, "batch", None)
+        with batch() if batch is not None else nullcontext():
+            yield
+
     def put_bytes(
         self,
         data: Buffer,
@@ -80,13 +93,24 @@ class ObjectStore:
         oid: ObjectId | None = None,
         elem_width: int | None = None,
         compress: bool = False,
+        source: tuple[int, int] | None = None,
     ) -> ObjectId:
-        """Store a chunk (or any bytes); returns its id. Skips the write if already present."""
+        """Store a chunk (or any bytes); returns its id. Skips the write if already present.
+
+        ``source`` is (open file descriptor, offset) where ``data`` also lies in a file: a raw
+        envelope is then filled by the storage copying from there (``write_from``), in the
+        kernel, when the storage can.
+        """
         oid = oid or hash_bytes(data)
         if not self.has(oid):
-            self.storage.write(
-                object_key(oid), codec.encode(data, elem_width=elem_width, compress=compress)
-            )
+            parts = codec.encode(data, elem_width=elem_width, compress=compress)
+            write_from = getattr(self.storage, "write_from", None)
+            # A raw envelope is [header, data]: the storage can copy data's bytes from source.
+            raw = len(parts) == 2 and parts[1] is data
+            if source is not None and write_from is not None and raw:
+                write_from(object_key(oid), parts[0], source[0], source[1], len(data))
+                return oid
+            self.storage.write(object_key(oid), parts)
         return oid
 
     def put_meta(self, obj: FileManifest | Tree | Version | dict[str, Any]) -> ObjectId:
@@ -121,9 +145,16 @@ class ObjectStore:
                 hint="run `mvc fsck`; `mvc pull` can fetch it from a remote that has it",
             ) from exc
 
-    def decode_stored(self, oid: str, stored: bytes) -> bytes:
+    def decode_stored(self, oid: str, stored: bytes, *, _depth: int = 0) -> bytes:
+        if _depth > codec.MAX_DELTA_DEPTH:
+            # Hostile or damaged envelopes could chain deltas in a cycle: never recurse unbounded.
+            raise CorruptObject(
+                f"object {oid[:12]} is corrupt: its delta chain is longer than "
+                f"{codec.MAX_DELTA_DEPTH}",
+                object_id=oid,
+            )
         try:
-            data = codec.decode(stored, self.get_bytes)
+            data = codec.decode(stored, lambda base: self._delta_base(base, _depth + 1))
         except CorruptObject as exc:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
@@ -134,9 +165,47 @@ class ObjectStore:
             )
         return data
 
+    def _delta_base(self, base: str, depth: int) -> bytes:
+        if not is_object_id(base):
+            raise CorruptObject(f"delta base {base[:80]!r} is not an object id")
+        return self.decode_stored(base, self.read_stored(base), _depth=depth)
+
     def get_bytes(self, oid: str) -> bytes:
         """The verified bytes of an object."""
-        return self.decode_stored(oid, self.read_stored(oid))
+        data = self._read_raw_local(oid)
+        if data is None:
+            return self.decode_stored(oid, self.read_stored(oid))
+        if hash_bytes(data) != oid:
+            raise CorruptObject(
+                f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
+            )
+        return data
+
+    def _read_raw_local(self, oid: str) -> bytes | None:
+        """A raw object's payload read straight from its local file: one copy where reading the
+        envelope and slicing it made two. None for anything else (the general path decodes)."""
+        path = self.storage.local_path(object_key(oid))
+        if path is None:
+            return None
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None  # the general path raises NotFound with its hint
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, min(size, _RAW_HEAD), 0)
+            try:
+                header, start = codec.read_header(head)
+            except CorruptObject:
+                return None
+            if header["c"] != "raw" or header.get("n") != size - start:
+                return None
+            if size <= len(head):
+                return head[start:]
+            data = os.pread(fd, size - start, start)
+            return data if len(data) == size - start else None
+        finally:
+            os.close(fd)
 
     def get_meta(self, oid: str) -> dict[str, Any]:
         cached = self._meta_cache.get(oid)
@@ -179,3 +248,129 @@ class ObjectStore:
             yield data
         if hasher.hexdigest() != manifest.b3:
             raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
+
+    def write_file(
+        self,
+        manifest: FileManifest,
+        fd: int,
+        name: str = "file",
+        *,
+        jobs: int = 2,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> None:
+        """Write a file's bytes into the open file ``fd``, each chunk at its offset.
+
+        Chunks are read, verified and written by ``jobs`` threads; each is verified before it
+        is written, and the whole file's blake3 is checked as chunks complete, in order. On a
+        mismatch this raises ``CorruptObject`` and the caller discards ``fd``'s file (a staged
+        temp file), so wrong bytes never reach their final name.
+        """
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        from mvc.ids import new_hasher
+
+        offsets = [0]
+        for ref in manifest.chunks:
+            offsets.append(offsets[-1] + ref.size)
+
+        def one(index: int) -> memoryview:
+            ref = manifest.chunks[index]
+            view, source = self._chunk_view(ref.id)
+            try:
+                if len(view) != ref.size:
+                    raise CorruptObject(
+                        f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
+                    )
+                if source is not None:  # the verified object file itself: copy in the kernel
+                    copy_range(source[0], fd, source[1], offsets[index], ref.size)
+                else:
+                    _pwrite_all(fd, view, offsets[index])
+            finally:
+                if source is not None:
+                    os.close(source[0])
+            start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
+            return view
+
+        # Workers verify chunks on their own threads; blake3's threads help the serial
+        # whole-file hash only where cores are spare.
+        hasher = new_hasher() if (os.cpu_count() or 1) > 2 else _single_thread_hasher()
+        count = len(manifest.chunks)
+        ahead = max(1, jobs) * 2  # bounds the memory held by decoded chunks not yet hashed
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            pending: dict[int, Future[memoryview]] = {}
+            try:
+                for index in range(count):
+                    for later in range(index, min(count, index + ahead)):
+                        if later not in pending:
+                            pending[later] = pool.submit(one, later)
+                    view = pending.pop(index).result()
+                    hasher.update(view)
+                    view.release()
+                    if on_chunk is not None:
+                        on_chunk(manifest.chunks[index].size)
+            finally:
+                for future in pending.values():
+                    future.cancel()
+        if hasher.hexdigest() != manifest.b3:
+            raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
+
+    def _chunk_view(self, oid: str) -> tuple[memoryview, tuple[int, int] | None]:
+        """The verified bytes of a chunk, and for a raw object of a local store, its open file
+        and payload offset (for the caller to close). Such an object is mapped, not copied (the
+        mapping closes when the view is released); anything else is read and decoded."""
+        path = self.storage.local_path(object_key(oid))
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = -1  # get_bytes below raises the NotFound with its hint
+            if fd >= 0:
+                try:
+                    mapped = _mapped_raw_payload(fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if mapped is None:
+                    os.close(fd)
+                else:
+                    view, start = mapped
+                    if _single_thread_hasher(view).hexdigest() != oid:
+                        view.release()
+                        os.close(fd)
+                        raise CorruptObject(
+                            f"object {oid[:12]} is corrupt: its content does not hash to its id",
+                            object_id=oid,
+                        )
+                    return view, (fd, start)
+        return memoryview(self.get_bytes(oid)), None
+
+
+def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
+    """A read-only mapping of a raw envelope's payload and its offset; None for any other."""
+    import mmap
+
+    size = os.fstat(fd).st_size
+    head = os.pread(fd, min(size, _RAW_HEAD), 0)
+    try:
+        header, start = codec.read_header(head)
+    except CorruptObject:
+        return None  # a long header, or damage: the general path decodes (and reports) it
+    if header["c"] != "raw" or header.get("n") != size - start or size == start:
+        return None
+    mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    # Slicing a view of a view keeps the mapping alive until the slice is released.
+    return memoryview(mapped)[start:], start
+
+
+def _single_thread_hasher(data: Buffer = b"") -> Any:
+    """blake3 on the calling thread (the same digests as ``mvc.ids``), for work that is already
+    spread over a thread pool."""
+    import blake3
+
+    return blake3.blake3(data)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    done = 0
+    while done < len(data):
+        done += os.pwrite(fd, data[done:], offset + done)

@@ -168,20 +168,34 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+_CLICK_COMMAND: list = []
+
+
+def _mvc_command():
+    """The real app as a click command, built once (Typer rebuilds it on every invoke)."""
+    if not _CLICK_COMMAND:
+        import typer
+
+        from mvc.cli.main import app
+
+        _CLICK_COMMAND.append(typer.main.get_command(app))
+    return _CLICK_COMMAND[0]
+
+
 class CliRunnerHelper:
     """Runs the real Typer app in-process; restores the current folder (``-C`` changes it)."""
 
     def __init__(self) -> None:
-        from typer.testing import CliRunner
+        from click.testing import CliRunner
 
         self.runner = CliRunner()
 
     def __call__(self, *args: str, expect: int | None = 0, env: dict | None = None, input=None):
-        from mvc.cli.main import app
-
         cwd = os.getcwd()
         try:
-            result = self.runner.invoke(app, [str(a) for a in args], env=env, input=input)
+            result = self.runner.invoke(
+                _mvc_command(), [str(a) for a in args], env=env, input=input, prog_name="mvc"
+            )
         finally:
             os.chdir(cwd)
         out = CliResult(result.exit_code, result.stdout, result.stderr, result.stdout_bytes)

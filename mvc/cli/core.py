@@ -181,6 +181,12 @@ def status(
         out.info("no working folders yet; `mvc commit FOLDER` makes one")
     for item in results:
         head = f"on {item.branch}" if item.branch else f"detached at {(item.version or '')[:12]}"
+        if item.behind:
+            head += f", behind: {item.branch} moved to {(item.tip or '')[:12]}"
+            out.info(
+                f"{item.model}: branch {item.branch} moved since {item.path} was synced; "
+                f"`mvc checkout {item.model}@{item.branch}` brings the folder up to date"
+            )
         if not item.exists:
             out.line(f"{item.model} ({item.path}, {head}): folder is missing")
             continue

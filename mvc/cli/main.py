@@ -83,5 +83,78 @@ def _optional_commands() -> None:
 _optional_commands()
 
 
+def _invoked(argv: list[str]) -> tuple[str | None, bool]:
+    """(the subcommand named on the command line, whether a bare ``--version`` asks for none).
+
+    Global options are read from the click parameters of the callback alone, so an option
+    added there is understood here. Anything unclear (help, ``--``, an unknown option) gives
+    (None, False): the caller then keeps every command.
+    """
+    import copy
+
+    bare = copy.copy(app)
+    bare.registered_commands = []
+    bare.registered_groups = []
+    flags: set[str] = set()
+    valued: set[str] = set()
+    for param in typer.main.get_command(bare).params:
+        names = [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
+        is_flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
+        (flags if is_flag else valued).update(names)
+    version = False
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        name = token.split("=", 1)[0]
+        if not token.startswith("-") or token == "-":
+            return token, False
+        if token == "--" or name in ("-h", "--help"):
+            return None, False
+        if name in valued:
+            index += 1 if "=" in token else 2
+            continue
+        if not token.startswith("--") and token[:2] in valued:
+            index += 1  # a short option with its value attached: -CDIR
+            continue
+        if name not in flags:
+            return None, False
+        version = version or name == "--version"
+        index += 1
+    return None, version
+
+
+def _narrowed(argv: list[str]) -> typer.Typer:
+    """The app with only the command this run invokes.
+
+    Typer converts every registered command into a click command (signatures, annotations)
+    on each run; with dozens of commands that was most of mvc's start-up time. A run that names
+    a command needs only that one, and ``mvc --version`` needs none. Help, a bare ``mvc`` and
+    anything not recognised keep every command, so listings and "no such command" hints stay.
+    """
+    import copy
+
+    command, version_only = _invoked(argv)
+    if command is None and not version_only:
+        return app
+    commands = [
+        info
+        for info in app.registered_commands
+        if command is not None
+        and (info.name or typer.main.get_command_name(getattr(info.callback, "__name__", "")))
+        == command
+    ]
+    groups = [
+        info for info in app.registered_groups if command is not None and info.name == command
+    ]
+    if command is not None and not commands and not groups:
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = commands
+    narrowed.registered_groups = groups
+    return narrowed
+
+
 def run() -> None:
-    app()
+    import sys
+
+    _narrowed(sys.argv[1:])()

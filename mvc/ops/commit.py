@@ -98,11 +98,33 @@ def _plan_branch(
     if branch is None:
         branch = binding.branch if binding and binding.branch else "main"
     tip = repo.refs.get(branch_ref(model, branch))
-    if tip is None and is_bound_folder and binding and binding.branch:
-        # A new branch named on a bound folder starts from the version checked out there.
-        head = repo.refs.get(branch_ref(model, binding.branch))
-        return branch, None, head, binding if is_bound_folder else None
+    if is_bound_folder and binding and binding.branch:
+        synced = binding.version or repo.refs.get(branch_ref(model, binding.branch))
+        if tip is None:
+            # A new branch named on a bound folder starts from the version checked out there.
+            return branch, None, synced, binding
     return branch, tip, tip, binding if is_bound_folder else None
+
+
+def _check_not_behind(
+    repo: Repo, binding: Binding | None, branch: str, tip: ObjectId | None, folder_tree: ObjectId
+) -> None:
+    """Refuse to commit a bound folder whose branch moved on since it was synced.
+
+    Committing it would silently undo whatever moved the branch (a CI commit from another
+    folder, a pull). A folder that already holds exactly the tip is simply in sync again.
+    """
+    if binding is None or binding.branch != branch or binding.version in (None, tip):
+        return
+    if tip is not None and repo.objects.get_version(tip).tree == folder_tree:
+        repo.set_binding(Binding(binding.model, binding.path, branch, tip))
+        return
+    raise RefConflict(
+        f"branch {branch!r} of {binding.model!r} moved to {short(tip or '')} since "
+        f"{binding.path} was last checked out or committed (at {short(binding.version or '')})",
+        hint=f"bring the folder up to date with `mvc checkout {binding.model}@{branch}` "
+        "(or commit onto a new branch with --branch NAME)",
+    )
 
 
 def _with_adapter_facts(repo: Repo, folder: str, lineage: dict[str, Any]) -> dict[str, Any]:
@@ -159,6 +181,7 @@ def commit(
             cache=cache,
             progress=progress,
         )
+        _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
         parent_tree = (
             repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None
         )
@@ -215,7 +238,7 @@ def commit(
     result.version_id = version_id
     result.version = version
     if is_folder and not temporary and (bound is not None or bind or repo.binding(model) is None):
-        repo.set_binding(Binding(model, repo.relpath(target), branch_name))
+        repo.set_binding(Binding(model, repo.relpath(target), branch_name, version_id))
         result.bound = True
     if cache is not None:
         cache.save()

@@ -12,12 +12,13 @@ import os
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from mvc.errors import InvalidInput, MvcError
 from mvc.ids import ObjectId, hash_bytes, new_hasher
-from mvc.objects import ChunkRef, FileManifest, Tree, TreeEntry, encode_object
+from mvc.objects import KIND_SAFETENSORS, ChunkRef, FileManifest, Tree, TreeEntry, encode_object
 from mvc.progress import NullProgress, Progress
 from mvc.repo import Repo
 from mvc.worktree.scan import ScannedFile, scan
@@ -58,11 +59,13 @@ class _FileHasher:
         self.new_bytes = 0
         self._count_lock = threading.Lock()
 
-    def _chunk(self, view: memoryview, elem_width: int | None) -> ObjectId:
-        oid = hash_bytes(view)
+    def _chunk(
+        self, view: memoryview, elem_width: int | None, source: tuple[int, int] | None = None
+    ) -> ObjectId:
+        oid = _pool_hash(view)
         if self.store and not self.repo.objects.has(oid):
             self.repo.objects.put_bytes(
-                view, oid=oid, elem_width=elem_width, compress=self.compress
+                view, oid=oid, elem_width=elem_width, compress=self.compress, source=source
             )
             with self._count_lock:  # called from worker threads
                 self.new_chunks += 1
@@ -79,15 +82,27 @@ class _FileHasher:
                 data: mmap.mmap | bytes = b""
             else:
                 data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            # The same open file, for the store to copy chunks from in the kernel
+            # (copy_file_range: steadier and cheaper than write() from the mapping).
+            source_fd = os.dup(handle.fileno())
         try:
             view = memoryview(data)
             try:
-                plan = plan_file(scanned.path, view, scanned.rel, raw=self.raw)
+                try:
+                    plan = plan_file(scanned.path, view, scanned.rel, raw=self.raw)
+                except InvalidInput:
+                    if self.store:
+                        raise
+                    # status and checkout only compare content: a malformed safetensors file
+                    # (committed with --raw, or not yet committed) is hashed as plain bytes.
+                    plan = plan_file(scanned.path, view, scanned.rel, raw=True)
                 whole = self.pool.submit(_whole_hash, view)
                 ids = list(
                     self.pool.map(
                         lambda span: self._chunk(
-                            view[span.offset : span.offset + span.length], span.elem_width
+                            view[span.offset : span.offset + span.length],
+                            span.elem_width,
+                            (source_fd, span.offset),
                         ),
                         plan.spans,
                     )
@@ -96,6 +111,7 @@ class _FileHasher:
             finally:
                 view.release()
         finally:
+            os.close(source_fd)
             if isinstance(data, mmap.mmap):
                 data.close()
         if size != scanned.stat.size:
@@ -118,9 +134,21 @@ class _FileHasher:
 
 
 def _whole_hash(view: memoryview) -> str:
-    hasher = new_hasher()
-    hasher.update(view)
-    return str(hasher.hexdigest())
+    # The one serial piece of work: blake3's own threads help it only where cores are spare.
+    if (os.cpu_count() or 1) > 2:
+        hasher = new_hasher()
+        hasher.update(view)
+        return str(hasher.hexdigest())
+    return str(_pool_hash(view))
+
+
+def _pool_hash(view: memoryview) -> ObjectId:
+    """blake3 on the calling thread only (same digest as ``hash_bytes``): the pool already keeps
+    the cores busy, and blake3's own threads would only contend with it (measured on 2 cores:
+    commit of 1 GiB 0.7-0.8 s instead of 0.8-1.3 s, hashing thread-time halved)."""
+    import blake3
+
+    return ObjectId(blake3.blake3(view).hexdigest())
 
 
 def snapshot(
@@ -140,6 +168,8 @@ def snapshot(
     todo: list[ScannedFile] = []
     for rel, scanned in files.items():
         known = cache.lookup(rel, scanned.stat) if cache else None
+        if known is not None and store and not raw and _stored_raw(rel, known):
+            known = None  # a malformed safetensors file is refused on every commit without --raw
         # A cached manifest is reused only if it is really in the store (status may have
         # recorded it without writing it).
         if known is not None and (not store or repo.objects.has_file(known.manifest)):
@@ -149,7 +179,12 @@ def snapshot(
     result_hashed: list[str] = []
     hashed_bytes = 0
     jobs = int(repo.config.get("core.jobs"))
-    with ThreadPoolExecutor(max_workers=max(2, jobs)) as pool:
+    # One batch for the whole closure: its objects become durable together (one round of
+    # fsyncs, not one per chunk) before this returns, so before any version can name them.
+    with (
+        repo.objects.batch() if store else nullcontext(),
+        ThreadPoolExecutor(max_workers=max(2, jobs)) as pool,
+    ):
         hasher = _FileHasher(repo, store=store, raw=raw, pool=pool, progress=progress)
         if todo:
             progress.start("hashing" if not store else "storing", sum(f.stat.size for f in todo))
@@ -177,13 +212,19 @@ def snapshot(
         finally:
             if todo:
                 progress.finish()
-    tree = Tree(entries)
-    tree_id = repo.objects.put_meta(tree) if store else hash_bytes(encode_object(tree))
+        tree = Tree(entries)
+        tree_id = repo.objects.put_meta(tree) if store else hash_bytes(encode_object(tree))
     if cache is not None:
         cache.forget_missing(set(files))
     return Snapshot(
         tree, tree_id, files, result_hashed, hashed_bytes, hasher.new_chunks, hasher.new_bytes
     )
+
+
+def _stored_raw(rel: str, entry: TreeEntry) -> bool:
+    from mvc.formats.safetensors import looks_like_safetensors
+
+    return entry.kind != KIND_SAFETENSORS and looks_like_safetensors(rel)
 
 
 def changed_paths(old: Tree | None, new: Tree) -> tuple[list[str], list[str], list[str]]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+import stat
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mvc.errors import MvcError
+from mvc.errors import InvalidInput, MvcError
 from mvc.worktree.paths import safe_target
 
 TEMP_PREFIX = ".mvc-tmp-"
@@ -25,51 +26,124 @@ class Staging:
 
     root: str
     fsync: bool = True
+    # Tracked files the caller removes before ``commit``: they may stand where a staged file
+    # goes (a file "tok" that becomes a folder "tok/", or the other way round).
+    removing: frozenset[str] = frozenset()
     staged: list[tuple[str, str]] = field(default_factory=list)  # (temp, final)
+    created: list[str] = field(default_factory=list)  # folders made for staged files
 
     def stage(self, rel: str, chunks: Iterable[bytes | memoryview], executable: bool) -> None:
-        final = safe_target(self.root, rel)
-        folder = os.path.dirname(final)
-        _make_folders(self.root, folder)
+        def write(fd: int) -> None:
+            with os.fdopen(fd, "wb", closefd=False) as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+
+        self.stage_with(rel, write, executable)
+
+    def stage_with(self, rel: str, write: Callable[[int], None], executable: bool) -> None:
+        """Stage a file whose bytes ``write(fd)`` puts into the open temp file, at any offsets
+        and from any thread (``ObjectStore.write_file`` writes chunks in parallel)."""
+        try:
+            final = safe_target(self.root, rel)
+            folder = os.path.dirname(final)
+        except InvalidInput:
+            if not _cleared_by_removals(self.root, rel, self.removing):
+                raise
+            # Blocked until the removals: stage in the root, make the folders at commit.
+            final = os.path.join(os.path.abspath(self.root), *rel.split("/"))
+            folder = os.path.abspath(self.root)
+        self.created.extend(_make_folders(self.root, folder))
         temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(temp, flags, 0o755 if executable else 0o644)
         self.staged.append((temp, final))
-        with os.fdopen(fd, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+        try:
+            write(fd)
             if self.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.chmod(temp, 0o755 if executable else 0o644)
 
     def commit(self) -> None:
         for temp, final in self.staged:
+            parent = os.path.dirname(final)
+            if os.path.islink(parent) or not os.path.isdir(parent):
+                _make_folders(self.root, parent)  # refuses symlinks on the way
             os.replace(temp, final)
         self.staged = []
+        self.created = []
 
     def abort(self) -> None:
+        """Remove the temp files and the folders made for them: the target is as it was."""
         for temp, _final in self.staged:
             try:
                 os.unlink(temp)
             except FileNotFoundError:
                 pass
+        for folder in reversed(self.created):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass  # not empty (someone else's files) or already gone: leave it
         self.staged = []
+        self.created = []
 
 
-def _make_folders(root: str, folder: str) -> None:
+def _cleared_by_removals(root: str, rel: str, removing: frozenset[str]) -> bool:
+    """Whether what stands in the way of ``rel`` is only tracked files that are being removed."""
+    parts = rel.split("/")
+    current = os.path.abspath(root)
+    for index, part in enumerate(parts):
+        current = os.path.join(current, part)
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return True
+        here = "/".join(parts[: index + 1])
+        last = index == len(parts) - 1
+        if stat.S_ISLNK(info.st_mode):
+            return False
+        if stat.S_ISREG(info.st_mode):
+            return last or here in removing  # a file where a folder must go
+        if stat.S_ISDIR(info.st_mode) and last:  # a folder where the file must go
+            for folder, dirs, files in os.walk(current):
+                inside = os.path.relpath(folder, root).replace(os.sep, "/")
+                if not files and not dirs:
+                    return False  # an empty folder would stay in the way
+                if any(os.path.islink(os.path.join(folder, d)) for d in dirs):
+                    return False
+                if any(f"{inside}/{name}" not in removing for name in files):
+                    return False
+            return True
+        if not stat.S_ISDIR(info.st_mode):
+            return False
+    return True
+
+
+def _make_folders(root: str, folder: str) -> list[str]:
+    """Create ``folder`` (and ``root``) as needed; returns the folders created, outermost first."""
+    created: list[str] = []
+    missing: list[str] = []
+    current = os.path.abspath(root)
+    while not os.path.lexists(current):
+        missing.append(current)
+        current = os.path.dirname(current)
+    for path in reversed(missing):
+        os.mkdir(path)
+        created.append(path)
     rel = os.path.relpath(folder, root)
     if rel == ".":
-        os.makedirs(root, exist_ok=True)
-        return
+        return created
     current = root
-    os.makedirs(root, exist_ok=True)
     for part in rel.split(os.sep):
         current = os.path.join(current, part)
         if os.path.islink(current):
             raise MvcError(f"refusing to write through the symlinked folder {current}")
         if not os.path.isdir(current):
             os.mkdir(current)
+            created.append(current)
+    return created
 
 
 def remove_file(root: str, rel: str) -> None:

@@ -1,0 +1,182 @@
+"""The performance paths keep the store's guarantees: batched durable writes, parallel verified
+checkout writes, the raw-object read shortcut, and the CLI's one-command start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mvc import codec
+from mvc.errors import CorruptObject
+from mvc.ids import hash_bytes
+from mvc.objects import ChunkRef, FileManifest
+from mvc.storage.local import TMP_PREFIX, LocalStorage
+from mvc.store import ObjectStore, object_key
+
+
+def _files(root: str) -> list[str]:
+    return sorted(
+        os.path.relpath(os.path.join(folder, name), root)
+        for folder, _dirs, names in os.walk(root)
+        for name in names
+    )
+
+
+# --- LocalStorage.batch -----------------------------------------------------------------------
+
+
+def test_a_batch_shows_nothing_under_its_final_names_until_it_ends(tmp_path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    with storage.batch():
+        storage.write("objects/ab/cd", [b"one"])
+        storage.write("objects/ef/gh", [b"two", b"!"])
+        assert not os.path.exists(tmp_path / "objects/ab/cd")  # no name before durability
+        assert storage.exists("objects/ab/cd")  # ...but the batch's own reads see it
+        assert storage.read("objects/ef/gh") == b"two!"
+        assert storage.size("objects/ab/cd") == 3
+    assert (tmp_path / "objects/ab/cd").read_bytes() == b"one"
+    assert (tmp_path / "objects/ef/gh").read_bytes() == b"two!"
+    assert not [f for f in _files(str(tmp_path)) if TMP_PREFIX in f]
+
+
+def test_a_failed_batch_leaves_no_object_and_no_temp_file(tmp_path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    with pytest.raises(RuntimeError), storage.batch():
+        storage.write("objects/ab/cd", [b"one"])
+        raise RuntimeError("interrupted")
+    assert _files(str(tmp_path)) == []
+
+
+def test_writing_a_key_twice_in_a_batch_keeps_the_last_value_and_one_file(tmp_path) -> None:
+    storage = LocalStorage(str(tmp_path))
+    with storage.batch():
+        storage.write("k/v", [b"first"])
+        storage.write("k/v", [b"second"])
+    assert _files(str(tmp_path)) == ["k/v"]
+    assert storage.read("k/v") == b"second"
+
+
+def test_without_fsync_a_batch_writes_straight_through(tmp_path) -> None:
+    storage = LocalStorage(str(tmp_path), fsync=False)
+    with storage.batch():
+        storage.write("k/v", [b"x"])
+        assert (tmp_path / "k/v").read_bytes() == b"x"
+
+
+# --- ObjectStore.write_file and get_bytes -----------------------------------------------------
+
+
+def _store_file(store: ObjectStore, pieces: list[bytes], *, compress: bool) -> FileManifest:
+    refs = []
+    for piece in pieces:
+        oid = store.put_bytes(piece, elem_width=4, compress=compress)
+        refs.append(ChunkRef(oid, len(piece)))
+    whole = b"".join(pieces)
+    return FileManifest(size=len(whole), b3=hash_bytes(whole), kind="blob", chunks=tuple(refs))
+
+
+def _pieces() -> list[bytes]:
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    floats = (rng.standard_normal(300_000).astype(np.float32) * 0.02).tobytes()
+    return [floats[:400_000], b"", floats[400_000:], b"tail bytes"]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_write_file_reassembles_the_file_at_its_offsets(tmp_path, compress) -> None:
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    pieces = [p for p in _pieces() if p]
+    manifest = _store_file(store, pieces, compress=compress)
+    seen: list[int] = []
+    out = tmp_path / "out.bin"
+    fd = os.open(out, os.O_RDWR | os.O_CREAT)
+    try:
+        store.write_file(manifest, fd, "out.bin", jobs=3, on_chunk=seen.append)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == b"".join(pieces)
+    assert seen == [len(p) for p in pieces]  # progress in file order
+
+
+def test_write_file_refuses_a_damaged_chunk_and_names_it(tmp_path) -> None:
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    pieces = [p for p in _pieces() if p]
+    manifest = _store_file(store, pieces, compress=False)
+    bad = manifest.chunks[1].id
+    path = store.storage.local_path(object_key(bad))
+    assert path is not None
+    raw = bytearray(Path(path).read_bytes())
+    raw[-5] ^= 0x01
+    os.chmod(path, 0o644)
+    Path(path).write_bytes(raw)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObject) as caught:
+            store.write_file(manifest, fd, "out.bin")
+    finally:
+        os.close(fd)
+    assert bad[:12] in caught.value.message
+    with pytest.raises(CorruptObject):
+        store.get_bytes(bad)  # the raw-read shortcut verifies too
+
+
+def test_write_file_checks_the_whole_file_hash(tmp_path) -> None:
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    pieces = [p for p in _pieces() if p]
+    manifest = _store_file(store, pieces, compress=False)
+    lying = FileManifest(manifest.size, hash_bytes(b"other"), manifest.kind, manifest.chunks)
+    fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
+    try:
+        with pytest.raises(CorruptObject, match="reassemble"):
+            store.write_file(lying, fd, "out.bin")
+    finally:
+        os.close(fd)
+
+
+def test_get_bytes_reads_raw_and_encoded_objects_alike(tmp_path) -> None:
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    data = _pieces()[2]
+    raw_id = store.put_bytes(data, elem_width=4, compress=False)
+    assert store.get_bytes(raw_id) == data
+    other = ObjectStore(LocalStorage(str(tmp_path / "other")))
+    packed_id = other.put_bytes(data, elem_width=4, compress=True)
+    stored = other.read_stored(packed_id)
+    assert codec.read_header(stored)[0]["c"] != "raw"
+    assert other.get_bytes(packed_id) == data
+    assert store.get_bytes(store.put_bytes(b"")) == b""
+
+
+# --- the CLI runs only the command it was given --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["status"], ("status", False)),
+        (["-C", "some/dir", "commit", "x"], ("commit", False)),
+        (["-Csome/dir", "--lock-timeout=3", "log"], ("log", False)),
+        (["--lock-timeout", "3", "config", "get", "user.name"], ("config", False)),
+        (["--version"], (None, True)),
+        (["--help"], (None, False)),
+        (["-h", "status"], (None, False)),
+        ([], (None, False)),
+        (["--no-such-option", "status"], (None, False)),
+    ],
+)
+def test_the_invoked_command_is_read_from_the_command_line(argv, expected) -> None:
+    from mvc.cli.main import _invoked
+
+    assert _invoked(argv) == expected
+
+
+def test_a_narrowed_app_keeps_only_the_invoked_command() -> None:
+    from mvc.cli.main import _narrowed, app
+
+    assert [c.callback.__name__ for c in _narrowed(["status"]).registered_commands] == ["status"]
+    assert _narrowed(["--version"]).registered_commands == []
+    assert _narrowed(["no-such-command"]) is app  # click still suggests the right spelling
+    assert _narrowed([]) is app
+    assert len(app.registered_commands) > 1  # the module's app itself is never changed

@@ -1,0 +1,458 @@
+"""Working folders: the stat cache is never fooled, .mvcignore, and hostile paths both ways."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from mvc.errors import CorruptObject, InvalidInput
+from mvc.objects import Tree, TreeEntry, Version
+from mvc.refnames import branch
+from mvc.worktree import statcache
+from mvc.worktree.paths import safe_target, validate_version_path
+from mvc.worktree.scan import FileStat
+from mvc.worktree.statcache import RACY_MARGIN_NS, StatCache
+
+
+def tree_of(store, version_id: str) -> Tree:
+    return store.objects.get_tree(store.objects.get_version(version_id).tree)
+
+
+def log_ids(cli, model: str = "bert") -> list[str]:
+    return [entry["id"] for entry in cli("log", model, "--json").json()]
+
+
+@pytest.fixture
+def trusting_cache(monkeypatch):
+    """Entries become trustworthy as soon as the cache is saved (instead of 2 s later).
+
+    ctime, inode and device are still compared, so this only removes the wait, not a check.
+    """
+    monkeypatch.setattr(statcache, "RACY_MARGIN_NS", 0)
+
+
+# --- the stat cache: never fooled by a timestamp-preserving copy ------------------------------
+
+
+def _copy_with_cp(src: str, dst: str) -> None:
+    subprocess.run(["cp", "-rp", src, dst], check=True)
+
+
+def _copy_with_copytree(src: str, dst: str) -> None:
+    shutil.copytree(src, dst, copy_function=shutil.copy2)
+
+
+@pytest.mark.parametrize("copy", [_copy_with_cp, _copy_with_copytree], ids=["cp-rp", "copytree"])
+def test_timestamp_preserving_copy_of_another_version_is_a_change(
+    store, cli, make_model, trusting_cache, tmp_path, copy
+) -> None:
+    folder = make_model("models/bert", seed=0)
+    v1 = cli("commit", "models/bert", "-m", "v1").stdout.strip()
+    snapshot_v1 = str(tmp_path / "snapshot-v1")
+    copy(str(folder), snapshot_v1)
+
+    # v2: other bytes, but the very same names, sizes and mtimes as v1's files
+    make_model("models/bert", seed=1)
+    for name in os.listdir(folder):
+        info = os.stat(os.path.join(snapshot_v1, name))
+        assert info.st_size == os.path.getsize(folder / name)
+        os.utime(folder / name, ns=(info.st_atime_ns, info.st_mtime_ns))
+    v2 = cli("commit", "models/bert", "-m", "v2").stdout.strip()
+    assert v2 and v2 != v1
+    state = cli("status", "--json").json()[0]
+    assert state["clean"] and state["hashed_files"] == 0  # the cache is in use
+
+    # replace the folder by the copy of v1: same names, sizes and mtimes as v2's cache entries
+    shutil.rmtree(folder)
+    copy(snapshot_v1, str(folder))
+    state = cli("status", "--json").json()[0]
+    assert not state["clean"]
+    assert sorted(state["modified"]) == ["config.json", "model.safetensors"]
+
+    v3 = cli("commit", "models/bert", "-m", "back to v1").stdout.strip()
+    assert v3 not in ("", v1, v2)
+    assert store.objects.get_version(v3).tree == store.objects.get_version(v1).tree
+    assert log_ids(cli) == [v3, v2, v1]
+
+
+def test_unchanged_files_are_not_rehashed(store, cli, make_model, trusting_cache) -> None:
+    folder = make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    first = cli("status", "--json").json()[0]
+    assert first["clean"] and first["hashed_files"] == 0
+    (folder / "config.json").write_text('{"hidden_size": 65, "seed": 0}\n')
+    state = cli("status", "--json").json()[0]
+    assert state["modified"] == ["config.json"] and state["hashed_files"] == 1
+    nothing = cli("commit", "models/bert", "-m", "again", "--json").json()
+    assert nothing["created"] is True and nothing["hashed_files"] <= 1
+
+
+def test_racy_entries_are_reverified(tmp_path) -> None:
+    cache_path = str(tmp_path / "index.json")
+    entry = TreeEntry("ab" * 32, 5, "cd" * 32, "blob", False)  # type: ignore[arg-type]
+    now = time.time_ns()
+    fresh = FileStat(5, now, now, 1, 2, False)
+    old = FileStat(5, now - 10 * RACY_MARGIN_NS, now - 10 * RACY_MARGIN_NS, 3, 2, False)
+
+    cache = StatCache(cache_path)
+    cache.record("fresh.bin", fresh, entry)
+    cache.record("old.bin", old, entry)
+    cache.save()
+    loaded = StatCache.load(cache_path)
+    assert loaded.lookup("old.bin", old) == entry
+    assert loaded.lookup("fresh.bin", fresh) is None  # too close to the cache's own time
+    assert loaded.has_racy_entries()
+    # any differing stat fact means "not known"
+    for changed in (
+        FileStat(6, old.mtime_ns, old.ctime_ns, 3, 2, False),
+        FileStat(5, old.mtime_ns + 1, old.ctime_ns, 3, 2, False),
+        FileStat(5, old.mtime_ns, old.ctime_ns + 1, 3, 2, False),
+        FileStat(5, old.mtime_ns, old.ctime_ns, 4, 2, False),
+        FileStat(5, old.mtime_ns, old.ctime_ns, 3, 9, False),
+        FileStat(5, old.mtime_ns, old.ctime_ns, 3, 2, True),
+    ):
+        assert loaded.lookup("old.bin", changed) is None
+
+    # re-verified racy entries are saved again and trusted once the cache is old enough
+    loaded.record("fresh.bin", fresh, entry)
+    assert loaded.dirty
+    loaded.save()
+    later = StatCache.load(cache_path)
+    later.written_ns = now + 2 * RACY_MARGIN_NS
+    assert later.lookup("fresh.bin", fresh) == entry
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [b"", b"{", b"[]", b'{"version": 1}', b'{"version":1,"written_ns":1,"files":{"a":[1]}}'],
+)
+def test_a_damaged_stat_cache_is_ignored(tmp_path, damage: bytes) -> None:
+    path = tmp_path / "index.json"
+    path.write_bytes(damage)
+    cache = StatCache.load(str(path))
+    assert cache.files == {}
+
+
+def test_status_after_a_damaged_cache_rehashes(store, cli, make_model) -> None:
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    for name in os.listdir(".mvc/index"):
+        with open(os.path.join(".mvc/index", name), "wb") as handle:
+            handle.write(b"\x00garbage")
+    state = cli("status", "--json").json()[0]
+    assert state["clean"] and state["hashed_files"] == 3
+
+
+# --- .mvcignore -------------------------------------------------------------------------------
+
+
+def test_mvcignore_leaves_files_out(store, cli, make_model) -> None:
+    make_model(
+        "models/bert",
+        extra={
+            ".mvcignore": "# scratch\n*.log\ncheckpoints/\n!keep.log\n",
+            "train.log": "noise",
+            "keep.log": "kept",
+            "checkpoints/step-1/model.safetensors": b"not even valid",
+            "sub/notes.log": "noise",
+            ".git/HEAD": "ref: refs/heads/main\n",
+        },
+    )
+    cli("commit", "models/bert", "-m", "v1")
+    files = cli("ls", "bert").stdout.split()
+    assert files == [
+        ".mvcignore",
+        "config.json",
+        "keep.log",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
+    # ignored files never make the folder dirty
+    with open("models/bert/train.log", "a") as handle:
+        handle.write("more")
+    assert cli("status", "--json").json()[0]["clean"]
+    # the ignore file is versioned: changing it is a change
+    with open("models/bert/.mvcignore", "a") as handle:
+        handle.write("tokenizer.json\n")
+    state = cli("status", "--json").json()[0]
+    assert state["modified"] == [".mvcignore"] and state["removed"] == ["tokenizer.json"]
+
+
+def test_store_folder_is_never_versioned(store, cli, make_model) -> None:
+    """Committing the store's root folder leaves .mvc/ out."""
+    make_model(".", seed=0)
+    cli("commit", ".", "--model", "root", "-m", "v1")
+    assert not any(p.startswith(".mvc") for p in cli("ls", "root").stdout.split())
+
+
+# --- hostile paths on commit ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["back\\slash.txt", "new\nline.txt", "tab\tname", "bell\x07"],
+    ids=["backslash", "newline", "tab", "control"],
+)
+def test_commit_refuses_unsafe_file_names(store, cli, make_model, name: str) -> None:
+    folder = make_model("models/bert")
+    (folder / name).write_text("x")
+    result = cli("commit", "models/bert", "-m", "v1", expect=1)
+    assert result.stdout == ""
+    assert "unsafe path" in result.stderr
+    assert store.refs.get(branch("bert", "main")) is None
+
+
+def test_commit_refuses_symlinks_out_of_the_tree(store, cli, make_model, tmp_path) -> None:
+    folder = make_model("models/bert")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("do not capture")
+    os.symlink(secret, folder / "leak.txt")
+    result = cli("commit", "models/bert", "-m", "v1", expect=1)
+    assert "leak.txt" in result.stderr and "symlink" in result.stderr
+    assert store.refs.get(branch("bert", "main")) is None
+    # asked explicitly, the content (not the link) is stored
+    cli("commit", "models/bert", "-m", "v1", "--follow-symlinks")
+    assert cli("cat", "bert", "leak.txt").stdout == "do not capture"
+
+
+def test_commit_refuses_symlinked_folders_and_dangling_links(
+    store, cli, make_model, tmp_path
+) -> None:
+    folder = make_model("models/bert")
+    os.symlink(folder / "missing.bin", folder / "dangling.bin")
+    assert "dangling" in cli("commit", "models/bert", "-m", "v1", expect=1).stderr
+    os.unlink(folder / "dangling.bin")
+    (folder / "sub").mkdir()
+    os.symlink("sub", folder / "loop")
+    assert "folder" in cli("commit", "models/bert", "-m", "v1", expect=1).stderr
+
+
+def test_symlink_inside_the_tree_is_stored_as_its_content(store, cli, make_model) -> None:
+    folder = make_model("models/bert")
+    os.symlink("config.json", folder / "alias.json")
+    cli("commit", "models/bert", "-m", "v1")
+    assert cli("cat", "bert", "alias.json").stdout == (folder / "config.json").read_text()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "/etc/passwd",
+        "../escape",
+        "a/../../escape",
+        "a/./b",
+        "a//b",
+        "a/",
+        "C:/x",
+        "c:x",
+        "a\\..\\b",
+        "nul\x00byte",
+        "new\nline",
+        ".mvc/config.yaml",
+        "x" * 5000,
+    ],
+)
+def test_unsafe_version_paths(path: str) -> None:
+    with pytest.raises(InvalidInput):
+        validate_version_path(path)
+
+
+@pytest.mark.parametrize(
+    "path", ["a", "a/b/c.safetensors", ".mvcignore", "é/ü.json", "..a", "a..b"]
+)
+def test_safe_version_paths(path: str) -> None:
+    assert validate_version_path(path) == path
+
+
+# --- checkout never writes through a symlink or outside its target ---------------------------
+
+
+def test_checkout_refuses_a_symlinked_folder_in_the_target(
+    store, cli, make_model, tmp_path
+) -> None:
+    make_model("models/bert", extra={"sub/inner.json": "{}"})
+    cli("commit", "models/bert", "-m", "v1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(outside, target / "sub")
+    result = cli("checkout", "bert", "--to", str(target), "--force", expect=None)
+    assert result.exit_code != 0
+    assert list(outside.iterdir()) == []
+
+
+def test_checkout_refuses_a_symlinked_file_in_the_target(store, cli, make_model, tmp_path) -> None:
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    victim = tmp_path / "victim.json"
+    victim.write_text("precious")
+    target = tmp_path / "target"
+    target.mkdir()
+    os.symlink(victim, target / "config.json")
+    result = cli("checkout", "bert", "--to", str(target), "--force", expect=None)
+    assert result.exit_code != 0
+    assert victim.read_text() == "precious"
+    assert os.path.islink(target / "config.json")
+
+
+def test_safe_target_refuses_links_and_non_folders(tmp_path) -> None:
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "file").write_text("x")
+    os.symlink(tmp_path, root / "link")
+    assert safe_target(str(root), "real/new.bin") == str(root / "real" / "new.bin")
+    assert safe_target(str(root), "absent/new.bin") == str(root / "absent" / "new.bin")
+    for rel in ("link/x", "link", "file/x", "real"):
+        with pytest.raises(InvalidInput):
+            safe_target(str(root), rel)
+
+
+def _plant_version(store, files: dict[str, dict], model: str = "evil") -> str:
+    """A version whose tree holds ``files`` verbatim, with branch ``main`` pointing at it."""
+    good = store.objects.put_bytes(b"payload")
+    from mvc.ids import hash_bytes
+    from mvc.objects import ChunkRef, FileManifest
+
+    b3 = hash_bytes(b"payload")
+    manifest = store.objects.put_meta(FileManifest(7, b3, "blob", (ChunkRef(good, 7),)))
+    entries = {
+        path: {"m": manifest, "size": 7, "b3": b3, "kind": "blob", "x": False, **extra}
+        for path, extra in files.items()
+    }
+    tree_id = store.objects.put_meta({"type": "tree", "format": 1, "files": entries})
+    version = Version(model, tree_id, (), "mallory", "2026-01-01T00:00:00Z", "evil")
+    version_id = store.objects.put_meta(version)
+    store.refs.set_if_equals(branch(model, "main"), None, version_id, "planted")
+    return version_id
+
+
+HOSTILE_TREES = {
+    "parent": {"../escape.txt": {}},
+    "deep-parent": {"a/../../escape.txt": {}},
+    "absolute": {"/tmp/escape.txt": {}},
+    "drive": {"C:/escape.txt": {}},
+    "backslash": {"..\\escape.txt": {}},
+    "nul": {"a\x00b": {}},
+    "store": {".mvc/format": {}},
+    "git": {".git/hooks/post-checkout": {}},
+    "file-and-folder": {"a": {}, "a/b": {}},
+}
+
+
+@pytest.mark.parametrize("files", list(HOSTILE_TREES.values()), ids=list(HOSTILE_TREES))
+def test_hostile_tree_objects_are_rejected(store, cli, tmp_path, files) -> None:
+    _plant_version(store, files)
+    target = tmp_path / "box" / "out"
+    target.parent.mkdir()
+    result = cli("checkout", "evil", "--to", str(target), expect=None)
+    assert result.exit_code == 12, result.stderr
+    assert "unsafe" in result.stderr or "malformed" in result.stderr
+    assert not (tmp_path / "box" / "escape.txt").exists()
+    assert not target.exists() or not any(target.rglob("*"))
+    for command in (("ls", "evil"), ("show", "evil")):
+        assert cli(*command, expect=None).exit_code == 12
+    assert cli("fsck", expect=None).exit_code == 12
+
+
+def test_decode_tree_rejects_hostile_paths_directly(store) -> None:
+    for name, files in HOSTILE_TREES.items():
+        version_id = _plant_version(store, files, model=f"m-{name}")
+        with pytest.raises(CorruptObject):
+            tree_of(store, version_id)
+
+
+# --- checkout and the working folder ----------------------------------------------------------
+
+
+def test_checkout_refuses_to_overwrite_changes_and_names_them(store, cli, make_model) -> None:
+    folder = make_model("models/bert", seed=0)
+    cli("commit", "models/bert", "-m", "v1")
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "v2")
+    (folder / "config.json").write_text("local edit\n")
+    result = cli("checkout", "bert@main~1", expect=1)
+    assert "config.json" in result.stderr and "--force" in result.stderr
+    assert (folder / "config.json").read_text() == "local edit\n"
+    cli("checkout", "bert@main~1", "--force")
+    assert json.loads((folder / "config.json").read_text())["seed"] == 0
+
+
+def test_checkout_keeps_untracked_files_and_removes_dropped_ones(store, cli, make_model) -> None:
+    folder = make_model("models/bert", extra={"old.txt": "old"})
+    cli("commit", "models/bert", "-m", "v1")
+    os.unlink(folder / "old.txt")
+    (folder / "new.txt").write_text("new")
+    cli("commit", "models/bert", "-m", "v2")
+    (folder / "scratch.txt").write_text("mine")
+    cli("checkout", "bert@main~1")
+    assert (folder / "old.txt").read_text() == "old"
+    assert not (folder / "new.txt").exists()
+    assert (folder / "scratch.txt").read_text() == "mine"
+    state = cli("status", "--json").json()[0]
+    assert state["added"] == ["scratch.txt"] and not state["modified"] and not state["removed"]
+
+
+def test_checkout_restores_bytes_and_executable_bit(store, cli, make_model, tmp_path) -> None:
+    folder = make_model(
+        "models/bert",
+        extra={"bin/run.sh": "#!/bin/sh\necho hi\n", "empty.txt": "", "a/b/c/d.json": "{}"},
+    )
+    os.chmod(folder / "bin" / "run.sh", 0o755)
+    cli("commit", "models/bert", "-m", "v1")
+    out = tmp_path / "copy"
+    cli("checkout", "bert", "--to", str(out))
+    rels = (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "bin/run.sh",
+        "empty.txt",
+        "a/b/c/d.json",
+    )
+    for rel in rels:
+        assert (out / rel).read_bytes() == (folder / rel).read_bytes()
+    assert os.access(out / "bin" / "run.sh", os.X_OK)
+    assert not os.access(out / "config.json", os.X_OK)
+    # a fresh checkout into a non-empty folder needs --force
+    assert cli("checkout", "bert", "--to", str(out), expect=1).exit_code == 1
+
+
+def test_checkout_onto_a_file_is_refused(store, cli, make_model, tmp_path) -> None:
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    (tmp_path / "afile").write_text("keep")
+    result = cli("checkout", "bert", "--to", str(tmp_path / "afile"), expect=2)
+    assert "not a folder" in result.stderr
+    assert (tmp_path / "afile").read_text() == "keep"
+
+
+def test_checkout_across_a_file_that_becomes_a_folder(store, cli, make_model) -> None:
+    folder = make_model("models/bert", extra={"tokenizer": "a file"})
+    cli("commit", "models/bert", "-m", "v1")
+    os.unlink(folder / "tokenizer")
+    (folder / "tokenizer" / "sub").mkdir(parents=True)
+    (folder / "tokenizer" / "sub" / "vocab.json").write_text("{}")
+    (folder / "tokenizer" / "merges.txt").write_text("a b")
+    cli("commit", "models/bert", "-m", "v2")
+
+    cli("checkout", "bert@main~1")
+    assert (folder / "tokenizer").read_text() == "a file"
+    assert cli("status", "--json").json()[0]["clean"]
+    cli("checkout", "bert@main")
+    assert (folder / "tokenizer" / "sub" / "vocab.json").read_text() == "{}"
+    assert cli("status", "--json").json()[0]["clean"]
+
+    # an untracked file inside the folder must never be lost: refuse instead
+    (folder / "tokenizer" / "mine.txt").write_text("untracked")
+    result = cli("checkout", "bert@main~1", expect=None)
+    assert result.exit_code != 0
+    assert (folder / "tokenizer" / "mine.txt").read_text() == "untracked"
+    assert (folder / "tokenizer" / "sub" / "vocab.json").read_text() == "{}"
+    assert cli("status", "--json").json()[0]["branch"] == "main"
