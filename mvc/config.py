@@ -82,6 +82,8 @@ def validate(key: str, value: Any) -> Any:
     spec = KEYS.get(key)
     if spec is None:
         if any(key.startswith(s) and key.count(".") >= 2 for s in OPEN_SECTIONS):
+            if isinstance(value, bool):  # a hand-written `anon: false` in YAML
+                return "true" if value else "false"
             return _parse_text(value) if not isinstance(value, dict | list) else value
         raise UsageError(
             f"unknown config key {key!r}", hint="known keys: " + ", ".join(sorted(KEYS))

@@ -183,7 +183,13 @@ class RefStore:
                 )
 
     def _plan(self, update: RefUpdate, why: str) -> tuple[str, RefEntry]:
-        log = self.entries(update.ref)
+        # Only a tag's rule needs its whole log; anything else needs just the newest entry
+        # (on S3 every entry is one request).
+        if update.ref.kind == TAGS:
+            log = self.entries(update.ref)
+        else:
+            newest = self.latest(update.ref)
+            log = [newest] if newest else []
         current = log[-1].new if log else None
         if current != update.expected:
             raise RefConflict(
