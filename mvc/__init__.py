@@ -10,7 +10,21 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API_NAMES = {"Repo", "open_repo", "init_repo", "MvcError", "Router", "load"}
+_API_NAMES = {
+    "Repo",
+    "open_repo",
+    "init_repo",
+    "MvcError",
+    "Router",
+    "load",
+    "commit",
+    "resolve",
+    "log",
+    "show",
+    "checkout",
+    "read_file",
+    "iter_file",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,7 +24,21 @@ from mvc.router import Router, materialise
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["Repo", "open_repo", "init_repo", "MvcError", "Router", "load"]
+__all__ = [
+    "Repo",
+    "open_repo",
+    "init_repo",
+    "MvcError",
+    "Router",
+    "load",
+    "commit",
+    "resolve",
+    "log",
+    "show",
+    "checkout",
+    "read_file",
+    "iter_file",
+]
 
 
 def open_repo(path: str | None = None, **kwargs: Any) -> Repo:
@@ -38,6 +52,62 @@ def init_repo(path: str = ".", **kwargs: Any) -> Repo:
 
     init_store(path)
     return Repo(path, **kwargs)
+
+
+def _repo(repo: Repo | str | None) -> Repo:
+    return repo if isinstance(repo, Repo) else open_repo(repo)
+
+
+def commit(path: str, message: str, *, repo: Repo | str | None = None, **options: Any) -> Any:
+    """Record ``path`` as the next version of a model; see ``mvc commit`` for ``options``
+    (model, branch, params, metrics, lineage, bind, raw, allow_empty). Returns a CommitResult
+    (``.created``, ``.version_id``, ``.to_json()``)."""
+    from mvc.ops.commit import commit as do_commit
+
+    return do_commit(_repo(repo), path, message=message, **options)
+
+
+def resolve(spec: str, *, repo: Repo | str | None = None) -> Any:
+    """Resolve a version spec (``bert@^1.2``, ``bert@prod``, ``bert@main~1``) to a Resolved
+    (``.model``, ``.version`` — the full id, ``.kind``, ``.name``)."""
+    from mvc.ops.specs import resolve as do_resolve
+
+    return do_resolve(_repo(repo), spec)
+
+
+def log(spec: str, *, repo: Repo | str | None = None, limit: int | None = None) -> list[Any]:
+    """Versions newest first along first parents: LogEntry(``.id``, ``.version``)."""
+    from mvc.ops.inspect import log as do_log
+
+    return list(do_log(_repo(repo), spec, limit=limit))
+
+
+def show(spec: str, *, repo: Repo | str | None = None) -> Any:
+    """A version's metadata, files (size, blake3) and tensor summaries: VersionDetails."""
+    from mvc.ops.inspect import show as do_show
+
+    return do_show(_repo(repo), spec)
+
+
+def checkout(
+    spec: str, *, repo: Repo | str | None = None, to: str | None = None, force: bool = False
+) -> Any:
+    """Write a version into its working folder (or ``to``); refuses to overwrite changes."""
+    from mvc.ops.worktrees import checkout as do_checkout
+
+    return do_checkout(_repo(repo), spec, to=to, force=force)
+
+
+def iter_file(spec: str, path: str, *, repo: Repo | str | None = None) -> Any:
+    """One file of a version, as verified chunks of bytes (constant memory)."""
+    from mvc.ops.inspect import cat
+
+    return cat(_repo(repo), spec, path)
+
+
+def read_file(spec: str, path: str, *, repo: Repo | str | None = None) -> bytes:
+    """One (small) file of a version, verified: ``read_file("bert@v1.0.0", "config.json")``."""
+    return b"".join(iter_file(spec, path, repo=repo))
 
 
 # safetensors dtype -> numpy dtype (little-endian); ml_dtypes supplies the narrow floats.
