@@ -788,11 +788,16 @@ def _move(
     )
     if state_of(record.arms) is None:  # a bug of ours, never a user error
         raise MvcError(f"internal error: planned arms are not a valid state: {record.arms}")
+    from mvc.ops.remotes import ensure_present
+
     for oid in record.refs():
-        repo.objects.get_version(oid)  # closure before reference: every target is here
+        # Closure before reference: a fetched-but-not-pulled version gets its data first.
+        ensure_present(repo, oid)
     with repo.writing_objects():
         record_id = repo.objects.put_meta(record.value())
-    entry = repo.refs.set_if_equals(ref, current_id, record_id, f"{planned.action}: {record.why}")
+        entry = repo.refs.set_if_equals(
+            ref, current_id, record_id, f"{planned.action}: {record.why}"
+        )
     return Move(model, name, old, replace(record, id=record_id), entry, list(planned.notes))
 
 

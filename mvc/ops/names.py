@@ -32,7 +32,9 @@ class NamedRef:
 
 def _known_model(repo: Repo, model: str) -> None:
     validate_model(model)
-    if not repo.refs.list_refs(model=model, live=False):
+    from mvc.ops.specs import model_known
+
+    if not model_known(repo, model):
         raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
 
 
@@ -60,7 +62,7 @@ def create_branch(repo: Repo, model: str, name: str, rev: str | None = None) -> 
             f"branch {name!r} of {model!r} already exists",
             hint=f"delete it first (`mvc branch {model} -d {name}`) or pick another name",
         )
-    return repo.refs.set_if_equals(ref, None, target, f"branch: created from {rev or 'HEAD'}")
+    return _point(repo, ref, None, target, f"branch: created from {rev or 'HEAD'}")
 
 
 def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
@@ -115,7 +117,7 @@ def create_tag(
             f"tag {name!r} of {model!r} already named version {short(previous or '')}; tags never move",
             hint="pick a new version number (`mvc tag --bump patch`)",
         )
-    return repo.refs.set_if_equals(ref, current, target, message or "tag: created")
+    return _point(repo, ref, current, target, message or "tag: created")
 
 
 def delete_tag(repo: Repo, model: str, name: str, *, force: bool) -> RefEntry:
@@ -130,3 +132,15 @@ def delete_tag(repo: Repo, model: str, name: str, *, force: bool) -> RefEntry:
             hint="the name stays reserved: it can never name another version",
         )
     return repo.refs.set_if_equals(ref, current, None, "tag: deleted (name stays reserved)")
+
+
+def _point(
+    repo: Repo, ref: RefName, expected: ObjectId | None, target: ObjectId, why: str
+) -> RefEntry:
+    """Move a ref to a version whose whole closure is here (fetched data is pulled first),
+    holding the objects lock so gc cannot collect it in between."""
+    from mvc.ops.remotes import ensure_present
+
+    ensure_present(repo, target)
+    with repo.writing_objects():
+        return repo.refs.set_if_equals(ref, expected, target, why)

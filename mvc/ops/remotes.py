@@ -289,6 +289,10 @@ def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storag
     return storage
 
 
+def _is_working_store(storage: Storage) -> bool:
+    return isinstance(storage, LocalStorage) and os.path.basename(storage.root) == STORE_DIR
+
+
 def open_remote(repo: Repo, name: str) -> Remote:
     config = remote_config(repo, name)
     storage = open_remote_storage(repo, config.url, config.options)
@@ -729,7 +733,9 @@ def push(
         source_label=f"this store ({repo.store_dir})",
         missing_hint="this store lacks data the push needs; `mvc fsck` lists what, and "
         "`mvc pull` from a remote that has it fills it in",
-        trust_destination=True,
+        # A bare remote is written only by transfers (children first), so an object there
+        # has its closure; a working store may hold fetched metadata without its data.
+        trust_destination=not _is_working_store(remote.storage),
         description=f"pushing to {remote.name}",
     )
     _move_remote_refs(repo, remote, moving, relies_on_single_writer)
@@ -805,8 +811,10 @@ def fetch(
     remote = open_remote(repo, remote_name)
     result = FetchResult(remote.name, remote.storage.url)
     found = _remote_refs(remote, model) if _remote_has_store(remote) else {}
-    if found:
-        with repo.writing_objects():
+    # Refs move while the objects lock is still held, so gc cannot collect (old, already
+    # present) objects between the transfer and the refs that make them reachable.
+    with repo.writing_objects():
+        if found:
             result.transfer = transfer(
                 remote.objects,
                 repo.objects,
@@ -817,17 +825,17 @@ def fetch(
                 source_label=remote.label,
                 description=f"fetching from {remote.name}",
             )
-    tracked = tracked_values(repo, remote.name)
-    for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
-        old, new = tracked.get(ref), found.get(ref)
-        if old == new:
-            continue
-        warning = _track(repo, remote.name, ref, new, "fetch")
-        if warning:
-            result.warnings.append(warning)
-            continue
-        status = "created" if old is None else "deleted" if new is None else "updated"
-        result.refs.append(RefChange(ref, old, new, status))
+        tracked = tracked_values(repo, remote.name)
+        for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
+            old, new = tracked.get(ref), found.get(ref)
+            if old == new:
+                continue
+            warning = _track(repo, remote.name, ref, new, "fetch")
+            if warning:
+                result.warnings.append(warning)
+                continue
+            status = "created" if old is None else "deleted" if new is None else "updated"
+            result.refs.append(RefChange(ref, old, new, status))
     return result
 
 
@@ -864,6 +872,7 @@ def pull(
     result = PullResult(remote.name, remote.storage.url)
     if not wanted:
         return result
+    # Objects and the refs that reach them under one hold of the objects lock (see fetch).
     with repo.writing_objects():
         result.transfer = transfer(
             remote.objects,
@@ -875,23 +884,23 @@ def pull(
             source_label=remote.label,
             description=f"pulling from {remote.name}",
         )
-    for ref, value in wanted.items():
-        warning = _track(repo, remote.name, ref, value, "pull")
-        if warning:
-            result.warnings.append(warning)
-    changes = [_plan_pull(repo, remote, ref, new, force) for ref, new in sorted(wanted.items())]
-    result.refs = changes
-    moving = [c for c in changes if c.status not in ("up-to-date", "ahead")]
-    folders = _clean_bound_folders(repo, moving, force)
-    # Clean working folders on a moving branch get the new version first (checkout still knows
-    # what they hold), then the refs move, then the folders follow their branch again.
-    for binding, change in folders:
-        checkout(repo, f"{binding.model}@id={change.new}")
-    if moving:
-        why = f"pull {remote.name}"
-        if any(c.status == "forced" for c in moving):
-            why += " --force"
-        repo.refs.transaction([RefUpdate(c.ref, c.old, c.new) for c in moving], why)
+        for ref, value in wanted.items():
+            warning = _track(repo, remote.name, ref, value, "pull")
+            if warning:
+                result.warnings.append(warning)
+        changes = [_plan_pull(repo, remote, ref, new, force) for ref, new in sorted(wanted.items())]
+        result.refs = changes
+        moving = [c for c in changes if c.status not in ("up-to-date", "ahead")]
+        folders = _clean_bound_folders(repo, moving, force)
+        # Clean working folders on a moving branch get the new version first (checkout still
+        # knows what they hold), then the refs move, then the folders follow their branch again.
+        for binding, change in folders:
+            checkout(repo, f"{binding.model}@id={change.new}")
+        if moving:
+            why = f"pull {remote.name}"
+            if any(c.status == "forced" for c in moving):
+                why += " --force"
+            repo.refs.transaction([RefUpdate(c.ref, c.old, c.new) for c in moving], why)
     for binding, change in folders:
         repo.set_binding(replace(binding, version=change.new))
         result.updated_folders.append(binding.path)

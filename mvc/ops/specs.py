@@ -10,6 +10,7 @@ more than one kind of name, resolution refuses and lists the candidates; ``branc
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from datetime import UTC, datetime
 
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
 from mvc.ids import ObjectId, is_object_id, parse_id_prefix, short
-from mvc.refnames import RefName, branch, channel, tag, validate_model
+from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
+from mvc.refs import RefStore
 from mvc.repo import Repo
 
 RANGE_START = ("^", "~", "<", ">", "=")
@@ -154,12 +156,18 @@ def _version_ids_with_prefix(repo: Repo, model: str, prefix: str) -> list[Object
 def _lookup_ref(
     repo: Repo, ref_factory: Callable[[str], RefName], names: list[str]
 ) -> tuple[str, ObjectId] | None:
+    return _lookup_ref_in(repo.refs, ref_factory, names)
+
+
+def _lookup_ref_in(
+    refs: RefStore, ref_factory: Callable[[str], RefName], names: list[str]
+) -> tuple[str, ObjectId] | None:
     for name in names:
         try:
             ref = ref_factory(name)
         except (InvalidInput, InvalidName):
             continue
-        value = repo.refs.get(ref)
+        value = refs.get(ref)
         if value is not None:
             return name, value
     return None
@@ -167,6 +175,10 @@ def _lookup_ref(
 
 def _candidates(repo: Repo, model: str, rev: str, only: str | None) -> list[Resolved]:
     found: list[Resolved] = []
+    if only is None and "/" in rev:
+        remote_hit = _remote_candidate(repo, model, rev)
+        if remote_hit:
+            found.append(remote_hit)
     if only in (None, "branch"):
         hit = _lookup_ref(repo, lambda n: branch(model, n), [rev])
         if hit:
@@ -235,11 +247,15 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
         name = head_branch(repo, model)
         value = repo.refs.get(branch(model, name))
         if value is None:
-            if not repo.refs.list_refs(model=model, live=False):
-                raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
-            raise NotFound(
-                f"model {model!r} has no branch {name!r}", hint=f"name a REV: {model}@REV"
+            _require_model(repo, model)
+            remotes = _remotes_tracking(repo, model)
+            hint = (
+                f"it was fetched from {remotes[0]}: name {model}@{remotes[0]}/{name}, "
+                f"or `mvc pull {remotes[0]} {model}`"
+                if remotes
+                else f"name a REV: {model}@REV"
             )
+            raise NotFound(f"model {model!r} has no local branch {name!r}", hint=hint)
         return Resolved(model, value, "branch", name)
     if rev.startswith(RANGE_START):
         from mvc.versioning import resolve_range
@@ -272,13 +288,44 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
             hint=f"say which: {model}@branch={rev}, {model}@tag={rev}, {model}@channel={rev} or {model}@id={rev}",
         )
     if not found:
-        if not repo.refs.list_refs(model=model, live=False):
-            raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        _require_model(repo, model)
         raise NotFound(
             f"{model}@{rev}: no branch, tag, channel or version id of that name",
             hint=f"list them with `mvc branch {model}`, `mvc tag {model}`, `mvc log {model}`",
         )
     return found[0]
+
+
+def _remotes_tracking(repo: Repo, model: str) -> list[str]:
+    """Remotes whose fetched (tracking) refs name ``model``."""
+    from mvc.ops.remotes import remote_names, tracking_refs
+
+    return [r for r in remote_names(repo) if tracking_refs(repo, r).list_refs(model=model)]
+
+
+def model_known(repo: Repo, model: str) -> bool:
+    """A model with refs here, or one fetched from a remote."""
+    return bool(repo.refs.list_refs(model=model, live=False) or _remotes_tracking(repo, model))
+
+
+def _require_model(repo: Repo, model: str) -> None:
+    if not model_known(repo, model):
+        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+
+
+def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
+    """``origin/main`` or ``origin/v1.2.0``: a branch or tag as last fetched from a remote."""
+    from mvc.ops.remotes import remote_names, tracking_refs
+
+    remote, _, name = rev.partition("/")
+    if not name or remote not in remote_names(repo):
+        return None
+    refs = tracking_refs(repo, remote)
+    for kind, names in ((HEADS, [name]), (TAGS, tag_candidates(name))):
+        hit = _lookup_ref_in(refs, functools.partial(RefName, model, kind), names)
+        if hit:
+            return Resolved(model, hit[1], "remote", rev)
+    return None
 
 
 def is_full_id(text: str) -> bool:

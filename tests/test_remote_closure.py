@@ -1,0 +1,70 @@
+"""Closure before reference, across stores: a ref never names a version whose data is not here,
+even when its metadata arrived by fetch."""
+
+from __future__ import annotations
+
+import os
+
+
+def _fsck(cli, store_dir):
+    return cli("-C", store_dir, "fsck", "--json", expect=None).json()
+
+
+def test_tagging_a_fetched_version_pulls_its_data_first(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    version = cli("commit", "models/bert", "-m", "one").stdout.strip()
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
+    other = tmp_path / "other"
+    os.makedirs(other)
+    cli("-C", other, "init")
+    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("-C", other, "fetch", "origin")
+    assert _fsck(cli, other)["promised"], "fetch brings metadata only"
+
+    cli("-C", other, "tag", "bert", "v9.0.0", f"id={version}")
+    report = _fsck(cli, other)
+    assert report["ok"] and report["promised"] == []
+    cli("-C", other, "channel", "set", "bert", "prod", "v9.0.0", "-m", "serve it")
+    cli("-C", other, "checkout", "bert@prod", "--to", tmp_path / "served")
+    with open(tmp_path / "served" / "config.json", "rb") as served, open(
+        "models/bert/config.json", "rb"
+    ) as original:
+        assert served.read() == original.read()
+
+
+def test_push_into_a_working_store_with_fetched_metadata_sends_the_data(
+    store, cli, make_model, tmp_path
+):
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "one")
+    cli("remote", "add", "hub", f"file://{tmp_path / 'hub'}")
+    cli("push", "hub", "bert")
+    colleague = tmp_path / "colleague"
+    os.makedirs(colleague)
+    cli("-C", colleague, "init")
+    cli("-C", colleague, "remote", "add", "hub", f"file://{tmp_path / 'hub'}")
+    cli("-C", colleague, "fetch", "hub")  # the colleague has the version's metadata, no data
+
+    cli("remote", "add", "colleague", str(colleague))
+    cli("push", "colleague", "bert")
+    report = _fsck(cli, colleague)
+    assert report["ok"] and report["promised"] == [], report
+
+
+def test_fetched_models_resolve_through_remote_tracking_names(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    version = cli("commit", "models/bert", "-m", "one").stdout.strip()
+    cli("tag", "bert", "v1.0.0")
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
+    other = tmp_path / "other"
+    os.makedirs(other)
+    cli("-C", other, "init")
+    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("-C", other, "fetch", "origin")
+
+    assert cli("-C", other, "log", "bert@origin/main", "--json").json()[0]["id"] == version
+    assert cli("-C", other, "show", "bert@origin/1.0.0", "--json").json()["id"] == version
+    missing = cli("-C", other, "log", "bert", expect=1)
+    assert "bert@origin/main" in missing.stderr and "mvc pull origin bert" in missing.stderr
