@@ -412,3 +412,19 @@ def test_cli_export(st: Store, cli, monkeypatch: pytest.MonkeyPatch, tmp_path) -
     assert any("model.py" in w for w in data["warnings"])
     bad = cli("export", "bert", "prod", "-f", "onnx", "--to", str(tmp_path / "o"), expect=2)
     assert "unknown export format" in bad.stderr
+
+
+def test_export_never_overwrites_files_it_did_not_write(tmp_path) -> None:
+    from mvc.errors import UsageError
+    from mvc.exports.sink import Sink
+
+    dest = tmp_path / "ex"
+    dest.mkdir()
+    (dest / "routing.json").write_text("my notes")
+    with pytest.raises(UsageError, match="no mvc export wrote"):
+        Sink.open(str(dest))
+    assert (dest / "routing.json").read_text() == "my notes"
+    notdir = tmp_path / "notdir"
+    notdir.write_text("hi")
+    with pytest.raises(UsageError, match="not a folder"):
+        Sink.open(str(notdir))

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc.canonical import encode_canonical
-from mvc.errors import InvalidInput, NotFound
+from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.ids import ObjectId, hash_bytes
 from mvc.repo import Repo
 from mvc.storage.base import Storage
@@ -31,6 +31,8 @@ def is_url(dest: str) -> bool:
 
 def open_destination(dest: str, options: dict[str, str] | None = None) -> Storage:
     if not is_url(dest):
+        if os.path.exists(dest) and not os.path.isdir(dest):
+            raise UsageError(f"export destination {dest} is not a folder", hint="name a folder")
         return LocalStorage(os.path.abspath(dest), fsync=True)
     from mvc.storage.remote import open_storage
 
@@ -61,7 +63,14 @@ class Sink:
             files = raw.get("files", {}) if isinstance(raw, dict) else {}
             sink.previous = {k: v for k, v in files.items() if isinstance(v, str)}
         except NotFound:
-            pass
+            # No earlier export here: the destination must hold nothing we could overwrite.
+            stray = next(iter(storage.walk("")), None)
+            if stray is not None:
+                raise UsageError(
+                    f"{dest} already holds files no mvc export wrote (e.g. {stray})",
+                    hint="export into an empty folder or prefix; mvc never overwrites files "
+                    "it did not write",
+                ) from None
         except ValueError as exc:
             raise InvalidInput(
                 f"{MANIFEST} in {dest} is not valid JSON",
@@ -78,10 +87,20 @@ class Sink:
             if self._unchanged(key, entry.b3, entry.size):
                 self.skipped += 1
                 continue
+            self._claim(key)
             manifest = repo.objects.get_manifest(entry.manifest)
             self.storage.write(key, repo.objects.iter_file(manifest, path))
             self.written.append(key)
             self.bytes_written += entry.size
+
+    def _claim(self, key: str) -> None:
+        """Refuse to replace a file that the earlier export did not write."""
+        if key not in self.previous and self.storage.exists(key):
+            raise UsageError(
+                f"{key} exists at the destination but no earlier export wrote it; "
+                "it is left as it is",
+                hint="move it away, or export into an empty folder or prefix",
+            )
 
     def _unchanged(self, key: str, b3: str, size: int) -> bool:
         if self.previous.get(key) != b3:
@@ -98,6 +117,7 @@ class Sink:
         if self._unchanged(key, digest, len(data)):
             self.skipped += 1
             return
+        self._claim(key)
         self.storage.write(key, [data])
         self.written.append(key)
         self.bytes_written += len(data)
