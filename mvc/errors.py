@@ -98,7 +98,10 @@ class CorruptObject(MvcError):
 
     def __init__(self, message: str, *, object_id: str | None = None, hint: str | None = None):
         super().__init__(
-            message, hint=hint or "run `mvc fsck` to list damage; fetch a good copy from a remote"
+            message,
+            hint=hint
+            or "`mvc fsck` lists damage; `mvc fsck --quarantine` then `mvc pull REMOTE MODEL` "
+            "fetches good copies from a remote",
         )
         self.object_id = object_id
 

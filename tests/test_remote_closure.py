@@ -68,3 +68,22 @@ def test_fetched_models_resolve_through_remote_tracking_names(store, cli, make_m
     assert cli("-C", other, "show", "bert@origin/1.0.0", "--json").json()["id"] == version
     missing = cli("-C", other, "log", "bert", expect=1)
     assert "bert@origin/main" in missing.stderr and "mvc pull origin bert" in missing.stderr
+
+
+def test_a_corrupt_object_is_repaired_by_quarantine_then_pull(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "one")
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
+    objects = tmp_path / "work" / ".mvc" / "objects"
+    biggest = max((p for p in objects.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(biggest.read_bytes())
+    data[-1] ^= 0xFF
+    biggest.write_bytes(bytes(data))
+
+    damaged = cli("fsck", "--quarantine", "--json", expect=12).json()
+    assert damaged["quarantined"] == [biggest.parent.name + biggest.name]
+    assert not biggest.exists()
+    cli("pull", "origin", "bert")
+    assert cli("fsck", "--json").json()["ok"]
+    cli("checkout", "bert@main", "--to", tmp_path / "again")

@@ -26,13 +26,26 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-def fsck(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """Verify every object (hash) and every ref (log and closure). Exit 12 on damage."""
+def fsck(
+    ctx: typer.Context,
+    quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--quarantine",
+            help="Move corrupt objects aside (.mvc/quarantine/) so a pull can fetch good copies.",
+        ),
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Verify every object (hash) and every ref (log and closure). Exit 12 on damage.
+
+    To repair: mvc fsck --quarantine, then mvc pull REMOTE MODEL (or --all).
+    """
     from mvc.ops.maintenance import fsck as do_fsck
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    report = do_fsck(repo, progress=out.progress())
+    report = do_fsck(repo, quarantine=quarantine, progress=out.progress())
     if as_json:
         out.json(report.to_json())
     else:
@@ -48,8 +61,19 @@ def fsck(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             f"{report.reachable} reachable, {report.dangling} dangling, "
             f"{len(report.problems)} problems"
         )
+    if report.quarantined and not as_json:
+        out.info(
+            f"moved {len(report.quarantined)} corrupt object(s) to .mvc/quarantine/; "
+            "`mvc pull REMOTE MODEL` fetches good copies"
+        )
     if not report.ok:
-        raise CorruptObject(f"the store has {len(report.problems)} problem(s)")
+        raise CorruptObject(
+            f"the store has {len(report.problems)} problem(s)",
+            hint=None
+            if report.quarantined
+            else "`mvc fsck --quarantine` sets corrupt objects aside; then `mvc pull` from a "
+            "remote that has them fetches good copies",
+        )
 
 
 def gc(

@@ -49,6 +49,7 @@ class FsckReport:
     problems: list[Problem] = field(default_factory=list)
     # Missing objects a remote promises (fetched, not pulled): expected, not damage.
     promised: list[Problem] = field(default_factory=list)
+    quarantined: list[str] = field(default_factory=list)  # corrupt objects moved aside
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,7 @@ class FsckReport:
             "dangling": self.dangling,
             "problems": [p.to_json() for p in self.problems],
             "promised": [p.to_json() for p in self.promised],
+            "quarantined": self.quarantined,
         }
 
 
@@ -155,7 +157,13 @@ def _ref_roots(
     return roots, problems
 
 
-def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
+QUARANTINE = "quarantine"
+
+
+def fsck(repo: Repo, *, quarantine: bool = False, progress: Progress | None = None) -> FsckReport:
+    """Verify every object and ref. With ``quarantine``, corrupt objects are moved aside to
+    ``.mvc/quarantine/`` so they count as missing: a pull then fetches good copies (an object
+    that is present is never fetched again)."""
     import time
 
     progress = progress or NullProgress()
@@ -208,7 +216,20 @@ def fsck(repo: Repo, *, progress: Progress | None = None) -> FsckReport:
             )
     report.reachable = len(reachable)
     report.dangling = len(set(ids) - reachable - corrupt)
+    if quarantine:
+        report.quarantined = [_quarantine(repo, oid) for oid in sorted(o for o in corrupt if o)]
     return report
+
+
+def _quarantine(repo: Repo, oid: str) -> str:
+    import os
+
+    source = repo.storage.local_path(object_key(oid))
+    target = os.path.join(repo.store_dir, QUARANTINE, oid)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if source is not None:
+        os.replace(source, target)
+    return oid
 
 
 def _promised(repo: Repo) -> dict[ObjectId, str]:
