@@ -58,11 +58,16 @@ def test_writing_a_key_twice_in_a_batch_keeps_the_last_value_and_one_file(tmp_pa
     assert storage.read("k/v") == b"second"
 
 
-def test_without_fsync_a_batch_writes_straight_through(tmp_path) -> None:
+def test_without_fsync_a_batch_still_stages_and_a_failure_leaves_nothing(tmp_path) -> None:
     storage = LocalStorage(str(tmp_path), fsync=False)
     with storage.batch():
         storage.write("k/v", [b"x"])
-        assert (tmp_path / "k/v").read_bytes() == b"x"
+        assert storage.read("k/v") == b"x"  # readable inside the batch
+    assert (tmp_path / "k/v").read_bytes() == b"x"
+    with pytest.raises(RuntimeError), storage.batch():
+        storage.write("k/w", [b"y"])
+        raise RuntimeError("a file changed while it was read")
+    assert not storage.exists("k/w") and os.listdir(tmp_path / "k") == ["v"]
 
 
 # --- ObjectStore.write_file and get_bytes -----------------------------------------------------

@@ -685,3 +685,36 @@ def test_gc_refuses_to_run_on_a_damaged_store(store, cli, make_model, damage) ->
     result = cli("gc", "--grace", "0s", expect=12)
     assert "gc stops" in result.stderr and "mvc fsck" in result.stderr
     assert sorted(store.objects.iter_ids()) == before
+
+
+@pytest.mark.parametrize("fsync", [True, False])
+def test_a_file_rewritten_in_place_during_commit_stores_nothing(
+    store, cli, make_model, monkeypatch, fsync
+):
+    """A checkpoint rewritten (same size) while mvc reads it must not become a corrupt object."""
+    from mvc.errors import MvcError
+    from mvc.ops.commit import commit as do_commit
+    from mvc.repo import Repo
+    from mvc.storage.local import LocalStorage
+
+    make_model("models/bert", seed=1)
+    cli("config", "set", "core.fsync", str(fsync).lower())
+    original = LocalStorage.write_from
+    rewritten: list[int] = []
+
+    def write_from(self, key, head, fd, offset, length):  # type: ignore[no-untyped-def]
+        if not rewritten and length > 10_000:  # another process rewrites the file right now
+            rewritten.append(offset)
+            with open("models/bert/model.safetensors", "r+b") as handle:
+                handle.seek(offset + 16)
+                handle.write(b"\x42" * 64)
+        return original(self, key, head, fd, offset, length)
+
+    monkeypatch.setattr(LocalStorage, "write_from", write_from)
+    with pytest.raises(MvcError, match="changed while it was being read"):
+        do_commit(Repo(str(store.root)), "models/bert", message="race")
+    assert rewritten
+    monkeypatch.setattr(LocalStorage, "write_from", original)
+    assert cli("fsck", "--json").json()["ok"]
+    cli("commit", "models/bert", "-m", "after the writer finished")
+    assert cli("fsck", "--json").json()["ok"]

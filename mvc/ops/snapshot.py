@@ -21,7 +21,7 @@ from mvc.ids import ObjectId, hash_bytes, new_hasher
 from mvc.objects import KIND_SAFETENSORS, ChunkRef, FileManifest, Tree, TreeEntry, encode_object
 from mvc.progress import NullProgress, Progress
 from mvc.repo import Repo
-from mvc.worktree.scan import ScannedFile, scan
+from mvc.worktree.scan import FileStat, ScannedFile, scan
 from mvc.worktree.statcache import StatCache
 
 INDEX = "index"
@@ -114,9 +114,17 @@ class _FileHasher:
             os.close(source_fd)
             if isinstance(data, mmap.mmap):
                 data.close()
-        if size != scanned.stat.size:
+        # The chunks were hashed from a mapping and copied from the file: both are only the
+        # same bytes if nobody wrote the file meanwhile. Any write changes its mtime or ctime;
+        # raising here (inside the commit's batch) discards every object written for it.
+        try:
+            after = FileStat.of(os.stat(scanned.path))
+        except FileNotFoundError:
+            after = None
+        if size != scanned.stat.size or after != scanned.stat:
             raise MvcError(
-                f"{scanned.rel} changed while it was being read", hint="run the command again"
+                f"{scanned.rel} changed while it was being read; nothing was stored for it",
+                hint="run the command again once the file is no longer being written",
             )
         manifest = FileManifest(
             size=size,

@@ -8,7 +8,6 @@ and never removes a file the version does not track.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -252,18 +251,10 @@ def checkout(
     cache.save(force=True)
     if into_bound or bind:
         on_branch = resolved.branch if resolved.kind == "branch" else None
-        repo.set_binding(
-            Binding(model, repo.relpath(folder), on_branch, resolved.version)
-        )
+        repo.set_binding(Binding(model, repo.relpath(folder), on_branch, resolved.version))
         result.head = on_branch
         result.bound = True
     return result
-
-
-def _counting(chunks: Iterator[bytes], progress: Progress) -> Iterator[bytes]:
-    for chunk in chunks:
-        progress.advance(len(chunk))
-        yield chunk
 
 
 def describe_head(binding: Binding) -> str:

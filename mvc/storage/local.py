@@ -184,9 +184,11 @@ class LocalStorage:
         Meant for one writer's burst of new objects (a commit); reads and ``exists`` see the
         pending writes. A nested ``batch`` joins the open one.
         """
-        if self._pending is not None or not self.fsync:
+        if self._pending is not None:
             yield
             return
+        # Staged even without fsync: a block that fails (a file changed while it was read)
+        # must leave no object under its final name.
         self._pending = {}
         try:
             yield
@@ -207,7 +209,8 @@ class LocalStorage:
         folders = sorted({os.path.dirname(target) for target, _temp in items})
         with ThreadPoolExecutor(max_workers=min(_FSYNC_WORKERS, len(items))) as pool:
             try:
-                list(pool.map(_fsync_file, [temp for _target, temp in items]))
+                if self.fsync:
+                    list(pool.map(_fsync_file, [temp for _target, temp in items]))
                 for done, (target, temp) in enumerate(items):
                     try:
                         os.replace(temp, target)
@@ -219,7 +222,8 @@ class LocalStorage:
                 for _target, temp in items:
                     _unlink_quietly(temp)
                 raise _disk_error(exc, f"{len(items)} objects") from exc
-            list(pool.map(_fsync_dir, folders))
+            if self.fsync:
+                list(pool.map(_fsync_dir, folders))
 
     def write(self, key: str, parts: Iterable[Buffer]) -> None:
         self._write(key, parts, None)
