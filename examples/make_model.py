@@ -34,7 +34,9 @@ def base_weights(seed: int) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--finetune-of", help="folder of a model to derive from")
@@ -49,8 +51,13 @@ def main() -> None:
         weights = base_weights(args.seed)
     os.makedirs(args.folder, exist_ok=True)
     save_file(weights, os.path.join(args.folder, "model.safetensors"), metadata={"format": "np"})
-    config = {"model_type": "bert", "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
-              "vocab_size": VOCAB, "num_labels": 2}
+    config = {
+        "model_type": "bert",
+        "hidden_size": HIDDEN,
+        "num_hidden_layers": LAYERS,
+        "vocab_size": VOCAB,
+        "num_labels": 2,
+    }
     with open(os.path.join(args.folder, "config.json"), "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2)
     tokens = {f"tok{i}": i for i in range(VOCAB)}

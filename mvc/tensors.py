@@ -431,6 +431,7 @@ class TensorStats:
         cosine = self.sum_ab / (norm_a * norm_b) if norm_a > 0 and norm_b > 0 else None
         if cosine is not None:
             cosine = max(-1.0, min(1.0, cosine))
+
         def finite(value: float | None) -> float | None:
             return value if value is not None and math.isfinite(value) else None  # JSON-safe
 

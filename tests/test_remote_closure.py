@@ -27,9 +27,10 @@ def test_tagging_a_fetched_version_pulls_its_data_first(store, cli, make_model, 
     assert report["ok"] and report["promised"] == []
     cli("-C", other, "channel", "set", "bert", "prod", "v9.0.0", "-m", "serve it")
     cli("-C", other, "checkout", "bert@prod", "--to", tmp_path / "served")
-    with open(tmp_path / "served" / "config.json", "rb") as served, open(
-        "models/bert/config.json", "rb"
-    ) as original:
+    with (
+        open(tmp_path / "served" / "config.json", "rb") as served,
+        open("models/bert/config.json", "rb") as original,
+    ):
         assert served.read() == original.read()
 
 
