@@ -110,45 +110,18 @@ def read_file(spec: str, path: str, *, repo: Repo | str | None = None) -> bytes:
     return b"".join(iter_file(spec, path, repo=repo))
 
 
-# safetensors dtype -> numpy dtype (little-endian); ml_dtypes supplies the narrow floats.
-_NUMPY_DTYPES = {
-    "BOOL": "bool",
-    "U8": "u1",
-    "I8": "i1",
-    "U16": "<u2",
-    "I16": "<i2",
-    "U32": "<u4",
-    "I32": "<i4",
-    "U64": "<u8",
-    "I64": "<i8",
-    "F16": "<f2",
-    "F32": "<f4",
-    "F64": "<f8",
-    "C64": "<c8",
-}
-_ML_DTYPES = {
-    "BF16": "bfloat16",
-    "F8_E4M3": "float8_e4m3fn",
-    "F8_E5M2": "float8_e5m2",
-    "F8_E8M0": "float8_e8m0fnu",
-    "F8_E4M3FNUZ": "float8_e4m3fnuz",
-    "F8_E5M2FNUZ": "float8_e5m2fnuz",
-}
-
-
 def numpy_dtype(dtype: str) -> Any:
-    import numpy as np
+    """The numpy dtype a tensor can be memory-mapped as (one table: ``mvc.tensors``)."""
+    from mvc.formats.safetensors import DTYPE_BITS
+    from mvc.tensors import numpy_dtype as element_dtype
 
-    if dtype in _NUMPY_DTYPES:
-        return np.dtype(_NUMPY_DTYPES[dtype])
-    if dtype in _ML_DTYPES:
-        import ml_dtypes
-
-        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
-    raise UsageError(
-        f"tensors of dtype {dtype} are packed below one byte per element; numpy cannot map them",
-        hint="read the file's bytes yourself (mvc cat) or convert the model",
-    )
+    if DTYPE_BITS.get(dtype, 8) < 8:
+        raise UsageError(
+            f"tensors of dtype {dtype} are packed below one byte per element; numpy cannot "
+            "map them",
+            hint="read the file's bytes yourself (mvc cat) or convert the model",
+        )
+    return element_dtype(dtype)
 
 
 def read_tensors(path: str, *, mmap: bool = True) -> dict[str, np.ndarray]:

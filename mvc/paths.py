@@ -32,5 +32,8 @@ def validate_version_path(path: str) -> str:
     elif path.split("/")[0] in RESERVED_TOP:
         problem = f"is inside {path.split('/')[0]}/"
     if problem:
-        raise InvalidInput(f"unsafe path in version: {path[:100]!r} {problem}")
+        raise InvalidInput(
+            f"unsafe path in version: {path[:100]!r} {problem}",
+            hint="rename the file, or leave it out with a .mvcignore pattern",
+        )
     return path

@@ -528,3 +528,21 @@ def test_probe_detects_a_backend_that_ignores_the_condition() -> None:
 def test_importing_the_remote_module_does_not_import_fsspec() -> None:
     code = "import sys, mvc.storage.remote; assert 'fsspec' not in sys.modules, 'fsspec loaded'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_local_read_errors_are_ours(tmp_path) -> None:
+    """A file where a folder should be is 'not found'; an unreadable file names the key."""
+    from mvc.errors import MvcError, NotFound
+
+    storage = LocalStorage(str(tmp_path))
+    storage.write("a", [b"x"])
+    with pytest.raises(NotFound):
+        storage.read("a/b")
+    with pytest.raises(NotFound):
+        storage.size("a/b")
+    storage.write("secret", [b"x"])
+    os.chmod(tmp_path / "secret", 0)
+    if os.access(tmp_path / "secret", os.R_OK):  # root reads anything: nothing to check
+        return
+    with pytest.raises(MvcError, match="cannot read secret"):
+        storage.read("secret")

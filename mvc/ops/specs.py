@@ -101,7 +101,8 @@ def first_parent(repo: Repo, version: ObjectId, steps: int, what: str) -> Object
         parents = repo.objects.get_version(current).parents
         if not parents:
             raise NotFound(
-                f"{what} has only {step} earlier version(s); ~{steps} goes past the first"
+                f"{what} has only {step} earlier version(s); ~{steps} goes past the first",
+                hint=f"use at most ~{step}; `mvc log` lists the history",
             )
         current = parents[0]
     return current

@@ -140,14 +140,23 @@ class LocalStorage:
         try:
             with open(self._readable(key), "rb") as handle:
                 return handle.read()
-        except FileNotFoundError as exc:
-            raise NotFound(f"{key} not found in {self.url}") from exc
+        except OSError as exc:
+            raise self._read_error(key, exc) from exc
 
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self._readable(key), "rb")
-        except FileNotFoundError as exc:
-            raise NotFound(f"{key} not found in {self.url}") from exc
+        except OSError as exc:
+            raise self._read_error(key, exc) from exc
+
+    def _read_error(self, key: str, exc: OSError) -> MvcError:
+        """Absent (or a file where a folder should be) is NotFound; anything else names the key."""
+        if isinstance(exc, FileNotFoundError | NotADirectoryError):
+            return NotFound(f"{key} not found in {self.url}")
+        return MvcError(
+            f"cannot read {key} in {self.url}: {exc.strerror or exc}",
+            hint="check the permissions and health of that folder",
+        )
 
     def _write_temp(
         self,
@@ -282,8 +291,8 @@ class LocalStorage:
     def size(self, key: str) -> int:
         try:
             return os.stat(self._readable(key)).st_size
-        except FileNotFoundError as exc:
-            raise NotFound(f"{key} not found in {self.url}") from exc
+        except OSError as exc:
+            raise self._read_error(key, exc) from exc
 
     def list(self, prefix: str) -> builtins.list[str]:
         folder = self.path(prefix) if prefix else self.root

@@ -1,9 +1,11 @@
 """Writing versions into users' folders: whole files or nothing, never outside the target.
 
 Files are staged as temp files beside their targets and renamed into place only once every
-file of the checkout is staged, so an interrupted checkout leaves the folder as it was. A
-rename replaces a path without following a symlink, and ``safe_target`` refuses symlinked
-folders on the way.
+file of the checkout is staged and verified, so a checkout interrupted (or refused for a corrupt
+object) while staging leaves the folder as it was. The final removals and renames are quick but
+not atomic as a whole: interrupted there, the folder holds a mix of old and new files, each one
+whole, and `mvc status` shows which. A rename replaces a path without following a symlink, and
+``safe_target`` refuses symlinked folders on the way.
 """
 
 from __future__ import annotations
