@@ -214,7 +214,10 @@ class LocalStorage:
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        items = sorted(pending.items())
+        # In the order the writes were made: callers write children before parents (chunks,
+        # then manifests, then trees), so a crash part-way through the renames never leaves an
+        # object visible without what it refers to.
+        items = list(pending.items())
         folders = sorted({os.path.dirname(target) for target, _temp in items})
         with ThreadPoolExecutor(max_workers=min(_FSYNC_WORKERS, len(items))) as pool:
             try:
