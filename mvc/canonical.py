@@ -41,3 +41,19 @@ def decode_json(data: bytes, what: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
+
+
+def parse_scalar(text: str) -> Any:
+    """A value typed on the command line (``--param lr=2e-5``, ``--where 'acc>=0.9'``): numbers
+    and booleans become JSON numbers and booleans; anything else, NaN and infinities included,
+    stays text (canonical JSON has no NaN)."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            value = kind(text)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else text
+    return text

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from mvc.canonical import parse_scalar
 from mvc.cli.output import Output
 from mvc.errors import EXIT_ERROR, EXIT_INTERRUPTED, MvcError, UsageError
 
@@ -88,22 +89,6 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def parse_value(text: str) -> Any:
-    """``--param`` values: numbers and booleans become JSON numbers and booleans."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            value = kind(text)
-        except ValueError:
-            continue
-        if kind is float and value != value or value in (float("inf"), float("-inf")):
-            break
-        return value
-    return text
-
-
 def parse_pairs(items: list[str] | None, what: str, *, numeric: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
@@ -111,7 +96,7 @@ def parse_pairs(items: list[str] | None, what: str, *, numeric: bool = False) ->
         key = key.strip()
         if not sep or not key:
             raise UsageError(f"{what} {item!r} is not KEY=VALUE", hint=f"e.g. --{what} lr=2e-5")
-        parsed = parse_value(value)
+        parsed = parse_scalar(value)
         if numeric and (isinstance(parsed, bool) or not isinstance(parsed, int | float)):
             raise UsageError(f"{what} {key!r} must be a number, got {value!r}")
         out[key] = parsed

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from mvc.canonical import parse_scalar
 from mvc.errors import UsageError
 from mvc.ids import ObjectId
 from mvc.ops.catalog import Catalog, Name, load_catalog
@@ -64,21 +65,7 @@ def parse_where(text: str) -> Condition:
             hint="e.g. --where 'accuracy>=0.9' (operators: >= <= > < = !=)",
         )
     op = "=" if match.group("op") == "==" else match.group("op")
-    return Condition(match.group("key"), op, parse_value(match.group("value")))
-
-
-def parse_value(text: str) -> Any:
-    """Numbers and booleans as in ``--param``; anything else stays text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for kind in (int, float):
-        try:
-            value = kind(text)
-        except ValueError:
-            continue
-        return value if math.isfinite(value) else text
-    return text
+    return Condition(match.group("key"), op, parse_scalar(match.group("value")))
 
 
 def _instant(text: str) -> str:

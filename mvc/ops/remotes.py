@@ -75,7 +75,7 @@ from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
 from mvc.storage.base import Buffer, Storage
 from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore
-from mvc.transfer import CLOSURE, FETCH, PULL, PUSH, TransferResult, transfer
+from mvc.transfer import CLOSURE, FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
 TRACKING = "remotes"
@@ -815,15 +815,8 @@ def fetch(
     # present) objects between the transfer and the refs that make them reachable.
     with repo.writing_objects():
         if found:
-            result.transfer = transfer(
-                remote.objects,
-                repo.objects,
-                list(found.values()),
-                FETCH,
-                jobs=_jobs(repo, jobs),
-                progress=progress,
-                source_label=remote.label,
-                description=f"fetching from {remote.name}",
+            result.transfer = _receive(
+                repo, remote, found.values(), FETCH, "fetching from", jobs, progress
             )
         tracked = tracked_values(repo, remote.name)
         for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
@@ -874,15 +867,8 @@ def pull(
         return result
     # Objects and the refs that reach them under one hold of the objects lock (see fetch).
     with repo.writing_objects():
-        result.transfer = transfer(
-            remote.objects,
-            repo.objects,
-            list(wanted.values()),
-            PULL,
-            jobs=_jobs(repo, jobs),
-            progress=progress,
-            source_label=remote.label,
-            description=f"pulling from {remote.name}",
+        result.transfer = _receive(
+            repo, remote, wanted.values(), PULL, "pulling from", jobs, progress
         )
         for ref, value in wanted.items():
             warning = _track(repo, remote.name, ref, value, "pull")
@@ -1041,6 +1027,29 @@ def missing_in_closure(objects: ObjectStore, version: ObjectId) -> list[ObjectId
     return list(missing)
 
 
+def _receive(
+    repo: Repo,
+    remote: Remote,
+    roots: Iterable[ObjectId],
+    mode: Want,
+    verb: str,
+    jobs: int | None,
+    progress: Progress | None,
+) -> TransferResult:
+    """Bring objects from a remote into this store. The caller holds the objects lock and moves
+    the refs that reach them before releasing it."""
+    return transfer(
+        remote.objects,
+        repo.objects,
+        list(roots),
+        mode,
+        jobs=_jobs(repo, jobs),
+        progress=progress,
+        source_label=remote.label,
+        description=f"{verb} {remote.name}",
+    )
+
+
 def ensure_present(
     repo: Repo, version: ObjectId, *, jobs: int | None = None, progress: Progress | None = None
 ) -> TransferResult | None:
@@ -1056,16 +1065,7 @@ def ensure_present(
             continue
         remote = open_remote(repo, name)
         with repo.writing_objects():
-            return transfer(
-                remote.objects,
-                repo.objects,
-                [version],
-                CLOSURE,
-                jobs=_jobs(repo, jobs),
-                progress=progress,
-                source_label=remote.label,
-                description=f"fetching data from {name}",
-            )
+            return _receive(repo, remote, [version], CLOSURE, "fetching data from", jobs, progress)
     raise NotFound(
         f"{len(missing)} object(s) version {short(version)} needs are missing "
         f"(e.g. {short(missing[0])}) and no remote promises them",
