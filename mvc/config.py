@@ -71,6 +71,11 @@ KEYS: dict[str, Key] = {
     "core.compress": Key(_parse_bool, False, "compress chunks at commit time instead of at repack"),
     "core.lock_timeout": Key(_parse_duration, 60.0, "how long to wait for a store lock"),
     "core.jobs": Key(_parse_positive_int, min(8, os.cpu_count() or 2), "parallel workers"),
+    "transfer.flush_bytes": Key(
+        _parse_positive_int,
+        256 << 20,
+        "bytes a push or pull writes between rounds of fsyncs (what a rerun resumes from)",
+    ),
     "gc.grace": Key(_parse_duration, 2 * 3600.0, "age below which unreachable objects are kept"),
     "gc.repack": Key(_parse_bool, True, "compress loose objects when gc runs"),
 }

@@ -86,6 +86,12 @@ class ObjectStore:
         with batch() if batch is not None else nullcontext():
             yield
 
+    def flush(self) -> None:
+        """Inside ``batch``: make what was written so far durable and visible."""
+        flush = getattr(self.storage, "flush_pending", None)
+        if flush is not None:
+            flush()
+
     def put_bytes(
         self,
         data: Buffer,

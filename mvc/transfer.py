@@ -70,6 +70,10 @@ class Want:
     history: int | None
 
 
+#: How much a transfer writes between rounds of fsyncs on a local destination (the default of
+#: the `transfer.flush_bytes` setting).
+FLUSH_BYTES = 256 << 20
+
 PUSH = Want(DATA, DATA)
 PULL = Want(DATA, META)
 FETCH = Want(META, META)
@@ -136,8 +140,13 @@ def transfer(
     missing_hint: str | None = None,
     trust_destination: bool = False,
     description: str = "transferring",
+    flush_bytes: int = FLUSH_BYTES,
 ) -> TransferResult:
     """Copy to ``dest`` what ``roots`` need under ``want`` and ``dest`` lacks.
+
+    ``flush_bytes``: on a local destination, writes are made durable and visible in rounds of
+    about this many bytes (one round of fsyncs each): the granularity an interrupted transfer
+    resumes from.
 
     ``trust_destination``: an object present at ``dest`` has everything it needs there too (true
     of remotes, which only transfers write), so the walk stops at it. ``source_label`` names
@@ -153,6 +162,7 @@ def transfer(
         source_label=source_label,
         missing_hint=missing_hint,
         trust_destination=trust_destination,
+        flush_bytes=flush_bytes,
     )
     return run.run([ObjectId(r) for r in roots], description)
 
@@ -169,6 +179,7 @@ class _Transfer:
         source_label: str,
         missing_hint: str | None,
         trust_destination: bool,
+        flush_bytes: int,
     ) -> None:
         self.source = source
         self.dest = dest
@@ -185,6 +196,8 @@ class _Transfer:
         self.plan: dict[ObjectId, _Node] = {}
         self.done: set[ObjectId] = set()
         self.lock = threading.Lock()
+        self.flush_bytes = flush_bytes
+        self.unflushed = 0  # bytes written since the destination's batch was last flushed
         self.objects_total = 0
         self.objects_done = 0
 
@@ -202,7 +215,10 @@ class _Transfer:
                 self.progress.start(description, sum(n.size for n in self.plan.values()))
                 self._report_objects()
                 try:
-                    self._copy_all(pool)
+                    # One round of fsyncs every FLUSH_BYTES instead of one per object: an
+                    # interrupted transfer keeps what was flushed and resumes from there.
+                    with self.dest.batch():
+                        self._copy_all(pool)
                 finally:
                     self.progress.finish()
         self.result.duration = time.monotonic() - started
@@ -430,6 +446,12 @@ class _Transfer:
             self.result.objects_sent += 1
             self.result.bytes_sent += len(stored)
             self.result.chunks_sent += int(chunk)
+            self.unflushed += len(stored)
+            flush = self.unflushed >= self.flush_bytes
+            if flush:
+                self.unflushed = 0
+        if flush:
+            self.dest.flush()
 
     def _report_objects(self) -> None:
         report: Callable[[int, int], None] | None = getattr(self.progress, "objects", None)

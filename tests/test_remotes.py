@@ -274,6 +274,8 @@ def _many_chunks(make_model: Any, folder: str, seed: int) -> None:
 def test_interrupted_push_resumes_with_only_what_is_missing(
     store, cli, make_model, tmp_path, monkeypatch
 ) -> None:
+    # Durable after every object, so the test can count exactly what a rerun still sends.
+    monkeypatch.setenv("MVC_TRANSFER_FLUSH_BYTES", "1")
     _many_chunks(make_model, "models/bert", 0)
     version = cli("commit", "models/bert", "-m", "big").stdout.strip()
     url = f"file://{tmp_path}/remote"
@@ -299,6 +301,8 @@ def test_interrupted_push_resumes_with_only_what_is_missing(
 def test_interrupted_pull_resumes_with_only_what_is_missing(
     store, cli, make_model, tmp_path, monkeypatch
 ) -> None:
+    # Durable after every object, so the test can count exactly what a rerun still sends.
+    monkeypatch.setenv("MVC_TRANSFER_FLUSH_BYTES", "1")
     _many_chunks(make_model, "models/bert", 0)
     cli("commit", "models/bert", "-m", "big")
     url = f"file://{tmp_path}/remote"
@@ -357,8 +361,9 @@ app(sys.argv[1:], prog_name="mvc")
 
 
 @pytest.mark.parametrize("direction", ["push", "pull"])
-def test_killed_transfer_resumes(store, cli, make_model, tmp_path, direction) -> None:
+def test_killed_transfer_resumes(store, cli, make_model, tmp_path, direction, monkeypatch) -> None:
     """A process SIGKILLed half-way leaves only whole objects; the rerun sends the rest."""
+    monkeypatch.setenv("MVC_TRANSFER_FLUSH_BYTES", "1")  # durable after every object
     _many_chunks(make_model, "models/bert", 3)
     cli("commit", "models/bert", "-m", "big")
     url = f"file://{tmp_path}/remote"
@@ -913,3 +918,28 @@ def test_transfer_reports_bytes_and_objects(store, cli, make_model, tmp_path) ->
     }
     again = transfer(store.objects, dest, [version], PUSH, trust_destination=True)
     assert (again.objects_sent, again.objects_skipped) == (0, 1)
+
+
+def test_a_push_killed_inside_a_flush_round_leaves_nothing_visible(
+    store, cli, make_model, tmp_path
+) -> None:
+    """With the default flush size, objects become visible together, children first, once
+    they are durable: a push killed before that leaves the remote as it was."""
+    _many_chunks(make_model, "models/bert", 3)
+    cli("commit", "models/bert", "-m", "big")
+    url = f"file://{tmp_path}/remote"
+    cli("remote", "add", "origin", url)
+    total = len(list(store.objects.iter_ids()))
+    env = {**os.environ, "KILL_AFTER": "6", "KILL_ON": "write"}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLING_MVC, "push", "origin", "bert", "--jobs", "2"],
+        cwd=store.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert list(ObjectStore(LocalStorage(f"{tmp_path}/remote")).iter_ids()) == []
+    resumed = cli("push", "origin", "bert", "--json").json()
+    assert resumed["transfer"]["objects_sent"] == total

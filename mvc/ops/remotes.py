@@ -729,6 +729,7 @@ def push(
         [c.new for c in moving if c.new],
         PUSH,
         jobs=_jobs(repo, jobs),
+        flush_bytes=int(repo.config.get("transfer.flush_bytes")),
         progress=progress,
         source_label=f"this store ({repo.store_dir})",
         missing_hint="this store lacks data the push needs; `mvc fsck` lists what, and "
@@ -1044,6 +1045,7 @@ def _receive(
         list(roots),
         mode,
         jobs=_jobs(repo, jobs),
+        flush_bytes=int(repo.config.get("transfer.flush_bytes")),
         progress=progress,
         source_label=remote.label,
         description=f"{verb} {remote.name}",

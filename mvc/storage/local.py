@@ -209,6 +209,18 @@ class LocalStorage:
         pending, self._pending = self._pending, None
         self._flush(pending)
 
+    def flush_pending(self) -> None:
+        """Make the batch's writes so far durable and visible, keeping the batch open.
+
+        Writes enter the batch when they complete, and callers write an object only after what
+        it refers to, so what is pending at any moment is closed under reference.
+        """
+        if self._pending is None:
+            return
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        self._flush(pending)
+
     def _flush(self, pending: dict[str, str]) -> None:
         if not pending:
             return
