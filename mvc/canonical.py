@@ -55,5 +55,5 @@ def parse_scalar(text: str) -> Any:
             value = kind(text)
         except ValueError:
             continue
-        return value if math.isfinite(value) else text
+        return text if isinstance(value, float) and not math.isfinite(value) else value
     return text

@@ -428,3 +428,41 @@ def test_export_never_overwrites_files_it_did_not_write(tmp_path) -> None:
     notdir.write_text("hi")
     with pytest.raises(UsageError, match="not a folder"):
         Sink.open(str(notdir))
+
+
+def test_an_export_stopped_by_a_foreign_file_can_be_rerun(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "one")
+    cli("tag", "bert", "v1.0.0")
+    cli("channel", "set", "bert", "prod", "v1.0.0", "-m", "first")
+    dest = tmp_path / "dir-export"
+    cli("export", "bert", "prod", "--format", "dir", "--to", dest)
+    make_model("models/bert", seed=2)
+    cli("commit", "models/bert", "-m", "two")
+    cli("tag", "bert", "v1.1.0")
+    cli("deploy", "bert", "prod", "v1.1.0", "--canary", "10")
+    # Somebody's file where the new arm's folder will be written.
+    planned = cli("export", "bert", "prod", "--format", "dir", "--to", tmp_path / "probe")
+    canary_files = [line for line in planned.stderr.splitlines() if "written" in line]
+    assert canary_files
+    import os
+
+    arms = sorted(os.listdir(tmp_path / "probe"))
+    new_arm = next(a for a in arms if not (dest / a).exists() and (tmp_path / "probe" / a).is_dir())
+    (dest / new_arm).mkdir()
+    (dest / new_arm / "tokenizer.json").write_text("mine")
+    cli("export", "bert", "prod", "--format", "dir", "--to", dest, expect=2)
+    assert (dest / new_arm / "tokenizer.json").read_text() == "mine"
+    import json
+
+    partial = json.loads((dest / "mvc-export.json").read_text())
+    assert partial["complete"] is False
+    assert f"{new_arm}/config.json" in partial["files"]  # written before the refusal
+    (dest / new_arm / "tokenizer.json").unlink()
+    cli("export", "bert", "prod", "--format", "dir", "--to", dest)  # its own files are recognised
+    probe, done = tmp_path / "probe", dest
+    for base, _dirs, names in os.walk(probe):
+        for name in names:
+            rel = os.path.relpath(os.path.join(base, name), probe)
+            if rel != "mvc-export.json":
+                assert (done / rel).read_bytes() == (probe / rel).read_bytes(), rel

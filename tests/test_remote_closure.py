@@ -88,3 +88,46 @@ def test_a_corrupt_object_is_repaired_by_quarantine_then_pull(store, cli, make_m
     cli("pull", "origin", "bert")
     assert cli("fsck", "--json").json()["ok"]
     cli("checkout", "bert@main", "--to", tmp_path / "again")
+
+
+def test_gc_waits_for_quarantined_objects_to_be_repaired(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    version = cli("commit", "models/bert", "-m", "one").stdout.strip()
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
+    path = tmp_path / "work" / ".mvc" / "objects" / version[:2] / version[2:]
+    path.write_bytes(path.read_bytes()[:-1] + b"!")  # the version object itself
+    cli("fsck", "--quarantine", expect=12)
+    assert cli("fsck", "--json", expect=12).json()["problems"]  # a ref's target is gone
+    stopped = cli("gc", "--grace", "0s", expect=12)
+    assert "gc stops" in stopped.stderr
+    cli("pull", "origin", "bert")
+    assert cli("fsck", "--json").json()["ok"]
+    assert cli("gc", "--grace", "0s", "--json").json()["deleted"] == 0
+
+
+def test_huge_numbers_on_the_command_line_are_kept_exactly(store, cli, make_model):
+    make_model("models/bert", seed=1)
+    big = "1" + "0" * 400
+    cli("commit", "models/bert", "-m", "x", "--param", f"big={big}")
+    assert cli("show", "bert", "--json").json()["params"]["big"] == int(big)
+
+
+def test_diff_and_cat_bring_the_data_of_a_fetched_version(store, cli, make_model, tmp_path):
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "one")
+    make_model("models/bert", seed=2)
+    cli("commit", "models/bert", "-m", "two")
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
+    other = tmp_path / "other"
+    os.makedirs(other)
+    cli("-C", other, "init")
+    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("-C", other, "fetch", "origin")
+    diff = cli("-C", other, "diff", "bert@origin/main~1", "bert@origin/main", "--json").json()
+    assert diff["verdict"]
+    with open("models/bert/model.safetensors", "rb") as handle:
+        original = handle.read()
+    cat = cli("-C", other, "cat", "bert@origin/main", "model.safetensors")
+    assert cat.stdout_bytes == original

@@ -69,7 +69,7 @@ def fsck(
     if not report.ok:
         raise CorruptObject(
             f"the store has {len(report.problems)} problem(s)",
-            hint=None
+            hint="now `mvc pull REMOTE MODEL` fetches good copies of what was set aside"
             if report.quarantined
             else "`mvc fsck --quarantine` sets corrupt objects aside; then `mvc pull` from a "
             "remote that has them fetches good copies",

@@ -18,10 +18,11 @@ What each server does with these files is in docs/deployment.md.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from mvc.errors import UsageError
+from mvc.errors import MvcError, UsageError
 from mvc.exports.sink import Sink, default_serve_root
 from mvc.ops.deploy import Namer, Record, require_current
 from mvc.refnames import validate_channel, validate_model
@@ -124,8 +125,15 @@ def export(
         from mvc.exports.vllm import write_vllm as writer
     else:
         from mvc.exports.folders import write_dir as writer
-    writer(ctx)
-    sink.finish({"model": model, "channel": channel, "record": record.id, "export": fmt})
+    about = {"model": model, "channel": channel, "record": record.id, "export": fmt}
+    try:
+        writer(ctx)
+    except BaseException:
+        # Remember what this attempt did write, so a rerun recognises its own files.
+        with contextlib.suppress(MvcError, OSError):  # the first error is the one to report
+            sink.finish({**about, "complete": False})
+        raise
+    sink.finish(about)
     result.written, result.skipped = sink.written, sink.skipped
     result.bytes_written, result.removed = sink.bytes_written, sink.removed
     return result

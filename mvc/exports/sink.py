@@ -83,24 +83,38 @@ class Sink:
         tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
         for path, entry in sorted(tree.files.items()):
             key = f"{prefix}/{path}"
-            self.files[key] = entry.b3
-            if self._unchanged(key, entry.b3, entry.size):
+            if self._unchanged(key, entry.b3, entry.size) or self._claim(key, entry.b3):
+                self.files[key] = entry.b3
                 self.skipped += 1
                 continue
-            self._claim(key)
             manifest = repo.objects.get_manifest(entry.manifest)
             self.storage.write(key, repo.objects.iter_file(manifest, path))
+            self.files[key] = entry.b3  # only once written: a failed export records what it did
             self.written.append(key)
             self.bytes_written += entry.size
 
-    def _claim(self, key: str) -> None:
-        """Refuse to replace a file that the earlier export did not write."""
-        if key not in self.previous and self.storage.exists(key):
-            raise UsageError(
-                f"{key} exists at the destination but no earlier export wrote it; "
-                "it is left as it is",
-                hint="move it away, or export into an empty folder or prefix",
-            )
+    def _claim(self, key: str, b3: str) -> bool:
+        """Whether ``key`` already holds exactly these bytes (then it is adopted, not written).
+
+        A different file there that the earlier export did not write is refused, never replaced.
+        """
+        if key in self.previous or not self.storage.exists(key):
+            return False
+        if self._content_b3(key) == b3:
+            return True
+        raise UsageError(
+            f"{key} exists at the destination but no earlier export wrote it; it is left as it is",
+            hint="move it away, or export into an empty folder or prefix",
+        )
+
+    def _content_b3(self, key: str) -> str:
+        from mvc.ids import new_hasher
+
+        hasher = new_hasher()
+        with self.storage.open_read(key) as handle:
+            while block := handle.read(8 << 20):
+                hasher.update(block)
+        return str(hasher.hexdigest())
 
     def _unchanged(self, key: str, b3: str, size: int) -> bool:
         if self.previous.get(key) != b3:
@@ -113,12 +127,12 @@ class Sink:
     def put_text(self, key: str, text: str) -> None:
         data = text.encode("utf-8")
         digest = hash_bytes(data)
-        self.files[key] = digest
-        if self._unchanged(key, digest, len(data)):
+        if self._unchanged(key, digest, len(data)) or self._claim(key, digest):
+            self.files[key] = digest
             self.skipped += 1
             return
-        self._claim(key)
         self.storage.write(key, [data])
+        self.files[key] = digest
         self.written.append(key)
         self.bytes_written += len(data)
 

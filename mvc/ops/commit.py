@@ -119,11 +119,12 @@ def _check_not_behind(
     if tip is not None and repo.objects.get_version(tip).tree == folder_tree:
         repo.set_binding(Binding(binding.model, binding.path, branch, tip))
         return
+    moved = f"moved to {short(tip)}" if tip else "was deleted"
     raise RefConflict(
-        f"branch {branch!r} of {binding.model!r} moved to {short(tip or '')} since "
-        f"{binding.path} was last checked out or committed (at {short(binding.version or '')})",
-        hint=f"bring the folder up to date with `mvc checkout {binding.model}@{branch}` "
-        "(or commit onto a new branch with --branch NAME)",
+        f"branch {branch!r} of {binding.model!r} {moved} since {binding.path} was last checked "
+        f"out or committed (at {short(binding.version or '')}); committing it now would undo that",
+        hint=f"keep this work on a new branch: `mvc commit {binding.path} --branch NAME`; or, "
+        f"with no changes to keep, `mvc checkout {binding.model}@{branch}` updates the folder",
     )
 
 

@@ -891,14 +891,19 @@ def diff(
     progress: Progress | None = None,
 ) -> DiffResult:
     """``mvc diff A [B]``: B defaults to A's model's working folder."""
+    from mvc.ops.remotes import ensure_present
     from mvc.ops.specs import resolve
 
     ra = resolve(repo, a_spec)
+    if stats:  # tensor statistics read the data: a fetched-only version gets it first
+        ensure_present(repo, ra.version, progress=progress)
     a = version_side(repo, ra.version, _label(a_spec, ra.version))
     if b_spec is None:
         b = folder_side(repo, ra.model, progress)
     else:
         rb = resolve(repo, b_spec)
+        if stats:
+            ensure_present(repo, rb.version, progress=progress)
         b = version_side(repo, rb.version, _label(b_spec, rb.version))
     return compare(repo, a, b, stats=stats, progress=progress)
 

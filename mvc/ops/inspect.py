@@ -167,7 +167,12 @@ def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
             f"{path!r} is not in {resolved.model}@{resolved.version[:12]}",
             hint=f"list its files with `mvc ls {spec}`",
         )
-    return repo.objects.iter_file(repo.objects.get_manifest(entry.manifest), path)
+    manifest = repo.objects.get_manifest(entry.manifest)
+    if not all(repo.objects.has(chunk.id) for chunk in manifest.chunks):
+        from mvc.ops.remotes import ensure_present
+
+        ensure_present(repo, resolved.version)  # fetched, not pulled: bring its data now
+    return repo.objects.iter_file(manifest, path)
 
 
 @dataclass

@@ -169,6 +169,7 @@ def fsck(repo: Repo, *, quarantine: bool = False, progress: Progress | None = No
     progress = progress or NullProgress()
     report = FsckReport()
     roots, report.problems = _ref_roots(repo.refs, None, time.time())
+    local_roots = set(roots)  # a local ref's own target is never merely "expected" from a remote
     roots += _tracking_roots(repo, None, time.time())
     report.refs_checked = len(repo.refs.list_refs(live=False))
     ids = list(repo.objects.iter_ids())
@@ -201,7 +202,7 @@ def fsck(repo: Repo, *, quarantine: bool = False, progress: Progress | None = No
     for oid, needed_by in missing:
         if oid in corrupt:
             continue
-        if oid in promised:
+        if oid in promised and oid not in local_roots:
             report.promised.append(
                 Problem(
                     "promised",
@@ -294,6 +295,28 @@ class GcResult:
         }
 
 
+def _refuse_if_refs_lost_data(repo: Repo, roots: list[ObjectId]) -> None:
+    """gc cannot tell what a ref reaches through an object that is gone (quarantined, lost):
+    it would collect good data below it."""
+    import os
+
+    lost = [oid for oid in roots if not repo.objects.has(oid)]
+    quarantine = os.path.join(repo.store_dir, QUARANTINE)
+    set_aside = os.listdir(quarantine) if os.path.isdir(quarantine) else []
+    unrepaired = [name for name in set_aside if not repo.objects.has(name)]
+    if lost or unrepaired:
+        what = (
+            f"a ref names missing object {lost[0][:12]}"
+            if lost
+            else f"{len(unrepaired)} quarantined object(s) have no good copy yet"
+        )
+        raise CorruptObject(
+            f"gc stops: {what}, so it cannot tell which objects are still needed",
+            hint="`mvc pull REMOTE MODEL` fetches good copies (or delete .mvc/quarantine/ to "
+            "accept the loss), then run gc again",
+        )
+
+
 def gc(
     repo: Repo,
     *,
@@ -316,6 +339,7 @@ def gc(
                 + (f" (and {len(problems) - 1} more ref problems)" if len(problems) > 1 else ""),
                 hint="run `mvc fsck` and repair the refs before gc",
             )
+        _refuse_if_refs_lost_data(repo, roots)
         roots += _tracking_roots(repo, grace, time.time())
         reachable = walk_reachable(repo.objects, roots, strict=True)
         result.reachable = len(reachable)
