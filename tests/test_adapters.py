@@ -159,6 +159,23 @@ def test_commit_refuses_an_adapter_that_does_not_fit(base, cli) -> None:
     assert "bad-lora" not in cli("models").stdout  # nothing was recorded
 
 
+def test_a_retrained_adapter_keeps_its_base_and_is_checked_against_it(base, cli) -> None:
+    write_adapter(Path("out/lora"))
+    cli("commit", "out/lora", "--model", "sql-lora", "--base", "llama@v1.0.0", "-m", "one")
+    write_adapter(Path("out/lora"), seed=5)  # retrained: new weights, same base
+    again = cli("commit", "out/lora", "--model", "sql-lora", "-m", "two")
+    assert "without --base" not in again.stderr
+    shown = cli("show", "sql-lora", "--json").json()
+    assert shown["lineage"]["base"]["spec"] == "llama@v1.0.0"
+    write_adapter(
+        Path("out/lora"),
+        shapes={"model.layers.0.self_attn.q_proj": ((R, H + 1), (H, R))},
+        targets=("q_proj",),
+    )
+    refused = cli("commit", "out/lora", "--model", "sql-lora", "-m", "bad", expect=EXIT_ERROR)
+    assert "does not fit" in refused.stderr
+
+
 def test_commit_without_base_warns(store, cli) -> None:
     write_adapter(Path("out/lora"))
     result = cli("commit", "out/lora", "--model", "lora", "-m", "x")

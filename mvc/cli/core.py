@@ -138,7 +138,7 @@ def commit(
         lineage=lineage,
     )
     adapter = result.version.lineage.get("adapter") if result.version else None
-    if adapter and not base:
+    if adapter and result.version and not result.version.lineage.get("base"):
         out.warn(
             f"{path} is a {adapter.get('type')} adapter committed without --base: "
             "its fit to a base model was not checked (`mvc check-compat BASE ADAPTER`)"

@@ -128,8 +128,11 @@ def _check_not_behind(
     )
 
 
-def _with_adapter_facts(repo: Repo, folder: str, lineage: dict[str, Any]) -> dict[str, Any]:
-    """A PEFT adapter folder: record its facts, and check a LoRA against ``--base`` if given.
+def _with_adapter_facts(
+    repo: Repo, folder: str, lineage: dict[str, Any], parent: ObjectId | None
+) -> dict[str, Any]:
+    """A PEFT adapter folder: record its facts, and check a LoRA against its base: ``--base``,
+    else the base its previous version was committed against (retraining keeps the base).
 
     Runs before anything is stored, so an adapter that does not fit its base is never recorded.
     """
@@ -139,6 +142,10 @@ def _with_adapter_facts(repo: Repo, folder: str, lineage: dict[str, Any]) -> dic
     if facts is None:
         return lineage
     lineage["adapter"] = facts
+    if "base" not in lineage and parent is not None:
+        inherited = repo.objects.get_version(parent).lineage.get("base")
+        if isinstance(inherited, dict):
+            lineage["base"] = inherited
     base = lineage.get("base")
     if facts["type"] == "LORA" and isinstance(base, dict) and base.get("version"):
         label = f"{base.get('spec') or base.get('model')} ({short(base['version'])})"
@@ -170,7 +177,7 @@ def commit(
     branch_name, expected, parent, bound = _plan_branch(repo, model, target, branch)
     is_folder = os.path.isdir(target)
     if is_folder:
-        lineage = _with_adapter_facts(repo, target, dict(lineage or {}))
+        lineage = _with_adapter_facts(repo, target, dict(lineage or {}), parent)
     cache = stat_cache_for(repo, target) if is_folder and not temporary else None
     with repo.writing_objects():
         snap: Snapshot = snapshot(
