@@ -6,6 +6,15 @@ from __future__ import annotations
 import os
 
 
+def _fetched_store(cli, folder, remote, remote_folder):
+    """A new store that fetched (metadata only) from a folder remote."""
+    os.makedirs(folder)
+    cli("-C", folder, "init")
+    cli("-C", folder, "remote", "add", remote, f"file://{remote_folder}")
+    cli("-C", folder, "fetch", remote)
+    return folder
+
+
 def _fsck(cli, store_dir):
     return cli("-C", store_dir, "fsck", "--json", expect=None).json()
 
@@ -15,11 +24,7 @@ def test_tagging_a_fetched_version_pulls_its_data_first(store, cli, make_model, 
     version = cli("commit", "models/bert", "-m", "one").stdout.strip()
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     cli("push", "origin", "bert")
-    other = tmp_path / "other"
-    os.makedirs(other)
-    cli("-C", other, "init")
-    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
-    cli("-C", other, "fetch", "origin")
+    other = _fetched_store(cli, tmp_path / "other", "origin", tmp_path / "remote")
     assert _fsck(cli, other)["promised"], "fetch brings metadata only"
 
     cli("-C", other, "tag", "bert", "v9.0.0", f"id={version}")
@@ -41,11 +46,8 @@ def test_push_into_a_working_store_with_fetched_metadata_sends_the_data(
     cli("commit", "models/bert", "-m", "one")
     cli("remote", "add", "hub", f"file://{tmp_path / 'hub'}")
     cli("push", "hub", "bert")
-    colleague = tmp_path / "colleague"
-    os.makedirs(colleague)
-    cli("-C", colleague, "init")
-    cli("-C", colleague, "remote", "add", "hub", f"file://{tmp_path / 'hub'}")
-    cli("-C", colleague, "fetch", "hub")  # the colleague has the version's metadata, no data
+    # The colleague has the version's metadata, no data.
+    colleague = _fetched_store(cli, tmp_path / "colleague", "hub", tmp_path / "hub")
 
     cli("remote", "add", "colleague", str(colleague))
     cli("push", "colleague", "bert")
@@ -59,11 +61,7 @@ def test_fetched_models_resolve_through_remote_tracking_names(store, cli, make_m
     cli("tag", "bert", "v1.0.0")
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     cli("push", "origin", "bert")
-    other = tmp_path / "other"
-    os.makedirs(other)
-    cli("-C", other, "init")
-    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
-    cli("-C", other, "fetch", "origin")
+    other = _fetched_store(cli, tmp_path / "other", "origin", tmp_path / "remote")
 
     assert cli("-C", other, "log", "bert@origin/main", "--json").json()[0]["id"] == version
     assert cli("-C", other, "show", "bert@origin/1.0.0", "--json").json()["id"] == version
@@ -120,11 +118,7 @@ def test_diff_and_cat_bring_the_data_of_a_fetched_version(store, cli, make_model
     cli("commit", "models/bert", "-m", "two")
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     cli("push", "origin", "bert")
-    other = tmp_path / "other"
-    os.makedirs(other)
-    cli("-C", other, "init")
-    cli("-C", other, "remote", "add", "origin", f"file://{tmp_path / 'remote'}")
-    cli("-C", other, "fetch", "origin")
+    other = _fetched_store(cli, tmp_path / "other", "origin", tmp_path / "remote")
     diff = cli("-C", other, "diff", "bert@origin/main~1", "bert@origin/main", "--json").json()
     assert diff["verdict"]
     with open("models/bert/model.safetensors", "rb") as handle:

@@ -233,18 +233,19 @@ def remote_show(ctx: typer.Context, name: RemoteArg, as_json: bool = JsonOption)
         out.line(f"{change.ref.model}\t{change.to_json()['kind']}\t{change.ref.name}\t{change.new}")
 
 
+RefSpecArg = Annotated[
+    str | None,
+    typer.Argument(help="MODEL (all its refs) or MODEL@BRANCH|TAG|CHANNEL.", show_default=False),
+]
+
+
 # --- push, fetch, pull, clone ---------------------------------------------------------------------
 
 
 def push(
     ctx: typer.Context,
     remote: RemoteArg,
-    spec: Annotated[
-        str | None,
-        typer.Argument(
-            help="MODEL (all its refs) or MODEL@BRANCH|TAG|CHANNEL.", show_default=False
-        ),
-    ] = None,
+    spec: RefSpecArg = None,
     all_models: AllOption = False,
     force: ForceOption = False,
     single_writer: Annotated[
@@ -323,12 +324,7 @@ def fetch(
 def pull(
     ctx: typer.Context,
     remote: RemoteArg,
-    spec: Annotated[
-        str | None,
-        typer.Argument(
-            help="MODEL (all its refs) or MODEL@BRANCH|TAG|CHANNEL.", show_default=False
-        ),
-    ] = None,
+    spec: RefSpecArg = None,
     all_models: AllOption = False,
     force: ForceOption = False,
     jobs: JobsOption = None,
