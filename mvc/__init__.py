@@ -10,6 +10,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
+# Every public name of mvc.api (its __all__ is built from this set).
 _API_NAMES = {
     "Repo",
     "open_repo",

@@ -16,29 +16,19 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mvc.errors import InvalidInput, MvcError, UsageError
+from mvc import _API_NAMES
+from mvc.errors import InvalidInput, UsageError
+from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.ids import ObjectId, short
 from mvc.repo import Repo
-from mvc.router import Router, materialise
+from mvc.router import Router as Router  # re-exported
+from mvc.router import materialise
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = [
-    "Repo",
-    "open_repo",
-    "init_repo",
-    "MvcError",
-    "Router",
-    "load",
-    "commit",
-    "resolve",
-    "log",
-    "show",
-    "checkout",
-    "read_file",
-    "iter_file",
-]
+# One list of public names: the lazy re-exports of ``mvc/__init__.py``.
+__all__ = sorted(_API_NAMES)
 
 
 def open_repo(path: str | None = None, **kwargs: Any) -> Repo:

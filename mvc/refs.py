@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,7 +280,3 @@ def local_ref_lock(store_root: str, timeout: float) -> Callable[[], Any]:
             yield
 
     return hold
-
-
-def no_lock() -> Any:
-    return nullcontext()

@@ -34,3 +34,11 @@ def test_commit_resolve_read_and_load_through_the_api(tmp_path, mvc_env, make_mo
     with pytest.raises(mvc.MvcError) as error:
         mvc.resolve("bert@nope", repo=repo)
     assert error.value.hint
+
+
+def test_every_public_name_is_reachable_from_the_package() -> None:
+    from mvc import api
+
+    assert set(api.__all__) == mvc._API_NAMES
+    for name in api.__all__:
+        assert getattr(mvc, name) is getattr(api, name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -246,7 +245,3 @@ def changed_paths(old: Tree | None, new: Tree) -> tuple[list[str], list[str], li
         if p in before and (before[p].b3 != e.b3 or before[p].executable != e.executable)
     ]
     return added, modified, removed
-
-
-def iter_paths(tree: Tree) -> Iterable[str]:
-    return sorted(tree.files)

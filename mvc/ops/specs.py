@@ -327,7 +327,3 @@ def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
         if hit:
             return Resolved(model, hit[1], "remote", rev)
     return None
-
-
-def is_full_id(text: str) -> bool:
-    return is_object_id(text)

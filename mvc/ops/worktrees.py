@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any
 
 from mvc.errors import DirtyWorkingFolder, NotFound, UsageError
-from mvc.ids import ObjectId, short
+from mvc.ids import ObjectId
 from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
 from mvc.ops.specs import Resolved, resolve
@@ -255,11 +255,3 @@ def checkout(
         result.head = on_branch
         result.bound = True
     return result
-
-
-def describe_head(binding: Binding) -> str:
-    return (
-        f"branch {binding.branch}"
-        if binding.branch
-        else f"detached at {short(binding.version or '')}"
-    )
