@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import struct
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
 
 LAYERS = 2
 HIDDEN = 128
@@ -31,6 +31,40 @@ def base_weights(seed: int) -> dict[str, np.ndarray]:
         weights[f"{prefix}.intermediate.dense.weight"] = rng.normal(0, 0.02, (4 * HIDDEN, HIDDEN))
         weights[f"{prefix}.output.dense.weight"] = rng.normal(0, 0.02, (HIDDEN, 4 * HIDDEN))
     return {name: value.astype(np.float32) for name, value in weights.items()}
+
+
+def save_file(weights: dict[str, np.ndarray], path: str, metadata: dict[str, str]) -> None:
+    """Write float32 tensors as safetensors: an 8-byte header length, a JSON header, the data."""
+    header: dict[str, object] = {"__metadata__": metadata}
+    offset = 0
+    for name, value in weights.items():
+        header[name] = {
+            "dtype": "F32",
+            "shape": list(value.shape),
+            "data_offsets": [offset, offset + value.nbytes],
+        }
+        offset += value.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        for value in weights.values():
+            handle.write(np.ascontiguousarray(value, dtype="<f4").tobytes())
+
+
+def load_file(path: str) -> dict[str, np.ndarray]:
+    """Read back the float32 tensors :func:`save_file` wrote."""
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+        data = handle.read()
+    header.pop("__metadata__", None)
+    return {
+        name: np.frombuffer(data[entry["data_offsets"][0] : entry["data_offsets"][1]], dtype="<f4")
+        .reshape(entry["shape"])
+        .copy()
+        for name, entry in header.items()
+    }
 
 
 def main() -> None:

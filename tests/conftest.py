@@ -168,33 +168,26 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-_CLICK_COMMAND: list = []
-
-
-def _mvc_command():
-    """The real app as a click command, built once (Typer rebuilds it on every invoke)."""
-    if not _CLICK_COMMAND:
-        import typer
-
-        from mvc.cli.main import app
-
-        _CLICK_COMMAND.append(typer.main.get_command(app))
-    return _CLICK_COMMAND[0]
-
-
 class CliRunnerHelper:
-    """Runs the real Typer app in-process; restores the current folder (``-C`` changes it)."""
+    """Runs the real Typer app in-process; restores the current folder (``-C`` changes it).
+
+    Like the ``mvc`` entry point, each run builds the app holding only the invoked command
+    (``mvc.cli.main._narrowed``), so a run converts one command, not all of them.
+    """
 
     def __init__(self) -> None:
-        from click.testing import CliRunner
+        from typer.testing import CliRunner
 
         self.runner = CliRunner()
 
     def __call__(self, *args: str, expect: int | None = 0, env: dict | None = None, input=None):
+        from mvc.cli.main import _narrowed
+
+        argv = [str(a) for a in args]
         cwd = os.getcwd()
         try:
             result = self.runner.invoke(
-                _mvc_command(), [str(a) for a in args], env=env, input=input, prog_name="mvc"
+                _narrowed(argv), argv, env=env, input=input, prog_name="mvc"
             )
         finally:
             os.chdir(cwd)

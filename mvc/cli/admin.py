@@ -7,19 +7,22 @@ from typing import Annotated
 
 import typer
 
-from mvc.cli.common import JsonOption, handles_errors, open_repo
+from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, human_size
 from mvc.errors import CorruptObject, UsageError
 
-config_app = typer.Typer(
-    help="Read and change configuration (.mvc/config.yaml).", no_args_is_help=True
-)
 
-
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
     commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init]
     for command in commands:
-        app.command(name=command.__name__.replace("_", "-"))(handles_errors(command))
+        name = command.__name__.replace("_", "-")
+        if wanted(name):
+            app.command(name=name)(handles_errors(command))
+    if not wanted("config"):
+        return
+    config_app = typer.Typer(
+        help="Read and change configuration (.mvc/config.yaml).", no_args_is_help=True
+    )
     config_commands: list[Callable[..., None]] = [config_get, config_set, config_unset, config_list]
     for command in config_commands:
         config_app.command(name=command.__name__.split("_", 1)[1])(handles_errors(command))

@@ -18,6 +18,14 @@ from mvc.errors import EXIT_ERROR, EXIT_INTERRUPTED, MvcError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+Wanted = Callable[[str], bool]
+"""Which top-level commands a ``register(app, wanted)`` adds, by name (see cli/main.py)."""
+
+
+def every_command(name: str) -> bool:
+    return True
+
+
 JsonOption = typer.Option(
     False, "--json", help="Print a JSON document on stdout (stable shape, see docs/cli.md)."
 )

@@ -7,7 +7,15 @@ from typing import Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, handles_errors, open_repo, parse_pairs, read_metrics_file
+from mvc.cli.common import (
+    JsonOption,
+    Wanted,
+    every_command,
+    handles_errors,
+    open_repo,
+    parse_pairs,
+    read_metrics_file,
+)
 from mvc.cli.output import Output, human_size
 
 SpecArg = Annotated[
@@ -18,9 +26,11 @@ SpecArg = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
     for command in (init, commit, status, log, show, ls, cat, checkout, branch, tag, models):
-        app.command(name=command.__name__.rstrip("_"))(handles_errors(command))
+        name = command.__name__.rstrip("_")
+        if wanted(name):
+            app.command(name=name)(handles_errors(command))
 
 
 def init(

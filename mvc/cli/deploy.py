@@ -8,16 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, handles_errors, open_repo
+from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, human_size
 from mvc.errors import UsageError
 
 if TYPE_CHECKING:
     from mvc.ops.deploy import Move, Namer, Record
-
-channel_app = typer.Typer(
-    help="Deployment channels: which version(s) serve, and their history.", no_args_is_help=True
-)
 
 ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
 ChannelArg = Annotated[
@@ -34,10 +30,16 @@ ExpectOption = typer.Option(
 )
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
     commands: list[Callable[..., None]] = [deploy, promote, switch, rollback, route, export]
     for command in commands:
-        app.command(name=command.__name__)(handles_errors(command))
+        if wanted(command.__name__):
+            app.command(name=command.__name__)(handles_errors(command))
+    if not wanted("channel"):
+        return
+    channel_app = typer.Typer(
+        help="Deployment channels: which version(s) serve, and their history.", no_args_is_help=True
+    )
     channel_commands: list[Callable[..., None]] = [
         channel_set,
         channel_show,

@@ -1,5 +1,9 @@
 """The ``mvc`` entry point: the Typer app, global options, and command registration.
 
+Only Typer's public API is used: each run builds a fresh app holding just the command it
+invokes (``build_app(wanted)``), and reads the global options back from the click command
+``typer.main.get_command`` makes.
+
 Command modules import nothing heavy at top level, so ``mvc --help`` and ``mvc --version``
 start fast (no numpy, fsspec or safetensors).
 """
@@ -13,16 +17,7 @@ import typer
 
 from mvc import __version__
 from mvc.cli import admin, core
-from mvc.cli.common import state
-
-app = typer.Typer(
-    name="mvc",
-    help="mvc — model version control: version, tag, ship and roll back ML models.",
-    no_args_is_help=True,
-    add_completion=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-)
+from mvc.cli.common import Wanted, every_command, state
 
 
 def _version(value: bool) -> None:
@@ -31,7 +26,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main(
     ctx: typer.Context,
     directory: Annotated[
@@ -62,11 +56,24 @@ def main(
     state(ctx).lock_timeout = lock_timeout
 
 
-core.register(app)
-admin.register(app)
+def build_app(wanted: Wanted = every_command) -> typer.Typer:
+    """A fresh app with the global options and the top-level commands and groups ``wanted`` names."""
+    app = typer.Typer(
+        name="mvc",
+        help="mvc — model version control: version, tag, ship and roll back ML models.",
+        no_args_is_help=True,
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+    )
+    app.callback()(main)
+    core.register(app, wanted)
+    admin.register(app, wanted)
+    _optional_commands(app, wanted)
+    return app
 
 
-def _optional_commands() -> None:
+def _optional_commands(app: typer.Typer, wanted: Wanted) -> None:
     """Command groups of later features register themselves if present."""
     import importlib
 
@@ -77,10 +84,10 @@ def _optional_commands() -> None:
             if exc.name != name:
                 raise
             continue
-        module.register(app)
+        module.register(app, wanted)
 
 
-_optional_commands()
+app = build_app()
 
 
 def _invoked(argv: list[str]) -> tuple[str | None, bool]:
@@ -90,14 +97,9 @@ def _invoked(argv: list[str]) -> tuple[str | None, bool]:
     added there is understood here. Anything unclear (help, ``--``, an unknown option) gives
     (None, False): the caller then keeps every command.
     """
-    import copy
-
-    bare = copy.copy(app)
-    bare.registered_commands = []
-    bare.registered_groups = []
     flags: set[str] = set()
     valued: set[str] = set()
-    for param in typer.main.get_command(bare).params:
+    for param in typer.main.get_command(build_app(lambda name: False)).params:
         names = [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]
         is_flag = getattr(param, "is_flag", False) or getattr(param, "count", False)
         (flags if is_flag else valued).update(names)
@@ -131,26 +133,19 @@ def _narrowed(argv: list[str]) -> typer.Typer:
     a command needs only that one, and ``mvc --version`` needs none. Help, a bare ``mvc`` and
     anything not recognised keep every command, so listings and "no such command" hints stay.
     """
-    import copy
-
     command, version_only = _invoked(argv)
     if command is None and not version_only:
         return app
-    commands = [
-        info
-        for info in app.registered_commands
-        if command is not None
-        and (info.name or typer.main.get_command_name(getattr(info.callback, "__name__", "")))
-        == command
-    ]
-    groups = [
-        info for info in app.registered_groups if command is not None and info.name == command
-    ]
-    if command is not None and not commands and not groups:
+    found: list[str] = []
+
+    def wanted(name: str) -> bool:
+        if name == command:
+            found.append(name)
+        return name == command
+
+    narrowed = build_app(wanted)
+    if command is not None and not found:
         return app
-    narrowed = copy.copy(app)
-    narrowed.registered_commands = commands
-    narrowed.registered_groups = groups
     return narrowed
 
 

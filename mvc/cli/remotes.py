@@ -8,15 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, handles_errors, open_repo
+from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, RichProgress, human_size
 from mvc.errors import UsageError
 from mvc.progress import Progress
-
-remote_app = typer.Typer(
-    help="Manage remotes: other stores reached through a folder path or an fsspec URL.",
-    invoke_without_command=True,
-)
 
 RemoteArg = Annotated[str, typer.Argument(help="Remote name (e.g. origin).", show_default=False)]
 JobsOption = Annotated[
@@ -32,22 +27,28 @@ ForceOption = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    group: list[Callable[..., None]] = [
-        remote_add,
-        remote_list,
-        remote_remove,
-        remote_set_option,
-        remote_show,
-    ]
-    for command in group:
-        name = command.__name__.split("_", 1)[1].replace("_", "-")
-        remote_app.command(name=name)(handles_errors(command))
-    remote_app.callback()(handles_errors(remote_main))
-    app.add_typer(remote_app, name="remote")
+def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
+    if wanted("remote"):
+        remote_app = typer.Typer(
+            help="Manage remotes: other stores reached through a folder path or an fsspec URL.",
+            invoke_without_command=True,
+        )
+        group: list[Callable[..., None]] = [
+            remote_add,
+            remote_list,
+            remote_remove,
+            remote_set_option,
+            remote_show,
+        ]
+        for command in group:
+            name = command.__name__.split("_", 1)[1].replace("_", "-")
+            remote_app.command(name=name)(handles_errors(command))
+        remote_app.callback()(handles_errors(remote_main))
+        app.add_typer(remote_app, name="remote")
     commands: list[Callable[..., None]] = [push, fetch, pull, clone]
     for command in commands:
-        app.command(name=command.__name__)(handles_errors(command))
+        if wanted(command.__name__):
+            app.command(name=command.__name__)(handles_errors(command))
 
 
 # --- progress and summaries -----------------------------------------------------------------------

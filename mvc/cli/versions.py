@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, handles_errors, open_repo, parse_pairs
+from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo, parse_pairs
 from mvc.cli.output import Output, human_size
 
 if TYPE_CHECKING:
@@ -18,9 +18,11 @@ if TYPE_CHECKING:
     from mvc.ops.lineage import LineageGraph
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
     for command in (diff, lineage, find, check_compat, merge_adapter):
-        app.command(name=command.__name__.replace("_", "-"))(handles_errors(command))
+        name = command.__name__.replace("_", "-")
+        if wanted(name):
+            app.command(name=name)(handles_errors(command))
 
 
 # --- diff ---------------------------------------------------------------------------------------
