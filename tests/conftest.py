@@ -225,3 +225,29 @@ def run_mvc(mvc_env):
         )
 
     return run
+
+
+# --- deployment stores (tests/deployfix.py) -------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def deploy_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A store with three tagged BERT versions and LoRA adapters, built once; never changed."""
+    from deployfix import build_store
+
+    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
+
+
+@pytest.fixture
+def st(deploy_template: Any, tmp_path) -> Any:
+    """A private copy of the template store (building one per test would be slower)."""
+    import shutil
+
+    from deployfix import ENV, Store
+
+    from mvc.repo import Repo
+
+    root = str(tmp_path / "store")
+    shutil.copytree(deploy_template.root, root, symlinks=True)
+    clock = type(deploy_template.clock)(deploy_template.clock.now)
+    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(deploy_template.ids))

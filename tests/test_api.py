@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import struct
 
 import ml_dtypes
 import numpy as np
 import pytest
-from deployfix import ENV, Store, build_store
+from deployfix import Store
 from safetensors.numpy import load_file, save_file
 
 import mvc
@@ -18,20 +17,6 @@ from mvc.api import read_folder, read_tensors
 from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.ops import deploy as ops
 from mvc.ops.commit import commit
-from mvc.repo import Repo
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
-
-
-@pytest.fixture
-def st(template: Store, tmp_path) -> Store:
-    root = str(tmp_path / "store")
-    shutil.copytree(template.root, root, symlinks=True)
-    clock = type(template.clock)(template.clock.now)
-    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(template.ids))
 
 
 def original(st: Store, model: str, tag: str, name: str) -> dict[str, np.ndarray]:

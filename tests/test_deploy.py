@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 from collections.abc import Callable
 
 import pytest
-from deployfix import ENV, Store, build_store
+from deployfix import ENV, Store
 
 from mvc.errors import (
     CorruptObject,
@@ -24,20 +23,6 @@ from mvc.ops import deploy as ops
 from mvc.ops.specs import resolve
 from mvc.refnames import channel
 from mvc.repo import Repo
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
-
-
-@pytest.fixture
-def st(template: Store, tmp_path) -> Store:
-    """A private copy of the template store (building one per test would be slower)."""
-    root = str(tmp_path / "store")
-    shutil.copytree(template.root, root, symlinks=True)
-    clock = type(template.clock)(template.clock.now)
-    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(template.ids))
 
 
 def v(st: Store, spec: str) -> str:
@@ -464,6 +449,7 @@ def _race(st: Store, expected: str | None, workers: int = 4) -> list[tuple[str, 
     return results
 
 
+@pytest.mark.slow
 def test_concurrent_deployers_planned_on_one_record_exactly_one_wins(st: Store) -> None:
     ops.set_channel(st.repo, M, C, "v1.4.0")
     planned_on = ops.deploy_canary(st.repo, M, C, "v1.5.0", 10).record.id
@@ -475,6 +461,7 @@ def test_concurrent_deployers_planned_on_one_record_exactly_one_wins(st: Store) 
     assert current.previous == planned_on
 
 
+@pytest.mark.slow
 def test_concurrent_deployers_never_lose_an_update(st: Store) -> None:
     ops.set_channel(st.repo, M, C, "v1.4.0")
     ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)

@@ -8,33 +8,18 @@ import json
 import os
 import re
 import shlex
-import shutil
 from typing import Any
 
 import pytest
 import yaml
-from deployfix import ENV, Store, build_store
+from deployfix import Store
 
 from mvc.errors import NotFound, UsageError
 from mvc.exports import ExportOptions, export
 from mvc.ids import new_hasher, short
 from mvc.ops import deploy as ops
-from mvc.repo import Repo
 
 M, C = "bert", "prod"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
-
-
-@pytest.fixture
-def st(template: Store, tmp_path) -> Store:
-    root = str(tmp_path / "store")
-    shutil.copytree(template.root, root, symlinks=True)
-    clock = type(template.clock)(template.clock.now)
-    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(template.ids))
 
 
 def b3(path: str) -> str:

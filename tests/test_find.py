@@ -137,6 +137,7 @@ def test_find_cli(store, zoo, cli) -> None:
     cli("find", "--since", "yesterday", expect=EXIT_USAGE)
 
 
+@pytest.mark.slow
 def test_find_over_thousands_of_versions(store) -> None:
     tree = store.objects.put_meta(Tree({}))
     for m in range(4):

@@ -216,6 +216,7 @@ def generate(repo, models: int, per_model: int, *, tag_every: int = 10) -> list[
     return tips
 
 
+@pytest.mark.slow
 def test_lineage_over_thousands_of_versions(store) -> None:
     tips = generate(store, models=3, per_model=1000)
     started = time.perf_counter()

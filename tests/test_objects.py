@@ -307,6 +307,7 @@ def test_envelope_round_trip_property(data: bytes, width, compress: bool, meta: 
     assert codec.verify_stored(stored)
 
 
+@pytest.mark.slow
 @_ROUND
 @given(
     model=st.sampled_from(["bert", "team/sql-lora", "a.b_c-d"]),

@@ -72,7 +72,8 @@ def files_of(folder: Any) -> dict[str, bytes]:
     for base, _dirs, names in os.walk(folder):
         for name in names:
             full = os.path.join(base, name)
-            out[os.path.relpath(full, folder)] = open(full, "rb").read()  # noqa: SIM115
+            with open(full, "rb") as handle:
+                out[os.path.relpath(full, folder)] = handle.read()
     return out
 
 
@@ -411,7 +412,8 @@ def test_tampered_remote_object_is_named_and_no_ref_moves(
     tree = store.objects.get_version(version).tree
     victim = sorted(data_chunks(store, version))[0] if what == "chunk" else tree
     path = f"{tmp_path}/remote/{object_key(victim)}"
-    data = bytearray(open(path, "rb").read())  # noqa: SIM115
+    with open(path, "rb") as handle:
+        data = bytearray(handle.read())
     data[-1] ^= 0x01
     os.chmod(path, 0o644)
     with open(path, "wb") as handle:
@@ -428,6 +430,7 @@ def test_tampered_remote_object_is_named_and_no_ref_moves(
     assert not local.objects.has(victim)
 
 
+@pytest.mark.slow
 @pytest.mark.s3
 def test_tampered_s3_object_is_refused(store, cli, make_model, s3_url, s3_client, tmp_path) -> None:
     version = commit(cli, make_model, 0)
@@ -602,6 +605,7 @@ def test_racing_pushers_have_one_winner_and_lose_no_update(
     assert [(e.old, e.new) for e in entries][-1] == (start, candidates[winners[0]])
 
 
+@pytest.mark.slow
 @pytest.mark.s3
 def test_concurrent_push_processes_on_s3_one_winner_per_step(
     store, cli, make_model, s3_url, tmp_path
@@ -630,7 +634,8 @@ def test_concurrent_push_processes_on_s3_one_winner_per_step(
             )
             for folder in pushers
         ]
-        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+        outputs = [p.communicate(timeout=60) for p in procs]  # reads and closes both pipes
+        results = [(p.returncode, err) for p, (_out, err) in zip(procs, outputs, strict=True)]
         codes = [code for code, _ in results]
         assert codes.count(0) == 1, results
         assert all(code == 11 and "remote ref moved" in err for code, err in results if code)

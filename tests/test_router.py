@@ -3,35 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections import Counter
 
 import pytest
-from deployfix import ENV, Store, build_store
+from deployfix import Store
 
 import mvc
 from mvc.errors import NotFound
 from mvc.ids import new_hasher
 from mvc.ops import deploy as ops
-from mvc.repo import Repo
 from mvc.router import Router, bucket_of
 
 M, C = "bert", "prod"
 KEYS = [f"user-{i}" for i in range(100_000)]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    return build_store(str(tmp_path_factory.mktemp("template") / "store"), adapters=True)
-
-
-@pytest.fixture
-def st(template: Store, tmp_path) -> Store:
-    root = str(tmp_path / "store")
-    shutil.copytree(template.root, root, symlinks=True)
-    clock = type(template.clock)(template.clock.now)
-    return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(template.ids))
 
 
 def shares(router: Router, keys: list[str]) -> dict[str, float]:
