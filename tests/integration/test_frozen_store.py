@@ -1,0 +1,151 @@
+"""A store written by store format 1 stays readable, and its files never change unnoticed.
+
+tests/data/frozen-store-1/ was written once by tests/data/make_frozen_store.py (which says what it
+holds) and is committed. These tests read a copy of it back through the CLI and the API. If one
+fails after a code change, the change broke reading existing stores: fix the code, do not
+regenerate the store. A new store format gets a new frozen store beside this one.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+
+import pytest
+
+DATA = pathlib.Path(__file__).resolve().parents[1] / "data"
+FROZEN = DATA / "frozen-store-1"
+SUMS = DATA / "frozen-store-1.b3sums"
+# Pinned here so that rewriting the store (and its sums file) shows up in this file's diff too.
+SUMS_B3 = "d357eaeb613648135157a7512077d6478cb5d584c73ca178c9abe4b5be6afec3"
+
+V1 = "4a9d104565f106e631331a82c6a9e4fb3f4814b2eb79ba62396aea650caa9f7d"  # bert@v1.0.0
+V2 = "a529957fd14fbd1113abb6bb547d5273c05314e64fca3992ac87ac84b09c8dca"  # bert@v1.1.0
+RECORD_SET = "e76a41617adea922133532a97d5544985abbc2be67cb882b35ad547c77fa8c13"
+RECORD_CANARY = "91567da585a268bb355842984712b7bc3c5d5a72faf36d3eff202c73b38b8fed"
+DELTA_CHUNK = "004ef4474fa205d74b98d30bc2cce0504871ee31a5c21f8e726fbb712234fe2a"
+WHO = "Frozen Writer <frozen@example.com>"
+V1_FILES = {
+    ".mvcignore": "f6b71def043f1fd92f2d34969a7272a9d134730551de8c9754c4be79fbc0aef3",
+    "config.json": "2537b542df9ebc0be9d97edb2ea317379ec551e4f796e3d0e327948f96fd64f7",
+    "model.safetensors": "75824b376b090b9d8f45103bcaefe705d30b00569c99985decc1642209926dd6",
+    "tokenizer.json": "43f5b0fdae774a78e8599aa1abd91d1ee2dbd1e1a604233d64b01c3d15b59e99",
+}
+INT4_WEIGHTS = "21c13367fd45baac35c2521f5ea7b347ac0a00f9834143f3ae67ca5d48f952a7"
+
+
+def _b3(data: bytes) -> str:
+    import blake3
+
+    return blake3.blake3(data).hexdigest()
+
+
+def _files(root: pathlib.Path) -> dict[str, str]:
+    found = {}
+    for here, _dirs, names in os.walk(root):
+        for name in names:
+            path = pathlib.Path(here) / name
+            found[path.relative_to(root).as_posix()] = _b3(path.read_bytes())
+    return found
+
+
+@pytest.fixture
+def frozen(tmp_path, mvc_env, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """A private copy of the frozen store (reads must not depend on writing into tests/data)."""
+    root = tmp_path / "frozen"
+    shutil.copytree(FROZEN, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_the_frozen_files_are_exactly_the_recorded_ones() -> None:
+    listed = {}
+    for line in SUMS.read_text(encoding="utf-8").splitlines():
+        digest, path = line.split("  ", 1)
+        listed[path] = digest
+    assert _b3(SUMS.read_bytes()) == SUMS_B3
+    assert _files(FROZEN) == listed
+
+
+def test_every_envelope_codec_is_in_the_frozen_store() -> None:
+    from mvc import codec
+
+    codecs: dict[str, set[str]] = {}
+    for here, _dirs, names in os.walk(FROZEN / ".mvc" / "objects"):
+        for name in names:
+            header, _ = codec.read_header((pathlib.Path(here) / name).read_bytes())
+            codecs.setdefault(header["c"], set()).add(os.path.basename(here) + name)
+    assert set(codecs) == {"raw", "zstd", "group", "delta"}
+    assert codecs["delta"] == {DELTA_CHUNK}
+
+
+def test_fsck_finds_the_frozen_store_clean(frozen, cli) -> None:
+    report = cli("fsck", "--json").json()
+    assert report["ok"] is True and report["problems"] == []
+    assert report["objects_checked"] == report["reachable"] == 26
+    assert report["dangling"] == 0
+
+
+def test_history_refs_and_the_binding_read_back(frozen, cli) -> None:
+    log = cli("log", "bert", "--json").json()
+    assert [entry["id"] for entry in log] == [V2, V1]
+    assert [entry["time"] for entry in log] == ["2026-01-02T03:08:00Z", "2026-01-02T03:05:00Z"]
+    assert {entry["author"] for entry in log} == {WHO}
+    assert log[0]["parents"] == [V1] and log[1]["parents"] == []
+    assert log[0]["params"] == {"epochs": 3, "lr": 2e-05}
+    assert log[0]["metrics"] == {"accuracy": 0.913}
+    branches = {b["name"]: b["version"] for b in cli("branch", "bert", "--json").json()}
+    assert branches == {"experiment": V1, "main": V2}
+    tags = {t["name"]: t["version"] for t in cli("tag", "bert", "--json").json()}
+    assert tags == {"v1.0.0": V1, "v1.1.0": V2}
+    (status,) = cli("status", "--json").json()
+    assert (status["path"], status["branch"], status["version"]) == ("models/bert", "main", V2)
+    assert status["clean"] is True and status["behind"] is False
+    tracked = cli("log", "bert@origin/main", "--json").json()  # the remote-tracking ref
+    assert [entry["id"] for entry in tracked] == [V2, V1]
+
+
+def test_files_read_back_byte_for_byte(frozen, cli) -> None:
+    shown = cli("show", "bert@v1.0.0", "--json").json()
+    assert {f["path"]: f["blake3"] for f in shown["files"]} == V1_FILES  # scratch.tmp ignored
+    old = cli("cat", "bert@v1.0.0", "model.safetensors").stdout_bytes
+    assert _b3(old) == V1_FILES["model.safetensors"]
+    working = frozen / "models" / "bert"
+    for name in ("model.safetensors", "tokenizer.json", "config.json"):  # delta, zstd, raw
+        assert cli("cat", "bert@v1.1.0", name).stdout_bytes == (working / name).read_bytes()
+    grouped = cli("cat", "bert-int4", "model.safetensors").stdout_bytes  # byte-grouped
+    assert len(grouped) > 256 * 1024 and _b3(grouped) == INT4_WEIGHTS
+
+
+def test_the_api_reads_the_frozen_store(frozen) -> None:
+    import mvc
+
+    config = mvc.read_file("bert@v1.0.0", "config.json", repo=str(frozen))
+    assert _b3(config) == V1_FILES["config.json"]
+    assert [entry.id for entry in mvc.log("bert", repo=str(frozen))] == [V2, V1]
+
+
+def test_the_channel_and_its_records_read_back(frozen, cli) -> None:
+    record = cli("channel", "show", "bert", "prod", "--json").json()
+    assert (record["id"], record["previous"], record["state"]) == (
+        RECORD_CANARY,
+        RECORD_SET,
+        "canary",
+    )
+    assert [(a["role"], a["version"], a["weight"]) for a in record["arms"]] == [
+        ("stable", V1, 90),
+        ("canary", V2, 10),
+    ]
+    history = cli("channel", "history", "bert", "prod", "--json").json()
+    assert [(h["seq"], h["old"], h["new"]) for h in history] == [
+        (2, RECORD_SET, RECORD_CANARY),
+        (1, None, RECORD_SET),
+    ]
+    assert [h["why"] for h in history] == ["try the fine-tune", "first release"]
+    routed = cli("route", "bert", "prod", "--key", "user-42", "--json").json()
+    assert (routed["record"], routed["arm"]["role"], routed["arm"]["version"]) == (
+        RECORD_CANARY,
+        "stable",
+        V1,
+    )
