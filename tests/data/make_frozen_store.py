@@ -153,6 +153,11 @@ def build(out: pathlib.Path) -> dict[str, str]:
     shutil.rmtree(scratch)
     repack(repo)
     delta = add_delta(repo, first, second)
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    if memory.exists("/frozen-origin"):  # a second build in one process starts afresh too
+        memory.rm("/frozen-origin", recursive=True)
     add_remote(repo, "origin", "memory://frozen-origin")
     push(repo, "origin", "bert", jobs=1)
     for rel in LEFT_OUT:
