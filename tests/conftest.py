@@ -1,6 +1,15 @@
 """Shared fixtures. Keep each group small and under its own heading.
 
 Tests never reach the internet: S3 is moto's server on loopback, started once per session.
+
+The folders mirror the layers (docs/architecture.md):
+  unit/         pure code: ids, canonical bytes, chunk plans, config parsing, the layer rules
+  storage/      the one contract every storage backend passes (folder, fsspec memory, S3)
+  integration/  use cases through a real store (ops, API, remotes, deployment), the frozen store
+  cli/          the real entry point: exit codes, stdout/stderr, docs/cli.md, the installed package
+  property/     hypothesis: round trips, and hostile bytes in -> only our own errors out
+  data/         the frozen store of format 1 and the script that wrote it
+Tests longer than a couple of seconds are marked ``slow`` (they still run in CI).
 """
 
 from __future__ import annotations
