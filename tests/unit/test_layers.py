@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import pathlib
 
-PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "mvc"
+PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "mvc"
 
 # layer -> the mvc layers it must never import
 FORBIDDEN = {
