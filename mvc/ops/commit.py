@@ -149,7 +149,9 @@ def _with_adapter_facts(
     base = lineage.get("base")
     if facts["type"] == "LORA" and isinstance(base, dict) and base.get("version"):
         label = f"{base.get('spec') or base.get('model')} ({short(base['version'])})"
-        require_compatible(check_folder_against(repo, folder, base["version"], label))
+        report = check_folder_against(repo, folder, base["version"], label)
+        if report is not None:
+            require_compatible(report)
     return lineage
 
 
