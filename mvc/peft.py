@@ -155,7 +155,7 @@ class AdapterConfig:
     def unsupported_reason(self) -> str | None:
         """Why mvc cannot merge this adapter faithfully, or None for plain LoRA."""
         if self.peft_type != "LORA":
-            return f"peft_type {self.peft_type} (a {self.peft_type} adapter, not LoRA)"
+            return f"peft_type {self.peft_type} (not LoRA)"
         for key, what in _UNSUPPORTED_OPTIONS.items():
             if self.raw.get(key):
                 return what
