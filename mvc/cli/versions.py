@@ -385,7 +385,7 @@ def check_compat(
       mvc check-compat llama@v3.0.0 ./out/adapter
     """
     from mvc.ops.adapters import check_compat as do_check
-    from mvc.ops.adapters import require_compatible
+    from mvc.peft import require_compatible
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)

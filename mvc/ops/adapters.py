@@ -33,25 +33,12 @@ from mvc.peft import (
     AdapterConfig,
     AdapterWeights,
     CompatReport,
-    IncompatibleAdapter,
     MergePlan,
     UnsupportedAdapter,
-    require_compatible,
 )
 from mvc.progress import NullProgress, Progress
 from mvc.repo import Repo
 from mvc.tensors import DiskTensorFile, StoredTensorFile, TensorFile
-
-__all__ = [
-    "ADAPTER_CONFIG",
-    "ADAPTER_WEIGHTS",
-    "AdapterConfig",
-    "CompatReport",
-    "IncompatibleAdapter",
-    "UnsupportedAdapter",
-    "require_compatible",
-]
-
 
 # --- where adapters and bases live ---------------------------------------------------------------
 

@@ -136,7 +136,8 @@ def _with_adapter_facts(
 
     Runs before anything is stored, so an adapter that does not fit its base is never recorded.
     """
-    from mvc.ops.adapters import check_folder_against, folder_facts, require_compatible
+    from mvc.ops.adapters import check_folder_against, folder_facts
+    from mvc.peft import require_compatible
 
     facts = folder_facts(folder)
     if facts is None:

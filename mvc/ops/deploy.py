@@ -498,7 +498,8 @@ def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> 
 def check_adapter_compat(repo: Repo, model: str, base: ObjectId, adapter: AdapterRef) -> None:
     """Refuse an adapter mvc cannot serve, or whose target modules do not exist in the base with
     matching shapes (``mvc.peft``'s one check, as check-compat, merge-adapter and load run it)."""
-    from mvc.ops.adapters import check_versions, require_compatible
+    from mvc.ops.adapters import check_versions
+    from mvc.peft import require_compatible
 
     report = check_versions(
         repo,
