@@ -152,6 +152,11 @@ class AdapterConfig:
             return True
         return _selects(self.target_modules, module)
 
+    @property
+    def max_rank(self) -> int:
+        """The largest rank of any module (what a server must be able to hold)."""
+        return max([self.rank, *self.rank_pattern.values()])
+
     def unsupported_reason(self) -> str | None:
         """Why mvc cannot merge this adapter faithfully, or None for plain LoRA."""
         if self.peft_type != "LORA":
@@ -226,6 +231,11 @@ def parse_adapter_config(data: bytes, folder: str, where: str) -> AdapterConfig:
         raise InvalidInput(f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where} is not a JSON object")
+    return config_from_dict(raw, folder, where)
+
+
+def config_from_dict(raw: dict[str, Any], folder: str, where: str) -> AdapterConfig:
+    """An ``adapter_config.json`` object as a checked value."""
     peft_type = str(raw.get("peft_type") or "LORA").upper()
     if peft_type != "LORA":
         return AdapterConfig(
