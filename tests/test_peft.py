@@ -48,6 +48,8 @@ def test_pattern_keys_match_module_names_as_peft_does() -> None:
     assert cfg.alpha_of("layer.1.q") == 32 and cfg.alpha_of("layer.11.q") == 16
     assert cfg.scale_of("layer.1.q") == 32 / 2 and cfg.scale_of("layer.0.v") == 16 / 8
     assert config(r=4, lora_alpha=8, use_rslora=True).scale_of("any") == 8 / 2
+    assert config(r=4).scale_of("any") == 8 / 4  # peft's LoraConfig defaults: lora_alpha=8
+    assert config().rank == 8
 
 
 def test_target_modules_and_exclude_modules_match_as_peft_does() -> None:
