@@ -283,6 +283,7 @@ CASES = {
     },
     "fan_in_fan_out": {"target_modules": ["c_attn"], "fan_in_fan_out": True},
     "rslora_embedding": {"target_modules": ["q", "embed"], "use_rslora": True},
+    "bf16_base": {"target_modules": ["q", "v"], "dtype": "bfloat16"},
 }
 
 
@@ -291,7 +292,8 @@ def build_with_peft(torch: Any, real_peft: Any, conv1d: Any, case: dict) -> dict
     merge_and_unload weights."""
     from safetensors.torch import save_file as save_torch
 
-    model = tiny_model(torch, conv1d)
+    case = dict(case)
+    model = tiny_model(torch, conv1d).to(getattr(torch, case.pop("dtype", "float32")))
     Path("models/tiny").mkdir(parents=True)
     save_torch(
         {k: v.contiguous() for k, v in model.state_dict().items()}, "models/tiny/model.safetensors"
@@ -308,7 +310,15 @@ def build_with_peft(torch: Any, real_peft: Any, conv1d: Any, case: dict) -> dict
                     param.copy_(torch.randn(param.shape, generator=generator))
         wrapped.save_pretrained("out/lora")
         merged = wrapped.merge_and_unload()
-    return {k: v.detach().numpy().copy() for k, v in merged.state_dict().items()}
+    return {k: as_numpy(torch, v) for k, v in merged.state_dict().items()}
+
+
+def as_numpy(torch: Any, tensor: Any) -> np.ndarray:
+    import ml_dtypes
+
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16: go through its bits
+        return tensor.detach().view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    return tensor.detach().numpy().copy()
 
 
 @pytest.mark.slow
@@ -328,8 +338,10 @@ def test_merges_match_peft_merge_and_unload(store, cli, torch_peft, case: str) -
         # float32: mvc and torch sum the r products of B·A in their own BLAS order, so the
         # merged weights may differ in the last bit or two; never by more than 1e-6 of the
         # tensor's scale (a wrong alpha/rank/orientation differs by O(1)).
-        worst = float(np.max(np.abs(merged[name] - values)))
-        assert worst <= 1e-6 * max(1.0, float(np.max(np.abs(values)))), (name, worst)
+        assert merged[name].dtype == values.dtype
+        got, want = merged[name].astype(np.float64), values.astype(np.float64)
+        worst = float(np.max(np.abs(got - want)))
+        assert worst <= 1e-6 * max(1.0, float(np.max(np.abs(want)))), (name, worst)
 
 
 @pytest.mark.slow
