@@ -189,7 +189,13 @@ def _number(raw: dict[str, Any], key: str, default: Any, where: str) -> Any:
 
 def _names(raw: dict[str, Any], key: str, where: str) -> list[str] | str | None:
     value = raw.get(key)
-    if value is None or isinstance(value, str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise InvalidInput(f"{where}: {key} {value!r} is not a regex: {exc}") from exc
         return value
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise InvalidInput(f"{where}: {key} must be a list of module names or a regex")
@@ -202,7 +208,7 @@ def _pattern(raw: dict[str, Any], key: str, integer: bool, where: str) -> dict[s
         raise InvalidInput(f"{where}: {key} must be an object of module pattern -> number")
     for name, number in value.items():
         try:
-            re.compile(name)
+            re.compile(rf"(.*\.)?({name})$")  # the very pattern pattern_key matches with
         except re.error as exc:
             raise InvalidInput(f"{where}: {key} key {name!r} is not a regex: {exc}") from exc
         wrong = isinstance(number, bool) or not isinstance(number, int if integer else int | float)

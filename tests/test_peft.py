@@ -73,6 +73,8 @@ def test_target_modules_and_exclude_modules_match_as_peft_does() -> None:
         ({"alpha_pattern": ["q"]}, "alpha_pattern must be an object"),
         ({"fan_in_fan_out": "yes"}, "fan_in_fan_out must be true or false"),
         ({"target_modules": [1]}, "target_modules must be a list"),
+        ({"target_modules": "q_proj)"}, "target_modules 'q_proj)' is not a regex"),
+        ({"rank_pattern": {"[q": 2}}, "rank_pattern key '[q' is not a regex"),
     ],
 )
 def test_bad_configs_are_refused_with_the_field_named(raw: dict, message: str) -> None:
