@@ -180,9 +180,16 @@ def _selects(patterns: list[str] | str | None, module: str) -> bool:
     return any(module == p or module.endswith("." + p) for p in patterns)
 
 
+def _positive(value: Any, kind: Any) -> bool:
+    """A finite number above zero of ``kind`` (JSON's NaN and Infinity are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, kind):
+        return False
+    return bool(math.isfinite(value) and value > 0)
+
+
 def _number(raw: dict[str, Any], key: str, default: Any, where: str) -> Any:
     value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if not _positive(value, int | float):
         raise InvalidInput(f"{where}: {key} must be a positive number, got {value!r}")
     return value
 
@@ -211,8 +218,7 @@ def _pattern(raw: dict[str, Any], key: str, integer: bool, where: str) -> dict[s
             re.compile(rf"(.*\.)?({name})$")  # the very pattern pattern_key matches with
         except re.error as exc:
             raise InvalidInput(f"{where}: {key} key {name!r} is not a regex: {exc}") from exc
-        wrong = isinstance(number, bool) or not isinstance(number, int if integer else int | float)
-        if wrong or number <= 0:
+        if not _positive(number, int if integer else int | float):
             kind = "a positive integer" if integer else "a positive number"
             raise InvalidInput(f"{where}: {key}[{name!r}] must be {kind}, got {number!r}")
     return dict(value)

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 import mvc
@@ -68,6 +70,9 @@ def test_target_modules_and_exclude_modules_match_as_peft_does() -> None:
         ({"r": 0}, "r must be a positive"),
         ({"r": 2.5}, "r must be a positive integer"),
         ({"lora_alpha": "8"}, "lora_alpha must be a positive"),
+        ({"lora_alpha": float("nan")}, "lora_alpha must be a positive"),
+        ({"lora_alpha": float("inf")}, "lora_alpha must be a positive"),
+        ({"alpha_pattern": {"q": float("nan")}}, "alpha_pattern['q'] must be a positive number"),
         ({"rank_pattern": {"q": 0}}, "rank_pattern['q'] must be a positive integer"),
         ({"alpha_pattern": {"(": 8}}, "alpha_pattern key '(' is not a regex"),
         ({"alpha_pattern": ["q"]}, "alpha_pattern must be an object"),
@@ -81,6 +86,51 @@ def test_bad_configs_are_refused_with_the_field_named(raw: dict, message: str) -
     with pytest.raises(InvalidInput, match="adapter_config.json") as caught:
         config(**raw)
     assert message in caught.value.message
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 70)
+    | st.sampled_from([float("nan"), float("inf"), 0.5, -1.0])
+    | st.floats()
+    | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+FIELDS = st.sampled_from(
+    [
+        "r",
+        "lora_alpha",
+        "use_rslora",
+        "fan_in_fan_out",
+        "rank_pattern",
+        "alpha_pattern",
+        "target_modules",
+        "exclude_modules",
+        "modules_to_save",
+        "peft_type",
+        "use_dora",
+        "bias",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(FIELDS, JSON, max_size=6) | JSON, st.binary(max_size=12))
+def test_any_adapter_config_gives_a_value_or_our_own_error(raw: Any, noise: bytes) -> None:
+    for data in (json.dumps(raw).encode(), noise):
+        try:
+            cfg = peft.parse_adapter_config(data, "", "adapter_config.json")
+        except InvalidInput:
+            continue
+        for module in ("q", "layer.1.q", ""):
+            cfg.targets(module)
+            if cfg.peft_type == "LORA":
+                assert cfg.scale_of(module) > 0 and cfg.max_rank >= 1
+        cfg.unsupported_reason()
 
 
 @pytest.mark.parametrize(
