@@ -118,8 +118,19 @@ FIELDS = st.sampled_from(
 )
 
 
+EDGES = st.sampled_from(
+    [float("nan"), float("inf"), -float("inf"), 0, -1, 0.5, 2**70, True, "8", None, {"q": 0}]
+)
+VALID = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q"]}
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(FIELDS, JSON, max_size=6) | JSON, st.binary(max_size=12))
+@given(
+    st.builds(lambda key, value: {**VALID, key: value}, FIELDS, EDGES | JSON)  # one field off
+    | st.dictionaries(FIELDS, JSON, max_size=4)
+    | JSON,
+    st.binary(max_size=12),
+)
 def test_any_adapter_config_gives_a_value_or_our_own_error(raw: Any, noise: bytes) -> None:
     for data in (json.dumps(raw).encode(), noise):
         try:
