@@ -188,9 +188,12 @@ def load(
 
     ``spec`` is a version spec (``bert@v1.2.0``, ``bert@prod``), optionally with an adapter:
     ``bert@v2 + sql-lora@v1.3`` (or ``adapter="sql-lora@v1.3"``). A channel whose arm carries an
-    adapter loads it too. LoRA updates are merged into the base weights they target
-    (W + B·A·alpha/r, float32 accumulation, the base's dtype); those arrays are new, every other
-    one stays a read-only memory map.
+    adapter loads it too. The adapter is merged exactly as ``mvc merge-adapter`` and peft's
+    ``merge_and_unload`` merge it (W + B·A·scale per module, honouring ``rank_pattern``,
+    ``alpha_pattern``, ``use_rslora`` and ``fan_in_fan_out``; float32 accumulation, the base's
+    dtype) and ``modules_to_save`` tensors replace theirs; those arrays are new, every other one
+    stays a read-only memory map. DoRA and other methods mvc cannot merge raise
+    ``mvc.peft.UnsupportedAdapter``.
     """
     if not isinstance(repo, Repo):
         repo = open_repo(repo)
@@ -198,40 +201,22 @@ def load(
     tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
     if adapter_ref is None:
         return tensors
-    folder = materialise(repo, adapter_ref.model, adapter_ref.version, cache_dir)
-    merge_lora(tensors, folder, f"{adapter_ref.model}@{short(adapter_ref.version)}")
+    _merge_adapter(repo, tensors, version, adapter_ref, f"{model}@{short(version)}")
     return tensors
 
 
-def merge_lora(tensors: dict[str, np.ndarray], adapter_folder: str, what: str) -> None:
-    """Merge a PEFT LoRA adapter folder into ``tensors`` in place (the targeted weights only)."""
-    import json
+def _merge_adapter(
+    repo: Repo, tensors: dict[str, np.ndarray], base: ObjectId, adapter_ref: Any, base_label: str
+) -> None:
+    """Merge an adapter version into ``tensors`` in place (the targeted weights only), with the
+    same checks, refusals and arithmetic as ``mvc merge-adapter`` (``mvc.peft``)."""
+    from mvc import peft
+    from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
 
-    import numpy as np
-
-    from mvc.ops.deploy import lora_pairs
-
-    try:
-        with open(os.path.join(adapter_folder, "adapter_config.json"), encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"{what} has no readable adapter_config.json") from exc
-    peft_type = str(config.get("peft_type", "LORA")).upper()
-    if peft_type != "LORA":
-        raise UsageError(f"{what} is a {peft_type} adapter; only LoRA can be merged on load")
-    rank, alpha = config.get("r"), config.get("lora_alpha", config.get("r"))
-    if not isinstance(rank, int) or rank <= 0 or not isinstance(alpha, int | float):
-        raise InvalidInput(f"{what}: adapter_config.json has no valid r / lora_alpha")
-    scale = float(alpha) / (rank**0.5 if config.get("use_rslora") else rank)
-    lora = read_folder(adapter_folder)
-    shapes = {n: {"shape": list(a.shape)} for n, a in tensors.items()}
-    pairs, problems = lora_pairs(shapes, {n: {"shape": list(a.shape)} for n, a in lora.items()})
-    if problems:
-        raise InvalidInput(f"{what} does not fit the base: " + "; ".join(problems[:5]))
-    for pair in pairs:
-        weight = tensors[pair.base_name]
-        delta = lora[pair.b_name].astype(np.float32) @ lora[pair.a_name].astype(np.float32)
-        if delta.shape != weight.shape:
-            delta = delta.T  # fan_in_fan_out layouts (GPT-2's Conv1D) store W transposed
-        merged = weight.astype(np.float32) + np.float32(scale) * delta
-        tensors[pair.base_name] = merged.astype(weight.dtype)
+    adapter_label = f"{adapter_ref.model}@{short(adapter_ref.version)}"
+    prepared = prepare_merge(repo, base, adapter_ref.version, base_label, adapter_label)
+    for name, plan in prepared.plans.items():
+        a, b = read_factors(prepared, plan)
+        tensors[name] = peft.merge_array(plan, tensors[name], a, b)
+    for name in prepared.replaced:
+        tensors[name] = read_replacement(prepared, name, tensors[name].dtype)

@@ -380,14 +380,14 @@ def check_compat(
 ) -> None:
     """Check that a LoRA adapter fits a base model; exit 1 (and say where) when it does not.
 
-    Every target module must exist in the base with matching lora_A/lora_B shapes.
+    Every target module must exist in the base with matching lora_A/lora_B shapes; DoRA and other methods mvc cannot merge are refused.
 
     Examples:
       mvc check-compat llama@v3.0.0 sql-lora@v1.2.0
       mvc check-compat llama@v3.0.0 ./out/adapter
     """
     from mvc.ops.adapters import check_compat as do_check
-    from mvc.ops.adapters import require_compatible
+    from mvc.peft import require_compatible
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
@@ -426,7 +426,7 @@ def merge_adapter(
 ) -> None:
     """Merge a LoRA adapter into its base and commit the result as a new version.
 
-    W + B·A·alpha/r for every LoRA module, accumulated in float32 and written in the base's dtype; the new version's lineage names both the base and the adapter.
+    W + B·A·scale for every LoRA module, as peft's merge_and_unload computes it (rank_pattern, alpha_pattern, use_rslora, fan_in_fan_out), accumulated in float32 and written in the base's dtype; the new version's lineage names both the base and the adapter. DoRA and other methods mvc cannot merge are refused.
 
     Example: mvc merge-adapter llama@v3.0.0 sql-lora@v1.2.0 --model llama-sql -m "merged"
     """

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from mvc.errors import UsageError
 from mvc.ids import short
 from mvc.ops.deploy import read_json_file
+from mvc.peft import config_from_dict
 
 if TYPE_CHECKING:
     from mvc.exports import ExportContext
@@ -50,9 +51,8 @@ def write_vllm(ctx: ExportContext) -> None:
             served = served_name(f"{record.channel}-{arm.label}")
             modules.append({"name": served, "path": ctx.uri(key), "base_model_name": name})
             config = read_json_file(ctx.repo, arm.adapter.version, "adapter_config.json") or {}
-            rank = config.get("r")
-            if isinstance(rank, int):
-                max_rank = max(max_rank, rank)
+            where = f"{arm.adapter.model}@{short(arm.adapter.version)}: adapter_config.json"
+            max_rank = max(max_rank, config_from_dict(config, "", where).max_rank)
         routing.append(
             {"label": arm.label, "role": arm.role, "weight": arm.weight, "served_model": served}
         )

@@ -136,7 +136,8 @@ def _with_adapter_facts(
 
     Runs before anything is stored, so an adapter that does not fit its base is never recorded.
     """
-    from mvc.ops.adapters import check_folder_against, folder_facts, require_compatible
+    from mvc.ops.adapters import check_folder_against, folder_facts
+    from mvc.peft import require_compatible
 
     facts = folder_facts(folder)
     if facts is None:
@@ -149,7 +150,9 @@ def _with_adapter_facts(
     base = lineage.get("base")
     if facts["type"] == "LORA" and isinstance(base, dict) and base.get("version"):
         label = f"{base.get('spec') or base.get('model')} ({short(base['version'])})"
-        require_compatible(check_folder_against(repo, folder, base["version"], label))
+        report = check_folder_against(repo, folder, base["version"], label)
+        if report is not None:
+            require_compatible(report)
     return lineage
 
 

@@ -496,76 +496,19 @@ def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> 
 
 
 def check_adapter_compat(repo: Repo, model: str, base: ObjectId, adapter: AdapterRef) -> None:
-    """Refuse an adapter whose target modules do not exist in the base with matching shapes.
+    """Refuse an adapter mvc cannot serve, or whose target modules do not exist in the base with
+    matching shapes (``mvc.peft``'s one check, as check-compat, merge-adapter and load run it)."""
+    from mvc.ops.adapters import check_versions
+    from mvc.peft import require_compatible
 
-    Uses ``mvc.ops.adapters.check_compat`` when that module provides it; otherwise a minimal
-    LoRA shape check (``lora_compat_problems``) runs here.
-    """
-    base_spec = f"{model}@id={short(base)}"
-    adapter_spec = f"{adapter.model}@id={short(adapter.version)}"
-    import importlib
-
-    try:  # issue 3's full PEFT compatibility check, when present
-        adapters: Any = importlib.import_module("mvc.ops.adapters")
-    except ModuleNotFoundError as exc:
-        if exc.name != "mvc.ops.adapters":
-            raise
-        adapters = None
-    checker: Callable[..., Any] | None = getattr(adapters, "check_compat", None)
-    if checker is not None:
-        report = checker(repo, base_spec, adapter_spec)
-        require: Callable[..., Any] | None = getattr(adapters, "require_compatible", None)
-        if require is not None:
-            require(report)  # raises IncompatibleAdapter (an InvalidInput) naming the modules
-        elif not getattr(report, "ok", True):
-            raise InvalidInput(
-                f"adapter {adapter.model}@{short(adapter.version)} does not fit "
-                f"{model}@{short(base)}",
-                hint=f"run `mvc check-compat {base_spec} {adapter_spec}` for details",
-            )
-        return
-    problems = lora_compat_problems(repo, base, adapter.version)
-    if problems:
-        raise InvalidInput(
-            f"adapter {adapter.model}@{short(adapter.version)} does not fit "
-            f"{model}@{short(base)}: "
-            + "; ".join(problems[:5])
-            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
-            hint="deploy the adapter on the base it was trained on",
-        )
-
-
-# --- minimal LoRA facts (used when mvc.ops.adapters is absent, and by mvc.load) ------------------
-
-_LORA = re.compile(r"^(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
-_PEFT_PREFIX = "base_model.model."
-
-
-@dataclass(frozen=True)
-class LoraPair:
-    module: str
-    base_name: str  # the base tensor the update applies to
-    a_name: str
-    b_name: str
-
-
-def stored_headers(repo: Repo, version: ObjectId) -> dict[str, dict[str, Any]]:
-    """Tensor name -> {"dtype", "shape", "file"} over every safetensors file of a version."""
-    from mvc.formats.safetensors import parse_header
-    from mvc.objects import KIND_SAFETENSORS
-
-    tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    found: dict[str, dict[str, Any]] = {}
-    for path, entry in sorted(tree.files.items()):
-        if entry.kind != KIND_SAFETENSORS:
-            continue
-        manifest = repo.objects.get_manifest(entry.manifest)
-        if not manifest.chunks:
-            continue
-        header = parse_header(repo.objects.get_bytes(manifest.chunks[0].id), manifest.size, path)
-        for tensor in header.tensors:
-            found[tensor.name] = {"dtype": tensor.dtype, "shape": list(tensor.shape), "file": path}
-    return found
+    report = check_versions(
+        repo,
+        base,
+        adapter.version,
+        f"{model}@{short(base)}",
+        f"{adapter.model}@{short(adapter.version)}",
+    )
+    require_compatible(report)  # raises IncompatibleAdapter (an InvalidInput) naming the modules
 
 
 def read_json_file(repo: Repo, version: ObjectId, path: str) -> dict[str, Any] | None:
@@ -581,66 +524,6 @@ def read_json_file(repo: Repo, version: ObjectId, path: str) -> dict[str, Any] |
     except ValueError as exc:
         raise InvalidInput(f"{path} of version {short(version)} is not valid JSON") from exc
     return value if isinstance(value, dict) else None
-
-
-def lora_pairs(
-    base: dict[str, dict[str, Any]], adapter: dict[str, dict[str, Any]]
-) -> tuple[list[LoraPair], list[str]]:
-    """Match each LoRA module of an adapter to its base weight; also list the problems found."""
-    modules: dict[str, dict[str, str]] = {}
-    for name in adapter:
-        match = _LORA.match(name)
-        if match:
-            modules.setdefault(match.group("module"), {})[match.group("ab")] = name
-    problems: list[str] = []
-    pairs: list[LoraPair] = []
-    if not modules:
-        return [], ["the adapter has no LoRA tensors (…lora_A.weight / …lora_B.weight)"]
-    for module, parts in sorted(modules.items()):
-        if set(parts) != {"A", "B"}:
-            problems.append(f"{module} lacks its lora_{'B' if 'A' in parts else 'A'} tensor")
-            continue
-        base_name = _find_base_weight(module, base)
-        if base_name is None:
-            problems.append(f"target module {_strip_peft(module)} is not in the base")
-            continue
-        a_shape, b_shape = adapter[parts["A"]]["shape"], adapter[parts["B"]]["shape"]
-        w_shape = base[base_name]["shape"]
-        if len(a_shape) != 2 or len(b_shape) != 2 or len(w_shape) != 2:
-            problems.append(f"{_strip_peft(module)}: LoRA on a {len(w_shape)}-d weight")
-            continue
-        rank_ok = a_shape[0] == b_shape[1]
-        fits = (b_shape[0], a_shape[1]) in (tuple(w_shape), tuple(reversed(w_shape)))
-        if not (rank_ok and fits):
-            problems.append(
-                f"{_strip_peft(module)}: lora_A {a_shape} · lora_B {b_shape} does not fit "
-                f"{base_name} {w_shape}"
-            )
-            continue
-        pairs.append(LoraPair(module, base_name, parts["A"], parts["B"]))
-    return pairs, problems
-
-
-def _strip_peft(module: str) -> str:
-    return module[len(_PEFT_PREFIX) :] if module.startswith(_PEFT_PREFIX) else module
-
-
-def _find_base_weight(module: str, base: dict[str, dict[str, Any]]) -> str | None:
-    stripped = _strip_peft(module)
-    wanted = f"{stripped}.weight"
-    if wanted in base:
-        return wanted
-    # The base may be saved with or without the architecture's prefix (``bert.``, ``model.``).
-    matches = [name for name in base if name.endswith("." + wanted) or wanted.endswith("." + name)]
-    return matches[0] if len(matches) == 1 else None
-
-
-def lora_compat_problems(repo: Repo, base: ObjectId, adapter: ObjectId) -> list[str]:
-    tree = repo.objects.get_tree(repo.objects.get_version(adapter).tree)
-    if "adapter_config.json" not in tree.files:
-        return ["it has no adapter_config.json (not a PEFT adapter folder)"]
-    _pairs, problems = lora_pairs(stored_headers(repo, base), stored_headers(repo, adapter))
-    return problems
 
 
 # --- deprecation ----------------------------------------------------------------------------------

@@ -289,15 +289,20 @@ def test_incompatible_adapter_is_refused_before_the_move(st: Store) -> None:
     assert st.repo.refs.entries(channel(M, C)) == before
 
 
-def test_local_lora_shape_check(st: Store) -> None:
-    """The fallback check used when mvc.ops.adapters is absent (and by mvc.load's merge)."""
+def test_deploy_checks_adapters_with_the_one_peft_check(st: Store) -> None:
+    """Deployments run mvc.peft's check (the one check-compat, merge-adapter and load run)."""
+    from mvc.ops.adapters import check_versions
+
     base = v(st, "v1.5.0")
-    assert ops.lora_compat_problems(st.repo, base, v(st, "sql-lora@v1.4.0")) == []
-    problems = ops.lora_compat_problems(st.repo, base, v(st, "bad-lora@v1.0.0"))
-    assert (
-        len(problems) == 4 and "does not fit encoder.layer.0.attention.query.weight" in problems[0]
-    )
-    assert "not a PEFT adapter" in ops.lora_compat_problems(st.repo, base, v(st, "v1.6.0"))[0]
+
+    def problems(adapter: str) -> list[str]:
+        return check_versions(st.repo, base, v(st, adapter), "bert", adapter).all_problems()
+
+    assert problems("sql-lora@v1.4.0") == []
+    found = problems("bad-lora@v1.0.0")
+    assert len(found) == 4 and "encoder.layer.0.attention.query.weight is [8, 8]" in found[0]
+    with pytest.raises(InvalidInput, match="not a PEFT adapter"):
+        problems("v1.6.0")
 
 
 # --- rollback -------------------------------------------------------------------------------------

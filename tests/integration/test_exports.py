@@ -10,6 +10,7 @@ import re
 import shlex
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from deployfix import Store
@@ -322,6 +323,32 @@ def test_vllm_max_lora_rank_is_one_vllm_accepts(st: Store, tmp_path) -> None:
     words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
     args = vllm_parser().parse_args(words[2:])
     assert args.max_lora_rank == 32 and args.lora_modules[0].startswith("prod-stable=")
+
+
+def test_vllm_max_lora_rank_counts_rank_pattern(st: Store, tmp_path) -> None:
+    """r=2 with rank_pattern {"value": 40}: vLLM must be able to hold rank 40 (peft's max)."""
+    from safetensors.numpy import save_file
+
+    from mvc.ops.commit import commit
+
+    folder = tmp_path / "patterned"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for layer in (0, 1):
+        for name, rank in (("query", 2), ("value", 40)):
+            key = f"base_model.model.encoder.layer.{layer}.attention.{name}"
+            tensors[f"{key}.lora_A.weight"] = rng.normal(0, 1, (rank, 8)).astype(np.float32)
+            tensors[f"{key}.lora_B.weight"] = rng.normal(0, 1, (8, rank)).astype(np.float32)
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    (folder / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "rank_pattern": {"value": 40}})
+    )
+    commit(st.repo, str(folder), message="patterned", model="wide-lora")
+    ops.set_channel(st.repo, M, C, "v1.4.0 + wide-lora@main")
+    export(st.repo, M, C, "vllm", str(tmp_path / "vllm"))
+    words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
+    assert vllm_parser().parse_args(words[2:]).max_lora_rank == 64
 
 
 def test_vllm_refuses_two_base_versions(st: Store, tmp_path) -> None:
