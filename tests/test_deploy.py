@@ -85,18 +85,18 @@ CLI_MOVES: dict[str, tuple[str, list[str], str]] = {
     "switch": ("staged", ["switch", M, C], "switched"),
     "rollback": ("canary", ["rollback", M, C], "stable"),
 }
-# kind -> (a state that refuses it, the command, its exit code)
-CLI_REFUSALS: dict[str, tuple[str, list[str], int]] = {
-    "set": ("stable", ["channel", "set", M, C, "v9.9.9"], 1),
-    "canary": ("canary", ["deploy", M, C, "v1.6.0", "--canary", "5"], 2),
-    "step": ("stable", ["deploy", M, C, "--step", "20"], 2),
-    "blue-green": ("ab", ["deploy", M, C, "v1.5.0", "--blue-green"], 2),
-    "shadow": ("staged", ["deploy", M, C, "v1.5.0", "--shadow"], 2),
-    "ab": ("canary", ["deploy", M, C, "--ab", "v1.5.0=30,v1.6.0=70"], 2),
-    "promote": ("stable", ["promote", M, C], 2),
-    "promote-arm": ("canary", ["promote", M, C, "--arm", "b"], 2),
-    "switch": ("shadow", ["switch", M, C], 2),
-    "rollback": ("stable", ["rollback", M, C], 1),
+# kind -> a command of that kind refused in the same state, and its exit code
+CLI_REFUSALS: dict[str, tuple[list[str], int]] = {
+    "set": (["channel", "set", M, C, "v9.9.9"], 1),
+    "canary": (["deploy", M, C, "v1.6.0", "--canary", "5"], 2),  # v1.6.0 is the stable
+    "step": (["deploy", M, C, "--step", "10"], 2),  # it already is 10%
+    "blue-green": (["deploy", M, C, "v1.4.0", "--blue-green"], 2),
+    "shadow": (["deploy", M, C, "v1.4.0", "--shadow"], 2),
+    "ab": (["deploy", M, C, "--ab", "v1.5.0=50,v1.6.0=50"], 2),  # the same arms again
+    "promote": (["promote", M, C, "--arm", "b"], 2),
+    "promote-arm": (["promote", M, C], 2),  # an A/B test needs --arm
+    "switch": (["switch", M, C, "--expect", "0000"], 11),  # planned on another record
+    "rollback": (["rollback", M, C, "--to", "v9.0.0"], 1),
 }
 
 
@@ -114,11 +114,16 @@ def test_every_transition_kind_has_a_cli_test() -> None:
 
 @pytest.mark.parametrize("kind", list(CLI_MOVES))
 def test_cli_transition(cli_store: Store, cli, kind: str) -> None:
+    """One refused and one made move of each kind, through the command line and the store."""
     st = cli_store
     state, argv, outcome = CLI_MOVES[kind]
     _in_state(st, state)
     ref = channel(M, C)
     before = st.repo.refs.entries(ref)
+    refused_argv, code = CLI_REFUSALS[kind]
+    refused = cli(*refused_argv, expect=code)
+    assert refused.stdout == "" and refused.stderr.startswith("error: ")
+    assert st.repo.refs.entries(ref) == before  # a refused move changes nothing
     out = cli(*argv, "--json").json()
     record = out["record"]
     assert record["state"] == outcome
@@ -128,18 +133,6 @@ def test_cli_transition(cli_store: Store, cli, kind: str) -> None:
     assert stored.to_json() == record
     assert sum(a.weight for a in stored.arms) == 100
     assert len(st.repo.refs.entries(ref)) == len(before) + 1
-
-
-@pytest.mark.parametrize("kind", list(CLI_REFUSALS))
-def test_cli_refused_transition(cli_store: Store, cli, kind: str) -> None:
-    st = cli_store
-    state, argv, code = CLI_REFUSALS[kind]
-    _in_state(st, state)
-    ref = channel(M, C)
-    before = st.repo.refs.entries(ref)
-    refused = cli(*argv, expect=code)
-    assert refused.stdout == "" and refused.stderr.startswith("error: ")
-    assert st.repo.refs.entries(ref) == before  # a refused move changes nothing
 
 
 # --- what each move records -----------------------------------------------------------------------
