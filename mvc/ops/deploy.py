@@ -45,6 +45,7 @@ from mvc.ops.channels import (
     channel_ref,
     current,
     list_channels,
+    load_model_tags,
     load_names,
     load_record,
     require_current,
@@ -68,6 +69,7 @@ __all__ = [
     "chain",
     "channel_ref",
     "current",
+    "deprecation",
     "deploy_ab",
     "deploy_blue_green",
     "deploy_canary",
@@ -283,6 +285,18 @@ def lora_compat_problems(repo: Repo, base: ObjectId, adapter: ObjectId) -> list[
         return ["it has no adapter_config.json (not a PEFT adapter folder)"]
     _pairs, problems = lora_pairs(stored_headers(repo, base), stored_headers(repo, adapter))
     return problems
+
+
+# --- deprecation ----------------------------------------------------------------------------------
+
+
+def deprecation(repo: Repo, model: str, version: ObjectId) -> str | None:
+    """Why a version is deprecated, or None.
+
+    A version is deprecated while a tag ``deprecated/…`` of its model names it
+    (``mvc tag bert deprecated/v1.3.0 v1.3.0 -m "leaks PII"``); the tag's message is the reason.
+    """
+    return load_model_tags(repo, model).deprecated.get(version)
 
 
 # --- moves ----------------------------------------------------------------------------------------
