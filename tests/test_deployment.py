@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 from deployfix import TABLE
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as hs
 
 from mvc.deployment import (
@@ -38,8 +38,10 @@ from mvc.deployment import (
     decode_record,
     plan,
     record_id,
+    serving_arm,
+    state_of,
 )
-from mvc.errors import AmbiguousSpec, MvcError, NotFound, NothingToDo, UsageError
+from mvc.errors import AmbiguousSpec, CorruptObject, MvcError, NotFound, NothingToDo, UsageError
 from mvc.ids import ObjectId, hash_bytes
 from mvc.objects import encode_object
 
@@ -487,3 +489,77 @@ def test_the_deployment_package_does_no_io() -> None:
                 assert node.module.split(".")[0] not in io_modules, path
             elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id != "open", path
+
+
+ROLLOUTS = hs.one_of(
+    hs.builds(StartCanary, targets, hs.integers(1, 99)),
+    hs.builds(StageGreen, targets),
+    hs.builds(StartShadow, targets),
+    ab_requests(),
+)
+FOLLOW_UPS = hs.lists(hs.one_of(hs.builds(StepCanary, hs.integers(1, 99)), hs.just(Switch())))
+
+
+@settings(max_examples=200, deadline=None)
+@given(targets, ROLLOUTS, FOLLOW_UPS)
+def test_rollback_returns_the_arms_the_rollout_replaced(
+    first: Target, rollout: Request, follow_ups: list[Request]
+) -> None:
+    ch = Channel()
+    settled = ch.move(SetTo(first))
+    try:
+        ch.move(rollout)
+    except UsageError:
+        return  # e.g. the target already serves as the stable
+    for request in follow_ups:
+        with contextlib.suppress(UsageError):
+            ch.move(request)
+    back = ch.move(rollback())
+    assert back.arms == settled.arms and back.restores == settled.id
+
+
+def test_serving_arm_is_what_a_spec_names() -> None:
+    ch = channel_in("canary")
+    record = ch.current
+    assert record is not None
+    assert serving_arm(record).version == V["v1.4.0"]
+    assert serving_arm(record, "canary").version == V["v1.5.0"]
+    with pytest.raises(NotFound, match="channel 'prod' of 'bert' has no 'green' arm right now"):
+        serving_arm(record, "green")
+    ab = channel_in("ab").current
+    assert ab is not None
+    assert serving_arm(ab).version == V["v1.5.0"]  # an A/B test means its first arm
+    assert serving_arm(ab, "b").version == V["v1.6.0"]
+    with pytest.raises(NotFound):
+        serving_arm(ab, "ab")  # arms go by label: the name of an A/B arm, else the role
+
+
+JSON = hs.recursive(
+    hs.none()
+    | hs.booleans()
+    | hs.integers(-5, 105)
+    | hs.text(max_size=8)
+    | hs.sampled_from([A, B]),
+    lambda inner: (
+        hs.lists(inner, max_size=3) | hs.dictionaries(hs.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hs.sampled_from(list(GOLDEN_CANARY.value())), JSON, hs.integers(0, 1), JSON)
+@example("model", "", 0, None)  # a bad model name is a malformed record, not a usage error
+@example("refs", [[A]], 0, None)  # refs that are not ids
+def test_decoding_hostile_records_raises_only_our_errors(
+    key: str, value: object, arm: int, item: object
+) -> None:
+    good = GOLDEN_CANARY.value()
+    for bad in ({**good, key: value}, {**good, "arms": [*good["arms"][:arm], item]}):
+        try:
+            decoded = decode_record(bad, GOLDEN_CANARY_ID)
+        except (CorruptObject, NotFound):
+            continue
+        assert (
+            decoded.state == state_of(decoded.arms) and sum(a.weight for a in decoded.arms) == 100
+        )

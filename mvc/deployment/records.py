@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mvc.errors import CorruptObject, InvalidInput, NotFound
+from mvc.errors import CorruptObject, InvalidInput, InvalidName, NotFound
 from mvc.ids import ObjectId, hash_bytes, is_object_id
 from mvc.objects import encode_object
 from mvc.refnames import validate_channel, validate_model
@@ -224,7 +224,7 @@ def decode_record(value: dict[str, Any], oid: str) -> Record:
     try:
         validate_model(value["model"])
         validate_channel(value["channel"])
-    except InvalidInput as exc:
+    except (InvalidInput, InvalidName) as exc:
         raise _bad(oid, exc.message) from exc
     raw_arms = value.get("arms")
     if not isinstance(raw_arms, list) or not raw_arms:
@@ -245,7 +245,9 @@ def decode_record(value: dict[str, Any], oid: str) -> Record:
         ObjectId(oid),
     )
     listed = value.get("refs")
-    if not isinstance(listed, list) or not set(record.refs()) <= set(listed):
+    if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):
+        raise _bad(oid, "refs is not a list of object ids")
+    if not set(record.refs()) <= set(listed):
         raise _bad(oid, "refs does not list every version its arms name")
     return record
 
@@ -272,7 +274,7 @@ def _decode_arm(item: Any, oid: str) -> Arm:
             raise _bad(oid, "an arm's adapter is malformed")
         try:
             validate_model(adapter["model"])
-        except InvalidInput as exc:
+        except (InvalidInput, InvalidName) as exc:
             raise _bad(oid, exc.message) from exc
         ref = AdapterRef(adapter["model"], ObjectId(adapter["version"]))
     return Arm(role, ObjectId(version), weight, name, ref)
