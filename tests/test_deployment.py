@@ -35,6 +35,7 @@ from mvc.deployment import (
     StepCanary,
     Switch,
     Target,
+    arm_rev,
     decode_record,
     plan,
     record_id,
@@ -532,6 +533,12 @@ def test_serving_arm_is_what_a_spec_names() -> None:
     assert serving_arm(ab, "b").version == V["v1.6.0"]
     with pytest.raises(NotFound):
         serving_arm(ab, "ab")  # arms go by label: the name of an A/B arm, else the role
+    assert [arm_rev(record, a) for a in record.arms] == ["prod", "prod:canary"]
+    assert [arm_rev(ab, a) for a in ab.arms] == ["prod:a", "prod:b"]
+    for rec in (record, ab):  # each name resolves back to its arm
+        assert all(
+            serving_arm(rec, arm_rev(rec, a).partition(":")[2] or "stable") == a for a in rec.arms
+        )
 
 
 JSON = hs.recursive(

@@ -288,6 +288,12 @@ def record_id(record: Record) -> ObjectId:
 # --- what ``bert@prod[:arm]`` means ---------------------------------------------------------------
 
 
+def arm_rev(record: Record, arm: Arm) -> str:
+    """The REV that names ``arm`` in a spec: the channel for its stable arm, ``CHANNEL:LABEL``
+    for the others."""
+    return record.channel if arm.role == STABLE else f"{record.channel}:{arm.label}"
+
+
 def serving_arm(record: Record, label: str = STABLE) -> Arm:
     """The arm ``model@channel[:label]`` names: ``stable`` is the stable arm, or during an A/B
     test its first arm; any other label is an arm's name (``a``, ``b``…) or role (``canary``)."""
