@@ -255,6 +255,8 @@ def test_deprecated_versions_are_refused(st: Store) -> None:
 
     ops.set_channel(st.repo, M, C, "v1.4.0")
     create_tag(st.repo, M, "deprecated/v1.5.0", "v1.5.0", "leaks PII")
+    assert ops.deprecation(st.repo, M, v(st, "v1.5.0")) == "tag deprecated/v1.5.0: leaks PII"
+    assert ops.deprecation(st.repo, M, v(st, "v1.6.0")) is None
     with pytest.raises(UsageError, match="deprecated.*leaks PII"):
         ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
     with pytest.raises(UsageError, match="deprecated"):
