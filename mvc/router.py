@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import blake3
 
-from mvc.deployment import SHADOW, STABLE, Arm, Record
+from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
 from mvc.ops.channels import channel_ref, require_current
 from mvc.repo import Repo

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 from deployfix import ENV, TABLE, Store, build_store
 
-from mvc.deployment import AdapterRef, decode_record
+from mvc.deployment.records import AdapterRef, decode_record
 from mvc.errors import (
     CorruptObject,
     InvalidInput,

@@ -15,16 +15,11 @@ from deployfix import TABLE
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as hs
 
-from mvc.deployment import (
-    STATES,
-    AdapterRef,
-    Arm,
+from mvc.deployment.names import ModelTags, Names
+from mvc.deployment.planners import (
     Context,
-    ModelTags,
-    Names,
     Planned,
     Promote,
-    Record,
     Request,
     Rollback,
     SetTo,
@@ -34,10 +29,16 @@ from mvc.deployment import (
     StartShadow,
     StepCanary,
     Switch,
+    plan,
+)
+from mvc.deployment.records import (
+    STATES,
+    AdapterRef,
+    Arm,
+    Record,
     Target,
     arm_rev,
     decode_record,
-    plan,
     record_id,
     serving_arm,
     state_of,

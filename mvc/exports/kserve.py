@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mvc.deployment import BLUE, CANARY, GREEN, S_AB, SHADOW, Arm, Target
+from mvc.deployment.records import BLUE, CANARY, GREEN, S_AB, SHADOW, Arm, Target
 from mvc.ids import short
 
 if TYPE_CHECKING:
