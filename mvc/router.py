@@ -28,8 +28,9 @@ from urllib.parse import quote
 
 import blake3
 
+from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
-from mvc.ops.deploy import SHADOW, STABLE, Arm, Record, channel_ref, require_current
+from mvc.ops.channels import channel_ref, require_current
 from mvc.repo import Repo
 
 CACHE_FOLDER = "serve"

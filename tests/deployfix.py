@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from safetensors.numpy import save_file
 
+from mvc.errors import MvcError, NotFound, UsageError
 from mvc.ops.commit import commit
 from mvc.ops.names import create_tag
 from mvc.repo import Repo
@@ -111,3 +112,44 @@ def build_store(root: str, *, adapters: bool = False) -> Store:
         store.add("sql-lora", "v2.0.0", writer="adapter", seed=13, rank=20)
         store.add("bad-lora", "v1.0.0", writer="adapter", seed=12, in_dim=HIDDEN + 4)
     return store
+
+
+# --- the rollout state machine ------------------------------------------------------------------
+
+U, N = UsageError, NotFound
+# The transition table of docs/deployment.md: state -> action -> the state it leads to, or the
+# error it is refused with. tests/test_deployment.py checks every cell on the pure planners;
+# tests/test_deploy.py runs one move of each kind through the command line.
+TABLE: dict[str, dict[str, str | type[MvcError]]] = {
+    "none": {
+        "set": "stable", "canary": N, "step": N, "blue-green": N, "shadow": N, "ab": N,
+        "promote": N, "promote-arm": N, "switch": N, "rollback": N,
+    },
+    "stable": {
+        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
+        "shadow": "shadow", "ab": "ab", "promote": U, "promote-arm": U, "switch": U,
+        "rollback": N,
+    },
+    "canary": {
+        "set": "stable", "canary": U, "step": "canary", "blue-green": U, "shadow": U, "ab": U,
+        "promote": "stable", "promote-arm": U, "switch": U, "rollback": "stable",
+    },
+    "staged": {
+        "set": "stable", "canary": U, "step": U, "blue-green": U, "shadow": U, "ab": U,
+        "promote": U, "promote-arm": U, "switch": "switched", "rollback": "stable",
+    },
+    "switched": {
+        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
+        "shadow": "shadow", "ab": "ab", "promote": "stable", "promote-arm": U,
+        "switch": "switched", "rollback": "stable",
+    },
+    "shadow": {
+        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
+        "shadow": "shadow", "ab": "ab", "promote": U, "promote-arm": U, "switch": U,
+        "rollback": "stable",
+    },
+    "ab": {
+        "set": "stable", "canary": U, "step": U, "blue-green": U, "shadow": U, "ab": "ab",
+        "promote": U, "promote-arm": "stable", "switch": U, "rollback": "stable",
+    },
+}  # fmt: skip

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mvc.deployment.records import BLUE, CANARY, GREEN, S_AB, SHADOW, Arm, Target
 from mvc.ids import short
-from mvc.ops.deploy import BLUE, CANARY, GREEN, S_AB, SHADOW, Arm, Target
 
 if TYPE_CHECKING:
     from mvc.exports import ExportContext

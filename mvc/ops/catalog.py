@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mvc.deployment.records import arm_rev, decode_record
 from mvc.errors import CorruptObject, InvalidInput, MvcError, NotFound
 from mvc.ids import ObjectId, is_object_id
 from mvc.objects import Version, decode_version
@@ -136,14 +137,11 @@ def roots(repo: Repo, models: Iterable[str] | None = None) -> Iterator[tuple[Obj
                 yield value, Name(ref.model, "branch" if kind == HEADS else "tag", ref.name)
                 continue
             try:
-                record = repo.objects.get_meta(value)
+                record = decode_record(repo.objects.get_meta(value), value)
             except (NotFound, CorruptObject):
                 continue
-            for arm in record.get("arms", []) if isinstance(record.get("arms"), list) else []:
-                if isinstance(arm, dict) and is_object_id(str(arm.get("version"))):
-                    arm_name = arm.get("name") or arm.get("role")  # A/B arms go by name
-                    label = ref.name if arm_name == "stable" else f"{ref.name}:{arm_name}"
-                    yield ObjectId(arm["version"]), Name(ref.model, "channel", label)
+            for arm in record.arms:
+                yield arm.version, Name(ref.model, "channel", arm_rev(record, arm))
 
 
 def load_catalog(repo: Repo, models: Iterable[str] | None = None) -> Catalog:

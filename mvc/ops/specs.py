@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from mvc.deployment.records import decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
-from mvc.ids import ObjectId, is_object_id, parse_id_prefix, short
+from mvc.ids import ObjectId, parse_id_prefix, short
 from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
 from mvc.refs import RefStore
 from mvc.repo import Repo
@@ -113,23 +114,8 @@ def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:
     record_id = repo.refs.get(channel(model, name))
     if record_id is None:
         return None
-    record = repo.objects.get_meta(record_id)
-    arms = [
-        item
-        for item in record.get("arms", [])
-        if isinstance(item, dict) and is_object_id(str(item.get("version")))
-    ]
-    for item in arms:
-        if item.get("role") == arm or item.get("name") == arm:  # A/B arms go by name
-            return ObjectId(item["version"])
-    if arm == "stable":  # an A/B test has no stable arm: the channel means its first arm
-        for item in arms:
-            if item.get("role") == "ab":
-                return ObjectId(item["version"])
-    raise NotFound(
-        f"channel {name!r} of {model!r} has no {arm!r} arm right now",
-        hint=f"see `mvc channel show {model} {name}`",
-    )
+    record = decode_record(repo.objects.get_meta(record_id), record_id)
+    return serving_arm(record, arm).version
 
 
 def tag_candidates(rev: str) -> list[str]:

@@ -8,12 +8,12 @@ import multiprocessing
 from collections.abc import Callable
 
 import pytest
-from deployfix import ENV, Store
+from deployfix import ENV, TABLE, Store, build_store
 
+from mvc.deployment.records import AdapterRef, decode_record
 from mvc.errors import (
     CorruptObject,
     InvalidInput,
-    MvcError,
     NotFound,
     NothingToDo,
     RefConflict,
@@ -29,7 +29,7 @@ def v(st: Store, spec: str) -> str:
     return st.ids[spec if "@" in spec else f"bert@{spec}"]
 
 
-# --- the transition table ------------------------------------------------------------------------
+# --- each transition kind, through the command line (the full table is tests/test_deployment.py) ---
 
 M, C = "bert", "prod"
 SETUPS: dict[str, list[Callable[[Repo], object]]] = {
@@ -57,84 +57,67 @@ SETUPS: dict[str, list[Callable[[Repo], object]]] = {
         lambda r: ops.deploy_ab(r, M, C, [("v1.5.0", 50), ("v1.6.0", 50)]),
     ],
 }
-ACTIONS: dict[str, Callable[[Repo], ops.Move]] = {
-    "set": lambda r: ops.set_channel(r, M, C, "v1.6.0"),
-    "canary": lambda r: ops.deploy_canary(r, M, C, "v1.5.0", 20),
-    "step": lambda r: ops.step_canary(r, M, C, 30),
-    "blue-green": lambda r: ops.deploy_blue_green(r, M, C, "v1.5.0"),
-    "shadow": lambda r: ops.deploy_shadow(r, M, C, "v1.5.0"),
-    "ab": lambda r: ops.deploy_ab(r, M, C, [("v1.5.0", 30), ("v1.6.0", 70)]),
-    "promote": lambda r: ops.promote(r, M, C),
-    "promote-arm": lambda r: ops.promote(r, M, C, arm="b"),
-    "switch": lambda r: ops.switch(r, M, C),
-    "rollback": lambda r: ops.rollback(r, M, C),
+# kind -> (a state it moves from, the command, the state it leads to)
+CLI_MOVES: dict[str, tuple[str, list[str], str]] = {
+    "set": ("none", ["channel", "set", M, C, "v1.6.0"], "stable"),
+    "canary": ("switched", ["deploy", M, C, "v1.5.0", "--canary", "20"], "canary"),
+    "step": ("canary", ["deploy", M, C, "--step", "30"], "canary"),
+    "blue-green": ("shadow", ["deploy", M, C, "v1.5.0", "--blue-green"], "staged"),
+    "shadow": ("stable", ["deploy", M, C, "v1.5.0", "--shadow"], "shadow"),
+    "ab": ("ab", ["deploy", M, C, "--ab", "v1.5.0=30,v1.6.0=70"], "ab"),
+    "promote": ("canary", ["promote", M, C], "stable"),
+    "promote-arm": ("ab", ["promote", M, C, "--arm", "b"], "stable"),
+    "switch": ("staged", ["switch", M, C], "switched"),
+    "rollback": ("canary", ["rollback", M, C], "stable"),
 }
-U, N = UsageError, NotFound
-# state -> action -> the state it leads to, or the error it is refused with
-TABLE: dict[str, dict[str, str | type[MvcError]]] = {
-    "none": {
-        "set": "stable", "canary": N, "step": N, "blue-green": N, "shadow": N, "ab": N,
-        "promote": N, "promote-arm": N, "switch": N, "rollback": N,
-    },
-    "stable": {
-        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
-        "shadow": "shadow", "ab": "ab", "promote": U, "promote-arm": U, "switch": U,
-        "rollback": N,
-    },
-    "canary": {
-        "set": "stable", "canary": U, "step": "canary", "blue-green": U, "shadow": U, "ab": U,
-        "promote": "stable", "promote-arm": U, "switch": U, "rollback": "stable",
-    },
-    "staged": {
-        "set": "stable", "canary": U, "step": U, "blue-green": U, "shadow": U, "ab": U,
-        "promote": U, "promote-arm": U, "switch": "switched", "rollback": "stable",
-    },
-    "switched": {
-        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
-        "shadow": "shadow", "ab": "ab", "promote": "stable", "promote-arm": U,
-        "switch": "switched", "rollback": "stable",
-    },
-    "shadow": {
-        "set": "stable", "canary": "canary", "step": U, "blue-green": "staged",
-        "shadow": "shadow", "ab": "ab", "promote": U, "promote-arm": U, "switch": U,
-        "rollback": "stable",
-    },
-    "ab": {
-        "set": "stable", "canary": U, "step": U, "blue-green": U, "shadow": U, "ab": "ab",
-        "promote": U, "promote-arm": "stable", "switch": U, "rollback": "stable",
-    },
-}  # fmt: skip
-CASES = [(s, a, outcome) for s, row in TABLE.items() for a, outcome in row.items()]
+# kind -> a command of that kind refused in the same state, and its exit code
+CLI_REFUSALS: dict[str, tuple[list[str], int]] = {
+    "set": (["channel", "set", M, C, "v9.9.9"], 1),
+    "canary": (["deploy", M, C, "v1.6.0", "--canary", "5"], 2),  # v1.6.0 is the stable
+    "step": (["deploy", M, C, "--step", "10"], 2),  # it already is 10%
+    "blue-green": (["deploy", M, C, "v1.4.0", "--blue-green"], 2),
+    "shadow": (["deploy", M, C, "v1.4.0", "--shadow"], 2),
+    "ab": (["deploy", M, C, "--ab", "v1.5.0=50,v1.6.0=50"], 2),  # the same arms again
+    "promote": (["promote", M, C, "--arm", "b"], 2),
+    "promote-arm": (["promote", M, C], 2),  # an A/B test needs --arm
+    "switch": (["switch", M, C, "--expect", "0000"], 11),  # planned on another record
+    "rollback": (["rollback", M, C, "--to", "v9.0.0"], 1),
+}
 
 
-def test_table_covers_every_state_and_action() -> None:
-    assert set(TABLE) == {"none", *ops.STATES}
-    assert all(set(row) == set(ACTIONS) for row in TABLE.values())
-
-
-@pytest.mark.parametrize(
-    ("state", "action", "outcome"), CASES, ids=[f"{s}-{a}" for s, a, _ in CASES]
-)
-def test_transition(st: Store, state: str, action: str, outcome: object) -> None:
+def _in_state(st: Store, state: str) -> None:
     for step in SETUPS[state]:
         step(st.repo)
         st.clock.tick()
+
+
+def test_every_transition_kind_has_a_cli_test() -> None:
+    assert set(CLI_MOVES) == set(CLI_REFUSALS) == set(TABLE["stable"])
+    for kind, (state, _argv, outcome) in CLI_MOVES.items():
+        assert TABLE[state][kind] == outcome  # the same move the pure table plans
+
+
+@pytest.mark.parametrize("kind", list(CLI_MOVES))
+def test_cli_transition(cli_store: Store, cli, kind: str) -> None:
+    """One refused and one made move of each kind, through the command line and the store."""
+    st = cli_store
+    state, argv, outcome = CLI_MOVES[kind]
+    _in_state(st, state)
     ref = channel(M, C)
     before = st.repo.refs.entries(ref)
-    if isinstance(outcome, str):
-        move = ACTIONS[action](st.repo)
-        assert move.record.state == outcome
-        assert st.repo.refs.get(ref) == move.record.id
-        assert move.record.previous == (before[-1].new if before else None)
-        stored = ops.load_record(st.repo, move.record.id or "")
-        assert stored == move.record
-        assert sum(a.weight for a in stored.arms) == 100
-    else:
-        assert isinstance(outcome, type)
-        with pytest.raises(outcome) as caught:
-            ACTIONS[action](st.repo)
-        assert caught.value.message
-        assert st.repo.refs.entries(ref) == before  # a refused move changes nothing
+    refused_argv, code = CLI_REFUSALS[kind]
+    refused = cli(*refused_argv, expect=code)
+    assert refused.stdout == "" and refused.stderr.startswith("error: ")
+    assert st.repo.refs.entries(ref) == before  # a refused move changes nothing
+    out = cli(*argv, "--json").json()
+    record = out["record"]
+    assert record["state"] == outcome
+    assert st.repo.refs.get(ref) == record["id"]
+    assert record["previous"] == (before[-1].new if before else None)
+    stored = ops.load_record(st.repo, record["id"])
+    assert stored.to_json() == record
+    assert sum(a.weight for a in stored.arms) == 100
+    assert len(st.repo.refs.entries(ref)) == len(before) + 1
 
 
 # --- what each move records -----------------------------------------------------------------------
@@ -257,6 +240,8 @@ def test_deprecated_versions_are_refused(st: Store) -> None:
 
     ops.set_channel(st.repo, M, C, "v1.4.0")
     create_tag(st.repo, M, "deprecated/v1.5.0", "v1.5.0", "leaks PII")
+    assert ops.deprecation(st.repo, M, v(st, "v1.5.0")) == "tag deprecated/v1.5.0: leaks PII"
+    assert ops.deprecation(st.repo, M, v(st, "v1.6.0")) is None
     with pytest.raises(UsageError, match="deprecated.*leaks PII"):
         ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
     with pytest.raises(UsageError, match="deprecated"):
@@ -271,11 +256,11 @@ def test_base_plus_adapter_target(st: Store) -> None:
     move = ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
     arm = move.record.arms[0]
     assert arm.version == v(st, "v1.4.0")
-    assert arm.adapter == ops.AdapterRef("sql-lora", v(st, "sql-lora@v1.3.0"))
+    assert arm.adapter == AdapterRef("sql-lora", v(st, "sql-lora@v1.3.0"))
     value = st.repo.objects.get_meta(move.record.id or "")
     assert sorted(value["refs"]) == sorted([v(st, "v1.4.0"), v(st, "sql-lora@v1.3.0")])
     canary = ops.deploy_canary(st.repo, M, C, "bert@v1.4.0+sql-lora@v1.4.0", 10)
-    assert canary.record.arms[1].adapter == ops.AdapterRef("sql-lora", v(st, "sql-lora@v1.4.0"))
+    assert canary.record.arms[1].adapter == AdapterRef("sql-lora", v(st, "sql-lora@v1.4.0"))
 
 
 def test_incompatible_adapter_is_refused_before_the_move(st: Store) -> None:
@@ -407,7 +392,7 @@ def test_malformed_records_are_refused(st: Store) -> None:
     ]
     for value in bad:
         with pytest.raises(CorruptObject):
-            ops.decode_record(value, "ab" * 32)
+            decode_record(value, "ab" * 32)
 
 
 def test_gc_keeps_every_version_a_channel_history_names(st: Store) -> None:

@@ -851,6 +851,8 @@ def _record(model: str, version: str, previous: str | None) -> dict:
         "arms": [{"role": "stable", "version": version, "weight": 100}],
         "previous": previous,
         "refs": [version],
+        **{"restores": None, "action": "set", "state": "stable"},
+        **{"who": "Ada", "when": "2026-03-01T12:00:00Z", "why": "deploy"},
     }
 
 

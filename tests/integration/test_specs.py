@@ -90,6 +90,10 @@ def history(store):
     record = {
         "type": "deployment",
         "format": 1,
+        "model": "bert",
+        "channel": "prod",
+        **{"previous": None, "restores": None, "action": "deploy", "state": "canary"},
+        **{"who": "Ada", "when": "2026-03-01T12:00:00Z", "why": "canary"},
         "arms": [
             {"role": "stable", "version": v1, "weight": 90},
             {"role": "canary", "version": v2, "weight": 10},
