@@ -4,6 +4,12 @@ Every file is written atomically (a reader sees the old file, or all of the new 
 streamed from the store with every chunk verified. ``mvc-export.json`` at the destination
 remembers the blake3 of each file an export wrote, so running an export again writes only files
 that changed, and removes only files an earlier export wrote (never anything else).
+
+Before an export writes a file that is not yet there, the manifest names it as ``pending``, so a
+run killed part-way (even the very first) leaves a destination the next run recognises as its
+own: pending files are rewritten or removed, never mistaken for somebody else's. A local
+destination is written like a checkout: never through a symlink (a folder, a file or the
+manifest itself), and temp files a killed run left there are removed.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.ids import ObjectId, hash_bytes
 from mvc.repo import Repo
 from mvc.storage.base import Storage
-from mvc.storage.local import LocalStorage
+from mvc.storage.local import TMP_PREFIX, LocalStorage
+from mvc.worktree.paths import safe_target, validate_version_path
 
 MANIFEST = "mvc-export.json"
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+# LocalStorage's temp names (``.tmp-`` + 16 hex digits): only these are cleaned up.
+_STALE_TEMP = re.compile(rf"^{re.escape(TMP_PREFIX)}[0-9a-f]{{16}}$")
 
 
 def is_url(dest: str) -> bool:
@@ -53,15 +62,25 @@ class Sink:
     skipped: int = 0
     bytes_written: int = 0
     removed: list[str] = field(default_factory=list)
+    dest: str = ""
+    pending: set[str] = field(default_factory=set)  # keys named before being written
 
     @classmethod
     def open(cls, dest: str, options: dict[str, str] | None = None) -> Sink:
         storage = open_destination(dest, options)
-        sink = cls(storage)
+        sink = cls(storage, dest=dest)
+        sink.check(MANIFEST)
+        if isinstance(storage, LocalStorage):
+            _remove_stale_temps(storage.root)
         try:
             raw = json.loads(storage.read(MANIFEST))
             files = raw.get("files", {}) if isinstance(raw, dict) else {}
             sink.previous = {k: v for k, v in files.items() if isinstance(v, str)}
+            pending = raw.get("pending", []) if isinstance(raw, dict) else []
+            if isinstance(pending, list):
+                # Files a killed run meant to write: ours, with unknown content.
+                sink.pending = {k for k in pending if isinstance(k, str)} - set(sink.previous)
+                sink.previous.update(dict.fromkeys(sink.pending, ""))
         except NotFound:
             # No earlier export here: the destination must hold nothing we could overwrite.
             stray = next(iter(storage.walk("")), None)
@@ -76,11 +95,39 @@ class Sink:
                 f"{MANIFEST} in {dest} is not valid JSON",
                 hint="remove it; the next export rewrites every file",
             ) from exc
+        for key in sink.previous:
+            sink.check(key)  # a planted manifest must not delete through a link either
         return sink
+
+    def check(self, key: str) -> None:
+        """Refuse a key that is no safe path, or (in a local folder) lies behind a symlink."""
+        try:
+            if isinstance(self.storage, LocalStorage):
+                safe_target(self.storage.root, key)
+            else:
+                validate_version_path(key)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"export to {self.dest}: {exc.message}",
+                hint="remove the symlink (or the file in the way), or export into an empty folder",
+            ) from exc
+
+    def _intend(self, keys: list[str]) -> None:
+        """Name ``keys`` in the manifest as pending before writing them (see the module doc)."""
+        new = [k for k in keys if k not in self.previous and k not in self.pending]
+        new = [k for k in new if not self.storage.exists(k)]  # existing ones are claimed or refused
+        if not new:
+            return
+        self.pending.update(new)
+        self.finish({"complete": False})
 
     def put_version(self, repo: Repo, version: ObjectId, prefix: str) -> None:
         """Every file of a version below ``prefix`` (unchanged files are left alone)."""
         tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
+        keys = [f"{prefix}/{path}" for path in sorted(tree.files)]
+        for key in keys:
+            self.check(key)
+        self._intend(keys)
         for path, entry in sorted(tree.files.items()):
             key = f"{prefix}/{path}"
             if self._unchanged(key, entry.b3, entry.size) or self._claim(key, entry.b3):
@@ -88,6 +135,7 @@ class Sink:
                 self.skipped += 1
                 continue
             manifest = repo.objects.get_manifest(entry.manifest)
+            self.check(key)
             self.storage.write(key, repo.objects.iter_file(manifest, path))
             self.files[key] = entry.b3  # only once written: a failed export records what it did
             self.written.append(key)
@@ -127,10 +175,13 @@ class Sink:
     def put_text(self, key: str, text: str) -> None:
         data = text.encode("utf-8")
         digest = hash_bytes(data)
+        self.check(key)
+        self._intend([key])
         if self._unchanged(key, digest, len(data)) or self._claim(key, digest):
             self.files[key] = digest
             self.skipped += 1
             return
+        self.check(key)
         self.storage.write(key, [data])
         self.files[key] = digest
         self.written.append(key)
@@ -141,10 +192,27 @@ class Sink:
         for key in sorted(self.previous):
             if key in self.files or not any(key.startswith(p + "/") for p in prefixes):
                 continue
+            self.check(key)
             self.storage.delete(key)
             self.removed.append(key)
 
     def finish(self, about: dict[str, Any]) -> None:
-        kept = {k: v for k, v in self.previous.items() if k not in self.removed}
-        body = {"format": 1, **about, "files": {**kept, **self.files}}
+        """Write the manifest: every file written or kept, and what is still only pending."""
+        gone = set(self.removed)
+        kept = {k: v for k, v in self.previous.items() if k not in gone and v}
+        files = {**kept, **self.files}
+        pending = sorted(self.pending - gone - set(files))
+        body = {"format": 1, **about, "files": files, **({"pending": pending} if pending else {})}
+        self.check(MANIFEST)
         self.storage.write(MANIFEST, [encode_canonical(body) + b"\n"])
+
+
+def _remove_stale_temps(root: str) -> None:
+    """Temp files a killed export left (never followed into symlinked folders)."""
+    for folder, _dirs, names in os.walk(root):
+        for name in names:
+            if _STALE_TEMP.match(name):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                except OSError:
+                    pass  # gone already, or not ours to remove: it is never listed anyway

@@ -6,11 +6,16 @@ object) while staging leaves the folder as it was. The final removals and rename
 not atomic as a whole: interrupted there, the folder holds a mix of old and new files, each one
 whole, and `mvc status` shows which. A rename replaces a path without following a symlink, and
 ``safe_target`` refuses symlinked folders on the way.
+
+A temp file is named ``.mvc-tmp-PID-HEX`` after the process writing it. One left by a killed
+process is removed by the next scan of its folder (status, commit, checkout); one whose process
+still runs is left alone. Scans never version either.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable, Iterable
@@ -20,6 +25,32 @@ from mvc.errors import InvalidInput, MvcError
 from mvc.worktree.paths import safe_target
 
 TEMP_PREFIX = ".mvc-tmp-"
+# The names ``Staging`` gives its temp files (older versions wrote no process id).
+_TEMP_NAME = re.compile(rf"^{re.escape(TEMP_PREFIX)}(?:(\d+)-)?[0-9a-f]{{12}}$")
+
+
+def remove_if_stale_temp(path: str) -> bool:
+    """Remove ``path`` if it is a checkout's temp file whose process is gone; whether it was."""
+    match = _TEMP_NAME.match(os.path.basename(path))
+    if not match or (match.group(1) and _running(int(match.group(1)))):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:
+        return False  # gone already, or a read-only folder: scans skip it all the same
+    return True
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid > 0  # someone else's live process (or no valid id at all)
+    return True
 
 
 @dataclass
@@ -55,7 +86,7 @@ class Staging:
             final = os.path.join(os.path.abspath(self.root), *rel.split("/"))
             folder = os.path.abspath(self.root)
         self.created.extend(_make_folders(self.root, folder))
-        temp = os.path.join(folder, f"{TEMP_PREFIX}{secrets.token_hex(6)}")
+        temp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(temp, flags, 0o755 if executable else 0o644)
         self.staged.append((temp, final))

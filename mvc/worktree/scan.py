@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mvc.errors import InvalidInput, NotFound
 from mvc.worktree.ignore import Matcher, load_ignore
-from mvc.worktree.materialise import TEMP_PREFIX
+from mvc.worktree.materialise import TEMP_PREFIX, remove_if_stale_temp
 from mvc.worktree.paths import validate_version_path
 
 
@@ -76,8 +76,11 @@ def _scan_folder(root: str, ignored: Matcher, follow_symlinks: bool) -> dict[str
                     if not ignored(rel + "/"):
                         stack.append(rel + "/")
                     continue
-                if ignored(rel) or entry.name.startswith(TEMP_PREFIX):
-                    continue  # ignored, or a checkout's temp file (left by a killed process)
+                if entry.name.startswith(TEMP_PREFIX):
+                    remove_if_stale_temp(entry.path)  # left by a killed checkout
+                    continue  # a checkout's temp file is never model content
+                if ignored(rel):
+                    continue
                 found_file = _file_entry(root, real_root, rel, entry, follow_symlinks)
                 if found_file:
                     found[found_file.rel] = found_file
