@@ -12,7 +12,7 @@ from typing import Any
 from mvc.canonical import decode_json, encode_canonical
 from mvc.errors import CorruptObject, InvalidInput
 from mvc.ids import ObjectId, is_object_id
-from mvc.paths import validate_version_path
+from mvc.paths import check_twins, validate_version_path
 
 FORMAT = 1
 
@@ -189,6 +189,10 @@ def decode_tree(value: dict[str, Any], oid: str) -> Tree:
         _require(_is_size(size) and isinstance(b3, str) and is_object_id(b3), "bad entry", oid)
         _require(kind in KINDS and isinstance(raw.get("x"), bool), "bad entry", oid)
         entries[path] = TreeEntry(ObjectId(manifest), size, b3, kind, raw["x"])
+    try:
+        check_twins(entries)
+    except InvalidInput as exc:
+        raise CorruptObject(f"tree {oid[:12]} holds {exc}", object_id=oid) from exc
     for path in entries:  # a path cannot be both a file and a folder ("a" and "a/b")
         folder = path
         while "/" in folder:

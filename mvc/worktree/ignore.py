@@ -1,6 +1,7 @@
 """``.mvcignore``: which files of a folder a version leaves out (gitignore syntax).
 
-``.mvc/`` and ``.git/`` are always left out. The ignore file itself is versioned, like git's.
+``.mvc/`` and ``.git/`` are always left out, at any depth (a model folder may hold a clone).
+The ignore file itself is versioned, like git's.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def load_ignore(folder: str) -> Matcher:
         raise InvalidInput(f"cannot read {path}: {exc}", hint="fix the file or remove it") from exc
 
     def always(rel: str) -> bool:
-        return rel.split("/", 1)[0] in ALWAYS_IGNORED
+        return any(part in ALWAYS_IGNORED for part in rel.split("/"))
 
     if not any(line.strip() and not line.lstrip().startswith("#") for line in lines):
         return always

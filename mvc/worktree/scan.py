@@ -12,6 +12,7 @@ import stat
 from dataclasses import dataclass
 
 from mvc.errors import InvalidInput, NotFound
+from mvc.paths import check_twins
 from mvc.worktree.ignore import Matcher, load_ignore
 from mvc.worktree.materialise import TEMP_PREFIX, remove_if_stale_temp
 from mvc.worktree.paths import validate_version_path
@@ -84,6 +85,7 @@ def _scan_folder(root: str, ignored: Matcher, follow_symlinks: bool) -> dict[str
                 found_file = _file_entry(root, real_root, rel, entry, follow_symlinks)
                 if found_file:
                     found[found_file.rel] = found_file
+    check_twins(found)  # one file on macOS and Windows
     return dict(sorted(found.items()))
 
 

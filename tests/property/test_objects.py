@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mvc import codec
 from mvc.canonical import encode_canonical
-from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
+from mvc.errors import CorruptObject, InvalidInput, MvcError, NotFound, UnknownFormat
 from mvc.ids import hash_bytes
 from mvc.objects import (
     ChunkRef,
@@ -32,6 +32,7 @@ from mvc.objects import (
     encode_object,
     history_ids,
 )
+from mvc.paths import check_twins, path_problem
 from mvc.refnames import branch
 from mvc.refs import RefEntry, decode_entry
 from mvc.storage.local import LocalStorage
@@ -274,15 +275,19 @@ def test_store_refuses_delta_cycles(tmp_path) -> None:
 
 _ROUND = settings(max_examples=100, deadline=None, database=None)
 object_ids = st.binary(min_size=1, max_size=8).map(hash_bytes)
-version_paths = st.lists(
-    st.text(
-        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\:"),
+version_paths = (
+    st.lists(
+        st.text(
+            st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\:"),
+            min_size=1,
+            max_size=8,
+        ).filter(lambda s: s not in (".", "..", ".mvc", ".git")),
         min_size=1,
-        max_size=8,
-    ).filter(lambda s: s not in (".", "..", ".mvc", ".git")),
-    min_size=1,
-    max_size=3,
-).map("/".join)
+        max_size=3,
+    )
+    .map("/".join)
+    .filter(lambda p: path_problem(p) is None)
+)
 json_leaf = (
     st.none()
     | st.booleans()
@@ -341,6 +346,17 @@ def test_version_round_trip_property(
     assert encode_object(decode_version(decode_meta(data, oid), oid)) == data
 
 
+def _without_twins(files: dict) -> dict:
+    kept: dict = {}
+    for path, entry in files.items():
+        try:
+            check_twins([*kept, path])
+        except InvalidInput:
+            continue
+        kept[path] = entry
+    return kept
+
+
 @_ROUND
 @given(
     st.dictionaries(
@@ -360,6 +376,7 @@ def test_version_round_trip_property(
 def test_tree_and_manifest_round_trip_property(files: dict, chunks: list) -> None:
     # a path cannot be both a file and a folder: drop the folders' files
     files = {p: e for p, e in files.items() if not any(q.startswith(p + "/") for q in files)}
+    files = _without_twins(files)  # "A" and "a" are one file on macOS and Windows
     tree = Tree(files)
     data = encode_object(tree)
     assert decode_tree(decode_meta(data, "t" * 64), "t" * 64) == tree
