@@ -112,3 +112,38 @@ class RemoteError(MvcError):
 
 class Interrupted(MvcError):
     exit_code = EXIT_INTERRUPTED
+
+
+# OSErrors the environment causes, not mvc: each becomes a clean one-line error (exit 1).
+_ENVIRONMENT_ERRNOS = {
+    28: "disk full",
+    122: "disk full",
+    30: "read-only",
+    13: "denied",
+    1: "denied",
+}
+
+
+def is_environment_error(exc: BaseException) -> bool:
+    """A full disk or quota, a read-only file system, or permissions: the user's to fix."""
+    return isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS
+
+
+def environment_error(exc: OSError, what: str) -> MvcError:
+    """The clean error for ``exc`` (see ``is_environment_error``) met while writing ``what``."""
+    kind = _ENVIRONMENT_ERRNOS.get(exc.errno or 0)
+    if kind == "disk full":
+        return MvcError(
+            f"disk full while writing {what}", hint="free space, then run the command again"
+        )
+    if kind == "read-only":
+        return MvcError(
+            f"cannot write {what}: the file system is read-only",
+            hint="read commands (log, show, cat, fsck) still work; write commands need a "
+            "writable store and folder",
+        )
+    if kind == "denied":
+        return MvcError(
+            f"cannot write {what}: permission denied", hint="check the folder's permissions"
+        )
+    return MvcError(f"cannot write {what}: {exc.strerror or exc}")

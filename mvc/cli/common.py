@@ -14,7 +14,14 @@ import typer
 
 from mvc.canonical import parse_scalar
 from mvc.cli.output import Output
-from mvc.errors import EXIT_ERROR, EXIT_INTERRUPTED, MvcError, UsageError
+from mvc.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    MvcError,
+    UsageError,
+    environment_error,
+    is_environment_error,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,6 +95,11 @@ def handles_errors(func: F) -> F:
         except Exception as exc:  # the CLI's outer edge: anything else is a bug of ours
             if os.environ.get("MVC_DEBUG"):
                 traceback.print_exc()
+            if isinstance(exc, OSError) and is_environment_error(exc):
+                # A full disk or a read-only folder met where no clean error was raised yet.
+                clean = environment_error(exc, str(exc.filename or "a file"))
+                out.error(clean.message, clean.hint)
+                raise typer.Exit(clean.exit_code) from None
             out.error(
                 f"internal error: {type(exc).__name__}: {exc}",
                 "run again with MVC_DEBUG=1 for a traceback, and report it",

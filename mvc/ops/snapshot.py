@@ -10,9 +10,10 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mvc.errors import InvalidInput, MvcError
@@ -22,6 +23,9 @@ from mvc.progress import NullProgress, Progress
 from mvc.repo import Repo
 from mvc.worktree.scan import FileStat, ScannedFile, scan
 from mvc.worktree.statcache import StatCache
+
+if TYPE_CHECKING:
+    from mvc.chunking import ChunkSpan
 
 INDEX = "index"
 
@@ -72,6 +76,14 @@ class _FileHasher:
         self.progress.advance(len(view))
         return oid
 
+    def _span_chunk(self, view: memoryview, span: ChunkSpan, source_fd: int) -> ObjectId:
+        piece = view[span.offset : span.offset + span.length]
+        try:
+            return self._chunk(piece, span.elem_width, (source_fd, span.offset))
+        finally:
+            with suppress(BufferError):  # released here, a traceback keeps no hold on the file
+                piece.release()
+
     def entry(self, scanned: ScannedFile) -> TreeEntry:
         from mvc.chunking import plan_file
 
@@ -96,23 +108,30 @@ class _FileHasher:
                     # (committed with --raw, or not yet committed) is hashed as plain bytes.
                     plan = plan_file(scanned.path, view, scanned.rel, raw=True)
                 whole = self.pool.submit(_whole_hash, view)
-                ids = list(
-                    self.pool.map(
-                        lambda span: self._chunk(
-                            view[span.offset : span.offset + span.length],
-                            span.elem_width,
-                            (source_fd, span.offset),
-                        ),
-                        plan.spans,
-                    )
-                )
-                b3 = whole.result()
+                pieces = [
+                    self.pool.submit(self._span_chunk, view, span, source_fd) for span in plan.spans
+                ]
+                try:
+                    ids = [future.result() for future in pieces]
+                    b3 = whole.result()
+                except BaseException:
+                    # Stop the queued pieces and wait for the running ones (Ctrl-C, disk full):
+                    # none may still read the mapping or write into the store after this.
+                    for future in pieces:
+                        future.cancel()
+                    wait([whole])
+                    wait(pieces)
+                    raise
             finally:
-                view.release()
+                # An interrupted chunker or a failed piece's traceback may still hold the
+                # mapping: then it closes once that is gone. Never let this hide the error.
+                with suppress(BufferError):
+                    view.release()
         finally:
             os.close(source_fd)
             if isinstance(data, mmap.mmap):
-                data.close()
+                with suppress(BufferError):
+                    data.close()
         # The chunks were hashed from a mapping and copied from the file: both are only the
         # same bytes if nobody wrote the file meanwhile. Any write changes its mtime or ctime;
         # raising here (inside the commit's batch) discards every object written for it.

@@ -107,12 +107,20 @@ def _fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def _disk_error(exc: OSError, what: str) -> MvcError:
-    if exc.errno == errno.ENOSPC:
+def _disk_error(exc: OSError, what: str, root: str = "") -> MvcError:
+    where = f" in {root}" if root else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return MvcError(
-            f"disk full while writing {what}", hint="free space, then run the command again"
+            f"disk full while writing {what}{where}",
+            hint="free space, then run the command again",
         )
-    return MvcError(f"cannot write {what}: {exc.strerror or exc}")
+    if exc.errno == errno.EROFS:
+        return MvcError(
+            f"cannot write {what}{where}: the file system is read-only",
+            hint="read commands (log, show, cat, fsck) still work; write commands need a "
+            "writable store",
+        )
+    return MvcError(f"cannot write {what}{where}: {exc.strerror or exc}")
 
 
 class LocalStorage:
@@ -245,7 +253,7 @@ class LocalStorage:
             except OSError as exc:
                 for _target, temp in items:
                     _unlink_quietly(temp)
-                raise _disk_error(exc, f"{len(items)} objects") from exc
+                raise _disk_error(exc, f"{len(items)} objects", self.root) from exc
             if self.fsync:
                 list(pool.map(_fsync_dir, folders))
 
@@ -263,7 +271,7 @@ class LocalStorage:
             try:
                 temp = self._write_temp(target, parts, sync=False, copy=copy)
             except OSError as exc:
-                raise _disk_error(exc, key) from exc
+                raise _disk_error(exc, key, self.root) from exc
             with self._pending_lock:
                 replaced = self._pending.get(target)
                 self._pending[target] = temp
@@ -278,7 +286,7 @@ class LocalStorage:
                 _unlink_quietly(temp)
                 raise
         except OSError as exc:
-            raise _disk_error(exc, key) from exc
+            raise _disk_error(exc, key, self.root) from exc
         if self.fsync:
             _fsync_dir(os.path.dirname(target))
 
@@ -287,13 +295,13 @@ class LocalStorage:
         try:
             temp = self._write_temp(target, [data])
         except OSError as exc:
-            raise _disk_error(exc, key) from exc
+            raise _disk_error(exc, key, self.root) from exc
         try:
             os.link(temp, target)
         except FileExistsError:
             return False
         except OSError as exc:
-            raise _disk_error(exc, key) from exc
+            raise _disk_error(exc, key, self.root) from exc
         finally:
             _unlink_quietly(temp)
         if self.fsync:

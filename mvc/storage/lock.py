@@ -13,15 +13,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from mvc.errors import LockTimeout
+from mvc.errors import LockTimeout, environment_error
 
 DEFAULT_TIMEOUT = 60.0
 
 
 @contextmanager
 def hold(path: str, *, shared: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Iterator[None]:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a read-only or full store: every writer starts here
+        raise environment_error(exc, f"the lock file {path}") from exc
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     deadline = time.monotonic() + timeout
     delay = 0.005

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from mvc.errors import InvalidInput, MvcError
+from mvc.errors import InvalidInput, MvcError, environment_error, is_environment_error
 from mvc.worktree.paths import safe_target
 
 TEMP_PREFIX = ".mvc-tmp-"
@@ -85,18 +85,23 @@ class Staging:
             # Blocked until the removals: stage in the root, make the folders at commit.
             final = os.path.join(os.path.abspath(self.root), *rel.split("/"))
             folder = os.path.abspath(self.root)
-        self.created.extend(_make_folders(self.root, folder))
-        temp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(temp, flags, 0o755 if executable else 0o644)
-        self.staged.append((temp, final))
         try:
-            write(fd)
-            if self.fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(temp, 0o755 if executable else 0o644)
+            self.created.extend(_make_folders(self.root, folder))
+            temp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(temp, flags, 0o755 if executable else 0o644)
+            self.staged.append((temp, final))
+            try:
+                write(fd)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(temp, 0o755 if executable else 0o644)
+        except OSError as exc:
+            if not is_environment_error(exc):
+                raise
+            raise environment_error(exc, final) from exc  # the caller's abort removes temps
 
     def commit(self) -> None:
         for temp, final in self.staged:
