@@ -6,6 +6,8 @@ Every error says what failed, on which object, and what to do next (``hint``). T
 
 from __future__ import annotations
 
+import errno
+
 # The exit-code table. Keep docs/exit-codes.md in step with it.
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -116,11 +118,12 @@ class Interrupted(MvcError):
 
 # OSErrors the environment causes, not mvc: each becomes a clean one-line error (exit 1).
 _ENVIRONMENT_ERRNOS = {
-    28: "disk full",
-    122: "disk full",
-    30: "read-only",
-    13: "denied",
-    1: "denied",
+    errno.ENOSPC: "disk full",
+    errno.EDQUOT: "disk full",
+    errno.EROFS: "read-only",
+    errno.EACCES: "denied",
+    errno.EPERM: "denied",
+    errno.ENAMETOOLONG: "too long",
 }
 
 
@@ -141,6 +144,11 @@ def environment_error(exc: OSError, what: str) -> MvcError:
             f"cannot write {what}: the file system is read-only",
             hint="read commands (log, show, cat, fsck) still work; write commands need a "
             "writable store and folder",
+        )
+    if kind == "too long":
+        return MvcError(
+            f"cannot write {what}: the name is too long for this file system",
+            hint="check out into a folder with a shorter path",
         )
     if kind == "denied":
         return MvcError(

@@ -7,12 +7,13 @@ and never removes a file the version does not track.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from mvc.errors import DirtyWorkingFolder, NotFound, UsageError
+from mvc.errors import DirtyWorkingFolder, NotFound, UsageError, environment_error
 from mvc.ids import ObjectId
 from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
@@ -217,6 +218,9 @@ def checkout(
         sorted(to_remove),
         len(new_tree.files) - len(to_write),
     )
+    if (into_bound or bind) and not os.access(repo.store_dir, os.W_OK):
+        # The binding is written after the folder changes: refuse while nothing has changed.
+        raise environment_error(OSError(errno.EROFS, "read-only"), f"the store {repo.store_dir}")
     staging = Staging(
         folder, fsync=bool(repo.config.get("core.fsync")), removing=frozenset(result.removed)
     )

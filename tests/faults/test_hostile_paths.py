@@ -188,3 +188,12 @@ def test_checkout_refuses_planted_trees_with_dangerous_paths(store, cli, tmp_pat
     assert "unsafe path" in failed.stderr or "differ only in case" in failed.stderr
     assert "Traceback" not in failed.stderr and "OSError" not in failed.stderr
     assert not target.exists() or not os.listdir(target)
+
+
+def test_a_path_too_long_for_the_file_system_is_a_clean_error(store, cli, make_model, tmp_path):
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "x")
+    target = tmp_path.joinpath(*["d" * 250] * 18)  # every part fits, the whole path does not
+    failed = cli("checkout", "bert", "--to", target, expect=1)
+    assert "too long" in failed.stderr and "Traceback" not in failed.stderr
+    assert "internal error" not in failed.stderr

@@ -273,6 +273,8 @@ def test_a_read_only_store_refuses_every_write_cleanly_and_still_serves_reads(
     for command in READS:
         cli(*command)
     assert cli("cat", "bert", "config.json").stdout != '{"changed": true}\n'
+    # checkout refused before touching the folder (the binding it would move is in the store)
+    assert (folder / "config.json").read_text() == '{"changed": true}\n'
     assert _refs(store) == before
 
 
