@@ -14,6 +14,8 @@ import os
 
 import pytest
 from _worktree_helpers import plant_local_branch, plant_remote_branch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mvc.errors import InvalidInput
 from mvc.paths import validate_tree_paths, validate_version_path
@@ -96,6 +98,20 @@ def test_dangerous_paths_are_refused(path: str) -> None:
 @pytest.mark.parametrize("path", SAFE)
 def test_ordinary_paths_are_accepted(path: str) -> None:
     assert validate_version_path(path) == path
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=12), min_size=1, max_size=4).map("/".join))
+def test_any_text_is_accepted_safely_or_refused_with_our_error(path: str) -> None:
+    try:
+        validate_version_path(path)
+    except InvalidInput:
+        return
+    for part in path.split("/"):  # what was accepted is safe on every file system
+        assert part not in ("", ".", "..") and not part.endswith((".", " "))
+        assert part.rstrip(". ").casefold() not in (".git", ".mvc", "git~1", "mvc~1")
+        assert len(part.encode("utf-8")) <= 255
+    assert not set(path) & set('\\<>:"|?*\x00')
 
 
 @pytest.mark.parametrize(
