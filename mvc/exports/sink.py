@@ -70,8 +70,6 @@ class Sink:
         storage = open_destination(dest, options)
         sink = cls(storage, dest=dest)
         sink.check(MANIFEST)
-        if isinstance(storage, LocalStorage):
-            _remove_stale_temps(storage.root)
         try:
             raw = json.loads(storage.read(MANIFEST))
             files = raw.get("files", {}) if isinstance(raw, dict) else {}
@@ -97,6 +95,9 @@ class Sink:
             ) from exc
         for key in sink.previous:
             sink.check(key)  # a planted manifest must not delete through a link either
+        if isinstance(storage, LocalStorage):
+            # Only now: the folder is known to be an export's (or empty but for temp files).
+            _remove_stale_temps(storage.root)
         return sink
 
     def check(self, key: str) -> None:
@@ -209,7 +210,8 @@ class Sink:
 
 def _remove_stale_temps(root: str) -> None:
     """Temp files a killed export left (never followed into symlinked folders)."""
-    for folder, _dirs, names in os.walk(root):
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in (".mvc", ".git")]  # never a store's own temps
         for name in names:
             if _STALE_TEMP.match(name):
                 try:

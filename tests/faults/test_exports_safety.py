@@ -168,3 +168,18 @@ def test_temp_files_of_a_live_checkout_are_left_alone(store, cli, make_model) ->
         path.write_text("x")
     cli("status")
     assert live.exists() and lookalike.exists() and not dead.exists()
+
+
+def test_a_refused_export_removes_no_temp_files(store, cli, make_model, tmp_path) -> None:
+    """Temp files are cleaned only in a folder known to be an export's: never in, say, a
+    folder holding a store whose commit is writing right now."""
+    deploy(cli, make_model)
+    dest = tmp_path / "somebodys"
+    (dest / ".mvc" / "objects").mkdir(parents=True)
+    live = dest / ".mvc" / "objects" / ".tmp-0123456789abcdef"
+    beside = dest / ".tmp-0123456789abcdef"
+    for path in (live, beside):
+        path.write_text("being written")
+    (dest / "notes.txt").write_text("mine")
+    _export(cli, "dir", dest, expect=2)
+    assert live.exists() and beside.exists()
