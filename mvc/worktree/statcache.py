@@ -101,9 +101,9 @@ class StatCache:
                 for rel, c in sorted(self.files.items())
             },
         }
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         temp = f"{self.path}.tmp-{os.getpid()}"
         try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)  # fails in a read-only store
             with open(temp, "w", encoding="utf-8") as handle:
                 json.dump(body, handle, separators=(",", ":"))
             os.replace(temp, self.path)
