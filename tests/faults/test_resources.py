@@ -283,6 +283,7 @@ def test_a_read_only_store_refuses_every_write_cleanly_and_still_serves_reads(
 # --- Ctrl-C while a large file is hashed and stored (issue 12) -------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_commit_of_a_large_file_exits_130(store, tmp_path) -> None:
     folder = tmp_path / "work" / "models" / "bert"
     folder.mkdir(parents=True)
