@@ -8,7 +8,7 @@ import multiprocessing
 from collections.abc import Callable
 
 import pytest
-from deployfix import ENV, TABLE, Store, build_store
+from deployfix import ENV, TABLE, Store
 
 from mvc.deployment.records import AdapterRef, decode_record
 from mvc.errors import (
