@@ -36,6 +36,11 @@ WORTH_IT = 0.92
 ZSTD_LEVEL = 1
 # Decoded sizes up to this are allocated in one go when the zstd frame agrees with the header.
 _ZSTD_ONE_SHOT = 256 << 20
+#: Compressed input fed per step when the decoded size is not trusted (bounds each step's output).
+_BOUNDED_STEP = 512
+#: No object is larger than this (chunks are at most 16 MiB; metadata far smaller): an envelope
+#: claiming more is refused before anything is decoded or allocated.
+MAX_OBJECT = 256 << 20
 
 Buffer = bytes | bytearray | memoryview
 BaseLoader = Callable[[str], bytes]
@@ -48,35 +53,45 @@ def _zstd_compress(data: Buffer, level: int = ZSTD_LEVEL) -> bytes:
 
 
 def _zstd_decompress(data: Buffer, size: int) -> bytes:
+    """Exactly one zstd frame that decodes to ``size`` bytes, nothing after it. Memory stays
+    within about ``size`` plus one step's output, whatever the frame claims."""
     import zstandard
 
     try:
         if size <= _ZSTD_ONE_SHOT and zstandard.frame_content_size(data) == size:
-            out = zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+            # zstd itself checks the frame decodes to the size it declares.
+            decoder = zstandard.ZstdDecompressor().decompressobj()
+            out = decoder.decompress(data)
         else:
             # The size comes from a header we do not trust: never allocate it up front.
-            out = _zstd_decompress_bounded(data, size)
+            decoder, out = _zstd_decompress_bounded(data, size)
     except zstandard.ZstdError as exc:
         raise CorruptObject(f"zstd payload does not decode: {exc}") from exc
     if len(out) != size:
-        raise CorruptObject(f"zstd payload decoded to {len(out)} bytes, expected {size}")
+        raise CorruptObject(f"zstd payload decoded to {len(out)} or more bytes, expected {size}")
+    if not decoder.eof or decoder.unused_data:
+        raise CorruptObject("zstd payload is not exactly one complete frame")
     return out
 
 
-def _zstd_decompress_bounded(data: Buffer, size: int) -> bytes:
-    """Decompress in pieces, stopping once more than ``size`` bytes come out."""
+def _zstd_decompress_bounded(data: Buffer, size: int) -> tuple[Any, bytes]:
+    """Decompress in small steps of input, stopping once more than ``size`` bytes come out.
+    One step of ``_BOUNDED_STEP`` input bytes yields at most ~32768 times as much."""
     import zstandard
 
+    decoder = zstandard.ZstdDecompressor().decompressobj()
+    view = memoryview(data)
     pieces: list[bytes] = []
     total = 0
-    with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-        while total <= size:
-            piece = reader.read(1 << 20)
-            if not piece:
-                break
-            pieces.append(piece)
-            total += len(piece)
-    return b"".join(pieces)
+    for start in range(0, len(view), _BOUNDED_STEP):
+        if decoder.eof:
+            raise CorruptObject("zstd payload is not exactly one complete frame")
+        piece = decoder.decompress(view[start : start + _BOUNDED_STEP])
+        total += len(piece)
+        if total > size:
+            raise CorruptObject(f"zstd payload decodes to more than the {size} bytes expected")
+        pieces.append(piece)
+    return decoder, b"".join(pieces)
 
 
 def _pays(data: Buffer) -> bool:
@@ -261,10 +276,25 @@ def _decode_plain(header: dict[str, Any], payload: memoryview) -> bytes:
     raise CorruptObject(f"unknown object codec {codec!r}")
 
 
-def decode(stored: Buffer, load_base: BaseLoader | None = None) -> bytes:
-    """The object's bytes. The caller verifies them against the id."""
+def decode(
+    stored: Buffer, load_base: BaseLoader | None = None, *, expected_size: int | None = None
+) -> bytes:
+    """The object's bytes. The caller verifies them against the id.
+
+    Before anything is decoded: the size the header claims is at most ``MAX_OBJECT`` and, when
+    the caller knows it (a chunk's size from its file manifest), equal to ``expected_size``;
+    a compressed payload matches its stored checksum ``sb3``.
+    """
     header, start = read_header(stored)
+    check_size(header, expected_size)
     payload = memoryview(stored)[start:]
+    expected_sb3 = header.get("sb3")
+    if (
+        header["c"] != "raw"
+        and expected_sb3 is not None
+        and _stored_checksum([payload]) != expected_sb3
+    ):
+        raise CorruptObject("its stored bytes do not match their checksum (sb3)")
     if header["c"] != "delta":
         return _decode_plain(header, payload)
     base_id = header.get("base")
@@ -282,6 +312,26 @@ def decode(stored: Buffer, load_base: BaseLoader | None = None) -> bytes:
     return np.bitwise_xor(
         np.frombuffer(xored, dtype=np.uint8), np.frombuffer(base, dtype=np.uint8)
     ).tobytes()
+
+
+def check_size(header: dict[str, Any], expected_size: int | None = None) -> int:
+    """The decoded size an envelope header claims, refused when over ``MAX_OBJECT`` or not
+    ``expected_size``."""
+    size = _int(header, "n")
+    if size > MAX_OBJECT:
+        raise CorruptObject(
+            f"it claims {size} bytes, larger than the largest object mvc stores "
+            f"({MAX_OBJECT >> 20} MiB)"
+        )
+    if expected_size is not None and size != expected_size:
+        raise CorruptObject(f"it claims {size} bytes where {expected_size} are expected")
+    return size
+
+
+def stored_size_limit(size: int) -> int:
+    """The most stored bytes an object of ``size`` decoded bytes can take in any envelope we
+    write (raw: header + bytes; zstd and grouped streams: at most a little over the input)."""
+    return size + (size >> 6) + 8 + MAX_HEADER
 
 
 def delta_base(stored: Buffer) -> tuple[str, int] | None:

@@ -27,7 +27,7 @@ from mvc.objects import (
     encode_object,
 )
 from mvc.storage.base import Buffer, Storage
-from mvc.storage.local import copy_range, start_writeback
+from mvc.storage.local import LocalStorage, copy_range, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
@@ -142,16 +142,34 @@ class ObjectStore:
 
     # --- reading ------------------------------------------------------------------------------
 
-    def read_stored(self, oid: str) -> bytes:
+    def read_stored(self, oid: str, *, size: int | None = None) -> bytes:
+        """An object's stored bytes, read no further than an object of ``size`` decoded bytes
+        (default: the largest object there is) can take: a huge file where an object should be
+        is refused, not read whole."""
+        limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
+        key = object_key(oid)
         try:
-            return self.storage.read(object_key(oid))
+            if isinstance(self.storage, LocalStorage):
+                stored: bytes | None = self.storage.read_at_most(key, limit)
+            else:  # one size request first: a remote's value is never fetched whole unbounded
+                stored = self.storage.read(key) if self.storage.size(key) <= limit else None
         except NotFound as exc:
             raise NotFound(
                 f"object {oid[:12]} is missing from {self.storage.url}",
                 hint="run `mvc fsck`; `mvc pull` can fetch it from a remote that has it",
             ) from exc
+        if stored is None:
+            raise CorruptObject(
+                f"object {oid[:12]} in {self.storage.url} is larger than any envelope of "
+                f"{'its expected size' if size is not None else 'an object'} can be "
+                f"({limit} bytes); it was not read further",
+                object_id=oid,
+            )
+        return stored
 
-    def decode_stored(self, oid: str, stored: bytes, *, _depth: int = 0) -> bytes:
+    def decode_stored(
+        self, oid: str, stored: bytes, *, size: int | None = None, _depth: int = 0
+    ) -> bytes:
         if _depth > codec.MAX_DELTA_DEPTH:
             # Hostile or damaged envelopes could chain deltas in a cycle: never recurse unbounded.
             raise CorruptObject(
@@ -160,7 +178,9 @@ class ObjectStore:
                 object_id=oid,
             )
         try:
-            data = codec.decode(stored, lambda base: self._delta_base(base, _depth + 1))
+            data = codec.decode(
+                stored, lambda base: self._delta_base(base, _depth + 1), expected_size=size
+            )
         except CorruptObject as exc:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
@@ -176,18 +196,19 @@ class ObjectStore:
             raise CorruptObject(f"delta base {base[:80]!r} is not an object id")
         return self.decode_stored(base, self.read_stored(base), _depth=depth)
 
-    def get_bytes(self, oid: str) -> bytes:
-        """The verified bytes of an object."""
-        data = self._read_raw_local(oid)
+    def get_bytes(self, oid: str, size: int | None = None) -> bytes:
+        """The verified bytes of an object; ``size``, when known (a chunk's, from its file
+        manifest), bounds what is read and decoded."""
+        data = self._read_raw_local(oid, size)
         if data is None:
-            return self.decode_stored(oid, self.read_stored(oid))
+            return self.decode_stored(oid, self.read_stored(oid, size=size), size=size)
         if hash_bytes(data) != oid:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
             )
         return data
 
-    def _read_raw_local(self, oid: str) -> bytes | None:
+    def _read_raw_local(self, oid: str, expected: int | None = None) -> bytes | None:
         """A raw object's payload read straight from its local file: one copy where reading the
         envelope and slicing it made two. None for anything else (the general path decodes)."""
         path = self.storage.local_path(object_key(oid))
@@ -206,6 +227,8 @@ class ObjectStore:
                 return None
             if header["c"] != "raw" or header.get("n") != size - start:
                 return None
+            if size - start > (codec.MAX_OBJECT if expected is None else expected):
+                return None  # the general path refuses it without reading it whole
             if size <= len(head):
                 return head[start:]
             data = os.pread(fd, size - start, start)
@@ -245,7 +268,7 @@ class ObjectStore:
 
         hasher = new_hasher()
         for ref in manifest.chunks:
-            data = self.get_bytes(ref.id)
+            data = self.get_bytes(ref.id, ref.size)
             if len(data) != ref.size:
                 raise CorruptObject(
                     f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
@@ -281,7 +304,7 @@ class ObjectStore:
 
         def one(index: int) -> memoryview:
             ref = manifest.chunks[index]
-            view, source = self._chunk_view(ref.id)
+            view, source = self._chunk_view(ref.id, ref.size)
             try:
                 if len(view) != ref.size:
                     raise CorruptObject(
@@ -320,7 +343,7 @@ class ObjectStore:
         if hasher.hexdigest() != manifest.b3:
             raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
 
-    def _chunk_view(self, oid: str) -> tuple[memoryview, tuple[int, int] | None]:
+    def _chunk_view(self, oid: str, size: int) -> tuple[memoryview, tuple[int, int] | None]:
         """The verified bytes of a chunk, and for a raw object of a local store, its open file
         and payload offset (for the caller to close). Such an object is mapped, not copied (the
         mapping closes when the view is released); anything else is read and decoded."""
@@ -340,7 +363,7 @@ class ObjectStore:
                     os.close(fd)
                 else:
                     view, start = mapped
-                    if _single_thread_hasher(view).hexdigest() != oid:
+                    if len(view) != size or _single_thread_hasher(view).hexdigest() != oid:
                         view.release()
                         os.close(fd)
                         raise CorruptObject(
@@ -348,7 +371,7 @@ class ObjectStore:
                             object_id=oid,
                         )
                     return view, (fd, start)
-        return memoryview(self.get_bytes(oid)), None
+        return memoryview(self.get_bytes(oid, size)), None
 
 
 def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:

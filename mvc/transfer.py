@@ -126,6 +126,7 @@ class _Node:
     stored: bytes | None
     size: int
     deps: set[ObjectId] = field(default_factory=set)
+    expected: int | None = None  # a chunk's decoded size, from the manifest naming it
 
 
 def transfer(
@@ -245,7 +246,7 @@ class _Transfer:
                 if oid not in self.plan:
                     self._skipped()
                 return []
-            self._add(_Node(oid, None, item.size))
+            self._add(_Node(oid, None, item.size, expected=item.size))
             return []
         known = self.plan.get(oid)
         if known is not None and known.stored is not None:
@@ -320,9 +321,13 @@ class _Transfer:
 
     # --- reading and checking what the source serves ------------------------------------------
 
-    def _read_source(self, oid: ObjectId, needed_by: str) -> bytes:
+    def _read_source(self, oid: ObjectId, needed_by: str, size: int | None = None) -> bytes:
+        """The stored bytes of ``oid`` at the source, read no further than an object of
+        ``size`` (a chunk's, from its manifest) can take."""
         try:
-            return self.source.read_stored(oid)
+            return self.source.read_stored(oid, size=size)
+        except CorruptObject as exc:
+            raise self._damaged(oid, exc) from exc
         except NotFound as exc:
             raise NotFound(
                 f"object {short(oid)} (needed by {needed_by}) is missing from {self.source_label}",
@@ -411,31 +416,35 @@ class _Transfer:
         if node.stored is not None:
             self._write(node.oid, node.stored, chunk=False)
         elif node.oid not in self.done:
-            self._receive(node.oid, self._read_source(node.oid, "a file"), ())
+            stored = self._read_source(node.oid, "a file", node.expected)
+            self._receive(node.oid, stored, (), node.expected)
         self.progress.advance(node.size)
         with self.lock:
             self.objects_done += 1
         self._report_objects()
 
-    def _receive(self, oid: ObjectId, stored: bytes, chain: tuple[ObjectId, ...]) -> None:
+    def _receive(
+        self, oid: ObjectId, stored: bytes, chain: tuple[ObjectId, ...], size: int | None = None
+    ) -> None:
         """Verify and write a chunk; a delta's base goes first (read from the source if needed)."""
         base = self._delta_base(oid, stored)
         if base is not None and base not in self.done and not self.dest.has(base):
             if base in chain or len(chain) >= codec.MAX_DELTA_DEPTH:
                 raise self._damaged(oid, CorruptObject("its delta chain loops or is too long"))
             self._receive(base, self._read_source(base, f"delta {short(oid)}"), (*chain, oid))
-        self._verify(oid, stored)
+        self._verify(oid, stored, size)
         self._write(oid, stored, chunk=True)
 
-    def _verify(self, oid: ObjectId, stored: bytes) -> None:
+    def _verify(self, oid: ObjectId, stored: bytes, size: int | None) -> None:
         try:
             header, start = codec.read_header(stored)
+            codec.check_size(header, size)
             if header["c"] == "raw":  # the common case: hash the payload in place, no copy
                 payload = memoryview(stored)[start:]
                 if header.get("n") != len(payload) or hash_bytes(payload) != oid:
                     raise CorruptObject("its content does not hash to its id")
                 return
-            self.verifier.decode_stored(oid, stored)
+            self.verifier.decode_stored(oid, stored, size=size)
         except CorruptObject as exc:
             raise self._damaged(oid, exc) from exc
 

@@ -267,10 +267,10 @@ class _SkippingStore(ObjectStore):
         super().__init__(inner.storage)
         self._skip = skip
 
-    def read_stored(self, oid: str) -> bytes:
+    def read_stored(self, oid: str, *, size: int | None = None) -> bytes:
         if oid in self._skip:
             raise NotFound(f"object {oid[:12]} is corrupt")
-        return super().read_stored(oid)
+        return super().read_stored(oid, size=size)
 
 
 @dataclass

@@ -151,6 +151,16 @@ class LocalStorage:
         except OSError as exc:
             raise self._read_error(key, exc) from exc
 
+    def read_at_most(self, key: str, limit: int) -> bytes | None:
+        """The value, or None (nothing read) when it is longer than ``limit`` bytes."""
+        try:
+            with open(self._readable(key), "rb") as handle:
+                if os.fstat(handle.fileno()).st_size > limit:
+                    return None
+                return handle.read()
+        except OSError as exc:
+            raise self._read_error(key, exc) from exc
+
     def open_read(self, key: str) -> BinaryIO:
         try:
             return open(self._readable(key), "rb")
