@@ -328,6 +328,28 @@ def check_size(header: dict[str, Any], expected_size: int | None = None) -> int:
     return size
 
 
+def payload_length(header: dict[str, Any]) -> int | None:
+    """How many payload bytes follow an envelope's header, where the header says (raw and
+    grouped envelopes, and deltas over them); None for a zstd frame, whose length only its
+    checksum ``sb3`` vouches for. Raises CorruptObject for a header that makes no sense."""
+    codec = header["c"]
+    if codec == "delta":
+        inner = header.get("i")
+        if not isinstance(inner, dict) or not isinstance(inner.get("c"), str):
+            raise CorruptObject("delta envelope without an inner codec")
+        return payload_length(inner)
+    if codec == "raw":
+        return _int(header, "n")
+    if codec == "group":
+        specs = header.get("s")
+        if not isinstance(specs, list) or not all(isinstance(x, dict) for x in specs):
+            raise CorruptObject("grouped envelope has a bad stream table")
+        return sum(_int(x, "z") if x.get("c") == "zstd" else _int(x, "n") for x in specs)
+    if codec == "zstd":
+        return None
+    raise CorruptObject(f"unknown object codec {codec!r}")
+
+
 def stored_size_limit(size: int) -> int:
     """The most stored bytes an object of ``size`` decoded bytes can take in any envelope we
     write (raw: header + bytes; zstd and grouped streams: at most a little over the input)."""

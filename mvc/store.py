@@ -48,15 +48,51 @@ class ObjectStore:
     def has(self, oid: str) -> bool:
         return self.storage.exists(object_key(oid))
 
+    def has_intact(self, oid: str) -> bool:
+        """Whether an object is present *and the right size*: its envelope header parses and
+        the file is as long as the header says (a zstd frame, whose length the header does not
+        give, is checked against its stored checksum). Cheap: a stat and one small read for
+        most objects; no decoding. Where the storage is not a local folder, presence only.
+
+        A truncated or empty object file counts as absent, so a writer that has the bytes
+        writes the object again (atomically replacing the damaged copy)."""
+        path = self.storage.local_path(object_key(oid))
+        if path is None:
+            return self.has(oid)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            size = os.fstat(fd).st_size
+            head = os.pread(fd, min(size, _RAW_HEAD), 0)
+            try:
+                if len(head) >= 8 and len(head) < size:
+                    length = 8 + int.from_bytes(head[4:8], "little")
+                    if len(head) < length <= min(size, 8 + codec.MAX_HEADER):
+                        head = os.pread(fd, length, 0)
+                header, start = codec.read_header(head)
+                codec.check_size(header)
+                expected = codec.payload_length(header)
+                if expected is not None:
+                    return size == start + expected
+                if size > codec.stored_size_limit(codec.MAX_OBJECT):
+                    return False
+                return codec.verify_stored(os.pread(fd, size, 0))
+            except CorruptObject:
+                return False
+        finally:
+            os.close(fd)
+
     def has_file(self, manifest_id: str) -> bool:
-        """Whether a file manifest and every chunk it names are present."""
-        if not self.has(manifest_id):
+        """Whether a file manifest and every chunk it names are present and the right size."""
+        if not self.has_intact(manifest_id):
             return False
         try:
             manifest = self.get_manifest(manifest_id)
         except (NotFound, CorruptObject):
             return False
-        return all(self.has(ref.id) for ref in manifest.chunks)
+        return all(self.has_intact(ref.id) for ref in manifest.chunks)
 
     def iter_ids(self) -> Iterator[ObjectId]:
         for fan in self.storage.list(OBJECTS):
@@ -108,7 +144,7 @@ class ObjectStore:
         kernel, when the storage can.
         """
         oid = oid or hash_bytes(data)
-        if not self.has(oid):
+        if not self.has_intact(oid):
             parts = codec.encode(data, elem_width=elem_width, compress=compress)
             write_from = getattr(self.storage, "write_from", None)
             # A raw envelope is [header, data]: the storage can copy data's bytes from source.
@@ -122,7 +158,7 @@ class ObjectStore:
     def put_meta(self, obj: FileManifest | Tree | Version | dict[str, Any]) -> ObjectId:
         data = encode_object(obj)
         oid = hash_bytes(data)
-        if not self.has(oid):
+        if not self.has_intact(oid):
             self.storage.write(object_key(oid), codec.encode(data, compress=True, meta=True))
         return oid
 

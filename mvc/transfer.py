@@ -52,7 +52,7 @@ from mvc.objects import (
 )
 from mvc.progress import NullProgress, Progress
 from mvc.storage.local import LocalStorage
-from mvc.store import ObjectStore
+from mvc.store import ObjectStore, object_key
 
 #: Walk modes: metadata only, or metadata and data.
 META = 1
@@ -242,7 +242,7 @@ class _Transfer:
     def _visit(self, item: _Item) -> list[_Item]:
         oid = item.oid
         if item.chunk:
-            if oid in self.plan or self.dest.has(oid):
+            if oid in self.plan or self._present(oid):
                 if oid not in self.plan:
                     self._skipped()
                 return []
@@ -256,7 +256,7 @@ class _Transfer:
             with self.lock:
                 known.deps.update(e.oid for e in edges)
             return edges
-        if self.dest.has(oid):
+        if self._present(oid):
             if self.trust_destination or item.mode == META:
                 self._skipped()
                 return []
@@ -306,6 +306,25 @@ class _Transfer:
         if history:
             edges += [_Item(p, history, False, 0, who) for p in history_ids(value)]
         return edges
+
+    def _present(self, oid: ObjectId) -> bool:
+        """Whether ``dest`` holds a usable copy: present and the right size. Locally that is
+        checked on the file (``has_intact``); on a remote, its size must equal the stored size
+        of the source's copy (a stat here, one size request there). A copy that fails is sent
+        again, replacing it: same id, so the same content, written atomically."""
+        if isinstance(self.dest.storage, LocalStorage):
+            return self.dest.has_intact(oid)
+        key = object_key(oid)
+        try:
+            size = self.dest.storage.size(key)
+        except NotFound:
+            return False
+        if not isinstance(self.source.storage, LocalStorage):
+            return size > 0
+        try:
+            return size == self.source.storage.size(key)
+        except NotFound:
+            return size > 0  # the source lacks it: the walk reports that where it needs it
 
     def _add(self, node: _Node) -> None:
         with self.lock:
@@ -428,7 +447,7 @@ class _Transfer:
     ) -> None:
         """Verify and write a chunk; a delta's base goes first (read from the source if needed)."""
         base = self._delta_base(oid, stored)
-        if base is not None and base not in self.done and not self.dest.has(base):
+        if base is not None and base not in self.done and not self._present(base):
             if base in chain or len(chain) >= codec.MAX_DELTA_DEPTH:
                 raise self._damaged(oid, CorruptObject("its delta chain loops or is too long"))
             self._receive(base, self._read_source(base, f"delta {short(oid)}"), (*chain, oid))

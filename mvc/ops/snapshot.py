@@ -66,7 +66,7 @@ class _FileHasher:
         self, view: memoryview, elem_width: int | None, source: tuple[int, int] | None = None
     ) -> ObjectId:
         oid = _pool_hash(view)
-        if self.store and not self.repo.objects.has(oid):
+        if self.store and not self.repo.objects.has_intact(oid):  # a damaged copy is rewritten
             self.repo.objects.put_bytes(
                 view, oid=oid, elem_width=elem_width, compress=self.compress, source=source
             )
