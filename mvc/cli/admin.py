@@ -9,7 +9,7 @@ import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, human_size
-from mvc.errors import CorruptObject, UsageError
+from mvc.errors import CorruptObject, PartialFailure, UsageError
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
@@ -38,17 +38,27 @@ def fsck(
             help="Move corrupt objects aside (.mvc/quarantine/) so a pull can fetch good copies.",
         ),
     ] = False,
+    offline: Annotated[
+        bool,
+        typer.Option(
+            "--offline",
+            help="Do not ask remotes whether they still hold objects missing here (listed as "
+            "unverified).",
+        ),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Verify every object (hash) and every ref (log and closure). Exit 12 on damage.
 
+    An object missing here that a remote promises is looked up on that remote: missing there
+    too is damage (exit 12); a remote that cannot be reached leaves it unverified (exit 3).
     To repair: mvc fsck --quarantine, then mvc pull REMOTE MODEL (or --all).
     """
     from mvc.ops.maintenance import fsck as do_fsck
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    report = do_fsck(repo, quarantine=quarantine, progress=out.progress())
+    report = do_fsck(repo, quarantine=quarantine, offline=offline, progress=out.progress())
     if as_json:
         out.json(report.to_json())
     else:
@@ -59,6 +69,8 @@ def fsck(
                 f"{len(report.promised)} objects not pulled yet are expected from a remote "
                 "(not damage; `mvc pull` or `mvc checkout` fetches them)"
             )
+        for problem in report.unverified:
+            out.info(f"unverified {problem.object}  {problem.detail}")
         out.info(
             f"checked {report.objects_checked} objects and {report.refs_checked} refs: "
             f"{report.reachable} reachable, {report.dangling} dangling, "
@@ -76,6 +88,13 @@ def fsck(
             if report.quarantined
             else "`mvc fsck --quarantine` sets corrupt objects aside; then `mvc pull` from a "
             "remote that has them fetches good copies",
+        )
+    if report.unverified and not report.offline:
+        raise PartialFailure(
+            f"{len(report.unverified)} object(s) missing here could not be checked on the "
+            "remote that should have them, so fsck cannot say they are safe",
+            hint="run `mvc fsck` again when the remote is reachable, or `mvc pull REMOTE "
+            "MODEL` now to fetch them",
         )
 
 

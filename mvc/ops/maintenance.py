@@ -47,8 +47,13 @@ class FsckReport:
     reachable: int = 0
     dangling: int = 0
     problems: list[Problem] = field(default_factory=list)
-    # Missing objects a remote promises (fetched, not pulled): expected, not damage.
+    # Missing objects a remote promises (fetched, not pulled) and was checked to have:
+    # expected, not damage.
     promised: list[Problem] = field(default_factory=list)
+    # Missing objects a remote promises but that could not be checked there (the remote was
+    # unreachable, or ``offline``): neither damage nor known to be safe.
+    unverified: list[Problem] = field(default_factory=list)
+    offline: bool = False
     quarantined: list[str] = field(default_factory=list)  # corrupt objects moved aside
 
     @property
@@ -64,6 +69,8 @@ class FsckReport:
             "dangling": self.dangling,
             "problems": [p.to_json() for p in self.problems],
             "promised": [p.to_json() for p in self.promised],
+            "unverified": [p.to_json() for p in self.unverified],
+            "offline": self.offline,
             "quarantined": self.quarantined,
         }
 
@@ -160,14 +167,24 @@ def _ref_roots(
 QUARANTINE = "quarantine"
 
 
-def fsck(repo: Repo, *, quarantine: bool = False, progress: Progress | None = None) -> FsckReport:
+def fsck(
+    repo: Repo,
+    *,
+    quarantine: bool = False,
+    offline: bool = False,
+    progress: Progress | None = None,
+) -> FsckReport:
     """Verify every object and ref. With ``quarantine``, corrupt objects are moved aside to
     ``.mvc/quarantine/`` so they count as missing: a pull then fetches good copies (an object
-    that is present is never fetched again)."""
+    that is present is never fetched again).
+
+    A missing object that a remote's tracking refs promise is checked on that remote: there,
+    it is ``promised`` (not damage); not there, it is a ``missing`` problem; the remote
+    unreachable (or ``offline``: not asked), it is ``unverified``."""
     import time
 
     progress = progress or NullProgress()
-    report = FsckReport()
+    report = FsckReport(offline=offline)
     roots, report.problems = _ref_roots(repo.refs, None, time.time())
     local_roots = set(roots)  # a local ref's own target is never merely "expected" from a remote
     roots += _tracking_roots(repo, None, time.time())
@@ -199,18 +216,28 @@ def fsck(repo: Repo, *, quarantine: bool = False, progress: Progress | None = No
     missing: list[tuple[ObjectId, str]] = []
     reachable = walk_reachable(_SkippingStore(repo.objects, corrupt), roots, missing=missing)
     promised = _promised(repo) if missing else {}
+    wanted = [o for o, _ in missing if o not in corrupt and o in promised and o not in local_roots]
+    on_remote = {} if offline else _check_on_remotes(repo, {o: promised[o] for o in wanted})
     for oid, needed_by in missing:
         if oid in corrupt:
             continue
         if oid in promised and oid not in local_roots:
-            report.promised.append(
-                Problem(
-                    "promised",
-                    oid,
-                    f"object {oid[:12]} needed by {needed_by} is expected from remote "
-                    f"{promised[oid]}",
+            name = promised[oid]
+            found = on_remote.get(oid)
+            what = f"object {oid[:12]} needed by {needed_by}"
+            if found is True:
+                report.promised.append(
+                    Problem("promised", oid, f"{what} is expected from remote {name}")
                 )
-            )
+            elif found is None or isinstance(found, str):
+                why = found or "not checked (--offline)"
+                report.unverified.append(
+                    Problem("unverified", oid, f"{what} is missing here; remote {name}: {why}")
+                )
+            else:
+                report.problems.append(
+                    Problem("missing", oid, f"{what} is missing here and from remote {name} too")
+                )
         else:
             report.problems.append(
                 Problem("missing", oid, f"object {oid[:12]} needed by {needed_by} is missing")
@@ -231,6 +258,37 @@ def _quarantine(repo: Repo, oid: str) -> str:
     if source is not None:
         os.replace(source, target)
     return oid
+
+
+def _check_on_remotes(repo: Repo, wanted: dict[ObjectId, str]) -> dict[ObjectId, bool | str]:
+    """For each object, whether the remote that promises it has it (True/False), or why that
+    could not be checked (a message). One size request per object, ``core.jobs`` at once."""
+    from mvc.ops.remotes import _remote_has_store as remote_has_store
+    from mvc.ops.remotes import open_remote
+
+    by_remote: dict[str, list[ObjectId]] = {}
+    for oid, name in wanted.items():
+        by_remote.setdefault(name, []).append(oid)
+    found: dict[ObjectId, bool | str] = {}
+    for name, oids in sorted(by_remote.items()):
+        try:
+            remote = open_remote(repo, name)
+            if not remote_has_store(remote):
+                found.update((oid, False) for oid in oids)  # the store there is gone
+                continue
+
+            def there(oid: ObjectId, remote: Any = remote) -> bool:
+                try:
+                    return bool(remote.storage.size(object_key(oid)) > 0)
+                except NotFound:
+                    return False
+
+            with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
+                found.update(zip(oids, pool.map(there, oids), strict=True))
+        except MvcError as exc:
+            reason = f"could not be checked: {exc.message}"
+            found.update((oid, reason) for oid in oids if oid not in found)
+    return found
 
 
 def _promised(repo: Repo) -> dict[ObjectId, str]:
