@@ -82,15 +82,17 @@ def walk_reachable(
     missing: list[tuple[ObjectId, str]] | None = None,
     history: bool = True,
     strict: bool = False,
+    known: set[ObjectId] | None = None,
 ) -> set[ObjectId]:
     """Every object reachable from ``roots`` (closure and, with ``history``, ancestry).
 
     Chunks are recognised without decoding them: only metadata objects are parsed. Objects
     that are absent are reported in ``missing`` (with who needed them) and not followed.
     With ``strict`` (gc), a metadata object that cannot be read is an error: what it names
-    would otherwise look unreachable and be deleted.
+    would otherwise look unreachable and be deleted. ``known``: objects already found
+    reachable with everything below them (a previous walk); the walk stops there.
     """
-    seen: set[ObjectId] = set()
+    seen: set[ObjectId] = set(known or ())
     stack: list[tuple[ObjectId, str]] = [(r, "a ref") for r in roots]
     while stack:
         oid, needed_by = stack.pop()
@@ -384,22 +386,16 @@ def gc(
     progress: Progress | None = None,
 ) -> GcResult:
     import os
-    import time
 
     grace = float(repo.config.get("gc.grace")) if grace is None else grace
     result = GcResult(dry_run)
-    with repo.collecting_garbage(), repo.refs._lock():  # type: ignore[misc]
-        repo.refs.recover()
-        roots, problems = _ref_roots(repo.refs, grace, time.time())
-        if problems:  # a log it cannot read would make everything it names look unreachable
-            raise CorruptObject(
-                f"gc stops: {problems[0].detail}"
-                + (f" (and {len(problems) - 1} more ref problems)" if len(problems) > 1 else ""),
-                hint="run `mvc fsck` and repair the refs before gc",
-            )
-        _refuse_if_refs_lost_data(repo, roots)
-        roots += _tracking_roots(repo, grace, time.time())
-        reachable = walk_reachable(repo.objects, roots, strict=True)
+    # Mark without the objects lock, so writers go on meanwhile; then, holding it exclusively
+    # (no writer mid-way), read the refs again and mark what they reach that is new: only
+    # objects unreachable from the refs as they are *then* are deleted.
+    reachable = walk_reachable(repo.objects, _gc_roots(repo, grace), strict=True)
+    with repo.collecting_garbage():
+        roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
+        reachable = walk_reachable(repo.objects, roots, strict=True, known=reachable)
         result.reachable = len(reachable)
         for oid in repo.objects.iter_ids():
             if oid in reachable:
@@ -423,12 +419,29 @@ def gc(
                     result.temp_files_removed += 1
                 except FileNotFoundError:
                     pass
-            do_repack = (
-                bool(repo.config.get("gc.repack")) if repack_objects is None else repack_objects
-            )
-            if do_repack:
-                result.repack = repack(repo, reachable, progress=progress, locked=True)
+    if not dry_run:
+        do_repack = bool(repo.config.get("gc.repack")) if repack_objects is None else repack_objects
+        if do_repack:  # re-encodes in place under the shared lock, beside other writers
+            result.repack = repack(repo, reachable, progress=progress)
     return result
+
+
+def _gc_roots(repo: Repo, grace: float) -> list[ObjectId]:
+    """What gc keeps: what refs (and, within ``grace``, their recent values) and remote-tracking
+    refs reach. Refuses when a ref log cannot be read or a ref names lost data."""
+    import time
+
+    with repo.refs._lock():  # type: ignore[misc]
+        repo.refs.recover()
+    roots, problems = _ref_roots(repo.refs, grace, time.time())
+    if problems:  # a log it cannot read would make everything it names look unreachable
+        raise CorruptObject(
+            f"gc stops: {problems[0].detail}"
+            + (f" (and {len(problems) - 1} more ref problems)" if len(problems) > 1 else ""),
+            hint="run `mvc fsck` and repair the refs before gc",
+        )
+    _refuse_if_refs_lost_data(repo, roots)
+    return roots + _tracking_roots(repo, grace, time.time())
 
 
 @dataclass

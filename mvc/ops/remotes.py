@@ -723,7 +723,33 @@ def push(
     moving = [c for c in result.refs if c.status != "up-to-date"]
     if not moving:
         return result
-    result.transfer = transfer(
+    with _holding_objects(repo, remote):  # gc there waits until the refs moved
+        result.transfer = _push_objects(repo, remote, moving, jobs, progress)
+        _move_remote_refs(repo, remote, moving, relies_on_single_writer)
+    return result
+
+
+def _holding_objects(repo: Repo, remote: Remote) -> Any:
+    """A working store's objects lock, shared (as its own writers take it), so its gc cannot
+    delete what a push found there and counts on; other remotes have no gc to wait for."""
+    from contextlib import nullcontext
+
+    from mvc.storage import lock
+
+    if not _is_working_store(remote.storage):
+        return nullcontext()
+    path = os.path.join(remote.storage.root, "locks", "objects")  # type: ignore[attr-defined]
+    return lock.hold(path, shared=True, timeout=repo.lock_timeout)
+
+
+def _push_objects(
+    repo: Repo,
+    remote: Remote,
+    moving: list[RefChange],
+    jobs: int | None,
+    progress: Progress | None,
+) -> TransferResult:
+    return transfer(
         repo.objects,
         remote.objects,
         [c.new for c in moving if c.new],
@@ -739,8 +765,6 @@ def push(
         trust_destination=not _is_working_store(remote.storage),
         description=f"pushing to {remote.name}",
     )
-    _move_remote_refs(repo, remote, moving, relies_on_single_writer)
-    return result
 
 
 def _plan_push(
