@@ -97,7 +97,11 @@ def decode_entry(data: bytes, ref: RefName, seq: int) -> RefEntry:
             raw["why"],
         )
     except InvalidInput as exc:
-        raise CorruptObject(f"{exc.message}", hint="run `mvc fsck`") from exc
+        raise CorruptObject(
+            f"{exc.message} (torn by an interrupted write, or damaged)",
+            hint="`mvc fsck --repair-refs` sets a torn entry aside; the ref then reads its "
+            "previous value (its log keeps a note)",
+        ) from exc
 
 
 class RefStore:
@@ -245,6 +249,44 @@ class RefStore:
                 ) from exc
             done.append(entry)
         return done
+
+    def repair_torn(self, ref: RefName, keep: Callable[[int, bytes], str]) -> list[RefEntry]:
+        """Replace each unreadable (torn) log entry whose neighbours are readable with a note
+        entry that changes nothing: its ``old`` is the previous entry's value and its ``new``
+        the next entry's ``old`` (for the newest entry: the previous value, so the ref reads
+        what it was before the interrupted write). ``keep(seq, bytes)`` saves the torn bytes
+        first and says where. Two torn entries in a row are left for a person to look at.
+        Local stores only, with the refs lock held: the one place a log entry is rewritten."""
+        seqs = self._seqs(ref)
+        raw = {seq: self.storage.read(_entry_key(ref, seq)) for seq in seqs}
+        decoded: dict[int, RefEntry | None] = {}
+        for seq in seqs:
+            try:
+                decoded[seq] = decode_entry(raw[seq], ref, seq)
+            except CorruptObject:
+                decoded[seq] = None
+        notes = []
+        for index, seq in enumerate(seqs):
+            if decoded[seq] is not None:
+                continue
+            prev = decoded[seqs[index - 1]] if index else None
+            after = decoded[seqs[index + 1]] if index + 1 < len(seqs) else None
+            if (index and prev is None) or (index + 1 < len(seqs) and after is None):
+                continue
+            old = prev.new if prev else None
+            where = keep(seq, raw[seq])
+            note = RefEntry(
+                seq,
+                old,
+                after.old if after else old,
+                self._who(),
+                self._now(),
+                f"repair: entry {seq} was torn (an interrupted write); set aside to {where}",
+            )
+            self.storage.write(_entry_key(ref, seq), [encode_canonical(note.to_json())])
+            decoded[seq] = note
+            notes.append(note)
+        return notes
 
     def _write_journal(self, planned: list[tuple[str, RefEntry]]) -> str:
         key = f"{JOURNAL}/{secrets.token_hex(8)}"

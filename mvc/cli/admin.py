@@ -46,6 +46,14 @@ def fsck(
             "unverified).",
         ),
     ] = False,
+    repair_refs: Annotated[
+        bool,
+        typer.Option(
+            "--repair-refs",
+            help="Set torn ref-log entries aside (.mvc/quarantine/refs/): the ref reads its "
+            "previous value again and its log keeps a note.",
+        ),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Verify every object (hash) and every ref (log and closure). Exit 12 on damage.
@@ -58,7 +66,16 @@ def fsck(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    report = do_fsck(repo, quarantine=quarantine, offline=offline, progress=out.progress())
+    report = do_fsck(
+        repo,
+        quarantine=quarantine,
+        offline=offline,
+        repair_refs=repair_refs,
+        progress=out.progress(),
+    )
+    if report.repaired_refs and not as_json:
+        for repaired in report.repaired_refs:
+            out.info(f"repaired {repaired}: a torn entry was set aside to .mvc/quarantine/refs/")
     if as_json:
         out.json(report.to_json())
     else:

@@ -17,6 +17,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
+from mvc.errors import PartialFailure
 
 SpecArg = Annotated[
     str,
@@ -601,12 +602,12 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     found = do_models(repo)
+    damaged = [m for m in found if m.damaged]
     if as_json:
         out.json([m.to_json() for m in found])
-        return
-    if not found:
+    elif not found:
         out.info("no models yet; `mvc commit FOLDER` records the first version")
-    for m in found:
+    for m in [] if as_json else [m for m in found if not m.damaged]:
         extras = []
         if m.tags:
             extras.append("tags: " + ", ".join(m.tags[-5:]))
@@ -616,4 +617,12 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             f"{m.model:24} {(m.latest or '')[:12]}  {m.latest_time or ''}  branches: "
             + ", ".join(m.branches)
             + ("  " + "  ".join(extras) if extras else "")
+        )
+    for m in damaged:
+        out.info(f"{m.model}: cannot be read: {m.damaged}")
+    if damaged:
+        raise PartialFailure(
+            f"{len(damaged)} model(s) have a damaged ref log: "
+            + ", ".join(m.model for m in damaged),
+            hint="the other models are listed; `mvc fsck --repair-refs` sets torn entries aside",
         )

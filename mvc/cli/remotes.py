@@ -10,7 +10,7 @@ import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, RichProgress, human_size
-from mvc.errors import UsageError
+from mvc.errors import PartialFailure, UsageError
 from mvc.progress import Progress
 
 RemoteArg = Annotated[str, typer.Argument(help="Remote name (e.g. origin).", show_default=False)]
@@ -315,11 +315,23 @@ def fetch(
     result = do_fetch(repo, remote, model=model, jobs=jobs, progress=_progress(out))
     if as_json:
         out.json(result.to_json())
-        return
+        return _refuse_partial(result.damaged)
     for warning in result.warnings:
         out.warn(warning)
     out.info(_transfer_line("fetched", f"from {remote}", result.transfer))
     _ref_lines(out, result.refs)
+    _refuse_partial(result.damaged)
+
+
+def _refuse_partial(damaged: dict[str, str]) -> None:
+    """Exit 3 naming the models a sync left out because the remote's copy is damaged."""
+    if damaged:
+        raise PartialFailure(
+            f"{len(damaged)} model(s) were left out, the others are done: "
+            + "; ".join(f"{model}: {why}" for model, why in sorted(damaged.items())),
+            hint="repair the remote (`mvc fsck` there; `--repair-refs` for torn ref logs) "
+            "and run the command again for them",
+        )
 
 
 def pull(
@@ -357,13 +369,14 @@ def pull(
     )
     if as_json:
         out.json(result.to_json())
-        return
+        return _refuse_partial(result.damaged)
     for warning in result.warnings:
         out.warn(warning)
     out.info(_transfer_line("received", f"from {remote}", result.transfer))
     _ref_lines(out, [c for c in result.refs if c.status != "up-to-date"])
     for folder in result.updated_folders:
         out.info(f"  updated working folder {folder}")
+    _refuse_partial(result.damaged)
 
 
 def clone(
@@ -401,9 +414,10 @@ def clone(
         jobs=jobs,
         progress=_progress(out),
     )
+    damaged = {**result.fetch.damaged, **(result.pull.damaged if result.pull else {})}
     if as_json:
         out.json(result.to_json())
-        return
+        return _refuse_partial(damaged)
     for warning in result.warnings:
         out.warn(warning)
     received = result.fetch.transfer
@@ -413,3 +427,4 @@ def clone(
     out.info(_transfer_line("received", "", received).replace("  ", " "))
     for folder in result.checked_out:
         out.info(f"  checked out {folder}")
+    _refuse_partial(damaged)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mvc.errors import InvalidInput, NotFound
+from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.ids import ObjectId
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
 from mvc.ops.specs import Resolved, resolve
@@ -184,6 +184,7 @@ class ModelSummary:
     tags: list[str]
     channels: list[str]
     path: str | None
+    damaged: str | None = None  # why this model's refs cannot be read (the others still list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,37 +195,51 @@ class ModelSummary:
             "tags": self.tags,
             "channels": self.channels,
             "path": self.path,
+            # Only for a model whose ref log cannot be read (then the other fields are empty).
+            **({"damaged": self.damaged} if self.damaged else {}),
         }
 
 
 def models(repo: Repo) -> list[ModelSummary]:
+    """Every model with live refs. A model whose ref log is damaged is listed with ``damaged``
+    set, so one bad ref never hides the other models."""
     out = []
     for model in repo.refs.models():
-        refs = repo.refs.list_refs(model=model)
-        if not refs:
-            continue
-        branches = [r.name for r in refs if r.kind == HEADS]
-        tips = [repo.refs.get(r) for r in refs if r.kind == HEADS]
-        newest: tuple[str, ObjectId] | None = None
-        for tip in tips:
-            if tip is None:
-                continue
-            try:
-                when = repo.objects.get_version(tip).time
-            except NotFound:
-                continue
-            if newest is None or when > newest[0]:
-                newest = (when, tip)
-        binding = repo.binding(model)
-        out.append(
-            ModelSummary(
-                model,
-                newest[1] if newest else None,
-                newest[0] if newest else None,
-                branches,
-                [r.name for r in refs if r.kind == TAGS],
-                [r.name for r in refs if r.kind == CHANNELS],
-                binding.path if binding else None,
+        try:
+            summary = _summary(repo, model)
+        except CorruptObject as exc:
+            binding = repo.binding(model)
+            summary = ModelSummary(
+                model, None, None, [], [], [], binding.path if binding else None, exc.message
             )
-        )
+        if summary is not None:
+            out.append(summary)
     return out
+
+
+def _summary(repo: Repo, model: str) -> ModelSummary | None:
+    refs = repo.refs.list_refs(model=model)
+    if not refs:
+        return None
+    branches = [r.name for r in refs if r.kind == HEADS]
+    tips = [repo.refs.get(r) for r in refs if r.kind == HEADS]
+    newest: tuple[str, ObjectId] | None = None
+    for tip in tips:
+        if tip is None:
+            continue
+        try:
+            when = repo.objects.get_version(tip).time
+        except NotFound:
+            continue
+        if newest is None or when > newest[0]:
+            newest = (when, tip)
+    binding = repo.binding(model)
+    return ModelSummary(
+        model,
+        newest[1] if newest else None,
+        newest[0] if newest else None,
+        branches,
+        [r.name for r in refs if r.kind == TAGS],
+        [r.name for r in refs if r.kind == CHANNELS],
+        binding.path if binding else None,
+    )

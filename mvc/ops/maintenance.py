@@ -25,6 +25,7 @@ from mvc.objects import (
     history_ids,
 )
 from mvc.progress import NullProgress, Progress
+from mvc.refnames import RefName
 from mvc.refs import RefStore
 from mvc.repo import Repo
 from mvc.store import ObjectStore, object_key
@@ -55,6 +56,7 @@ class FsckReport:
     unverified: list[Problem] = field(default_factory=list)
     offline: bool = False
     quarantined: list[str] = field(default_factory=list)  # corrupt objects moved aside
+    repaired_refs: list[str] = field(default_factory=list)  # torn log entries set aside
 
     @property
     def ok(self) -> bool:
@@ -72,6 +74,7 @@ class FsckReport:
             "unverified": [p.to_json() for p in self.unverified],
             "offline": self.offline,
             "quarantined": self.quarantined,
+            "repaired_refs": self.repaired_refs,
         }
 
 
@@ -174,6 +177,7 @@ def fsck(
     *,
     quarantine: bool = False,
     offline: bool = False,
+    repair_refs: bool = False,
     progress: Progress | None = None,
 ) -> FsckReport:
     """Verify every object and ref. With ``quarantine``, corrupt objects are moved aside to
@@ -182,11 +186,16 @@ def fsck(
 
     A missing object that a remote's tracking refs promise is checked on that remote: there,
     it is ``promised`` (not damage); not there, it is a ``missing`` problem; the remote
-    unreachable (or ``offline``: not asked), it is ``unverified``."""
+    unreachable (or ``offline``: not asked), it is ``unverified``.
+
+    With ``repair_refs``, torn ref-log entries are first set aside to
+    ``.mvc/quarantine/refs/`` and replaced by a note (``RefStore.repair_torn``)."""
     import time
 
     progress = progress or NullProgress()
     report = FsckReport(offline=offline)
+    if repair_refs:
+        report.repaired_refs = _repair_refs(repo)
     roots, report.problems = _ref_roots(repo.refs, None, time.time())
     local_roots = set(roots)  # a local ref's own target is never merely "expected" from a remote
     roots += _tracking_roots(repo, None, time.time())
@@ -249,6 +258,28 @@ def fsck(
     if quarantine:
         report.quarantined = [_quarantine(repo, oid) for oid in sorted(o for o in corrupt if o)]
     return report
+
+
+def _repair_refs(repo: Repo) -> list[str]:
+    """Set torn ref-log entries aside (their bytes kept under ``.mvc/quarantine/refs/``)."""
+    import os
+
+    from mvc.storage.local import LocalStorage
+
+    repaired = []
+    keeper = LocalStorage(os.path.join(repo.store_dir, QUARANTINE))
+    with repo.refs._lock():  # type: ignore[misc]
+        repo.refs.recover()
+        for ref in repo.refs.list_refs(live=False):
+
+            def keep(seq: int, data: bytes, ref: RefName = ref) -> str:
+                key = f"refs/{ref.folder.removeprefix('refs/')}/{seq:010d}"
+                keeper.write(key, [data])
+                return f".mvc/{QUARANTINE}/{key}"
+
+            for note in repo.refs.repair_torn(ref, keep):
+                repaired.append(f"{ref}: entry {note.seq}")
+    return repaired
 
 
 def _quarantine(repo: Repo, oid: str) -> str:

@@ -537,6 +537,8 @@ class FetchResult:
     refs: list[RefChange] = field(default_factory=list)
     transfer: TransferResult = field(default_factory=TransferResult)
     warnings: list[str] = field(default_factory=list)
+    # Models left out because the remote's ref log or data for them is damaged: why.
+    damaged: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -545,6 +547,7 @@ class FetchResult:
             "refs": [c.to_json() for c in self.refs],
             "transfer": self.transfer.to_json(),
             "warnings": self.warnings,
+            "damaged": self.damaged,
         }
 
 
@@ -835,15 +838,17 @@ def fetch(
     """Update remote-tracking refs and bring their metadata (no tensor data)."""
     remote = open_remote(repo, remote_name)
     result = FetchResult(remote.name, remote.storage.url)
-    found = _remote_refs(remote, model) if _remote_has_store(remote) else {}
+    found = _readable_refs(remote, model, result.damaged) if _remote_has_store(remote) else {}
     # Refs move while the objects lock is still held, so gc cannot collect (old, already
     # present) objects between the transfer and the refs that make them reachable.
     with repo.writing_objects():
         if found:
-            result.transfer = _receive(
-                repo, remote, found.values(), FETCH, "fetching from", jobs, progress
+            result.transfer = _receive_models(
+                repo, remote, found, FETCH, "fetching from", jobs, progress, result.damaged
             )
-        tracked = tracked_values(repo, remote.name)
+        tracked = {
+            r: v for r, v in tracked_values(repo, remote.name).items() if r.model not in result.damaged
+        }
         for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
             old, new = tracked.get(ref), found.get(ref)
             if old == new:
@@ -881,19 +886,18 @@ def pull(
         raise NotFound(
             f"{remote.label} is empty", hint=f"push to it first: mvc push {remote_name} MODEL"
         )
-    with _reading(remote):
-        wanted = dict(
-            _live_refs(remote.refs, None)
-            if spec is None
-            else _named_refs(remote.refs, spec, remote.label)
-        )
     result = PullResult(remote.name, remote.storage.url)
+    if spec is None:
+        wanted = _readable_refs(remote, None, result.damaged)
+    else:
+        with _reading(remote):
+            wanted = dict(_named_refs(remote.refs, spec, remote.label))
     if not wanted:
         return result
     # Objects and the refs that reach them under one hold of the objects lock (see fetch).
     with repo.writing_objects():
-        result.transfer = _receive(
-            repo, remote, wanted.values(), PULL, "pulling from", jobs, progress
+        result.transfer = _receive_models(
+            repo, remote, wanted, PULL, "pulling from", jobs, progress, result.damaged
         )
         for ref, value in wanted.items():
             warning = _track(repo, remote.name, ref, value, "pull")
@@ -1074,6 +1078,59 @@ def _receive(
         source_label=remote.label,
         description=f"{verb} {remote.name}",
     )
+
+
+def _readable_refs(
+    remote: Remote, model: str | None, damaged: dict[str, str]
+) -> dict[RefName, ObjectId]:
+    """The remote's live refs (of ``model``, or all), model by model: a model whose ref log
+    cannot be read is left out and named in ``damaged``, so it never stops the others. When
+    nothing could be read, the first damage is raised as it is."""
+    found: dict[RefName, ObjectId] = {}
+    models = [model] if model is not None else remote.refs.models()
+    first: CorruptObject | None = None
+    for name in models:
+        try:
+            found.update(_remote_refs(remote, name))
+        except CorruptObject as exc:
+            damaged[name] = exc.message
+            first = first or exc
+    if first is not None and not found:
+        raise first
+    return found
+
+
+def _receive_models(
+    repo: Repo,
+    remote: Remote,
+    wanted: dict[RefName, ObjectId],
+    mode: Want,
+    verb: str,
+    jobs: int | None,
+    progress: Progress | None,
+    damaged: dict[str, str],
+) -> TransferResult:
+    """``_receive`` model by model when there are several: a model whose data is damaged or
+    missing on the remote is dropped from ``wanted`` and named in ``damaged``; the others
+    arrive. With one model (or when every model fails) the error is raised as it is."""
+    by_model: dict[str, list[ObjectId]] = {}
+    for ref, value in wanted.items():
+        by_model.setdefault(ref.model, []).append(value)
+    if len(by_model) == 1:
+        return _receive(repo, remote, wanted.values(), mode, verb, jobs, progress)
+    total = TransferResult()
+    first: MvcError | None = None
+    for name, roots in sorted(by_model.items()):
+        try:
+            total.add(_receive(repo, remote, roots, mode, verb, jobs, progress))
+        except (CorruptObject, NotFound) as exc:
+            damaged[name] = exc.message
+            first = first or exc
+            for ref in [r for r in wanted if r.model == name]:
+                del wanted[ref]
+    if first is not None and not wanted:
+        raise first
+    return total
 
 
 def ensure_present(
