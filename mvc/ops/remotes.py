@@ -847,7 +847,9 @@ def fetch(
                 repo, remote, found, FETCH, "fetching from", jobs, progress, result.damaged
             )
         tracked = {
-            r: v for r, v in tracked_values(repo, remote.name).items() if r.model not in result.damaged
+            r: v
+            for r, v in tracked_values(repo, remote.name).items()
+            if r.model not in result.damaged
         }
         for ref in sorted(set(found) | {r for r in tracked if model is None or r.model == model}):
             old, new = tracked.get(ref), found.get(ref)
