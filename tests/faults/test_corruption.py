@@ -207,10 +207,39 @@ def test_a_zstd_bomb_is_refused_with_bounded_memory():
             codec.decode(bomb)
         with pytest.raises(CorruptObject):
             codec.decode(bomb, expected_size=1 << 20)
+        # A plausible claim (1 MiB) over a frame that inflates to 256 MiB: decoding stops
+        # a step past the claim.
+        with pytest.raises(CorruptObject, match="more than"):
+            codec.decode(_bomb(1 << 20))
         _current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert peak < 64 << 20, peak
+
+
+def test_a_zstd_bomb_in_the_store_is_reported_by_fsck_with_bounded_memory(
+    store, cli, make_model, tmp_path
+):
+    """Guarantee: through the CLI too, a bomb standing in for a chunk is reported as corrupt
+    (exit 12) and never inflated: peak RSS of the process grows far less than the bomb's
+    inflated size."""
+    import resource
+
+    version = commit(cli, make_model, 1)
+    chunk = data_chunks(store, version)[0]
+    object_path(store.store_dir, chunk).write_bytes(_bomb(1 << 40))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    tracemalloc.start()
+    try:
+        report = fsck_json(cli, tmp_path / "work", expect=12)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert peak < 64 << 20, peak
+    assert [p["object"] for p in report["problems"] if p["kind"] == "corrupt"] == [chunk]
+    assert "larger than" in report["problems"][0]["detail"]
+    assert grown < 128 << 10, f"peak RSS grew by {grown} KiB"
 
 
 def test_a_huge_sparse_object_on_a_remote_is_not_read_whole(store, cli, make_model, tmp_path):
