@@ -99,13 +99,15 @@ def fsck(
             "`mvc pull REMOTE MODEL` fetches good copies"
         )
     if not report.ok:
-        raise CorruptObject(
-            f"the store has {len(report.problems)} problem(s)",
-            hint="now `mvc pull REMOTE MODEL` fetches good copies of what was set aside"
+        hint = (
+            "now `mvc pull REMOTE MODEL` fetches good copies of what was set aside"
             if report.quarantined
             else "`mvc fsck --quarantine` sets corrupt objects aside; then `mvc pull` from a "
-            "remote that has them fetches good copies",
+            "remote that has them fetches good copies"
         )
+        if any(p.kind == "ref" for p in report.problems) and not report.repaired_refs:
+            hint += "; `mvc fsck --repair-refs` sets torn ref-log entries aside"
+        raise CorruptObject(f"the store has {len(report.problems)} problem(s)", hint=hint)
     if report.unverified and not report.offline:
         raise PartialFailure(
             f"{len(report.unverified)} object(s) missing here could not be checked on the "

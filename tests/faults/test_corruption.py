@@ -98,6 +98,18 @@ def test_commit_rewrites_a_damaged_copy_instead_of_reusing_it(
     cli("checkout", "bert@main", "--to", tmp_path / "out")
 
 
+def test_pull_replaces_a_truncated_local_copy(store, cli, make_model, tmp_path):
+    """Guarantee: pull does not count a truncated local object as present: it fetches a good
+    copy over it, no `--quarantine` needed."""
+    version, clone = pushed_clone(cli, make_model, tmp_path)
+    chunk = data_chunks(Repo(str(clone)), version)[0]
+    path = object_path(clone / ".mvc", chunk)
+    path.write_bytes(path.read_bytes()[:-1])
+    assert fsck_json(cli, clone, expect=12)["problems"][0]["object"] == chunk
+    cli("-C", clone, "pull", "origin", "bert")
+    assert fsck_json(cli, clone, expect=0)["ok"]
+
+
 def test_push_replaces_a_damaged_copy_on_the_remote(store, cli, make_model, tmp_path):
     """Guarantee: push does not take a wrong-size copy on the remote for the object: it sends
     its own, and the remote ref moves only onto complete data."""
@@ -289,6 +301,8 @@ def test_a_torn_newest_ref_entry_is_reported_then_repaired(store, cli, make_mode
         assert "bert" in failed.stderr and "mvc fsck --repair-refs" in failed.stderr, args
     report = fsck_json(cli, tmp_path / "work", expect=12)
     assert any(p["kind"] == "ref" and "main" in p["detail"] for p in report["problems"])
+    assert "mvc fsck --repair-refs" in cli("fsck", expect=12).stderr
+    assert cli("log", "bert", expect=12).stderr.count("\n") == 2  # one error line, one hint
 
     repaired = fsck_json(cli, tmp_path / "work", "--repair-refs", expect=0)
     assert repaired["ok"] and repaired["repaired_refs"]
