@@ -291,12 +291,20 @@ def test_a_torn_newest_ref_entry_is_reported_then_repaired(store, cli, make_mode
     write (exit 12, naming the ref and `mvc fsck --repair-refs`), never silently skipped; the
     repair sets it aside, the ref reads its previous value and the log keeps a note."""
     first = commit(cli, make_model, 1)
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    cli("push", "origin", "bert")
     commit(cli, make_model, 2)
     entry = _newest_entry(store.store_dir)
     with open(entry, "r+b") as handle:
         handle.truncate(10)
 
-    for args in (("log", "bert"), ("show", "bert"), ("commit", "models/bert", "-m", "x")):
+    for args in (
+        ("log", "bert"),
+        ("show", "bert"),
+        ("commit", "models/bert", "-m", "x"),
+        ("push", "origin", "bert"),
+        ("pull", "origin", "bert"),
+    ):
         failed = cli(*args, expect=12)
         assert "bert" in failed.stderr and "mvc fsck --repair-refs" in failed.stderr, args
     report = fsck_json(cli, tmp_path / "work", expect=12)
@@ -350,3 +358,46 @@ def test_one_bad_model_on_a_remote_does_not_fail_the_others(store, cli, make_mod
 
     fetched = cli("-C", tmp_path / "clone", "fetch", "origin", expect=3)
     assert "bert" in fetched.stderr
+
+
+# --- every read path refuses damage ---------------------------------------------------------------
+
+
+def _damage(path, how: str, other: bytes) -> None:
+    data = path.read_bytes()
+    if how == "flip":
+        path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    else:  # another valid object under this name
+        path.write_bytes(other)
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "empty", "other"])
+def test_every_read_path_refuses_a_damaged_chunk(store, cli, make_model, tmp_path, how):
+    """Guarantee: a damaged data chunk (flipped byte, truncated, empty, or another valid
+    object's bytes under its name) is refused by checkout, cat, push and mvc.load with exit 12
+    (or CorruptObject) naming the object; no file is written where the user asked."""
+    import mvc
+
+    version = commit(cli, make_model, 1)
+    chunks = data_chunks(store, version)
+    path = object_path(store.store_dir, chunks[0])
+    _damage(path, how, object_path(store.store_dir, chunks[1]).read_bytes())
+
+    out = tmp_path / "out"
+    failed = cli("checkout", "bert@main", "--to", out, expect=12)
+    assert chunks[0][:12] in failed.stderr and "Traceback" not in failed.stderr
+    assert not (out / "model.safetensors").exists()
+    failed = cli("cat", "bert@main", "model.safetensors", expect=12)
+    assert chunks[0][:12] in failed.stderr
+    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
+    failed = cli("push", "origin", "bert", expect=12)
+    assert chunks[0][:12] in failed.stderr
+    assert not list((tmp_path / "remote").glob("refs/*/*/*/*")), "no remote ref moved"
+    with pytest.raises(CorruptObject):
+        mvc.load("bert@main", repo=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
+    report = fsck_json(cli, tmp_path / "work", expect=12)
+    assert [p["object"] for p in report["problems"] if p["kind"] == "corrupt"] == [chunks[0]]
