@@ -16,8 +16,7 @@ from _integrity_helpers import commit, data_chunks, fsck_json, object_path, push
 from mvc import codec
 from mvc.errors import CorruptObject
 from mvc.repo import Repo
-from mvc.storage.local import LocalStorage
-from mvc.store import ObjectStore
+from mvc.store import object_key
 
 # --- lost data is never hidden behind a remote ----------------------------------------------------
 
@@ -110,25 +109,79 @@ def test_pull_replaces_a_truncated_local_copy(store, cli, make_model, tmp_path):
     assert fsck_json(cli, clone, expect=0)["ok"]
 
 
-def test_push_replaces_a_damaged_copy_on_the_remote(store, cli, make_model, tmp_path):
-    """Guarantee: push does not take a wrong-size copy on the remote for the object: it sends
-    its own, and the remote ref moves only onto complete data."""
-    version = commit(cli, make_model, 1)
-    cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
-    cli("push", "origin", "bert")
-    chunk = data_chunks(store, version)[0]
-    remote_copy = object_path(tmp_path / "remote", chunk)
-    remote_copy.write_bytes(remote_copy.read_bytes()[:100])
-    # A new version whose weights file reuses the tensor data (only its header changed).
+class _RemoteFiles:
+    """A push target of one kind (a folder, or an fsspec memory store: sizes compared over
+    the storage interface), with raw access to its object files."""
+
+    def __init__(self, kind: str, tmp_path) -> None:
+        import secrets
+
+        self.kind = kind
+        if kind == "file":
+            self.url = f"file://{tmp_path / 'remote'}"
+            self.root = str(tmp_path / "remote")
+        else:
+            self.name = f"mvc-faults-{secrets.token_hex(6)}"
+            self.url = f"memory://{self.name}/store"
+            self.root = f"/{self.name}/store"
+
+    def _fs(self):
+        import fsspec
+
+        return fsspec.filesystem("file" if self.kind == "file" else "memory")
+
+    def read(self, oid: str) -> bytes:
+        return bytes(self._fs().cat_file(f"{self.root}/{object_key(oid)}"))
+
+    def write(self, oid: str, data: bytes) -> None:
+        self._fs().pipe_file(f"{self.root}/{object_key(oid)}", data)
+
+    def cleanup(self) -> None:
+        if self.kind == "memory" and self._fs().exists(f"/{self.name}"):
+            self._fs().rm(f"/{self.name}", recursive=True)
+
+
+@pytest.fixture(params=["file", "memory"])
+def remote_files(request, tmp_path):
+    files = _RemoteFiles(request.param, tmp_path)
+    yield files
+    files.cleanup()
+
+
+def _same_tensors_new_header(cli) -> None:
+    """A new version whose weights file reuses the tensor data (only its header changed)."""
     from safetensors.numpy import load_file, save_file
 
     weights = "models/bert/model.safetensors"
     save_file(load_file(weights), weights, metadata={"note": "same tensors"})
     cli("commit", "models/bert", "-m", "new header, same data")
+
+
+def test_push_keeps_a_remote_copy_encoded_otherwise(store, cli, make_model, remote_files):
+    """Guarantee (no needless uploads): a remote copy of another size than the local one is
+    kept when its own envelope header accounts for its length (pushed raw, repacked here)."""
+    make_model("models/bert", seed=1, scale=4)  # tensors big enough for grouped compression
+    cli("commit", "models/bert", "-m", "one")
+    cli("remote", "add", "origin", remote_files.url)
     cli("push", "origin", "bert")
-    remote = ObjectStore(LocalStorage(str(tmp_path / "remote")))
-    assert len(remote.get_bytes(chunk)) > 100
-    cli("clone", f"file://{tmp_path / 'remote'}", tmp_path / "clone")
+    assert cli("repack", "--json").json()["compressed"] > 0
+    _same_tensors_new_header(cli)
+    pushed = cli("push", "origin", "bert", "--json").json()
+    assert pushed["transfer"]["chunks_sent"] == 1  # the new header only
+
+
+def test_push_replaces_a_damaged_copy_on_the_remote(store, cli, make_model, tmp_path, remote_files):
+    """Guarantee: push does not take a wrong-size copy on the remote for the object: it sends
+    its own, and the remote ref moves only onto complete data."""
+    version = commit(cli, make_model, 1)
+    cli("remote", "add", "origin", remote_files.url)
+    cli("push", "origin", "bert")
+    chunk = data_chunks(store, version)[0]
+    remote_files.write(chunk, remote_files.read(chunk)[:100])
+    _same_tensors_new_header(cli)
+    cli("push", "origin", "bert")
+    assert remote_files.read(chunk) == object_path(store.store_dir, chunk).read_bytes()
+    cli("clone", remote_files.url, tmp_path / "clone")
     assert fsck_json(cli, tmp_path / "clone", expect=0)["ok"]
 
 
