@@ -20,9 +20,10 @@ Invariants:
   never followed. Temp keys (``.tmp-*``) are never listed.
 - Transient failures (timeouts, resets, 5xx, throttling) are retried with bounded exponential
   backoff by ``RetryPolicy``. On S3 opened by ``open_storage`` it is the only retry layer
-  (s3fs' and botocore's own retries are switched off), so attempts never multiply and a
-  retried ``create_exclusive`` knows when an earlier attempt may have landed: it then counts
-  the key as its own only if it holds exactly its bytes.
+  (s3fs' and botocore's own retries are switched off), so attempts never multiply. A refused
+  ``create_exclusive`` reads the key back: an earlier attempt of ours may have landed with its
+  answer lost (aiohttp itself re-sends an idempotent PUT on a dropped connection), so the key
+  counts as ours when it holds exactly our bytes.
 - Permanent failures raise ``RemoteError`` naming the remote and the key, never credentials;
   an absent key is ``NotFound``.
 - fsspec and its backends are imported inside functions, so ``mvc --help`` stays fast.
@@ -118,7 +119,13 @@ _TRANSIENT_CODES = frozenset(
 # error never imports botocore or aiohttp.
 _TRANSIENT_CLASSES = frozenset(
     {
-        "HTTPClientError",  # botocore: EndpointConnectionError, Read/ConnectTimeoutError, ...
+        "HTTPClientError",  # botocore: ReadTimeoutError, ConnectionClosedError, ...
+        # botocore's own ConnectionError family (not the builtin): refused or unreachable
+        # endpoints and connect timeouts. Its SSLError sibling is left out: a certificate
+        # that does not verify will not verify on the next try either.
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ProxyConnectionError",
         "ResponseParserError",  # botocore: S3 throttling can answer with broken XML
         "IncompleteReadError",
         "IncompleteRead",
@@ -205,13 +212,14 @@ class RetryPolicy:
     """Bounded exponential backoff with jitter for transient failures.
 
     ``tries`` counts every attempt (the first included); delays double from ``first_delay`` up
-    to ``max_delay``. ``sleep`` is injectable so tests do not wait.
+    to ``max_delay``. ``sleep`` is injectable so tests do not wait (default: ``time.sleep``,
+    looked up at each pause).
     """
 
     tries: int = 5
     first_delay: float = 0.2
     max_delay: float = 5.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] | None = None
 
     def delay(self, attempt: int) -> float:
         """The pause after failed attempt number ``attempt`` (1-based)."""
@@ -231,7 +239,7 @@ class RetryPolicy:
                     raise
                 if on_retry is not None:
                     on_retry(exc)
-                self.sleep(self.delay(attempt))
+                (self.sleep or time.sleep)(self.delay(attempt))
                 attempt += 1
 
 
@@ -610,26 +618,20 @@ class FsspecStorage:
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self._path(key)
-        maybe_landed = False
-
-        def note_retry(_exc: BaseException) -> None:
-            nonlocal maybe_landed
-            maybe_landed = True
-
-        def run(fn: Callable[[], Any]) -> Any:
-            return self.retry.run(fn, on_retry=note_retry)
-
         created = self._translate(
-            "create", key, lambda: self._adapter.create(path, data, run), missing=False
+            "create", key, lambda: self._adapter.create(path, data, self.retry.run), missing=False
         )
-        if not created and maybe_landed:
-            # A failed attempt may have written our value before its answer was lost; the
-            # retry then finds the key taken. Ours only if it holds exactly our bytes.
-            try:
-                return self.read(key) == data
-            except NotFound:
-                return False
-        return bool(created)
+        if created:
+            return True
+        # A refusal may answer our own re-sent request: an attempt landed but its answer was
+        # lost, and our retry (or the HTTP client, which re-sends an idempotent PUT on a
+        # dropped keep-alive connection without telling anyone) then found the key taken. The
+        # key is ours exactly when it holds our bytes; callers make values unique where it
+        # matters (a ref-log entry names who, when, old and new: equal bytes are one change).
+        try:
+            return self.read(key) == data
+        except NotFound:
+            return False
 
     def exists(self, key: str) -> bool:
         return self._stat(key) is not None
