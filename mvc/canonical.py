@@ -36,9 +36,18 @@ def encode_canonical(value: Any) -> bytes:
 
 
 def decode_json(data: bytes, what: str) -> Any:
-    """Parse JSON we stored; anything malformed is our own error naming ``what``."""
+    """Parse JSON we stored; anything malformed is our own error naming ``what``.
+
+    ``NaN``, ``Infinity`` and ``-Infinity`` are refused: canonical JSON never holds them (and
+    they are not JSON), so bytes that do were not written by mvc, and a value read here must be
+    printable as valid JSON.
+    """
+
+    def refuse(name: str) -> Any:
+        raise InvalidInput(f"{what} holds {name}, which canonical JSON never does")
+
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), parse_constant=refuse)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc}") from exc
 

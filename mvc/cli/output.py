@@ -1,29 +1,113 @@
-"""Where output goes: data to stdout, everything for people to stderr.
+r"""Where output goes: data to stdout, everything for people to stderr.
 
 Rich is imported only when something is rendered for a person. Progress bars appear only on
 a terminal; ``NO_COLOR`` is honoured (rich reads it).
+
+Everything printed passes through here, and here alone it is made safe, because much of it
+comes from other people (a remote's authors, messages, params, paths, ref names):
+
+- **Human output**: control characters (C0 but newline and tab, DEL, C1) and invisible or
+  direction-changing characters (bidi overrides and isolates, zero-width marks) are shown
+  escaped (``\x1b``, ``\u202e``), so text cannot move the cursor, retitle the terminal or
+  reorder what is shown; rich markup in messages is shown, not interpreted.
+- **JSON**: exact values, valid JSON: the same characters are written as ``\uXXXX``
+  escapes (the parsed value is unchanged), and a non-finite number becomes ``null``.
+- **Both**: a password in a URL (``scheme://user:password@``) is shown as ``***``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import sys
 from typing import Any
 
 from mvc.progress import NullProgress, Progress
 
+#: Characters that never reach the terminal as they are.
+_UNSAFE = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]"
+)
+#: The password part of a URL's user info (``://user:password@``), inside one JSON string.
+_PASSWORD = re.compile(r'(?<=://)([^/@\s:"]*):[^/@\s"]+@')
+
+
+def _shown(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def redact(text: str) -> str:
+    """Passwords in URLs replaced by ``***``."""
+    return _PASSWORD.sub(r"\1:***@", text)
+
+
+def safe_text(text: str) -> str:
+    """Untrusted text made harmless for a terminal (see the module docstring)."""
+    return _UNSAFE.sub(lambda m: _shown(m.group()), redact(text))
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (which JSON cannot carry) as None; everything else unchanged."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def encode_json(value: Any) -> str:
+    """``--json`` text: valid JSON whose parsed value is ``value`` (credentials redacted)."""
+    text = json.dumps(
+        _json_safe(value), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False
+    )
+    # Outside strings JSON is ASCII, so these characters sit inside strings: as \uXXXX
+    # escapes they parse back to themselves.
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", redact(text))
+
+
+class _Sanitised:
+    """A rich renderable whose text segments pass ``safe_text`` (rich's own control codes,
+    the styles and cursor moves it emits, are kept)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.segment import Segment
+
+        for segment in console.render(self.inner, options):
+            if segment.control:
+                yield segment
+            else:
+                yield Segment(safe_text(segment.text), segment.style)
+
+
+def _sanitising(console: Any) -> Any:
+    from rich.console import RenderHook
+
+    class Hook(RenderHook):
+        def process_renderables(self, renderables: list[Any]) -> list[Any]:
+            return [_Sanitised(r) for r in renderables]
+
+    console.push_render_hook(Hook())
+    return console
+
 
 def _stderr_console() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _sanitising(Console(stderr=True, highlight=False, soft_wrap=True))
 
 
-def _stdout_console() -> Any:
+def _stdout_console(width: int | None = None) -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    return _sanitising(Console(highlight=False, soft_wrap=True, width=width))
 
 
 class Output:
@@ -33,25 +117,27 @@ class Output:
 
     # data (stdout)
     def json(self, value: Any) -> None:
-        sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        sys.stdout.write(encode_json(value) + "\n")
         sys.stdout.flush()
 
     def line(self, text: str = "") -> None:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(safe_text(text) + "\n")
 
     def write_bytes(self, data: bytes) -> None:
         sys.stdout.buffer.write(data)
 
-    def rich(self, renderable: Any) -> None:
-        _stdout_console().print(renderable)
+    def rich(self, renderable: Any, *, wide: bool = False) -> None:
+        """A rich renderable on stdout; ``wide``: into a pipe or file, lines are never cut."""
+        width = 10_000 if wide and not sys.stdout.isatty() else None
+        _stdout_console(width).print(renderable)
 
     # people (stderr)
     def info(self, text: str) -> None:
         if not self.quiet:
-            _stderr_console().print(text)
+            _stderr_console().print(_escape(text))
 
     def warn(self, text: str) -> None:
-        _stderr_console().print(f"[yellow]warning:[/yellow] {text}")
+        _stderr_console().print(f"[yellow]warning:[/yellow] {_escape(text)}")
 
     def error(self, text: str, hint: str | None = None) -> None:
         console = _stderr_console()

@@ -218,19 +218,9 @@ def lineage(
     elif fmt == "dot":
         out.write_bytes(graph.to_dot().encode())
     else:
-        _print_wide(render_lineage(graph))
+        out.rich(render_lineage(graph), wide=True)
         if graph.truncated:
             out.info(f"(stopped at depth {depth}; --depth 0 shows everything)")
-
-
-def _print_wide(renderable: Any) -> None:
-    """Rich output on stdout; into a pipe or file, lines are never cut at 80 columns."""
-    import sys
-
-    from rich.console import Console
-
-    width = None if sys.stdout.isatty() else 10_000
-    Console(highlight=False, soft_wrap=True, width=width).print(renderable)
 
 
 def render_lineage(graph: LineageGraph) -> Any:

@@ -117,7 +117,8 @@ def is_secret_option(key: str) -> bool:
     return any(word in lowered for word in _SECRET_WORDS) or bool(parts & _SECRET_PARTS)
 
 
-def validate_option(key: str) -> str:
+def validate_option(key: str, value: str | None = None) -> str:
+    """A storage option name that is safe to store (and its value, when given)."""
     if not _OPTION_KEY.match(key):
         raise UsageError(
             f"invalid remote option name {key!r}", hint="option names are like endpoint_url"
@@ -129,6 +130,10 @@ def validate_option(key: str) -> str:
             hint="give credentials the way the backend expects them (AWS profile or "
             "environment, GCS application credentials, Azure environment)",
         )
+    if value is not None:
+        from mvc.storage.remote import check_option
+
+        check_option(key, value)
     return key
 
 
@@ -201,7 +206,7 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None =
             hint=f"remove it first (`mvc remote remove {name}`) or change an option "
             f"(`mvc remote set-option {name} KEY VALUE`)",
         )
-    options = {validate_option(k): str(v) for k, v in (options or {}).items()}
+    options = {validate_option(k, str(v)): str(v) for k, v in (options or {}).items()}
     url = _normalise_url(url)
     storage = open_remote_storage(repo, url, options)
     warnings = []
@@ -248,7 +253,7 @@ def remove_remote(repo: Repo, name: str) -> RemoteConfig:
 def set_remote_option(repo: Repo, name: str, key: str, value: str | None) -> RemoteConfig:
     """Set (or with ``value=None`` remove) a storage option; the backend is probed again later."""
     remote_config(repo, name)
-    validate_option(key)
+    validate_option(key, value)
     with repo.editing_config() as values:
         full = f"remote.{name}.options.{key}"
         if value is None:

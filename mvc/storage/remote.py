@@ -72,17 +72,77 @@ _EXTRAS = {
 }
 
 
-def _s3_defaults() -> dict[str, Any]:
+#: Seconds to wait for a connection, and for each answer (a stalled server), unless the
+#: remote's ``connect_timeout`` / ``read_timeout`` options say otherwise (S3).
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 30.0
+#: Options mvc reads itself (seconds); on S3 they become botocore's timeouts.
+TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
+#: Backend options that take a mapping, which a text option cannot give.
+_MAPPING_OPTIONS = frozenset({"storage_options", "kwargs", "headers", "default_acl_kwargs"})
+
+
+def _s3_defaults(timeouts: dict[str, float]) -> dict[str, Any]:
     """s3fs options mvc sets unless the remote's options say otherwise.
 
     A fresh instance (not fsspec's shared one) with no listings cache, since other processes
-    move refs; and no botocore retries, since RetryPolicy is the one retry layer.
+    move refs; no botocore retries, since RetryPolicy is the one retry layer; and bounded
+    connect and read timeouts, so a stalled server costs seconds, not forever.
     """
     return {
         "skip_instance_cache": True,
         "use_listings_cache": False,
-        "config_kwargs": {"retries": {"mode": "standard", "total_max_attempts": 1}},
+        "config_kwargs": {
+            "retries": {"mode": "standard", "total_max_attempts": 1},
+            "connect_timeout": timeouts.get("connect_timeout", CONNECT_TIMEOUT),
+            "read_timeout": timeouts.get("read_timeout", READ_TIMEOUT),
+        },
     }
+
+
+def check_option(key: str, value: str) -> None:
+    """Refuse an option value the backend could not take, or that carries a credential.
+
+    Option values are text (``true``/``false`` become booleans), so options that need a
+    mapping (``client_kwargs`` and the like) cannot be given; timeouts are seconds.
+    """
+    if key in _MAPPING_OPTIONS or key.endswith("_kwargs"):
+        raise UsageError(
+            f"remote option {key!r} expects a mapping, and options are text (KEY=VALUE)",
+            hint="set what it would carry with a plain option where the backend has one "
+            "(e.g. endpoint_url, region_name for S3 is read from AWS_DEFAULT_REGION)",
+        )
+    if key in TIMEOUT_OPTIONS:
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds < 86400:
+            raise UsageError(
+                f"remote option {key!r} expects a number of seconds, got {value[:40]!r}",
+                hint=f"e.g. -o {key}=30",
+            )
+    if _has_password(value):
+        raise UsageError(
+            f"refusing remote option {key!r}: its URL carries a password, and credentials "
+            "are never written into a store",
+            hint="give the URL without user:password@ and the credentials the way the "
+            "backend expects them (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or an AWS "
+            "profile, GCS application credentials, Azure environment variables)",
+        )
+
+
+def _has_password(value: str) -> bool:
+    for match in _URL_IN_TEXT.finditer(value):
+        try:
+            if urlsplit(match.group(0)).password is not None:
+                return True
+        except ValueError:
+            return True  # unparseable: refuse rather than store what might be a secret
+    return False
+
+
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
 # --- retries --------------------------------------------------------------------------------------
@@ -769,7 +829,11 @@ def open_storage(url: str, options: dict[str, str] | None = None) -> Storage:
             hint="use a folder path, or an s3://, gs://, az:// or memory:// URL",
         ) from exc
     s3 = scheme in ("s3", "s3a")
-    kwargs = {**(_s3_defaults() if s3 else {}), **_coerce(options or {})}
+    given = dict(options or {})
+    for key, value in given.items():
+        check_option(key, value)
+    timeouts = {k: float(given.pop(k)) for k in TIMEOUT_OPTIONS if s3 and k in given}
+    kwargs = {**(_s3_defaults(timeouts) if s3 else {}), **_coerce(given)}
     try:
         fs = cls(**kwargs)
     except ImportError as exc:

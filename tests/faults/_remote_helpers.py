@@ -199,3 +199,47 @@ def no_sleep(monkeypatch, recorder: Callable[[float], None] | None = None) -> li
     pauses: list[float] = []
     monkeypatch.setattr(remote.time, "sleep", recorder or pauses.append)
     return pauses
+
+
+# --- building hostile remote folders ----------------------------------------------------------
+
+
+def raw_put(root: object, key: str, data: bytes) -> None:
+    """Write ``data`` at ``key`` of a folder remote, bypassing mvc (the attacker's pen)."""
+    import os
+
+    path = os.path.join(str(root), *key.split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+def raw_entry(new: str | None, seq: int = 1, old: str | None = None, who: str = "x") -> bytes:
+    """A ref-log entry as a remote could hold it."""
+    from mvc.canonical import encode_canonical
+
+    return encode_canonical(
+        {"seq": seq, "old": old, "new": new, "who": who, "when": "2026-01-01T00:00:00Z", "why": ""}
+    )
+
+
+def put_meta(root: object, value: dict, *, allow_nan: bool = False) -> str:
+    """Store a metadata object under its honest id; ``allow_nan`` writes NaN/Infinity literally
+    (bytes canonical JSON would never produce, hashed as they are)."""
+    import json
+
+    from mvc import codec
+    from mvc.ids import hash_bytes
+    from mvc.store import object_key
+
+    data = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan
+    ).encode()
+    oid = hash_bytes(data)
+    raw_put(root, object_key(oid), b"".join(codec.encode(data, compress=True, meta=True)))
+    return oid
+
+
+def ref_key(ref: object, seq: int) -> str:
+    """The key of entry ``seq`` of ``ref`` (a RefName)."""
+    return f"{ref.folder}/{seq:010d}"  # type: ignore[attr-defined]
