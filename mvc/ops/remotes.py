@@ -70,7 +70,7 @@ from mvc.refnames import (
     tag,
     validate_remote,
 )
-from mvc.refs import RefStore, RefUpdate, local_ref_lock
+from mvc.refs import SEQ_DIGITS, RefEntry, RefStore, RefUpdate, decode_entry, local_ref_lock
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
 from mvc.storage.base import Buffer, Storage
 from mvc.storage.local import LocalStorage
@@ -85,6 +85,9 @@ _LAYOUT = {FORMAT_FILE, "objects", "refs", "probe", "config.yaml"}
 TRANSFER_JOBS = 8
 #: Remote refs move in this order: names first, deployments last.
 _ORDER = {TAGS: 0, HEADS: 1, CHANNELS: 2}
+
+#: How many of a remote ref's newest log entries fetch and pull check for a broken chain.
+CHAIN_CHECK = 16
 
 _OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_WORDS = ("secret", "password", "passwd", "credential", "token", "private", "connection")
@@ -496,6 +499,78 @@ def tracking_roots(repo: Repo) -> list[RefStore]:
     return [tracking_refs(repo, name) for name in remote_names(repo)]
 
 
+# --- rewritten remote histories ------------------------------------------------------------------
+
+
+def _log_tail(remote: Remote, ref: RefName, stop_at: ObjectId | None) -> list[RefEntry]:
+    """The newest entries of a remote ref's log, oldest first: back to the entry that set
+    ``stop_at`` (the value we saw last), at most ``CHAIN_CHECK`` of them."""
+    seqs = sorted(
+        int(n) for n in remote.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS
+    )
+    tail: list[RefEntry] = []
+    for seq in reversed(seqs[-CHAIN_CHECK:]):
+        data = remote.storage.read(f"{ref.folder}/{seq:0{SEQ_DIGITS}d}")
+        tail.insert(0, decode_entry(data, ref, seq))
+        if stop_at is not None and tail[0].new == stop_at:
+            break
+    return tail
+
+
+def _broken_link(tail: list[RefEntry]) -> str | None:
+    for before, after in zip(tail, tail[1:], strict=False):
+        if after.old != before.new:
+            return (
+                f"its log is broken: entry {after.seq} starts from "
+                f"{short(after.old) if after.old else 'nothing'}, but entry {before.seq} "
+                f"ended at {short(before.new) if before.new else 'nothing'}"
+            )
+    return None
+
+
+def _moved_tag(ref: RefName, tail: list[RefEntry]) -> str | None:
+    values = {e.new for e in tail if e.new is not None}
+    if ref.kind == TAGS and len(values) > 1:
+        return f"its log shows it naming {', '.join(sorted(short(v) for v in values))}"
+    return None
+
+
+def _rewrite(repo: Repo, remote: Remote, ref: RefName, new: ObjectId) -> str | None:
+    """Why the remote's ``new`` value of ``ref`` is not a plain step forward from what this
+    store saw there (None when it is): the remote's log chain is broken, or the value
+    does not descend from the one the tracking ref held before its latest change.
+
+    Runs before or after the tracking ref follows ``new`` (fetch, then pull, see the same).
+    The caller has the remote's metadata for ``new`` (fetch or pull brought it)."""
+    refs = tracking_refs(repo, remote.name)
+    latest = refs.latest(ref)
+    seen = latest.old if latest is not None and latest.new == new else refs.get(ref)
+    with _reading(remote):
+        tail = _log_tail(remote, ref, seen)
+    reason = _moved_tag(ref, tail) or _broken_link(tail)
+    if reason is None and seen is not None and seen != new and ref.kind != TAGS:
+        if _is_ancestor(repo.objects, new, seen):
+            reason = f"it moved backwards from {short(seen)} to {short(new)}"
+        elif not _is_ancestor(repo.objects, seen, new):
+            reason = (
+                f"it moved from {short(seen)} to {short(new)}, which does not descend from "
+                f"{short(seen)}"
+            )
+    return reason
+
+
+def _rewrite_warning(remote: Remote, ref: RefName, reason: str) -> str:
+    if ref.kind == TAGS:
+        return (
+            f"remote {remote.name}'s tag {ref.name!r} of {ref.model!r} moved ({reason}); tags "
+            "never move, so it was not followed"
+        )
+    return (
+        f"remote {remote.name} rewrote the history of {ref}: {reason}; a local branch is not "
+        f"moved onto it without --force"
+    )
+
+
 # --- results --------------------------------------------------------------------------------------
 
 
@@ -860,12 +935,17 @@ def fetch(
             old, new = tracked.get(ref), found.get(ref)
             if old == new:
                 continue
+            rewrite = _rewrite(repo, remote, ref, new) if new is not None else None
+            if rewrite is not None:
+                result.warnings.append(_rewrite_warning(remote, ref, rewrite))
+                if ref.kind == TAGS:
+                    continue  # tags never move: the tracking ref keeps what it had
             warning = _track(repo, remote.name, ref, new, "fetch")
             if warning:
                 result.warnings.append(warning)
                 continue
             status = "created" if old is None else "deleted" if new is None else "updated"
-            result.refs.append(RefChange(ref, old, new, status))
+            result.refs.append(RefChange(ref, old, new, "rewritten" if rewrite else status))
     return result
 
 
@@ -906,11 +986,25 @@ def pull(
         result.transfer = _receive_models(
             repo, remote, wanted, PULL, "pulling from", jobs, progress, result.damaged
         )
-        for ref, value in wanted.items():
+        rewrites: dict[RefName, str] = {}
+        for ref, value in list(wanted.items()):
+            here = repo.refs.get(ref)  # already there: nothing moves, nothing to warn about
+            rewrite = _rewrite(repo, remote, ref, value) if here != value else None
+            if rewrite is not None:
+                result.warnings.append(_rewrite_warning(remote, ref, rewrite))
+                rewrites[ref] = rewrite
+                if ref.kind == TAGS:
+                    del wanted[ref]  # a tag that moved is neither tracked nor pulled
+                    continue
             warning = _track(repo, remote.name, ref, value, "pull")
             if warning:
                 result.warnings.append(warning)
-        changes = [_plan_pull(repo, remote, ref, new, force) for ref, new in sorted(wanted.items())]
+                if ref.kind == TAGS:
+                    del wanted[ref]
+        changes = [
+            _plan_pull(repo, remote, ref, new, force, rewrites.get(ref))
+            for ref, new in sorted(wanted.items())
+        ]
         result.refs = changes
         moving = [c for c in changes if c.status not in ("up-to-date", "ahead")]
         folders = _clean_bound_folders(repo, moving, force)
@@ -929,7 +1023,14 @@ def pull(
     return result
 
 
-def _plan_pull(repo: Repo, remote: Remote, ref: RefName, new: ObjectId, force: bool) -> RefChange:
+def _plan_pull(
+    repo: Repo,
+    remote: Remote,
+    ref: RefName,
+    new: ObjectId,
+    force: bool,
+    rewrite: str | None = None,
+) -> RefChange:
     current = repo.refs.get(ref)
     if current == new:
         return RefChange(ref, current, new, "up-to-date")
@@ -942,10 +1043,19 @@ def _plan_pull(repo: Repo, remote: Remote, ref: RefName, new: ObjectId, force: b
             hint=f"delete the local tag (`mvc tag {ref.model} -d {ref.name} --force`) to take "
             "the remote's, or leave it",
         )
-    if _is_ancestor(repo.objects, current, new):
-        return RefChange(ref, current, new, "fast-forward")
     if _is_ancestor(repo.objects, new, current):
         return RefChange(ref, current, current, "ahead")
+    if rewrite is not None:
+        if force:
+            return RefChange(ref, current, new, "forced")
+        raise RefConflict(
+            f"{ref}: remote {remote.name} rewrote its history ({rewrite}), so it is not "
+            f"fast-forwarded from {short(current)}",
+            hint=f"look at it first (`mvc log {ref.model}@{remote.name}/{ref.name}`); pull "
+            "again with --force to take the remote's",
+        )
+    if _is_ancestor(repo.objects, current, new):
+        return RefChange(ref, current, new, "fast-forward")
     if force:
         return RefChange(ref, current, new, "forced")
     raise RefConflict(
