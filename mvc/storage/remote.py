@@ -58,6 +58,11 @@ PROBE_FOLDER = "probe"
 S3_PART_SIZE = 32 * 2**20
 #: Read-ahead of the streams ``open_read`` returns (one ranged GET per buffer).
 READ_BUFFER = 8 * 2**20
+#: A listing (one folder, or everything below a prefix) stops with an error after this many
+#: pages or names: a remote that keeps answering "there is more" cannot keep mvc busy, or
+#: fill its memory, forever. S3 pages hold 1000 names, so real listings stay far below.
+MAX_LIST_PAGES = 5_000
+MAX_LIST_ENTRIES = 2_000_000
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _EXTRAS = {
@@ -267,12 +272,16 @@ def backend_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _wait(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Bounded exponential backoff with jitter for transient failures.
 
     ``tries`` counts every attempt (the first included); delays double from ``first_delay`` up
-    to ``max_delay``. ``sleep`` is injectable so tests do not wait (default: ``time.sleep``,
+    to ``max_delay``. ``sleep`` is injectable so tests do not wait (default: ``_wait``,
     looked up at each pause).
     """
 
@@ -299,7 +308,7 @@ class RetryPolicy:
                     raise
                 if on_retry is not None:
                     on_retry(exc)
-                (self.sleep or time.sleep)(self.delay(attempt))
+                (self.sleep or _wait)(self.delay(attempt))
                 attempt += 1
 
 
@@ -401,6 +410,20 @@ def _info_mtime(info: dict[str, Any]) -> float | None:
 Runner = Callable[[Callable[[], Any]], Any]
 
 
+def _endless(path: str, amount: str) -> RemoteError:
+    return RemoteError(
+        f"the listing of {path} did not end after {amount}; stopped",
+        hint="the remote answers with a listing that never ends (a misbehaving server or "
+        "proxy), or holds far more keys than a store does; check it",
+    )
+
+
+def _capped(names: list[str], path: str) -> list[str]:
+    if len(names) > MAX_LIST_ENTRIES:
+        raise _endless(path, f"{MAX_LIST_ENTRIES} names")
+    return names
+
+
 class _Adapter:
     """What differs between fsspec backends. This base is the generic, portable behaviour."""
 
@@ -408,6 +431,20 @@ class _Adapter:
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
+
+    def names(self, path: str, *, recursive: bool, run: Runner) -> list[str]:
+        """Full paths below ``path``: direct children (files and folders), or every file."""
+
+        def listing() -> list[str]:
+            self.fs.invalidate_cache(path)
+            try:
+                if recursive:
+                    return [str(name) for name in self.fs.find(path)]
+                return [str(entry.get("name", "")) for entry in self.fs.ls(path, detail=True)]
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+
+        return _capped(run(listing), path)
 
     def stat(self, path: str) -> _Stat | None:
         try:
@@ -492,6 +529,30 @@ class _S3Adapter(_Adapter):
         except FileNotFoundError:
             return None
         return _Stat(int(head.get("ContentLength") or 0), _timestamp(head.get("LastModified")))
+
+    def names(self, path: str, *, recursive: bool, run: Runner) -> list[str]:
+        """ListObjectsV2 page by page (each page retried alone), at most ``MAX_LIST_PAGES``."""
+        bucket, key = self._split(path)
+        prefix = f"{key.rstrip('/')}/" if key else ""
+        found: list[str] = []
+        token: str | None = None
+        for _page in range(MAX_LIST_PAGES):
+            request: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+            if not recursive:
+                request["Delimiter"] = "/"
+            if token:
+                request["ContinuationToken"] = token
+            page = run(lambda request=request: self.fs.call_s3("list_objects_v2", **request))
+            found.extend(f"{bucket}/{item['Key']}" for item in page.get("Contents") or [])
+            found.extend(
+                f"{bucket}/{item['Prefix'].rstrip('/')}"
+                for item in page.get("CommonPrefixes") or []
+            )
+            _capped(found, path)
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return found
+        raise _endless(path, f"{MAX_LIST_PAGES} pages")
 
     def create(self, path: str, data: bytes, run: Runner) -> bool:
         def attempt() -> bool:
@@ -699,23 +760,20 @@ class FsspecStorage:
     def size(self, key: str) -> int:
         return self._require(key).size
 
-    def _children(self, folder_key: str) -> list[dict[str, Any]]:
-        base = self._path(folder_key) if folder_key else self.root
-
-        def listing() -> list[dict[str, Any]]:
-            self.fs.invalidate_cache(base)
-            try:
-                return list(self.fs.ls(base, detail=True))
-            except (FileNotFoundError, NotADirectoryError):
-                return []
-
-        return self._call("list", folder_key, listing)
+    def _names(self, what_key: str, *, recursive: bool) -> list[str]:
+        base = self._path(what_key) if what_key else self.root
+        return self._translate(
+            "list",
+            what_key,
+            lambda: self._adapter.names(base, recursive=recursive, run=self.retry.run),
+            missing=False,
+        )
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
         names = set()
-        for entry in self._children(prefix):
-            full = str(entry.get("name", "")).rstrip("/")
+        for full in self._names(prefix, recursive=False):
+            full = full.rstrip("/")
             if not full.startswith(base + "/"):
                 continue  # the folder itself, or a key that merely shares its name
             name = full[len(base) + 1 :]
@@ -727,18 +785,8 @@ class FsspecStorage:
 
     def walk(self, prefix: str) -> Iterator[str]:
         base = self._path(prefix) if prefix else self.root
-
-        def find() -> list[str]:
-            self.fs.invalidate_cache(base)
-            try:
-                return list(self.fs.find(base))
-            except FileNotFoundError:
-                return []
-
-        found = self._call("list", prefix, find)
         keys = []
-        for full in found:
-            full = str(full)
+        for full in self._names(prefix, recursive=True):
             if not full.startswith(base + "/"):
                 continue
             key = full[len(self.root) + 1 :]

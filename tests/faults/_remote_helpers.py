@@ -197,7 +197,7 @@ def no_sleep(monkeypatch, recorder: Callable[[float], None] | None = None) -> li
     from mvc.storage import remote
 
     pauses: list[float] = []
-    monkeypatch.setattr(remote.time, "sleep", recorder or pauses.append)
+    monkeypatch.setattr(remote, "_wait", recorder or pauses.append)
     return pauses
 
 
