@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import random
 import re
@@ -542,7 +543,7 @@ class _S3Adapter(_Adapter):
                 request["Delimiter"] = "/"
             if token:
                 request["ContinuationToken"] = token
-            page = run(lambda request=request: self.fs.call_s3("list_objects_v2", **request))
+            page = run(functools.partial(self.fs.call_s3, "list_objects_v2", **request))
             found.extend(f"{bucket}/{item['Key']}" for item in page.get("Contents") or [])
             found.extend(
                 f"{bucket}/{item['Prefix'].rstrip('/')}"
