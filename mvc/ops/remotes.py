@@ -301,16 +301,39 @@ def _is_working_store(storage: Storage) -> bool:
     return isinstance(storage, LocalStorage) and os.path.basename(storage.root) == STORE_DIR
 
 
+#: A remote's ref-log entries (and its format line) are read up to this size: a real entry is
+#: a few hundred bytes, so a bigger value is damage, refused without reading it whole.
+MAX_LOG_ENTRY = 64 * 1024
+
+
+def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
+    """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
+    CorruptObject if it is bigger."""
+    reader = getattr(storage, "read_at_most", None)
+    if reader is not None:
+        data = bytes(reader(key, limit + 1))
+    elif storage.size(key) > limit:
+        data = b"x" * (limit + 1)
+    else:
+        data = storage.read(key)
+    if len(data) > limit:
+        raise CorruptObject(
+            f"{key} on {storage.url} is larger than {limit} bytes: not a ref-log entry",
+            hint="the remote's ref log is damaged or hostile; repair it there before syncing",
+        )
+    return data
+
+
 def open_remote(repo: Repo, name: str) -> Remote:
     config = remote_config(repo, name)
     storage = open_remote_storage(repo, config.url, config.options)
-    refs = RefStore(storage, who=repo.identity, now=repo.now, lock=None)
+    refs = RefStore(_SmallReads(storage), who=repo.identity, now=repo.now, lock=None)
     return Remote(name, config, storage, ObjectStore(storage), refs)
 
 
 def _remote_has_store(remote: Remote) -> bool:
     try:
-        line = remote.storage.read(FORMAT_FILE)
+        line = read_small(remote.storage, FORMAT_FILE, 200)
     except NotFound:
         return False
     if line != FORMAT_LINE.encode():
@@ -406,6 +429,25 @@ class _PrefixedStorage:
 
     def local_path(self, key: str) -> str | None:
         return self.inner.local_path(self._key(key))
+
+
+class _SmallReads(_PrefixedStorage):
+    """A remote's storage for its ref logs: whole-value reads are bounded by ``read_small``."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.prefix = ""
+        self.url = inner.url
+        self.atomic_create = inner.atomic_create
+
+    def _key(self, key: str) -> str:
+        return key
+
+    def walk(self, prefix: str) -> Iterator[str]:
+        return self.inner.walk(prefix)
+
+    def read(self, key: str) -> bytes:
+        return read_small(self.inner, key)
 
 
 def tracking_refs(repo: Repo, name: str) -> RefStore:
@@ -510,7 +552,7 @@ def _log_tail(remote: Remote, ref: RefName, stop_at: ObjectId | None) -> list[Re
     )
     tail: list[RefEntry] = []
     for seq in reversed(seqs[-CHAIN_CHECK:]):
-        data = remote.storage.read(f"{ref.folder}/{seq:0{SEQ_DIGITS}d}")
+        data = read_small(remote.storage, f"{ref.folder}/{seq:0{SEQ_DIGITS}d}")
         tail.insert(0, decode_entry(data, ref, seq))
         if stop_at is not None and tail[0].new == stop_at:
             break

@@ -720,6 +720,12 @@ class FsspecStorage:
         path = self._path(key)
         return bytes(self._call("read", key, lambda: self.fs.cat_file(path)))
 
+    def read_at_most(self, key: str, limit: int) -> bytes:
+        """The value's first ``limit`` bytes at most, in one ranged request: a value that
+        should be small (a ref-log entry) costs no more than ``limit`` if it is not."""
+        path = self._path(key)
+        return bytes(self._call("read", key, lambda: self.fs.cat_file(path, start=0, end=limit)))
+
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)
         size = self._require(key).size

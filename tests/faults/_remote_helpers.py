@@ -53,6 +53,7 @@ class FaultProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rules: list[Rule] = []
         self.log: list[tuple[str, str]] = []  # (method, path) of every request seen
+        self.answered: list[tuple[str, str, int]] = []  # (method, path, body bytes) sent back
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -134,6 +135,7 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
+                    proxy.answered.append((self.command, self.path, len(body)))
 
             def _cut(self) -> None:
                 self.close_connection = True

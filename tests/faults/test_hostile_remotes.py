@@ -219,3 +219,29 @@ def test_a_stalled_answer_times_out_and_is_retried(
     stalled = proxy.add(Rule("GET", r"/refs/heads/bert/main/0000000001", "stall:2", times=10))
     failed = cli("pull", "origin", "bert", expect=1)
     assert stalled.hits == 5 and "still failing after 5 tries" in failed.stderr
+
+
+def test_an_enormous_ref_log_entry_is_refused_without_reading_it_whole(
+    store, cli, make_model, origin, tmp_path
+):
+    _commit(cli, make_model, 0)
+    cli("push", "origin", "bert")
+    huge = raw_entry(None, 2)[:-1] + b',"pad":"' + b"x" * (8 * 2**20) + b'"}'
+    raw_put(origin, ref_key(MAIN, 2), huge)
+    failed = cli("fetch", "origin", expect=12)
+    assert "larger than 65536 bytes" in failed.stderr and "remote origin" in failed.stderr
+
+
+@pytest.mark.s3
+def test_an_enormous_ref_log_entry_on_s3_costs_one_small_ranged_read(
+    store, cli, make_model, s3_url, s3_client, proxy
+):
+    _commit(cli, make_model, 0)
+    cli("remote", "add", "origin", s3_url.url, "-o", f"endpoint_url={proxy.url}")
+    cli("push", "origin", "bert")
+    key = f"store/{ref_key(MAIN, 2)}"
+    s3_client.put_object(Bucket=s3_url.bucket, Key=key, Body=b"{" + b" " * (8 * 2**20) + b"}")
+    failed = cli("fetch", "origin", expect=12)
+    assert "larger than 65536 bytes" in failed.stderr
+    sent = [n for m, p, n in proxy.answered if m == "GET" and p.endswith(ref_key(MAIN, 2))]
+    assert sent and max(sent) <= 65537  # a ranged read, never the 8 MiB
