@@ -362,6 +362,16 @@ class _RangeReader(io.RawIOBase):
                 f"{self._what} shrank while it was read",
                 hint="someone rewrote it; run the command again",
             )
+        if len(data) > end - self._pos:
+            # A server (or proxy) that ignores Range answers with the whole value: taking it
+            # as the asked-for piece would be wrong bytes, and reading on would fetch it again
+            # for every piece.
+            raise RemoteError(
+                f"{self._what}: the server answered a read of {end - self._pos} bytes with "
+                f"{len(data)}; it ignores ranged reads (Range)",
+                hint="mvc reads large values in ranges; use a server or proxy that honours "
+                "Range requests",
+            )
         self._pos += len(data)
         return data
 

@@ -219,3 +219,46 @@ def _per_object(proxy: FaultProxy, method: str) -> dict[str, int]:
 
 def _opts(s3_url: Any) -> list[str]:
     return ["-o", f"endpoint_url={s3_url.options['endpoint_url']}"]
+
+
+def test_a_server_that_ignores_range_is_named_not_trusted(monkeypatch) -> None:
+    """A ranged read answered with the whole value is refused (never wrong bytes)."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    from mvc.errors import RemoteError
+    from mvc.storage.remote import FsspecStorage
+
+    class IgnoresRange(MemoryFileSystem):
+        def cat_file(self, path: str, start: Any = None, end: Any = None, **kw: Any) -> Any:
+            return super().cat_file(path, **kw)  # the whole value, whatever was asked
+
+    storage = FsspecStorage(IgnoresRange(skip_instance_cache=True), "/ignores-range")
+    storage.write("objects/ab/cd", [bytes(range(256)) * 64])
+    monkeypatch.setattr("mvc.storage.remote.READ_BUFFER", 1024)  # pieces smaller than the value
+    with (
+        storage.open_read("objects/ab/cd") as handle,
+        pytest.raises(RemoteError, match="ignores ranged reads"),
+    ):
+        while handle.read(1000):
+            pass
+
+
+def test_a_remote_ref_that_moved_between_attempt_and_resume_is_not_overwritten(
+    store, cli, make_model, s3_url, via_proxy, tmp_path
+) -> None:
+    a = _commit(cli, make_model, 0)
+    cli("push", "origin", "bert@main")
+    other = tmp_path / "other"
+    cli("clone", s3_url.url, other, "--checkout", *_opts(s3_url))  # straight to moto
+    b = _commit(cli, make_model, 1)
+    cut = via_proxy.add(Rule("PUT", r"/objects/", "status:503", times=10**6))
+    cli("push", "origin", "bert@main", expect=1)  # interrupted: some objects, no ref
+    assert _remote_log(store) == [(None, a)]
+    make_model(f"{other}/bert", seed=2)
+    c = cli("-C", other, "commit", "bert", "-m", "meanwhile").stdout.strip()
+    cli("-C", other, "push", "origin", "bert@main")
+    cut.times = 0  # the network is back
+    resumed = cli("push", "origin", "bert@main", expect=11)
+    assert "remote ref moved; pull and retry" in resumed.stderr
+    assert _remote_log(store) == [(None, a), (a, c)]  # c stays; b never replaced it
+    assert b not in {new for _old, new in _remote_log(store)}
