@@ -152,9 +152,11 @@ class Output:
 
 
 def _escape(text: str) -> str:
+    """Text for rich's markup: made safe first (rich would drop some control characters
+    silently), then its brackets escaped so it is shown, not interpreted."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(safe_text(text))
 
 
 class RichProgress:
@@ -184,7 +186,7 @@ class RichProgress:
             transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task(description, total=total)
+        self._task = self._bar.add_task(safe_text(description), total=total)
 
     def advance(self, amount: int) -> None:
         if self._bar is not None:

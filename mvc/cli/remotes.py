@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
-from mvc.cli.output import Output, RichProgress, human_size
+from mvc.cli.output import Output, RichProgress, human_size, safe_text
 from mvc.errors import PartialFailure, UsageError
 from mvc.progress import Progress
 
@@ -62,7 +62,7 @@ class TransferBar(RichProgress):
         self._description = ""
 
     def start(self, description: str, total: int | None) -> None:
-        self._description = description
+        self._description = safe_text(description)
         super().start(description, total)
 
     def objects(self, done: int, total: int) -> None:

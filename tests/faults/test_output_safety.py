@@ -199,3 +199,18 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
+
+
+def test_messages_for_people_are_shown_not_interpreted(capsys) -> None:
+    """Warnings, errors and info lines carry remote text too (ref names, reasons): control
+    characters are shown escaped and rich markup is printed as it is."""
+    from mvc.cli.output import Output
+
+    out = Output()
+    out.info(f"info {ESC}[link=http://evil]x[/link]")
+    out.warn(f"warn {BIDI}[bold]b[/bold]")
+    out.error(f"error {C1}", hint=f"hint {ESC}")
+    err = capsys.readouterr().err
+    assert not any(char in err for char in UNSAFE)
+    assert "\\x1b]0;pwned\\x07" in err and "\\u202etxt.exe" in err and "\\x9b6n" in err
+    assert "[link=http://evil]x[/link]" in err and "[bold]b[/bold]" in err
