@@ -216,7 +216,7 @@ def lineage(
     if as_json or fmt == "json":
         out.json(graph.to_json())
     elif fmt == "dot":
-        out.write_bytes(graph.to_dot().encode())
+        out.line(graph.to_dot().rstrip("\n"))  # titles come from remotes: made safe to print
     else:
         out.rich(render_lineage(graph), wide=True)
         if graph.truncated:

@@ -121,6 +121,7 @@ def test_terminal_escapes_from_a_remote_are_shown_escaped(store, cli, make_model
         ("log", "bert", "--graph"),
         ("show", "bert"),
         ("lineage", "bert"),
+        ("lineage", "bert", "--format", "dot"),
         ("find", "--model", "bert"),
         ("find", "--model", "bert", "--param", f"lr{ESC}=1{BIDI}"),
     ):
