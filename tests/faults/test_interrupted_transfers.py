@@ -262,3 +262,18 @@ def test_a_remote_ref_that_moved_between_attempt_and_resume_is_not_overwritten(
     assert "remote ref moved; pull and retry" in resumed.stderr
     assert _remote_log(store) == [(None, a), (a, c)]  # c stays; b never replaced it
     assert b not in {new for _old, new in _remote_log(store)}
+
+
+def test_botocore_connection_failures_are_transient_but_certificates_are_not() -> None:
+    """botocore's ConnectionError family is not the builtin one: named one by one."""
+    import botocore.exceptions as b
+
+    from mvc.storage.remote import is_transient
+
+    url = "http://127.0.0.1:1/x"
+    assert is_transient(b.EndpointConnectionError(endpoint_url=url))
+    assert is_transient(b.ConnectTimeoutError(endpoint_url=url))
+    assert is_transient(b.ReadTimeoutError(endpoint_url=url))
+    assert is_transient(b.ConnectionClosedError(endpoint_url=url))
+    assert is_transient(b.ProxyConnectionError(proxy_url=url, error="refused"))
+    assert not is_transient(b.SSLError(endpoint_url=url, error="certificate verify failed"))
