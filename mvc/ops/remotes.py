@@ -309,14 +309,12 @@ MAX_LOG_ENTRY = 64 * 1024
 def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
     """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
     CorruptObject if it is bigger."""
-    reader = getattr(storage, "read_at_most", None)
+    reader = getattr(storage, "read_at_most", None)  # local and fsspec storages have it
     if reader is not None:
-        data = bytes(reader(key, limit + 1))
-    elif storage.size(key) > limit:
-        data = b"x" * (limit + 1)
+        data: bytes | None = reader(key, limit)
     else:
-        data = storage.read(key)
-    if len(data) > limit:
+        data = storage.read(key) if storage.size(key) <= limit else None
+    if data is None:
         raise CorruptObject(
             f"{key} on {storage.url} is larger than {limit} bytes: not a ref-log entry",
             hint="the remote's ref log is damaged or hostile; repair it there before syncing",
@@ -552,8 +550,13 @@ def _log_tail(remote: Remote, ref: RefName, stop_at: ObjectId | None) -> list[Re
     )
     tail: list[RefEntry] = []
     for seq in reversed(seqs[-CHAIN_CHECK:]):
-        data = read_small(remote.storage, f"{ref.folder}/{seq:0{SEQ_DIGITS}d}")
-        tail.insert(0, decode_entry(data, ref, seq))
+        try:
+            data = read_small(remote.storage, f"{ref.folder}/{seq:0{SEQ_DIGITS}d}")
+            tail.insert(0, decode_entry(data, ref, seq))
+        except CorruptObject:
+            if not tail:
+                raise  # the newest entry: the ref itself is unreadable
+            break  # an older entry is damaged: check what is readable (fsck names the rest)
         if stop_at is not None and tail[0].new == stop_at:
             break
     return tail

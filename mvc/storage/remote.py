@@ -730,11 +730,15 @@ class FsspecStorage:
         path = self._path(key)
         return bytes(self._call("read", key, lambda: self.fs.cat_file(path)))
 
-    def read_at_most(self, key: str, limit: int) -> bytes:
-        """The value's first ``limit`` bytes at most, in one ranged request: a value that
-        should be small (a ref-log entry) costs no more than ``limit`` if it is not."""
+    def read_at_most(self, key: str, limit: int) -> bytes | None:
+        """The value, or None when it is longer than ``limit`` bytes (as ``LocalStorage``'s):
+        one ranged request for ``limit`` + 1 bytes, so a value that should be small (a ref-log
+        entry) costs no more than that when it is not."""
         path = self._path(key)
-        return bytes(self._call("read", key, lambda: self.fs.cat_file(path, start=0, end=limit)))
+        data = bytes(
+            self._call("read", key, lambda: self.fs.cat_file(path, start=0, end=limit + 1))
+        )
+        return None if len(data) > limit else data
 
     def open_read(self, key: str) -> BinaryIO:
         path = self._path(key)
