@@ -106,11 +106,13 @@ def _s3_defaults(timeouts: dict[str, float]) -> dict[str, Any]:
     }
 
 
-def check_option(key: str, value: str) -> None:
-    """Refuse an option value the backend could not take, or that carries a credential.
+def check_option(key: str, value: str, *, storing: bool = True) -> None:
+    """Refuse an option value the backend could not take, or (``storing``: about to be written
+    into a store's config) that carries a credential.
 
     Option values are text (``true``/``false`` become booleans), so options that need a
-    mapping (``client_kwargs`` and the like) cannot be given; timeouts are seconds.
+    mapping (``client_kwargs`` and the like) cannot be given; timeouts are seconds. Options
+    read from a config are not refused for a password: the user's own config may hold one.
     """
     if key in _MAPPING_OPTIONS or key.endswith("_kwargs"):
         raise UsageError(
@@ -128,7 +130,7 @@ def check_option(key: str, value: str) -> None:
                 f"remote option {key!r} expects a number of seconds, got {value[:40]!r}",
                 hint=f"e.g. -o {key}=30",
             )
-    if _has_password(value):
+    if storing and _has_password(value):
         raise UsageError(
             f"refusing remote option {key!r}: its URL carries a password, and credentials "
             "are never written into a store",
@@ -900,7 +902,7 @@ def open_storage(url: str, options: dict[str, str] | None = None) -> Storage:
     s3 = scheme in ("s3", "s3a")
     given = dict(options or {})
     for key, value in given.items():
-        check_option(key, value)
+        check_option(key, value, storing=False)
     timeouts = {k: float(given.pop(k)) for k in TIMEOUT_OPTIONS if s3 and k in given}
     kwargs = {**(_s3_defaults(timeouts) if s3 else {}), **_coerce(given)}
     try:

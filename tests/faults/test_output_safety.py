@@ -215,3 +215,12 @@ def test_messages_for_people_are_shown_not_interpreted(capsys) -> None:
     assert not any(char in err for char in UNSAFE)
     assert "\\x1b]0;pwned\\x07" in err and "\\u202etxt.exe" in err and "\\x9b6n" in err
     assert "[link=http://evil]x[/link]" in err and "[bold]b[/bold]" in err
+
+
+def test_an_option_password_from_the_users_own_config_is_used_not_refused(mvc_env) -> None:
+    """Only the store's config must never hold credentials; the user's may (its owner's
+    choice). Such an option opens the remote, and is still never shown."""
+    from mvc.storage.remote import open_storage
+
+    storage = open_storage("s3://bucket/store", {"endpoint_url": f"http://u:{SECRET}@127.0.0.1:1"})
+    assert SECRET not in storage.url and SECRET not in repr(storage)
