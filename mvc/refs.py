@@ -30,6 +30,7 @@ from mvc.errors import (
     PartialFailure,
     RefConflict,
 )
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, is_object_id, short
 from mvc.refnames import KIND_WORD, REF_KINDS, TAGS, RefName, unescape
 from mvc.storage.base import Storage
@@ -207,6 +208,7 @@ class RefStore:
         return _entry_key(update.ref, seq), entry
 
     def _create(self, key: str, entry: RefEntry, ref: RefName) -> None:
+        crashpoint("refs.before-entry")
         if not self.storage.create_exclusive(key, encode_canonical(entry.to_json())):
             raise RefConflict(
                 f"{ref} moved while this command ran (entry {entry.seq} was taken by another writer)",
@@ -229,6 +231,7 @@ class RefStore:
             journal = self._write_journal(planned) if len(planned) > 1 else None
             for (key, entry), update in zip(planned, updates, strict=True):
                 self._create(key, entry, update.ref)
+                crashpoint("refs.entry")
             if journal:
                 self.storage.delete(journal)
             return [entry for _key, entry in planned]
@@ -292,6 +295,7 @@ class RefStore:
         key = f"{JOURNAL}/{secrets.token_hex(8)}"
         body = [{"key": k, "entry": e.to_json()} for k, e in planned]
         self.storage.write(key, [encode_canonical(body)])
+        crashpoint("refs.journal")
         return key
 
     def recover(self) -> int:
@@ -304,6 +308,7 @@ class RefStore:
                 for item in body:
                     if not self.storage.exists(item["key"]):
                         self.storage.create_exclusive(item["key"], encode_canonical(item["entry"]))
+                        crashpoint("refs.recover")
             except (InvalidInput, KeyError, TypeError):
                 pass  # an unreadable journal was never committed to: nothing to roll forward
             self.storage.delete(key)

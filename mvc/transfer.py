@@ -40,6 +40,7 @@ from typing import Any
 
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, hash_bytes, is_object_id, short
 from mvc.objects import (
     KIND_SAFETENSORS,
@@ -489,6 +490,7 @@ class _Transfer:
 
     def _write(self, oid: ObjectId, stored: bytes, *, chunk: bool) -> None:
         self.dest.write_stored(oid, stored, verify=False)  # verified above
+        crashpoint("transfer.object")
         with self.lock:
             self.done.add(oid)
             self.result.objects_sent += 1

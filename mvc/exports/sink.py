@@ -22,6 +22,7 @@ from typing import Any
 
 from mvc.canonical import encode_canonical
 from mvc.errors import InvalidInput, NotFound, UsageError
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, hash_bytes
 from mvc.repo import Repo
 from mvc.storage.base import Storage
@@ -139,6 +140,7 @@ class Sink:
             self.check(key)
             self.storage.write(key, repo.objects.iter_file(manifest, path))
             self.files[key] = entry.b3  # only once written: a failed export records what it did
+            crashpoint("export.file")
             self.written.append(key)
             self.bytes_written += entry.size
 
@@ -198,6 +200,7 @@ class Sink:
             self.removed.append(key)
 
     def finish(self, about: dict[str, Any]) -> None:
+        crashpoint("export.manifest")
         """Write the manifest: every file written or kept, and what is still only pending."""
         gone = set(self.removed)
         kept = {k: v for k, v in self.previous.items() if k not in gone and v}

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc.errors import MvcError, RefConflict, UsageError
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.objects import Version
 from mvc.ops.gitinfo import git_state
@@ -192,6 +193,7 @@ def commit(
             cache=cache,
             progress=progress,
         )
+        crashpoint("commit.objects")
         _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
         parent_tree = (
             repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None
@@ -230,6 +232,7 @@ def commit(
             lineage=dict(lineage or {}),
         )
         version_id = repo.objects.put_meta(version)
+        crashpoint("commit.version")
         # Still under the objects lock: a gc between writing the objects and moving the ref
         # would see them unreachable (and, with a short grace, delete them).
         try:
@@ -245,6 +248,7 @@ def commit(
                 f"(another commit landed first); version {short(version_id)} was stored but not recorded",
                 hint=f"look at `mvc log {model}`, then commit again",
             ) from exc
+    crashpoint("commit.ref")
     result.created = True
     result.version_id = version_id
     result.version = version

@@ -36,6 +36,7 @@ from mvc.deployment.planners import (
 )
 from mvc.deployment.records import STABLE, STATES, AdapterRef, Record, Target
 from mvc.errors import InvalidInput, MvcError, RefConflict, UsageError
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.ops.channel_history import at, history, parse_instant
 from mvc.ops.channels import (
@@ -236,6 +237,7 @@ def _move(
         ensure_present(repo, oid)
     with repo.writing_objects():
         record_id = repo.objects.put_meta(record.value())
+        crashpoint("deploy.record")
         entry = repo.refs.set_if_equals(
             ref, current_id, record_id, f"{record.action}: {record.why}"
         )

@@ -15,6 +15,7 @@ from typing import Any
 
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.objects import (
     child_ids,
@@ -428,6 +429,7 @@ def gc(
         roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
         reachable = walk_reachable(repo.objects, roots, strict=True, known=reachable)
         result.reachable = len(reachable)
+        crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():
             if oid in reachable:
                 continue
@@ -443,6 +445,7 @@ def gc(
             result.deleted_bytes += size
             if not dry_run:
                 repo.objects.delete(oid)
+                crashpoint("gc.delete")
         if not dry_run:
             for path in repo.storage.stale_temp_files(max(grace, 3600.0)):
                 try:
@@ -517,6 +520,7 @@ def repack(
             size = sum(len(p) for p in parts)
             if size < len(stored):
                 repo.objects.replace_encoding(oid, parts)
+                crashpoint("repack.replace")
                 return len(stored), size
             return len(stored), len(stored)
         except NotFound:

@@ -56,6 +56,7 @@ from mvc.errors import (
     UnknownFormat,
     UsageError,
 )
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.objects import child_ids, history_ids
 from mvc.progress import Progress
@@ -853,6 +854,7 @@ def push(
         return result
     with _holding_objects(repo, remote):  # gc there waits until the refs moved
         result.transfer = _push_objects(repo, remote, moving, jobs, progress)
+        crashpoint("push.objects")
         _move_remote_refs(repo, remote, moving, relies_on_single_writer)
     return result
 
@@ -946,6 +948,7 @@ def _move_remote_refs(
                 f"{message}; already updated: {', '.join(moved)}", hint=hint
             ) from exc
         moved.append(str(change.ref))
+        crashpoint("push.ref")
         _track(repo, remote.name, change.ref, change.new, "push")
 
 
@@ -1031,6 +1034,7 @@ def pull(
         result.transfer = _receive_models(
             repo, remote, wanted, PULL, "pulling from", jobs, progress, result.damaged
         )
+        crashpoint("pull.objects")
         rewrites: dict[RefName, str] = {}
         for ref, value in list(wanted.items()):
             here = repo.refs.get(ref)  # already there: nothing moves, nothing to warn about
@@ -1046,6 +1050,7 @@ def pull(
                 result.warnings.append(warning)
                 if ref.kind == TAGS:
                     del wanted[ref]
+        crashpoint("pull.tracking")
         changes = [
             _plan_pull(repo, remote, ref, new, force, rewrites.get(ref))
             for ref, new in sorted(wanted.items())

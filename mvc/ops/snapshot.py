@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mvc.errors import InvalidInput, MvcError
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId, hash_bytes, new_hasher
 from mvc.objects import KIND_SAFETENSORS, ChunkRef, FileManifest, Tree, TreeEntry, encode_object
 from mvc.progress import NullProgress, Progress
@@ -153,6 +154,7 @@ class _FileHasher:
             ),
         )
         if self.store:
+            crashpoint("commit.chunks")
             manifest_id = self.repo.objects.put_meta(manifest)
         else:
             manifest_id = hash_bytes(encode_object(manifest))
@@ -238,8 +240,10 @@ def snapshot(
         finally:
             if todo:
                 progress.finish()
+        crashpoint("commit.manifests")
         tree = Tree(entries)
         tree_id = repo.objects.put_meta(tree) if store else hash_bytes(encode_object(tree))
+        crashpoint("commit.tree")
     if cache is not None:
         cache.forget_missing(set(files))
     return Snapshot(

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from mvc.errors import DirtyWorkingFolder, NotFound, UsageError, environment_error
+from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
@@ -240,9 +241,11 @@ def checkout(
             result.bytes_written += entry.size
         # Every new file is staged and verified; only now does the folder change. Removals go
         # first: a removed file or folder may stand where a new one goes.
+        crashpoint("checkout.staged")
         for rel in result.removed:
             remove_file(folder, rel)
         staging.commit()
+        crashpoint("checkout.renamed")
     except BaseException:
         staging.abort()
         raise

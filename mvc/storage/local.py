@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from typing import BinaryIO
 
 from mvc.errors import InvalidInput, MvcError, NotFound
+from mvc.faults import crashpoint
 from mvc.storage.base import Buffer, validate_key
 
 TMP_PREFIX = ".tmp-"
@@ -256,6 +257,7 @@ class LocalStorage:
                 for done, (target, temp) in enumerate(items):
                     try:
                         os.replace(temp, target)
+                        crashpoint("storage.batch-rename")
                     except BaseException:
                         for _target, left in items[done:]:
                             _unlink_quietly(left)
@@ -306,6 +308,7 @@ class LocalStorage:
             temp = self._write_temp(target, [data])
         except OSError as exc:
             raise _disk_error(exc, key, self.root) from exc
+        crashpoint("storage.exclusive-temp")
         try:
             os.link(temp, target)
         except FileExistsError:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mvc.errors import InvalidInput, MvcError, environment_error, is_environment_error
+from mvc.faults import crashpoint
 from mvc.worktree.paths import safe_target
 
 TEMP_PREFIX = ".mvc-tmp-"
@@ -109,6 +110,7 @@ class Staging:
             if os.path.islink(parent) or not os.path.isdir(parent):
                 _make_folders(self.root, parent)  # refuses symlinks on the way
             os.replace(temp, final)
+            crashpoint("checkout.rename")
         self.staged = []
         self.created = []
 

@@ -13,6 +13,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[2] / "mvc"
 # layer -> the mvc layers it must never import
 FORBIDDEN = {
     "mvc.errors": {"*"},
+    "mvc.faults": {"*"},
     "mvc.ids": {"mvc.storage", "mvc.store", "mvc.refs", "mvc.repo", "mvc.ops", "mvc.cli"},
     "mvc.canonical": {"mvc.storage", "mvc.store", "mvc.refs", "mvc.repo", "mvc.ops", "mvc.cli"},
     "mvc.codec": {"mvc.storage", "mvc.store", "mvc.refs", "mvc.repo", "mvc.ops", "mvc.cli"},
