@@ -7,6 +7,7 @@ never belong here: remotes get them from their backend's usual sources.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -41,6 +42,8 @@ def _parse_duration(text: Any) -> float:
         value = float(match.group(1)) * scale
     if value < 0:
         raise ValueError("a duration cannot be negative")
+    if not math.isfinite(value):
+        raise ValueError("a duration must be a finite number")
     return value
 
 
@@ -84,6 +87,8 @@ OPEN_SECTIONS = ("remote.",)
 
 
 def validate(key: str, value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):  # .nan, .inf, 1e999 in YAML
+        raise UsageError(f"bad value {value!r} for {key}: not a finite number")
     spec = KEYS.get(key)
     if spec is None:
         if any(key.startswith(s) and key.count(".") >= 2 for s in OPEN_SECTIONS):
@@ -122,27 +127,43 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parse_config_text(text: str, source: str) -> dict[str, Any]:
-    """The validated, flattened contents of one config file."""
-    import yaml
+    """The validated, flattened contents of one config file.
+
+    Read with ``load_yaml`` (mvc/yamltext.py): no tags, no aliases (a few hundred bytes of
+    nested aliases would stall every command), no duplicate keys. A file that is not such
+    YAML is InvalidInput (exit 1); unknown keys and bad values are usage errors (exit 2).
+    Both say ``file:line``.
+    """
+    from mvc.yamltext import YamlProblem, load_yaml
 
     try:
-        tree = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        loaded = load_yaml(text, aliases=False)
+    except YamlProblem as exc:
         raise InvalidInput(
-            f"{source} is not valid YAML: {exc}", hint=f"fix or remove {source}"
+            f"{_at(source, exc.line)}: {exc.message}", hint=f"fix or remove {source}"
         ) from exc
+    tree = loaded.value
     if tree is None:  # empty, or only comments
         tree = {}
     if not isinstance(tree, dict):
-        raise InvalidInput(f"{source} must be a mapping of sections", hint=f"fix {source}")
+        raise InvalidInput(
+            f"{_at(source, 1)}: must be a mapping of sections (user: {{name: Ada}})",
+            hint=f"fix {source}",
+        )
     flat = flatten(tree)
     out = {}
     for key, value in flat.items():
         try:
             out[key] = validate(key, value)
         except UsageError as exc:
-            raise InvalidInput(f"{source}: {exc.message}", hint=f"fix {source}") from exc
+            raise UsageError(
+                f"{_at(source, loaded.line_of(key))}: {exc.message}", hint=f"fix {source}"
+            ) from exc
     return out
+
+
+def _at(source: str, line: int | None) -> str:
+    return f"{source}:{line}" if line else source
 
 
 def render_config(flat: Mapping[str, Any]) -> str:

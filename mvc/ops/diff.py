@@ -409,12 +409,9 @@ def _load_config(data: bytes | None, path: str) -> Any:
         raise ValueError("too large to compare key by key")
     text = data.decode("utf-8", errors="strict")
     if path.lower().endswith((".yaml", ".yml")):
-        import yaml
+        from mvc.yamltext import load_yaml
 
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(str(exc)) from exc
+        return load_yaml(text).value  # bounded, tag-free; its YamlProblem is a ValueError
     if path.lower().endswith(".toml"):
         import tomllib
 

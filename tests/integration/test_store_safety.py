@@ -553,10 +553,11 @@ def test_a_bad_store_config_is_a_clear_error(store, cli) -> None:
     assert "Traceback" not in result.stderr
     config.write_text("- a list\n")
     assert "mapping" in cli("models", expect=1).stderr
+    # Schema errors are usage errors (exit 2), with file:line (tests/faults/test_bad_config.py).
     config.write_text("core:\n  colour: blue\n")
-    assert "core.colour" in cli("models", expect=1).stderr
+    assert "core.colour" in cli("models", expect=2).stderr
     config.write_text("core:\n  lock_timeout: soon\n")
-    assert "lock_timeout" in cli("models", expect=1).stderr
+    assert "lock_timeout" in cli("models", expect=2).stderr
 
 
 def test_a_bad_user_config_is_a_clear_error(store, cli, mvc_env) -> None:
