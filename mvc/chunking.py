@@ -4,7 +4,8 @@
   over ``max_piece`` is cut into equal element-aligned pieces (plus a shorter last one), so an
   unchanged tensor or piece is the same chunk in every version and model. Zero-byte tensors add
   no chunk. Float tensors carry their byte-grouping width as a codec hint.
-- Pickle-based checkpoints (``.bin``, ``.pt``…) are chunked like any other file, never unpickled.
+- Pickle-based checkpoints (``.bin``, ``.pt``…, or any file whose bytes are a pickle) are chunked
+  like any other file, never unpickled.
 - Any other file up to ``SMALL_FILE`` is one chunk; a larger one is cut by content-defined
   chunking (FastCDC), so an insertion shifts only the chunks around it.
 
@@ -53,12 +54,30 @@ class FilePlan:
 
 
 def file_kind(path: str, *, raw: bool = False) -> str:
-    """How a file is understood, by its name alone."""
+    """How a file is understood, by its name alone (``plan_file`` also looks at its bytes)."""
     if not raw and looks_like_safetensors(path):
         return KIND_SAFETENSORS
     if path.lower().endswith(PICKLE_SUFFIXES):
         return KIND_PICKLE
     return KIND_BLOB
+
+
+_ZIP_LOCAL = b"PK\x03\x04"
+_ZIP_NAME_AT = 30  # a zip local file header is 30 bytes, then the entry's name
+
+
+def looks_like_pickle(data: Buffer) -> bool:
+    """Whether bytes are a pickle, by content: the PROTO opcode of protocols 2-5
+    (``torch.save``'s legacy format, ``pickle.dump``'s default) or a ``torch.save`` zip whose
+    first entry is a ``.pkl``. Protocols 0 and 1 have no magic; their extensions still count."""
+    head = bytes(data[: _ZIP_NAME_AT + 512])
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    if head.startswith(_ZIP_LOCAL) and len(head) >= _ZIP_NAME_AT:
+        length = int.from_bytes(head[26:28], "little")
+        name = head[_ZIP_NAME_AT : _ZIP_NAME_AT + length]
+        return len(name) == length and name.lower().endswith(b".pkl")
+    return False
 
 
 def plan_file(
@@ -72,6 +91,8 @@ def plan_file(
     if max_piece < 1:
         raise ValueError(f"max_piece must be positive, got {max_piece}")
     kind = file_kind(path, raw=raw)
+    if kind == KIND_BLOB and looks_like_pickle(data):
+        kind = KIND_PICKLE  # a pickle is flagged whatever its name (notes.txt, optimizer)
     size = data.nbytes if isinstance(data, memoryview) else len(data)
     if kind == KIND_SAFETENSORS:
         header = parse_header(data, size, name)

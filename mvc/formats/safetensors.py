@@ -9,7 +9,7 @@ library (0.8) would be, and stricter where the format leaves room for confusion:
 
 - ``8 + N <= file size``, ``2 <= N <= 100 MB``; the header is UTF-8, starts with ``{`` and holds
   one JSON object followed only by space padding; no NaN/Infinity, no duplicate keys at any level,
-  no lone surrogates;
+  no lone surrogates; no control characters (NUL, ESC…) in tensor names or metadata keys;
 - every tensor has exactly the keys dtype, shape and data_offsets; a known dtype; a shape of
   non-negative integers whose element count fits in 64 bits; ``end - begin`` equal to the bytes
   its elements take (sub-byte dtypes must fill whole bytes);
@@ -143,6 +143,11 @@ def _is_text(value: Any) -> bool:
     return True
 
 
+def _has_control(text: str) -> bool:
+    """C0 controls and DEL: a NUL truncates names in C tools, an ESC rewrites terminals."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def _is_u64(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
 
@@ -176,6 +181,8 @@ def _parse_metadata(value: Any) -> dict[str, str]:
     for key, item in value.items():
         if not _is_text(key) or not _is_text(item):
             _fail(f"__metadata__ value of {_short(str(key))} is not a string")
+        if _has_control(key):
+            _fail(f"__metadata__ key {_short(key)} has a control character")
     return dict(value)
 
 
@@ -195,6 +202,8 @@ def _element_count(name: str, shape: Any) -> int:
 def _parse_tensor(name: str, entry: Any, base: int) -> TensorInfo:
     if not _is_text(name):
         _fail(f"tensor name {_short(name)} is not valid text")
+    if _has_control(name):
+        _fail(f"tensor name {_short(name)} has a control character")
     if not isinstance(entry, dict):
         _fail(f"tensor {_short(name)} is not an object")
     if set(entry) != _KEYS:
