@@ -236,6 +236,30 @@ def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     nothing_lost.check(versions.repo, before)
 
 
+@pytest.mark.s3
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["transfer.object:5", "push.ref"])
+def test_push_to_s3_killed(point, versions, mvc_proc, nothing_lost, s3_url, tmp_path) -> None:
+    """The same on S3 (moto on loopback): what a clone sees is complete, before and after."""
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    run = lambda *args, **kw: mvc_proc(*args, env=aws, **kw)  # noqa: E731
+    run("remote", "add", "origin", s3_url.url, cwd=versions.root)
+    run("push", "origin", "gpt", cwd=versions.root)
+    before = snapshot(versions.repo)
+    mvc_proc.crashes("push", "origin", "bert", point=point, cwd=versions.root, env=aws)
+    nothing_lost.check(versions.repo, before)
+    run("clone", s3_url.url, tmp_path / "early", cwd=tmp_path)  # verifies every object it takes
+    early = _refs(str(tmp_path / "early"))
+    assert early.get("gpt branch main") == versions.ids["gpt@1"]
+    assert early.get("bert branch main") in (None, versions.ids["bert@3"])
+
+    run("push", "origin", "bert", cwd=versions.root)
+    run("clone", s3_url.url, tmp_path / "late", cwd=tmp_path)
+    assert mvc_proc("fsck", cwd=tmp_path / "late").returncode == 0
+    late = {k: v for k, v in _refs(str(tmp_path / "late")).items() if k.startswith("bert ")}
+    assert late == {k: v for k, v in _refs(versions.root).items() if k.startswith("bert ")}
+
+
 PULL_POINTS = [
     "transfer.object:5",  # some objects here, no ref
     "pull.objects",  # every object here, no ref
