@@ -75,7 +75,10 @@ def load_yaml(
                 )
             return super().compose_node(parent, index)
 
-    loader = Loader(text)
+    try:
+        loader = Loader(text)  # checks the characters first
+    except yaml.YAMLError as exc:
+        raise YamlProblem(f"not valid YAML: {_one_line(str(exc))}", None) from exc
     try:
         try:
             node = loader.get_single_node()
@@ -84,7 +87,7 @@ def load_yaml(
                 f"not valid YAML: {exc.problem or exc.context}", _line(exc.problem_mark)
             ) from exc
         except yaml.YAMLError as exc:
-            raise YamlProblem(f"not valid YAML: {exc}", None) from exc
+            raise YamlProblem(f"not valid YAML: {_one_line(str(exc))}", None) from exc
         if node is None:
             return LoadedYaml(None)
         _check_size(node, max_nodes)
@@ -93,6 +96,10 @@ def load_yaml(
         return LoadedYaml(value, lines)
     finally:
         loader.dispose()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _check_size(root: Any, max_nodes: int) -> None:
@@ -148,8 +155,11 @@ def _build(
     if isinstance(node, yaml.ScalarNode):
         try:
             value = loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise YamlProblem(f"unsupported YAML value tagged {node.tag}", _line(node)) from exc
+        except yaml.constructor.ConstructorError as exc:  # !!python/..., or any unknown tag
+            raise YamlProblem(f"unsupported YAML tag {node.tag}", _line(node)) from exc
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. 2001-13-45
+            kind = node.tag.rpartition(":")[2]
+            raise YamlProblem(f"{node.value[:40]!r} is not a valid {kind}", _line(node)) from exc
         if finite and node.tag == _FLOAT and not math.isfinite(value):
             raise YamlProblem(f"{node.value!r} is not a finite number", _line(node))
         return value

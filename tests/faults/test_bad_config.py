@@ -14,6 +14,8 @@ import re
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mvc.config import parse_config_text, render_config
 from mvc.errors import InvalidInput, UsageError
@@ -211,3 +213,55 @@ def test_config_set_still_works_after_a_fix(versions, cli) -> None:
     cli("config", "set", "gc.grace", "1h")
     assert cli("config", "get", "gc.grace").stdout.strip() == "3600.0"
     assert os.path.exists(path)
+
+
+# --- any text in, only our own errors out ---------------------------------------------------------
+
+_YAML_BITS = st.sampled_from(
+    [
+        "a",
+        ":",
+        " ",
+        "\n",
+        "  ",
+        "- ",
+        "&x ",
+        "*x",
+        "!!python/name:os.system",
+        "!!set",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "'",
+        '"',
+        "<<",
+        "? ",
+        ".nan",
+        "1e9",
+        "#",
+        "|",
+        ">",
+        "\t",
+        "%YAML 1.1",
+        "2001-13-45",
+        "0x",
+        "0b2",
+        "1_0",
+        "---",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_YAML_BITS | st.text(max_size=3), max_size=30).map("".join))
+def test_any_text_gives_a_value_or_our_own_error(text) -> None:
+    try:
+        load_yaml(text)
+    except YamlProblem:
+        pass
+    try:
+        parse_config_text(text, "config.yaml")
+    except (InvalidInput, UsageError) as exc:
+        assert exc.message.startswith("config.yaml")
