@@ -384,6 +384,9 @@ def test_random_kills_lose_nothing(versions, mvc_proc, make_model, nothing_lost,
     clock = time.monotonic()
     mvc_proc("commit", "models/bert", "-m", "timing", cwd=versions.root, expect=None)
     startup = min(time.monotonic() - clock, 2.0)  # how long one run takes on this machine now
+    # When to kill each command, learnt as the loop runs (machines and their load differ): a
+    # run that finished first pulls its estimate below that delay, a kill lets it drift later.
+    estimate = dict.fromkeys(commands, 1.5 * startup)
     started, killed, iterations = time.monotonic(), 0, 0
     before = snapshot(versions.repo)
     while iterations < 36 and time.monotonic() - started < 50:
@@ -397,10 +400,15 @@ def test_random_kills_lose_nothing(versions, mvc_proc, make_model, nothing_lost,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        time.sleep(rng.uniform(0.6, 2.0) * startup)  # most kills land mid-work, some late
+        delay = rng.uniform(0.3, 1.0) * estimate[what]
+        time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         _out, err = proc.communicate(timeout=30)
         killed += proc.returncode == -signal.SIGKILL
+        if proc.returncode == -signal.SIGKILL:
+            estimate[what] *= 1.05
+        else:
+            estimate[what] = 0.8 * min(estimate[what], delay)
         assert proc.returncode in (0, -signal.SIGKILL), err.decode()
         repo = Repo(versions.root)
         report = fsck(repo)
@@ -410,5 +418,5 @@ def test_random_kills_lose_nothing(versions, mvc_proc, make_model, nothing_lost,
             _remote_complete(remote)
         iterations += 1
     print(f"{iterations} runs, {killed} killed mid-way, {time.monotonic() - started:.0f} s")
-    assert iterations >= 12 and killed >= iterations // 3, (iterations, killed)
+    assert iterations >= 12 and killed >= iterations // 2, (iterations, killed)
     nothing_lost.check(versions.repo, snapshot(versions.repo))
