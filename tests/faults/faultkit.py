@@ -164,18 +164,20 @@ class NothingLost:
     ) -> Snapshot:
         """Assert the invariant against ``before``; returns the snapshot taken now.
 
-        A ref may stay, or move to a new value whose closure is complete (its log's newest entry
-        records the move from the old value); ``allow`` lists refs that may also have been
+        A ref may stay, or move to a new value whose closure is complete and whose log is an
+        unbroken chain through the old value; ``allow`` lists refs that may also have been
         deleted. Refs that appeared must be complete too.
         """
         fresh = _reopen(repo)
         allowed = set(allow)
-        now = {str(ref): fresh.refs.get(ref) for ref in fresh.refs.list_refs(live=False)}
+        refs = {str(ref): ref for ref in fresh.refs.list_refs(live=False)}
+        now = {name: fresh.refs.get(ref) for name, ref in refs.items()}
         for name, old in before.refs.items():
             assert name in now or old is None, f"ref {name} vanished (was {old})"
             new = now.get(name)
             if new == old:
                 continue
+            _assert_logged_from(fresh, refs[name], old)
             if new is None:
                 assert name in allowed, f"ref {name} was deleted (was {old})"
                 continue
@@ -191,6 +193,16 @@ class NothingLost:
             done = self.proc("fsck", cwd=repo.root, expect=None)
             assert done.returncode == 0, f"fsck after the fault:\n{done.stdout}\n{done.stderr}"
         return snapshot(fresh, files=False)
+
+
+def _assert_logged_from(repo: Any, ref: Any, old: str | None) -> None:
+    """The ref's log is an unbroken chain that passes through ``old``: the move is recorded."""
+    log = repo.refs.entries(ref)
+    previous = None
+    for index, entry in enumerate(log):
+        assert entry.seq == index + 1 and entry.old == previous, f"{ref}: log broken at {index}"
+        previous = entry.new
+    assert old is None or any(e.new == old for e in log), f"{ref}: log never held {old}"
 
 
 def _assert_complete(repo: Any, oid: str, name: str) -> None:
