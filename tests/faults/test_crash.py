@@ -148,14 +148,27 @@ def test_checkout_killed(point, versions, mvc_proc, nothing_lost) -> None:
             assert data in (old.get(rel), new.get(rel)), f"{rel} is torn"
 
     mvc_proc("checkout", "bert@v1.0.0", "--force", cwd=versions.root)
-    # Staged temp files a kill leaves are never scanned, so never committed (cleaning them up
-    # is the exports-and-checkouts safety work's); every real file is the new version's.
-    assert {k: v for k, v in _folder_files(folder).items() if ".mvc-tmp-" not in k} == new
+    assert _folder_files(folder) == new  # and the killed run's temp files are gone
     assert "clean" in mvc_proc("status", "bert", cwd=versions.root).stdout
     nothing_lost.check(versions.repo, before)
 
 
 # --- export ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", ["export.file:1", "export.file:3", "export.manifest"])
+def test_first_export_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
+    """The first export into an empty folder, killed: running it again finishes it."""
+    dest = tmp_path / "serve"
+    export = ("export", "bert", "prod", "--format", "dir", "--to", str(dest))
+    before = snapshot(versions.repo)
+    mvc_proc.crashes(*export, point=point, cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    mvc_proc(*export, cwd=versions.root)
+    files = _folder_files(dest)
+    stable = {k.removeprefix("stable/"): v for k, v in files.items() if k.startswith("stable/")}
+    assert stable == versions.files[versions.ids["bert@2"]]
+    assert set(files) - {f"stable/{k}" for k in stable} == {"mvc-export.json", "routing.json"}
 
 
 @pytest.mark.parametrize("point", ["export.file:2", "export.manifest"])
