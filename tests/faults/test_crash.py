@@ -134,6 +134,7 @@ def test_deploy_killed(point, versions, mvc_proc, nothing_lost) -> None:
 # --- checkout -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["checkout.staged", "checkout.rename:2", "checkout.renamed"])
 def test_checkout_killed(point, versions, mvc_proc, nothing_lost) -> None:
     """Killed while the working folder changes: the store is untouched, the folder holds each
@@ -171,6 +172,7 @@ def test_first_export_killed(point, versions, mvc_proc, nothing_lost, tmp_path) 
     assert set(files) - {f"stable/{k}" for k in stable} == {"mvc-export.json", "routing.json"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["export.file:2", "export.manifest"])
 def test_re_export_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     """A re-export (a new version on the channel) killed part-way: the store is untouched and
@@ -227,6 +229,7 @@ PUSH_POINTS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", PUSH_POINTS)
 def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     remote = tmp_path / "remote"
@@ -304,6 +307,7 @@ def _pulled(fresh, wanted) -> dict[str, str | None]:
     return {k: v for k, v in _refs(str(fresh)).items() if k in wanted}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", PULL_POINTS)
 def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_path) -> None:
     from mvc.repo import Repo
@@ -326,6 +330,7 @@ def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_pa
     nothing_lost.check(repo, before)
 
 
+@pytest.mark.slow
 def test_roll_forward_killed(versions, mvc_proc, make_model, tmp_path) -> None:
     """Killed again while rolling a crashed transaction forward: the next change finishes it."""
     fresh, wanted = _puller(versions, mvc_proc, make_model, tmp_path)
@@ -353,6 +358,7 @@ def _with_garbage(versions, mvc_proc, make_model) -> None:
     mvc_proc("branch", "bert", "--delete", "tmp", cwd=versions.root)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["gc.marked", "gc.delete:2", "repack.replace:1"])
 def test_gc_killed(point, versions, mvc_proc, make_model, nothing_lost) -> None:
     _with_garbage(versions, mvc_proc, make_model)
