@@ -850,6 +850,9 @@ def push(
     for ref, new in sorted(local, key=lambda item: (_ORDER[item[0].kind], item[0])):
         result.refs.append(_plan_push(repo, remote, ref, _remote_get(remote, ref), new, force))
     moving = [c for c in result.refs if c.status != "up-to-date"]
+    for change in result.refs:  # a push killed after moving a remote ref never tracked it
+        if change.status == "up-to-date":
+            _track(repo, remote.name, change.ref, change.new, "push")
     if not moving:
         return result
     with _holding_objects(repo, remote):  # gc there waits until the refs moved

@@ -249,7 +249,15 @@ def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     assert {k: v for k, v in on_remote.items() if k.startswith("bert ")} == {
         k: v for k, v in local.items() if k.startswith("bert ")
     }
+    assert _tracked(versions.root, "origin") == on_remote  # what this store knows of origin
     nothing_lost.check(versions.repo, before)
+
+
+def _tracked(root: str, remote: str) -> dict[str, str]:
+    from mvc.ops.remotes import tracked_values
+    from mvc.repo import Repo
+
+    return {str(ref): value for ref, value in tracked_values(Repo(root), remote).items()}
 
 
 @pytest.mark.s3
