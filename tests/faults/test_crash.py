@@ -333,6 +333,7 @@ def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_pa
         assert _pulled(fresh, wanted) == wanted
     mvc_proc("pull", "origin", "bert", cwd=fresh)
     assert _pulled(fresh, wanted) == wanted
+    assert _tracked(str(fresh), "origin") == wanted
     for name in ("bert@1", "bert@2", "bert@3"):
         assert read_version_files(repo, versions.ids[name]) == versions.files[versions.ids[name]]
     nothing_lost.check(repo, before)
