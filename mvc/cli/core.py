@@ -565,7 +565,7 @@ def _bump(
     as_json: bool,
 ) -> None:
     from mvc.ops import names
-    from mvc.versioning import plan_bump
+    from mvc.ops.bump import plan_bump
 
     plan = plan_bump(repo, model, rev, bump, pre)
     if not dry_run:
