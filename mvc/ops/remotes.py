@@ -33,13 +33,12 @@ Invariants:
 
 from __future__ import annotations
 
-import builtins
 import os
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import Any
 from urllib.parse import urlsplit
 
 from mvc.errors import (
@@ -73,8 +72,9 @@ from mvc.refnames import (
 )
 from mvc.refs import SEQ_DIGITS, RefEntry, RefStore, RefUpdate, decode_entry, local_ref_lock
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
-from mvc.storage.base import Buffer, Storage
+from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
+from mvc.storage.prefixed import PrefixedStorage
 from mvc.store import ObjectStore
 from mvc.transfer import CLOSURE, FETCH, PULL, PUSH, TransferResult, Want, transfer
 
@@ -382,55 +382,7 @@ def _writers_checked(repo: Repo, remote: Remote, single_writer: bool) -> bool:
 # --- remote-tracking refs -------------------------------------------------------------------------
 
 
-class _PrefixedStorage:
-    """A view of a storage below a key prefix (remote-tracking refs in the local store)."""
-
-    def __init__(self, inner: Storage, prefix: str) -> None:
-        self.inner = inner
-        self.prefix = prefix
-        self.url = f"{inner.url}/{prefix}"
-        self.atomic_create = inner.atomic_create
-
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if key else self.prefix
-
-    def read(self, key: str) -> bytes:
-        return self.inner.read(self._key(key))
-
-    def open_read(self, key: str) -> BinaryIO:
-        return self.inner.open_read(self._key(key))
-
-    def write(self, key: str, parts: Iterable[Buffer]) -> None:
-        self.inner.write(self._key(key), parts)
-
-    def create_exclusive(self, key: str, data: bytes) -> bool:
-        return self.inner.create_exclusive(self._key(key), data)
-
-    def exists(self, key: str) -> bool:
-        return self.inner.exists(self._key(key))
-
-    def size(self, key: str) -> int:
-        return self.inner.size(self._key(key))
-
-    def list(self, prefix: str) -> builtins.list[str]:
-        return self.inner.list(self._key(prefix))
-
-    def walk(self, prefix: str) -> Iterator[str]:
-        cut = len(self.prefix) + 1
-        for key in self.inner.walk(self._key(prefix)):
-            yield key[cut:]
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(self._key(key))
-
-    def age_seconds(self, key: str) -> float:
-        return self.inner.age_seconds(self._key(key))
-
-    def local_path(self, key: str) -> str | None:
-        return self.inner.local_path(self._key(key))
-
-
-class _SmallReads(_PrefixedStorage):
+class _SmallReads(PrefixedStorage):
     """A remote's storage for its ref logs: whole-value reads are bounded by ``read_small``."""
 
     def __init__(self, inner: Storage) -> None:
@@ -453,7 +405,7 @@ def tracking_refs(repo: Repo, name: str) -> RefStore:
     """The remote-tracking refs of remote ``name`` (a RefStore inside the local store)."""
     validate_remote(name)
     return RefStore(
-        _PrefixedStorage(repo.storage, f"{TRACKING}/{name}"),
+        PrefixedStorage(repo.storage, f"{TRACKING}/{name}"),
         who=repo.identity,
         now=repo.now,
         lock=local_ref_lock(repo.store_dir, repo.lock_timeout),
