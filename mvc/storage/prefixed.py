@@ -10,7 +10,7 @@ import builtins
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from mvc.storage.base import Buffer, Storage
+from mvc.storage.base import Buffer, Storage, validate_key
 
 
 class PrefixedStorage:
@@ -23,7 +23,10 @@ class PrefixedStorage:
         self.atomic_create = inner.atomic_create
 
     def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if key else self.prefix
+        return f"{self.prefix}/{validate_key(key)}"
+
+    def _folder(self, prefix: str) -> str:
+        return f"{self.prefix}/{prefix}" if prefix else self.prefix
 
     def read(self, key: str) -> bytes:
         return self.inner.read(self._key(key))
@@ -44,11 +47,11 @@ class PrefixedStorage:
         return self.inner.size(self._key(key))
 
     def list(self, prefix: str) -> builtins.list[str]:
-        return self.inner.list(self._key(prefix))
+        return self.inner.list(self._folder(prefix))
 
     def walk(self, prefix: str) -> Iterator[str]:
         cut = len(self.prefix) + 1
-        for key in self.inner.walk(self._key(prefix)):
+        for key in self.inner.walk(self._folder(prefix)):
             yield key[cut:]
 
     def delete(self, key: str) -> None:

@@ -24,6 +24,7 @@ from mvc.ids import ObjectId, hash_bytes
 from mvc.refnames import branch
 from mvc.refs import RefStore
 from mvc.storage import LocalStorage, Storage
+from mvc.storage.prefixed import PrefixedStorage
 from mvc.storage.remote import (
     FsspecStorage,
     RetryPolicy,
@@ -37,6 +38,7 @@ BACKENDS = [
     "memory",
     pytest.param("s3", marks=pytest.mark.s3),
     "fsspec-file",
+    "prefixed",  # the decorator remote-tracking refs live in
 ]
 
 
@@ -54,6 +56,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Storage]:
     elif kind == "s3":
         remote = request.getfixturevalue("s3_url")
         yield open_storage(remote.url, remote.options)
+    elif kind == "prefixed":
+        yield PrefixedStorage(open_storage(str(tmp_path / "store")), "remotes/origin")
     else:
         import fsspec
 
@@ -62,6 +66,9 @@ def storage(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Storage]:
 
 def raw_put(storage: Storage, relative: str, data: bytes) -> None:
     """Write bypassing key validation, as a hostile or foreign writer would."""
+    if isinstance(storage, PrefixedStorage):
+        raw_put(storage.inner, f"{storage.prefix}/{relative}", data)
+        return
     if isinstance(storage, LocalStorage):
         path = os.path.join(storage.root, *relative.split("/"))
         os.makedirs(os.path.dirname(path), exist_ok=True)
