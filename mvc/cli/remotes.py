@@ -158,7 +158,7 @@ def remote_add(
 
 
 def _list(ctx: typer.Context, *, verbose: bool, as_json: bool) -> None:
-    from mvc.ops.remotes import list_remotes
+    from mvc.remotes import list_remotes
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
@@ -217,7 +217,8 @@ def remote_set_option(
 
 def remote_show(ctx: typer.Context, name: RemoteArg, as_json: bool = JsonOption) -> None:
     """List a remote's refs as of the last fetch, pull or push (remote-tracking refs)."""
-    from mvc.ops.remotes import remote_config, remote_refs
+    from mvc.ops.remotes import remote_refs
+    from mvc.remotes import remote_config
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)

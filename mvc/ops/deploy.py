@@ -230,7 +230,7 @@ def _move(
     ctx = Context(model, name, repo.identity(), repo.now(), message, names)
     planned = plan(old, request, ctx)
     record = planned.record
-    from mvc.ops.remotes import ensure_present
+    from mvc.remotes import ensure_present
 
     for oid in record.refs():
         # Closure before reference: a fetched-but-not-pulled version gets its data first.

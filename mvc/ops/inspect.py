@@ -169,7 +169,7 @@ def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
         )
     manifest = repo.objects.get_manifest(entry.manifest)
     if not all(repo.objects.has(chunk.id) for chunk in manifest.chunks):
-        from mvc.ops.remotes import ensure_present
+        from mvc.remotes import ensure_present
 
         ensure_present(repo, resolved.version)  # fetched, not pulled: bring its data now
     return repo.objects.iter_file(manifest, path)

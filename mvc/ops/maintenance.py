@@ -298,7 +298,7 @@ def _check_on_remotes(repo: Repo, wanted: dict[ObjectId, str]) -> dict[ObjectId,
     """For each object, whether the remote that promises it has it (True/False), or why that
     could not be checked (a message). One size request per object, ``core.jobs`` at once."""
     from mvc.ops.remotes import _remote_has_store as remote_has_store
-    from mvc.ops.remotes import open_remote
+    from mvc.remotes import open_remote
 
     by_remote: dict[str, list[ObjectId]] = {}
     for oid, name in wanted.items():
@@ -326,14 +326,14 @@ def _check_on_remotes(repo: Repo, wanted: dict[ObjectId, str]) -> dict[ObjectId,
 
 
 def _promised(repo: Repo) -> dict[ObjectId, str]:
-    from mvc.ops.remotes import promised_objects
+    from mvc.remotes import promised_objects
 
     return promised_objects(repo)
 
 
 def _tracking_roots(repo: Repo, grace: float | None, now: float) -> list[ObjectId]:
     """What remote-tracking refs reach stays, like what refs reach (fetched metadata)."""
-    from mvc.ops.remotes import tracking_roots
+    from mvc.remotes import tracking_roots
 
     roots: list[ObjectId] = []
     for refs in tracking_roots(repo):

@@ -139,7 +139,7 @@ def _point(
 ) -> RefEntry:
     """Move a ref to a version whose whole closure is here (fetched data is pulled first),
     holding the objects lock so gc cannot collect it in between."""
-    from mvc.ops.remotes import ensure_present
+    from mvc.remotes import ensure_present
 
     ensure_present(repo, target)
     with repo.writing_objects():

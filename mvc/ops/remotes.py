@@ -1,12 +1,12 @@
-"""Remotes: other stores reached through fsspec URLs; push, fetch, pull, clone and on-demand data.
+"""Remotes: other stores reached through fsspec URLs; push, fetch, pull and clone.
 
 A remote has a local store's layout (``format``, ``objects/``, ``refs/``), so it is an
 ``ObjectStore`` and a ``RefStore`` over a remote storage, and push and pull are one
 ``mvc.transfer.transfer`` with the stores swapped. A local path that holds a store (``DIR/.mvc``)
 is used as that store.
 
-Configuration lives in the store's config, never credentials (the backend's usual sources
-supply them):
+Configuration (read, and remotes opened, by :mod:`mvc.remotes`) lives in the store's config,
+never credentials (the backend's usual sources supply them):
 
     remote.<name>.url              a folder, file:// or any fsspec URL (no password, no query)
     remote.<name>.options.<key>    non-secret fsspec options (endpoint_url, profile, ...)
@@ -34,8 +34,7 @@ Invariants:
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -57,7 +56,7 @@ from mvc.errors import (
 )
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
-from mvc.objects import child_ids, history_ids
+from mvc.objects import history_ids
 from mvc.progress import Progress
 from mvc.refnames import (
     CHANNELS,
@@ -70,75 +69,38 @@ from mvc.refnames import (
     tag,
     validate_remote,
 )
-from mvc.refs import SEQ_DIGITS, RefEntry, RefStore, RefUpdate, decode_entry, local_ref_lock
-from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
+from mvc.refs import SEQ_DIGITS, RefEntry, RefStore, RefUpdate, decode_entry
+from mvc.remotes import (
+    TRACKING,
+    Remote,
+    RemoteConfig,
+    _is_working_store,
+    _jobs,
+    _receive,
+    open_remote,
+    open_remote_storage,
+    read_small,
+    remote_config,
+    remote_names,
+    tracked_values,
+    tracking_refs,
+    validate_option,
+)
+from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
 from mvc.storage.base import Storage
-from mvc.storage.local import LocalStorage
-from mvc.storage.prefixed import PrefixedStorage
 from mvc.store import ObjectStore
-from mvc.transfer import CLOSURE, FETCH, PULL, PUSH, TransferResult, Want, transfer
+from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
-#: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
-TRACKING = "remotes"
 #: Names a folder or bucket prefix may hold before it is first pushed to.
 _LAYOUT = {FORMAT_FILE, "objects", "refs", "probe", "config.yaml"}
-#: Parallel transfers when neither --jobs nor core.jobs says (at most 2 x 16 MiB each in memory).
-TRANSFER_JOBS = 8
 #: Remote refs move in this order: names first, deployments last.
 _ORDER = {TAGS: 0, HEADS: 1, CHANNELS: 2}
 
 #: How many of a remote ref's newest log entries fetch and pull check for a broken chain.
 CHAIN_CHECK = 16
 
-_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SECRET_WORDS = ("secret", "password", "passwd", "credential", "token", "private", "connection")
-_SECRET_PARTS = {"key", "sas", "sig", "signature", "pwd", "auth"}
-
 
 # --- configuration --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RemoteConfig:
-    name: str
-    url: str
-    options: dict[str, str] = field(default_factory=dict)
-    atomic_create: bool | None = None  # None: not probed yet
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "options": dict(sorted(self.options.items())),
-            "atomic_create": self.atomic_create,
-        }
-
-
-def is_secret_option(key: str) -> bool:
-    """Whether an option key looks like a credential (key, secret, token, password…)."""
-    lowered = key.lower()
-    parts = set(re.split(r"[^a-z0-9]+", lowered))
-    return any(word in lowered for word in _SECRET_WORDS) or bool(parts & _SECRET_PARTS)
-
-
-def validate_option(key: str, value: str | None = None) -> str:
-    """A storage option name that is safe to store (and its value, when given)."""
-    if not _OPTION_KEY.match(key):
-        raise UsageError(
-            f"invalid remote option name {key!r}", hint="option names are like endpoint_url"
-        )
-    if is_secret_option(key):
-        raise UsageError(
-            f"refusing to store remote option {key!r}: it looks like a credential, and "
-            "credentials are never written into a store",
-            hint="give credentials the way the backend expects them (AWS profile or "
-            "environment, GCS application credentials, Azure environment)",
-        )
-    if value is not None:
-        from mvc.storage.remote import check_option
-
-        check_option(key, value)
-    return key
 
 
 def _normalise_url(url: str) -> str:
@@ -156,40 +118,6 @@ def _normalise_url(url: str) -> str:
             hint="give the plain URL; credentials come from the backend's usual sources",
         )
     return url
-
-
-def _config_items(repo: Repo) -> dict[str, Any]:
-    return {k: v for k, v in repo.config.items().items() if k.startswith("remote.")}
-
-
-def remote_names(repo: Repo) -> list[str]:
-    names = set()
-    for key in _config_items(repo):
-        parts = key.split(".")
-        if len(parts) >= 3 and parts[2] == "url":
-            names.add(parts[1])
-    return sorted(names)
-
-
-def remote_config(repo: Repo, name: str) -> RemoteConfig:
-    validate_remote(name)
-    items = _config_items(repo)
-    url = items.get(f"remote.{name}.url")
-    if not isinstance(url, str):
-        known = remote_names(repo)
-        raise NotFound(
-            f"no remote named {name!r}" + (f" (remotes: {', '.join(known)})" if known else ""),
-            hint=f"add it with `mvc remote add {name} URL`",
-        )
-    prefix = f"remote.{name}.options."
-    options = {k[len(prefix) :]: str(v) for k, v in items.items() if k.startswith(prefix)}
-    flag = str(items.get(f"remote.{name}.atomic_create", "")).lower()
-    atomic = {"true": True, "false": False}.get(flag)
-    return RemoteConfig(name, url, options, atomic)
-
-
-def list_remotes(repo: Repo) -> list[RemoteConfig]:
-    return [remote_config(repo, name) for name in remote_names(repo)]
 
 
 @dataclass
@@ -273,63 +201,6 @@ def set_remote_option(repo: Repo, name: str, key: str, value: str | None) -> Rem
 # --- opening a remote -----------------------------------------------------------------------------
 
 
-@dataclass
-class Remote:
-    name: str
-    config: RemoteConfig
-    storage: Storage
-    objects: ObjectStore
-    refs: RefStore
-
-    @property
-    def label(self) -> str:
-        return f"remote {self.name} ({self.storage.url})"
-
-
-def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storage:
-    from mvc.storage.remote import open_storage
-
-    storage = open_storage(url, options)
-    if isinstance(storage, LocalStorage):
-        fsync = bool(repo.config.get("core.fsync"))
-        if storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):  # a working store: use its .mvc/
-            return LocalStorage(os.path.join(storage.root, STORE_DIR), fsync=fsync)
-        storage.fsync = fsync
-    return storage
-
-
-def _is_working_store(storage: Storage) -> bool:
-    return isinstance(storage, LocalStorage) and os.path.basename(storage.root) == STORE_DIR
-
-
-#: A remote's ref-log entries (and its format line) are read up to this size: a real entry is
-#: a few hundred bytes, so a bigger value is damage, refused without reading it whole.
-MAX_LOG_ENTRY = 64 * 1024
-
-
-def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
-    """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
-    CorruptObject if it is bigger."""
-    reader = getattr(storage, "read_at_most", None)  # local and fsspec storages have it
-    if reader is not None:
-        data: bytes | None = reader(key, limit)
-    else:
-        data = storage.read(key) if storage.size(key) <= limit else None
-    if data is None:
-        raise CorruptObject(
-            f"{key} on {storage.url} is larger than {limit} bytes: not a ref-log entry",
-            hint="the remote's ref log is damaged or hostile; repair it there before syncing",
-        )
-    return data
-
-
-def open_remote(repo: Repo, name: str) -> Remote:
-    config = remote_config(repo, name)
-    storage = open_remote_storage(repo, config.url, config.options)
-    refs = RefStore(_SmallReads(storage), who=repo.identity, now=repo.now, lock=None)
-    return Remote(name, config, storage, ObjectStore(storage), refs)
-
-
 def _remote_has_store(remote: Remote) -> bool:
     try:
         line = read_small(remote.storage, FORMAT_FILE, 200)
@@ -382,46 +253,6 @@ def _writers_checked(repo: Repo, remote: Remote, single_writer: bool) -> bool:
 # --- remote-tracking refs -------------------------------------------------------------------------
 
 
-class _SmallReads(PrefixedStorage):
-    """A remote's storage for its ref logs: whole-value reads are bounded by ``read_small``."""
-
-    def __init__(self, inner: Storage) -> None:
-        self.inner = inner
-        self.prefix = ""
-        self.url = inner.url
-        self.atomic_create = inner.atomic_create
-
-    def _key(self, key: str) -> str:
-        return key
-
-    def walk(self, prefix: str) -> Iterator[str]:
-        return self.inner.walk(prefix)
-
-    def read(self, key: str) -> bytes:
-        return read_small(self.inner, key)
-
-
-def tracking_refs(repo: Repo, name: str) -> RefStore:
-    """The remote-tracking refs of remote ``name`` (a RefStore inside the local store)."""
-    validate_remote(name)
-    return RefStore(
-        PrefixedStorage(repo.storage, f"{TRACKING}/{name}"),
-        who=repo.identity,
-        now=repo.now,
-        lock=local_ref_lock(repo.store_dir, repo.lock_timeout),
-    )
-
-
-def tracked_values(repo: Repo, name: str) -> dict[RefName, ObjectId]:
-    refs = tracking_refs(repo, name)
-    found = {}
-    for ref in refs.list_refs(live=False):
-        value = refs.get(ref)
-        if value is not None:
-            found[ref] = value
-    return found
-
-
 def _track(repo: Repo, name: str, ref: RefName, new: ObjectId | None, why: str) -> str | None:
     """Move a tracking ref; a warning if it cannot (a remote tag that moved)."""
     refs = tracking_refs(repo, name)
@@ -438,58 +269,6 @@ def _track(repo: Repo, name: str, ref: RefName, new: ObjectId | None, why: str) 
     except RefConflict:
         return None  # another command updated it meanwhile; the next fetch settles it
     return None
-
-
-def _metadata_reach(objects: ObjectStore, roots: Iterable[ObjectId]) -> set[ObjectId]:
-    """Every id the metadata below ``roots`` names (history included), present or not.
-
-    Walks metadata objects only; chunk ids are taken from file manifests, never read.
-    """
-    seen: set[ObjectId] = set()
-    stack = list(roots)
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        if not objects.has(oid):
-            continue
-        try:
-            value = objects.get_meta(oid)
-        except MvcError:
-            continue  # a chunk, or damage fsck reports on its own
-        if value["type"] == "file":
-            seen.update(child_ids(value))
-        else:
-            stack.extend(child_ids(value))
-            stack.extend(history_ids(value))
-    return seen
-
-
-def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
-    """What remote ``name`` promises: all that any value its tracking refs ever had reaches."""
-    refs = tracking_refs(repo, name)
-    roots = {
-        entry.new
-        for ref in refs.list_refs(live=False)
-        for entry in refs.entries(ref)
-        if entry.new is not None
-    }
-    return _metadata_reach(repo.objects, roots)
-
-
-def promised_objects(repo: Repo) -> dict[ObjectId, str]:
-    """Objects some configured remote promises, and which remote (the first, by name)."""
-    promised: dict[ObjectId, str] = {}
-    for name in remote_names(repo):
-        for oid in _promised_by(repo, name):
-            promised.setdefault(oid, name)
-    return promised
-
-
-def tracking_roots(repo: Repo) -> list[RefStore]:
-    """Tracking-ref stores of every configured remote (gc keeps what they reach)."""
-    return [tracking_refs(repo, name) for name in remote_names(repo)]
 
 
 # --- rewritten remote histories ------------------------------------------------------------------
@@ -736,16 +515,6 @@ def _is_ancestor(objects: ObjectStore, ancestor: ObjectId, descendant: ObjectId)
         except NotFound:
             continue
     return False
-
-
-def _jobs(repo: Repo, jobs: int | None) -> int:
-    """``--jobs``, else config ``core.jobs`` when set, else ``TRANSFER_JOBS``: transfers wait on
-    the network and on fsync, not on the CPU, so they gain from more workers than cores."""
-    if jobs and jobs > 0:
-        return jobs
-    if repo.config.source("core.jobs") is not None:
-        return int(repo.config.get("core.jobs"))
-    return TRANSFER_JOBS
 
 
 @contextmanager
@@ -1161,47 +930,6 @@ def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:
     return folders
 
 
-# --- data on demand -------------------------------------------------------------------------------
-
-
-def missing_in_closure(objects: ObjectStore, version: ObjectId) -> list[ObjectId]:
-    """Objects a version's files need that are not in ``objects`` (its metadata must be)."""
-    tree = objects.get_tree(objects.get_version(version).tree)
-    missing: dict[ObjectId, None] = {}
-    for entry in tree.files.values():
-        if not objects.has(entry.manifest):
-            missing[entry.manifest] = None
-            continue
-        for chunk in objects.get_manifest(entry.manifest).chunks:
-            if chunk.id not in missing and not objects.has(chunk.id):
-                missing[chunk.id] = None
-    return list(missing)
-
-
-def _receive(
-    repo: Repo,
-    remote: Remote,
-    roots: Iterable[ObjectId],
-    mode: Want,
-    verb: str,
-    jobs: int | None,
-    progress: Progress | None,
-) -> TransferResult:
-    """Bring objects from a remote into this store. The caller holds the objects lock and moves
-    the refs that reach them before releasing it."""
-    return transfer(
-        remote.objects,
-        repo.objects,
-        list(roots),
-        mode,
-        jobs=_jobs(repo, jobs),
-        flush_bytes=int(repo.config.get("transfer.flush_bytes")),
-        progress=progress,
-        source_label=remote.label,
-        description=f"{verb} {remote.name}",
-    )
-
-
 def _readable_refs(
     remote: Remote, model: str | None, damaged: dict[str, str]
 ) -> dict[RefName, ObjectId]:
@@ -1253,29 +981,6 @@ def _receive_models(
     if first is not None and not wanted:
         raise first
     return total
-
-
-def ensure_present(
-    repo: Repo, version: ObjectId, *, jobs: int | None = None, progress: Progress | None = None
-) -> TransferResult | None:
-    """Fetch the data of a fetched-but-not-pulled version from the remote that promises it.
-
-    None when everything is already here (the usual case: a few stat calls).
-    """
-    missing = missing_in_closure(repo.objects, version)
-    if not missing:
-        return None
-    for name in remote_names(repo):
-        if missing[0] not in _promised_by(repo, name):
-            continue
-        remote = open_remote(repo, name)
-        with repo.writing_objects():
-            return _receive(repo, remote, [version], CLOSURE, "fetching data from", jobs, progress)
-    raise NotFound(
-        f"{len(missing)} object(s) version {short(version)} needs are missing "
-        f"(e.g. {short(missing[0])}) and no remote promises them",
-        hint="run `mvc fsck`; `mvc pull REMOTE MODEL@REV` from a remote that has this version",
-    )
 
 
 def remote_refs(repo: Repo, name: str) -> list[RefChange]:

@@ -285,7 +285,7 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
 
 def _remotes_tracking(repo: Repo, model: str) -> list[str]:
     """Remotes whose fetched (tracking) refs name ``model``."""
-    from mvc.ops.remotes import remote_names, tracking_refs
+    from mvc.remotes import remote_names, tracking_refs
 
     return [r for r in remote_names(repo) if tracking_refs(repo, r).list_refs(model=model)]
 
@@ -302,7 +302,7 @@ def _require_model(repo: Repo, model: str) -> None:
 
 def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
     """``origin/main`` or ``origin/v1.2.0``: a branch or tag as last fetched from a remote."""
-    from mvc.ops.remotes import remote_names, tracking_refs
+    from mvc.remotes import remote_names, tracking_refs
 
     remote, _, name = rev.partition("/")
     if not name or remote not in remote_names(repo):

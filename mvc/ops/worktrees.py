@@ -154,7 +154,7 @@ def checkout(
     progress = progress or NullProgress()
     resolved: Resolved = resolve(repo, spec)
     model = resolved.model
-    from mvc.ops.remotes import ensure_present
+    from mvc.remotes import ensure_present
 
     ensure_present(repo, resolved.version, progress=progress)  # data of a fetched version
     binding = repo.binding(model)

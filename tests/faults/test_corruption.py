@@ -56,8 +56,8 @@ def test_an_unreachable_remote_is_said_so_and_not_trusted(
     """Guarantee: fsck does not claim data is safe on a remote it cannot reach: it says so and
     exits 3 (partial: not everything could be checked); --offline skips the remote on purpose
     and lists the objects as unverified."""
+    from mvc import remotes  # where remotes are opened
     from mvc.errors import RemoteError
-    from mvc.ops import remotes
 
     version, clone = pushed_clone(cli, make_model, tmp_path)
     chunk = data_chunks(Repo(str(clone)), version)[0]

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from _remote_helpers import FaultProxy, Rule, no_sleep, put_meta, raw_entry, raw_put, ref_key
 
-from mvc.ops import remotes
 from mvc.refnames import branch, tag
+from mvc.remotes import open_remote, tracked_values
 from mvc.repo import Repo
 
 MAIN = branch("bert", "main")
@@ -104,7 +104,7 @@ def test_a_broken_log_chain_is_reported_and_not_fast_forwarded(
     cli("branch", "bert", "carrier", c)  # c's objects reach the remote on another branch
     cli("push", "origin", "bert@carrier")
     # Entry 3 claims to replace a, but entry 2 ended at b: someone rewrote the log.
-    assert remotes.open_remote(Repo(store.root), "origin").refs.get(MAIN) == b
+    assert open_remote(Repo(store.root), "origin").refs.get(MAIN) == b
     _append(origin, MAIN, a, c)
     fetched = cli("-C", clone, "fetch", "origin", "--json").json()
     assert any("log" in w and "entry 3" in w for w in fetched["warnings"]), fetched["warnings"]
@@ -126,11 +126,11 @@ def test_a_tag_moved_on_the_remote_is_never_followed(store, cli, make_model, ori
     pulled = cli("-C", clone, "pull", "origin", "bert", "--json").json()  # the rest still pulls
     assert any("v1.0.0" in w for w in pulled["warnings"])
     assert Repo(str(clone)).refs.get(v1) == a
-    assert remotes.tracked_values(Repo(str(clone)), "origin")[v1] == a
+    assert tracked_values(Repo(str(clone)), "origin")[v1] == a
     # A store that never saw the tag before refuses it too: the remote's log shows it moved.
     fresh = _clone(cli, origin, tmp_path, "fresh")
     assert Repo(str(fresh)).refs.get(v1) is None
-    assert v1 not in remotes.tracked_values(Repo(str(fresh)), "origin")
+    assert v1 not in tracked_values(Repo(str(fresh)), "origin")
     assert Repo(str(fresh)).refs.get(MAIN) == b
 
 
@@ -169,7 +169,7 @@ def test_trees_whose_paths_escape_are_refused_before_anything_is_stored(
     assert "unsafe path" in failed.stderr and tree[:12] in failed.stderr
     repo = Repo(str(target))
     assert not repo.objects.has(tree) and not repo.objects.has(evil)
-    assert branch("bert", "evil") not in remotes.tracked_values(repo, "origin")
+    assert branch("bert", "evil") not in tracked_values(repo, "origin")
     assert not any("outside" in n for _b, _d, ns in os.walk(tmp_path) for n in ns)
 
 
@@ -224,7 +224,7 @@ def test_a_stalled_answer_times_out_and_is_retried(
     rule = proxy.add(Rule("GET", r"/refs/heads/bert/main/0000000001", "stall:3", times=1))
     fetched = cli("fetch", "origin", "--json")
     assert rule.hits == 1 and fetched.exit_code == 0
-    assert remotes.tracked_values(Repo(store.root), "origin")[MAIN] == version
+    assert tracked_values(Repo(store.root), "origin")[MAIN] == version
     stalled = proxy.add(Rule("GET", r"/refs/heads/bert/main/0000000001", "stall:2", times=10))
     failed = cli("pull", "origin", "bert", expect=1)
     assert stalled.hits == 5 and "still failing after 5 tries" in failed.stderr

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from _remote_helpers import FaultProxy, Rule, no_sleep
 
-from mvc.ops import remotes
 from mvc.refnames import branch
+from mvc.remotes import open_remote
 from mvc.repo import Repo
 from mvc.storage.remote import RetryPolicy
 
@@ -34,7 +34,7 @@ def _commit(cli: Any, make_model: Any, seed: int) -> str:
 
 
 def _remote_log(store: Repo) -> list[tuple[str | None, str | None]]:
-    refs = remotes.open_remote(Repo(store.root), "origin").refs
+    refs = open_remote(Repo(store.root), "origin").refs
     return [(e.old, e.new) for e in refs.entries(MAIN)]
 
 
@@ -62,7 +62,7 @@ def test_lost_answer_at_the_fsspec_layer_is_recognised_as_our_own_entry(
     read the entry back and find our own bytes, not report another writer."""
     import botocore.exceptions
 
-    import mvc.storage.remote as remote_module
+    import mvc.remotes as remote_module  # where remotes are opened
 
     no_sleep(monkeypatch)
     real_open = remote_module.open_storage
@@ -114,7 +114,7 @@ def test_another_writers_entry_in_our_slot_is_still_a_conflict(
     is told it lost the race (exit 11) and the other entry stays."""
     import json
 
-    import mvc.storage.remote as remote_module
+    import mvc.remotes as remote_module  # where remotes are opened
 
     no_sleep(monkeypatch)
     first = _commit(cli, make_model, 0)
@@ -142,7 +142,7 @@ def test_another_writers_entry_in_our_slot_is_still_a_conflict(
     monkeypatch.setattr(remote_module, "open_storage", open_with_a_rival)
     lost = cli("push", "origin", "bert@main", expect=11)
     assert "another writer got there first" in lost.stderr
-    refs = remotes.open_remote(Repo(store.root), "origin").refs
+    refs = open_remote(Repo(store.root), "origin").refs
     assert [e.who for e in refs.entries(MAIN)][-1] == "someone else"
     assert refs.entries(MAIN)[0].new == first
 

@@ -27,6 +27,7 @@ from mvc.objects import encode_object
 from mvc.ops import remotes
 from mvc.refnames import branch, tag
 from mvc.refs import RefStore
+from mvc.remotes import open_remote, tracked_values
 from mvc.repo import Repo
 from mvc.storage import LocalStorage
 from mvc.store import ObjectStore, object_key
@@ -59,7 +60,7 @@ def remote(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[str,
 
 def remote_refs(repo: Repo, name: str = "origin") -> RefStore:
     """The remote's refs, as the store's current configuration names it."""
-    return remotes.open_remote(Repo(repo.root), name).refs
+    return open_remote(Repo(repo.root), name).refs
 
 
 def commit(cli: Any, make_model: Any, seed: int, folder: str = "models/bert", **kw: Any) -> str:
@@ -125,7 +126,7 @@ class Faulty:
 
 
 def wrap_remote(monkeypatch: pytest.MonkeyPatch, wrapper: Any) -> None:
-    import mvc.storage.remote as remote_module
+    import mvc.remotes as remote_module  # where remotes are opened
 
     real = remote_module.open_storage
     monkeypatch.setattr(
@@ -258,7 +259,7 @@ def test_remote_removal_forgets_tracking_refs(store, cli, make_model, tmp_path) 
     commit(cli, make_model, 0)
     cli("remote", "add", "origin", f"file://{tmp_path}/remote")
     cli("push", "origin", "bert")
-    assert remotes.tracked_values(store, "origin")
+    assert tracked_values(store, "origin")
     cli("remote", "remove", "origin")
     assert cli("remote", "list", "--json").json() == []
     assert list(store.storage.walk("remotes")) == []
@@ -426,7 +427,7 @@ def test_tampered_remote_object_is_named_and_no_ref_moves(
     assert "remote origin" in failed.stderr and victim in failed.stderr.replace("\n", "")
     local = Repo(str(fresh))
     assert local.refs.list_refs(live=False) == []
-    assert remotes.tracked_values(local, "origin") == {}
+    assert tracked_values(local, "origin") == {}
     assert not local.objects.has(victim)
 
 
@@ -477,7 +478,7 @@ def test_hostile_ref_names_are_never_followed(store, cli, make_model, tmp_path) 
         _raw_put(root, key, _raw_entry(version))
     fetched = cli("fetch", "origin", "--json").json()
     assert [(r["model"], r["name"]) for r in fetched["refs"]] == []  # main was tracked by push
-    assert [str(r) for r in remotes.tracked_values(store, "origin")] == ["bert branch main"]
+    assert [str(r) for r in tracked_values(store, "origin")] == ["bert branch main"]
     outside_remote = [
         os.path.relpath(os.path.join(b, n), tmp_path)
         for b, _d, ns in os.walk(tmp_path)

@@ -1,0 +1,352 @@
+"""Remotes below the use cases: configuration, opening a remote, remote-tracking refs, and the
+data a remote promises (the partial-clone layer every use case may call).
+
+Configuration lives in the store's config, never credentials (the backend's usual sources
+supply them):
+
+    remote.<name>.url              a folder, file:// or any fsspec URL (no password, no query)
+    remote.<name>.options.<key>    non-secret fsspec options (endpoint_url, profile, ...)
+    remote.<name>.atomic_create    "true"/"false": the backend's create-if-absent, probed
+
+Remote-tracking refs live in the local store under ``remotes/<name>/refs/...`` in the refs' log
+layout. Every value they ever held marks objects the remote *promises*: their metadata is local
+after a fetch, their chunk data may not be; ``ensure_present`` fetches that data when a use case
+needs it. Push, fetch, pull and clone are use cases in :mod:`mvc.ops.remotes`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mvc.errors import (
+    CorruptObject,
+    MvcError,
+    NotFound,
+    UsageError,
+)
+from mvc.ids import ObjectId, short
+from mvc.objects import child_ids, history_ids
+from mvc.progress import Progress
+from mvc.refnames import (
+    RefName,
+    validate_remote,
+)
+from mvc.refs import RefStore, local_ref_lock
+from mvc.repo import FORMAT_FILE, STORE_DIR, Repo
+from mvc.storage.base import Storage
+from mvc.storage.local import LocalStorage
+from mvc.storage.prefixed import PrefixedStorage
+from mvc.storage.remote import open_storage
+from mvc.store import ObjectStore
+from mvc.transfer import CLOSURE, TransferResult, Want, transfer
+
+#: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
+TRACKING = "remotes"
+#: Parallel transfers when neither --jobs nor core.jobs says (at most 2 x 16 MiB each in memory).
+TRANSFER_JOBS = 8
+
+_OPTION_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SECRET_WORDS = ("secret", "password", "passwd", "credential", "token", "private", "connection")
+_SECRET_PARTS = {"key", "sas", "sig", "signature", "pwd", "auth"}
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    name: str
+    url: str
+    options: dict[str, str] = field(default_factory=dict)
+    atomic_create: bool | None = None  # None: not probed yet
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "url": self.url,
+            "options": dict(sorted(self.options.items())),
+            "atomic_create": self.atomic_create,
+        }
+
+
+def is_secret_option(key: str) -> bool:
+    """Whether an option key looks like a credential (key, secret, token, password…)."""
+    lowered = key.lower()
+    parts = set(re.split(r"[^a-z0-9]+", lowered))
+    return any(word in lowered for word in _SECRET_WORDS) or bool(parts & _SECRET_PARTS)
+
+
+def validate_option(key: str, value: str | None = None) -> str:
+    """A storage option name that is safe to store (and its value, when given)."""
+    if not _OPTION_KEY.match(key):
+        raise UsageError(
+            f"invalid remote option name {key!r}", hint="option names are like endpoint_url"
+        )
+    if is_secret_option(key):
+        raise UsageError(
+            f"refusing to store remote option {key!r}: it looks like a credential, and "
+            "credentials are never written into a store",
+            hint="give credentials the way the backend expects them (AWS profile or "
+            "environment, GCS application credentials, Azure environment)",
+        )
+    if value is not None:
+        from mvc.storage.remote import check_option
+
+        check_option(key, value)
+    return key
+
+
+def _config_items(repo: Repo) -> dict[str, Any]:
+    return {k: v for k, v in repo.config.items().items() if k.startswith("remote.")}
+
+
+def remote_names(repo: Repo) -> list[str]:
+    names = set()
+    for key in _config_items(repo):
+        parts = key.split(".")
+        if len(parts) >= 3 and parts[2] == "url":
+            names.add(parts[1])
+    return sorted(names)
+
+
+def remote_config(repo: Repo, name: str) -> RemoteConfig:
+    validate_remote(name)
+    items = _config_items(repo)
+    url = items.get(f"remote.{name}.url")
+    if not isinstance(url, str):
+        known = remote_names(repo)
+        raise NotFound(
+            f"no remote named {name!r}" + (f" (remotes: {', '.join(known)})" if known else ""),
+            hint=f"add it with `mvc remote add {name} URL`",
+        )
+    prefix = f"remote.{name}.options."
+    options = {k[len(prefix) :]: str(v) for k, v in items.items() if k.startswith(prefix)}
+    flag = str(items.get(f"remote.{name}.atomic_create", "")).lower()
+    atomic = {"true": True, "false": False}.get(flag)
+    return RemoteConfig(name, url, options, atomic)
+
+
+def list_remotes(repo: Repo) -> list[RemoteConfig]:
+    return [remote_config(repo, name) for name in remote_names(repo)]
+
+
+@dataclass
+class Remote:
+    name: str
+    config: RemoteConfig
+    storage: Storage
+    objects: ObjectStore
+    refs: RefStore
+
+    @property
+    def label(self) -> str:
+        return f"remote {self.name} ({self.storage.url})"
+
+
+def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storage:
+    storage = open_storage(url, options)
+    if isinstance(storage, LocalStorage):
+        fsync = bool(repo.config.get("core.fsync"))
+        if storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):  # a working store: use its .mvc/
+            return LocalStorage(os.path.join(storage.root, STORE_DIR), fsync=fsync)
+        storage.fsync = fsync
+    return storage
+
+
+def _is_working_store(storage: Storage) -> bool:
+    return isinstance(storage, LocalStorage) and os.path.basename(storage.root) == STORE_DIR
+
+
+#: A remote's ref-log entries (and its format line) are read up to this size: a real entry is
+#: a few hundred bytes, so a bigger value is damage, refused without reading it whole.
+MAX_LOG_ENTRY = 64 * 1024
+
+
+def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
+    """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
+    CorruptObject if it is bigger."""
+    reader = getattr(storage, "read_at_most", None)  # local and fsspec storages have it
+    if reader is not None:
+        data: bytes | None = reader(key, limit)
+    else:
+        data = storage.read(key) if storage.size(key) <= limit else None
+    if data is None:
+        raise CorruptObject(
+            f"{key} on {storage.url} is larger than {limit} bytes: not a ref-log entry",
+            hint="the remote's ref log is damaged or hostile; repair it there before syncing",
+        )
+    return data
+
+
+def open_remote(repo: Repo, name: str) -> Remote:
+    config = remote_config(repo, name)
+    storage = open_remote_storage(repo, config.url, config.options)
+    refs = RefStore(_SmallReads(storage), who=repo.identity, now=repo.now, lock=None)
+    return Remote(name, config, storage, ObjectStore(storage), refs)
+
+
+class _SmallReads(PrefixedStorage):
+    """A remote's storage for its ref logs: whole-value reads are bounded by ``read_small``."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.prefix = ""
+        self.url = inner.url
+        self.atomic_create = inner.atomic_create
+
+    def _key(self, key: str) -> str:
+        return key
+
+    def _folder(self, prefix: str) -> str:
+        return prefix
+
+    def walk(self, prefix: str) -> Iterator[str]:
+        return self.inner.walk(prefix)
+
+    def read(self, key: str) -> bytes:
+        return read_small(self.inner, key)
+
+
+def tracking_refs(repo: Repo, name: str) -> RefStore:
+    """The remote-tracking refs of remote ``name`` (a RefStore inside the local store)."""
+    validate_remote(name)
+    return RefStore(
+        PrefixedStorage(repo.storage, f"{TRACKING}/{name}"),
+        who=repo.identity,
+        now=repo.now,
+        lock=local_ref_lock(repo.store_dir, repo.lock_timeout),
+    )
+
+
+def tracked_values(repo: Repo, name: str) -> dict[RefName, ObjectId]:
+    refs = tracking_refs(repo, name)
+    found = {}
+    for ref in refs.list_refs(live=False):
+        value = refs.get(ref)
+        if value is not None:
+            found[ref] = value
+    return found
+
+
+def _metadata_reach(objects: ObjectStore, roots: Iterable[ObjectId]) -> set[ObjectId]:
+    """Every id the metadata below ``roots`` names (history included), present or not.
+
+    Walks metadata objects only; chunk ids are taken from file manifests, never read.
+    """
+    seen: set[ObjectId] = set()
+    stack = list(roots)
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if not objects.has(oid):
+            continue
+        try:
+            value = objects.get_meta(oid)
+        except MvcError:
+            continue  # a chunk, or damage fsck reports on its own
+        if value["type"] == "file":
+            seen.update(child_ids(value))
+        else:
+            stack.extend(child_ids(value))
+            stack.extend(history_ids(value))
+    return seen
+
+
+def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
+    """What remote ``name`` promises: all that any value its tracking refs ever had reaches."""
+    refs = tracking_refs(repo, name)
+    roots = {
+        entry.new
+        for ref in refs.list_refs(live=False)
+        for entry in refs.entries(ref)
+        if entry.new is not None
+    }
+    return _metadata_reach(repo.objects, roots)
+
+
+def promised_objects(repo: Repo) -> dict[ObjectId, str]:
+    """Objects some configured remote promises, and which remote (the first, by name)."""
+    promised: dict[ObjectId, str] = {}
+    for name in remote_names(repo):
+        for oid in _promised_by(repo, name):
+            promised.setdefault(oid, name)
+    return promised
+
+
+def tracking_roots(repo: Repo) -> list[RefStore]:
+    """Tracking-ref stores of every configured remote (gc keeps what they reach)."""
+    return [tracking_refs(repo, name) for name in remote_names(repo)]
+
+
+def _jobs(repo: Repo, jobs: int | None) -> int:
+    """``--jobs``, else config ``core.jobs`` when set, else ``TRANSFER_JOBS``: transfers wait on
+    the network and on fsync, not on the CPU, so they gain from more workers than cores."""
+    if jobs and jobs > 0:
+        return jobs
+    if repo.config.source("core.jobs") is not None:
+        return int(repo.config.get("core.jobs"))
+    return TRANSFER_JOBS
+
+
+def missing_in_closure(objects: ObjectStore, version: ObjectId) -> list[ObjectId]:
+    """Objects a version's files need that are not in ``objects`` (its metadata must be)."""
+    tree = objects.get_tree(objects.get_version(version).tree)
+    missing: dict[ObjectId, None] = {}
+    for entry in tree.files.values():
+        if not objects.has(entry.manifest):
+            missing[entry.manifest] = None
+            continue
+        for chunk in objects.get_manifest(entry.manifest).chunks:
+            if chunk.id not in missing and not objects.has(chunk.id):
+                missing[chunk.id] = None
+    return list(missing)
+
+
+def _receive(
+    repo: Repo,
+    remote: Remote,
+    roots: Iterable[ObjectId],
+    mode: Want,
+    verb: str,
+    jobs: int | None,
+    progress: Progress | None,
+) -> TransferResult:
+    """Bring objects from a remote into this store. The caller holds the objects lock and moves
+    the refs that reach them before releasing it."""
+    return transfer(
+        remote.objects,
+        repo.objects,
+        list(roots),
+        mode,
+        jobs=_jobs(repo, jobs),
+        flush_bytes=int(repo.config.get("transfer.flush_bytes")),
+        progress=progress,
+        source_label=remote.label,
+        description=f"{verb} {remote.name}",
+    )
+
+
+def ensure_present(
+    repo: Repo, version: ObjectId, *, jobs: int | None = None, progress: Progress | None = None
+) -> TransferResult | None:
+    """Fetch the data of a fetched-but-not-pulled version from the remote that promises it.
+
+    None when everything is already here (the usual case: a few stat calls).
+    """
+    missing = missing_in_closure(repo.objects, version)
+    if not missing:
+        return None
+    for name in remote_names(repo):
+        if missing[0] not in _promised_by(repo, name):
+            continue
+        remote = open_remote(repo, name)
+        with repo.writing_objects():
+            return _receive(repo, remote, [version], CLOSURE, "fetching data from", jobs, progress)
+    raise NotFound(
+        f"{len(missing)} object(s) version {short(version)} needs are missing "
+        f"(e.g. {short(missing[0])}) and no remote promises them",
+        hint="run `mvc fsck`; `mvc pull REMOTE MODEL@REV` from a remote that has this version",
+    )
