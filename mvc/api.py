@@ -60,7 +60,7 @@ def commit(path: str, message: str, *, repo: Repo | str | None = None, **options
 def resolve(spec: str, *, repo: Repo | str | None = None) -> Any:
     """Resolve a version spec (``bert@^1.2``, ``bert@prod``, ``bert@main~1``) to a Resolved
     (``.model``, ``.version`` — the full id, ``.kind``, ``.name``)."""
-    from mvc.ops.specs import resolve as do_resolve
+    from mvc.specs import resolve as do_resolve
 
     return do_resolve(_repo(repo), spec)
 
@@ -155,7 +155,7 @@ def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
 def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, ObjectId, Any]:
     """(model, base version, adapter ref or None) for ``load``'s arguments."""
     from mvc.ops import deploy
-    from mvc.ops.specs import parse_spec, resolve
+    from mvc.specs import parse_spec, resolve
 
     base_text, adapter_text = deploy.split_target(spec)
     if adapter is not None:

@@ -146,7 +146,7 @@ def check(adapter: Adapter, base: dict[str, BaseTensor], base_label: str) -> Com
 
 def check_compat(repo: Repo, base_spec: str, adapter: str) -> CompatReport:
     """``mvc check-compat BASE ADAPTER``: ADAPTER is a version spec or an adapter folder."""
-    from mvc.ops.specs import resolve
+    from mvc.specs import resolve
 
     base = resolve(repo, base_spec)
     with ExitStack() as stack:
@@ -307,8 +307,8 @@ def merge_adapter(
 
     from mvc.ops.commit import commit
     from mvc.ops.lineage import version_ref
-    from mvc.ops.specs import resolve
     from mvc.refnames import validate_model
+    from mvc.specs import resolve
 
     validate_model(model)
     progress = progress or NullProgress()

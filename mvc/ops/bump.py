@@ -11,9 +11,9 @@ from typing import Any
 from mvc.errors import UsageError
 from mvc.ids import ObjectId, short
 from mvc.ops.diff import Evidence, diff_versions
-from mvc.ops.specs import resolve
 from mvc.refnames import tag
 from mvc.repo import Repo
+from mvc.specs import resolve
 from mvc.versioning import BUMPS, next_version, normalize_tag, semver_tags
 
 

@@ -51,10 +51,10 @@ from mvc.ops.channels import (
     load_record,
     require_current,
 )
-from mvc.ops.specs import parse_spec, resolve
 from mvc.refnames import validate_channel, validate_model
 from mvc.refs import RefEntry
 from mvc.repo import Repo
+from mvc.specs import parse_spec, resolve
 
 # Callers reach these through this module (``ops.require_current``…); they live next door.
 __all__ = [

@@ -888,8 +888,8 @@ def diff(
     progress: Progress | None = None,
 ) -> DiffResult:
     """``mvc diff A [B]``: B defaults to A's model's working folder."""
-    from mvc.ops.specs import resolve
     from mvc.remotes import ensure_present
+    from mvc.specs import resolve
 
     ra = resolve(repo, a_spec)
     if stats:  # tensor statistics read the data: a fetched-only version gets it first

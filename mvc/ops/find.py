@@ -69,7 +69,7 @@ def parse_where(text: str) -> Condition:
 
 
 def _instant(text: str) -> str:
-    from mvc.ops.specs import _parse_instant
+    from mvc.specs import _parse_instant
 
     return _parse_instant(text).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -150,7 +150,7 @@ def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Fo
     base_model, base_version = None, None
     if query.base:
         if "@" in query.base:
-            from mvc.ops.specs import resolve
+            from mvc.specs import resolve
 
             base_version = resolve(repo, query.base).version
         else:

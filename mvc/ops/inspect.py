@@ -9,9 +9,9 @@ from typing import Any
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.ids import ObjectId
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
-from mvc.ops.specs import Resolved, resolve
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.repo import Repo
+from mvc.specs import Resolved, resolve
 
 
 @dataclass
@@ -125,7 +125,7 @@ def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
 
 
 def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
-    from mvc.ops.specs import channel_arm
+    from mvc.specs import channel_arm
 
     found: dict[str, list[str]] = {"branches": [], "tags": [], "channels": []}
     for ref in repo.refs.list_refs(model=model):

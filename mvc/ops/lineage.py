@@ -29,8 +29,8 @@ from mvc.errors import CorruptObject, InvalidInput, NotFound, UsageError
 from mvc.ids import ObjectId, new_hasher, short
 from mvc.objects import decode_version
 from mvc.ops.catalog import Catalog, Name, edges, load_catalog
-from mvc.ops.specs import resolve
 from mvc.repo import Repo
+from mvc.specs import resolve
 
 _HASH = re.compile(r"^(?:[a-z0-9-]+:)?[0-9a-fA-F]{8,128}$")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -7,10 +7,10 @@ from typing import Any
 
 from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
 from mvc.ids import ObjectId, short
-from mvc.ops.specs import resolve
 from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry
 from mvc.repo import Repo
+from mvc.specs import resolve
 
 
 @dataclass
@@ -32,7 +32,7 @@ class NamedRef:
 
 def _known_model(repo: Repo, model: str) -> None:
     validate_model(model)
-    from mvc.ops.specs import model_known
+    from mvc.specs import model_known
 
     if not model_known(repo, model):
         raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")

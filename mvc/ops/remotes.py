@@ -450,7 +450,7 @@ def _live_refs(refs: RefStore, model: str | None) -> list[tuple[RefName, ObjectI
 
 def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefName, ObjectId]]:
     """The refs a push/pull spec names: ``MODEL`` (all its refs) or ``MODEL@BRANCH|TAG|CHANNEL``."""
-    from mvc.ops.specs import parse_spec, tag_candidates
+    from mvc.specs import parse_spec, tag_candidates
 
     spec = parse_spec(spec_text)
     if spec.back:

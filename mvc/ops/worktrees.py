@@ -18,10 +18,10 @@ from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
-from mvc.ops.specs import Resolved, resolve
 from mvc.progress import NullProgress, Progress
 from mvc.refnames import branch as branch_ref
 from mvc.repo import Binding, Repo
+from mvc.specs import Resolved, resolve
 from mvc.worktree.materialise import Staging, remove_file
 from mvc.worktree.scan import FileStat
 

@@ -20,9 +20,9 @@ from mvc.errors import (
     UsageError,
 )
 from mvc.ops import deploy as ops
-from mvc.ops.specs import resolve
 from mvc.refnames import channel
 from mvc.repo import Repo
+from mvc.specs import resolve
 
 
 def v(st: Store, spec: str) -> str:

@@ -858,8 +858,8 @@ def _record(model: str, version: str, previous: str | None) -> dict:
 
 
 def test_channels_travel_with_the_versions_they_serve(store, cli, make_model, tmp_path) -> None:
-    from mvc.ops.specs import resolve
     from mvc.refnames import channel
+    from mvc.specs import resolve
 
     v1 = commit(cli, make_model, 0)
     v2 = commit(cli, make_model, 1)

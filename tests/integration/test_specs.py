@@ -12,9 +12,9 @@ from safetensors.numpy import save_file
 from mvc.errors import EXIT_ERROR, EXIT_USAGE, AmbiguousSpec, NotFound, UsageError
 from mvc.ops.commit import commit
 from mvc.ops.names import create_branch, create_tag
-from mvc.ops.specs import Spec, parse_spec, resolve
 from mvc.refnames import channel
 from mvc.repo import Repo
+from mvc.specs import Spec, parse_spec, resolve
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
