@@ -420,7 +420,7 @@ def merge_adapter(
 
     Example: mvc merge-adapter llama@v3.0.0 sql-lora@v1.2.0 --model llama-sql -m "merged"
     """
-    from mvc.ops.adapters import merge_adapter as do_merge
+    from mvc.ops.merge import merge_adapter as do_merge
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
