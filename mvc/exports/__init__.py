@@ -19,76 +19,27 @@ What each server does with these files is in docs/deployment.md.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 from mvc.errors import MvcError, UsageError
+from mvc.exports.context import ExportContext, ExportOptions, ExportResult, served_name
+from mvc.exports.folders import write_dir
+from mvc.exports.kserve import write_kserve
 from mvc.exports.sink import Sink, default_serve_root
-from mvc.ops.deploy import Namer, Record, require_current
+from mvc.exports.triton import write_triton
+from mvc.exports.vllm import write_vllm
+from mvc.ops.deploy import Namer, require_current
 from mvc.refnames import validate_channel, validate_model
 from mvc.repo import Repo
 
-FORMATS = ("triton", "kserve", "vllm", "dir")
-
-
-@dataclass
-class ExportOptions:
-    name: str | None = None  # the served model's name (default: the model, or MODEL-CHANNEL)
-    backend: str | None = None  # triton: python | vllm | …; kserve: the modelFormat name
-    serve_root: str | None = None  # how the server sees the destination (default: it as given)
-    python_model: str | None = None  # triton python backend: model.py copied into each version
-    storage_options: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ExportResult:
-    format: str
-    dest: str
-    model: str
-    channel: str
-    record: str
-    written: list[str] = field(default_factory=list)
-    skipped: int = 0
-    bytes_written: int = 0
-    removed: list[str] = field(default_factory=list)
-    configs: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "dest": self.dest,
-            "model": self.model,
-            "channel": self.channel,
-            "record": self.record,
-            "written": self.written,
-            "skipped": self.skipped,
-            "bytes_written": self.bytes_written,
-            "removed": self.removed,
-            "configs": self.configs,
-            "warnings": self.warnings,
-            "details": self.details,
-        }
-
-
-@dataclass
-class ExportContext:
-    repo: Repo
-    record: Record
-    sink: Sink
-    options: ExportOptions
-    serve_root: str
-    namer: Namer
-    result: ExportResult
-
-    def uri(self, key: str) -> str:
-        """Where the server finds ``key`` of the destination."""
-        return f"{self.serve_root.rstrip('/')}/{key}"
-
-    def config(self, key: str, text: str) -> None:
-        self.sink.put_text(key, text)
-        self.result.configs.append(key)
+#: Each format's writer; adding a format is a module with a ``write_*(ctx)`` and a line here.
+WRITERS: dict[str, Callable[[ExportContext], None]] = {
+    "triton": write_triton,
+    "kserve": write_kserve,
+    "vllm": write_vllm,
+    "dir": write_dir,
+}
+FORMATS = tuple(WRITERS)
 
 
 def export(
@@ -117,14 +68,7 @@ def export(
         Namer(repo),
         result,
     )
-    if fmt == "triton":
-        from mvc.exports.triton import write_triton as writer
-    elif fmt == "kserve":
-        from mvc.exports.kserve import write_kserve as writer
-    elif fmt == "vllm":
-        from mvc.exports.vllm import write_vllm as writer
-    else:
-        from mvc.exports.folders import write_dir as writer
+    writer = WRITERS[fmt]
     about = {"model": model, "channel": channel, "record": record.id, "export": fmt}
     try:
         writer(ctx)
@@ -139,11 +83,4 @@ def export(
     return result
 
 
-def served_name(text: str) -> str:
-    """A name every server accepts: lowercase letters, digits and '-', starting with a letter."""
-    import re
-
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    if not cleaned or not cleaned[0].isalpha():
-        cleaned = "m-" + cleaned
-    return cleaned[:63].rstrip("-")
+__all__ = ["FORMATS", "ExportContext", "ExportOptions", "ExportResult", "export", "served_name"]

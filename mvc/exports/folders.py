@@ -9,12 +9,10 @@ language can reproduce ``mvc route``. Folders of arms the record no longer has a
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mvc.exports.context import ExportContext
 from mvc.router import serving_order
-
-if TYPE_CHECKING:
-    from mvc.exports import ExportContext
 
 
 def write_dir(ctx: ExportContext) -> None:

@@ -11,13 +11,11 @@ and no warm standby: shadow and blue arms are named in annotations only (and war
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mvc.deployment.records import BLUE, CANARY, GREEN, S_AB, SHADOW, Arm, Target
+from mvc.exports.context import ExportContext, served_name
 from mvc.ids import short
-
-if TYPE_CHECKING:
-    from mvc.exports import ExportContext
 
 API = "serving.kserve.io/v1beta1"
 GRAPH_API = "serving.kserve.io/v1alpha1"
@@ -75,8 +73,6 @@ def _service(
 
 def write_kserve(ctx: ExportContext) -> None:
     import yaml
-
-    from mvc.exports import served_name
 
     record = ctx.record
     name = served_name(ctx.options.name or f"{record.model}-{record.channel}")

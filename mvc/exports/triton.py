@@ -11,13 +11,10 @@ must be loaded to receive mirrored or switched traffic); the traffic split trave
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
+from mvc.exports.context import ExportContext, served_name
 from mvc.ops.deploy import Record, Target, chain
-
-if TYPE_CHECKING:
-    from mvc.exports import ExportContext
-    from mvc.repo import Repo
+from mvc.repo import Repo
 
 BACKENDS_WITH_MODEL_JSON = ("vllm",)
 
@@ -53,7 +50,6 @@ def render_config(name: str, backend: str, versions: list[int], parameters: dict
 
 
 def write_triton(ctx: ExportContext) -> None:
-    from mvc.exports import served_name
 
     record, options = ctx.record, ctx.options
     backend = options.backend or "python"

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mvc.errors import UsageError
+from mvc.exports.context import ExportContext, served_name
 from mvc.ids import short
 from mvc.ops.deploy import read_json_file
 from mvc.peft import config_from_dict
-
-if TYPE_CHECKING:
-    from mvc.exports import ExportContext
 
 DEFAULT_MAX_LORA_RANK = 16
 # vLLM accepts only these values for --max-lora-rank.
@@ -26,7 +24,6 @@ LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def write_vllm(ctx: ExportContext) -> None:
-    from mvc.exports import served_name
 
     record = ctx.record
     bases = sorted({a.version for a in record.arms})
