@@ -8,24 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from mvc._api_names import API_NAMES as _API_NAMES
 
-# Every public name of mvc.api (its __all__ is built from this set).
-_API_NAMES = {
-    "Repo",
-    "open_repo",
-    "init_repo",
-    "MvcError",
-    "Router",
-    "load",
-    "commit",
-    "resolve",
-    "log",
-    "show",
-    "checkout",
-    "read_file",
-    "iter_file",
-}
+__version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from mvc import _API_NAMES
+from mvc._api_names import API_NAMES
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.ids import ObjectId, short
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 # One list of public names: the lazy re-exports of ``mvc/__init__.py``.
-__all__ = sorted(_API_NAMES)
+__all__ = sorted(API_NAMES)
 
 
 def open_repo(path: str | None = None, **kwargs: Any) -> Repo:
