@@ -16,13 +16,26 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from mvc import peft
 from mvc._api_names import API_NAMES
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
+from mvc.formats.safetensors import DTYPE_BITS, read_header
 from mvc.ids import ObjectId, short
+from mvc.ops import deploy
+from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
+from mvc.ops.commit import commit as do_commit
+from mvc.ops.inspect import cat
+from mvc.ops.inspect import log as do_log
+from mvc.ops.inspect import show as do_show
+from mvc.ops.setup import init_store
+from mvc.ops.worktrees import checkout as do_checkout
 from mvc.repo import Repo
 from mvc.router import Router as Router  # re-exported
 from mvc.router import materialise
+from mvc.specs import parse_spec
+from mvc.specs import resolve as do_resolve
+from mvc.tensors import numpy_dtype as element_dtype
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,8 +51,6 @@ def open_repo(path: str | None = None, **kwargs: Any) -> Repo:
 
 def init_repo(path: str = ".", **kwargs: Any) -> Repo:
     """Create a store in ``path`` (also keeps it out of an enclosing git work tree)."""
-    from mvc.ops.setup import init_store
-
     init_store(path)
     return Repo(path, **kwargs)
 
@@ -52,30 +63,22 @@ def commit(path: str, message: str, *, repo: Repo | str | None = None, **options
     """Record ``path`` as the next version of a model; see ``mvc commit`` for ``options``
     (model, branch, params, metrics, lineage, bind, raw, allow_empty). Returns a CommitResult
     (``.created``, ``.version_id``, ``.to_json()``)."""
-    from mvc.ops.commit import commit as do_commit
-
     return do_commit(_repo(repo), path, message=message, **options)
 
 
 def resolve(spec: str, *, repo: Repo | str | None = None) -> Any:
     """Resolve a version spec (``bert@^1.2``, ``bert@prod``, ``bert@main~1``) to a Resolved
     (``.model``, ``.version`` — the full id, ``.kind``, ``.name``)."""
-    from mvc.specs import resolve as do_resolve
-
     return do_resolve(_repo(repo), spec)
 
 
 def log(spec: str, *, repo: Repo | str | None = None, limit: int | None = None) -> list[Any]:
     """Versions newest first along first parents: LogEntry(``.id``, ``.version``)."""
-    from mvc.ops.inspect import log as do_log
-
     return list(do_log(_repo(repo), spec, limit=limit))
 
 
 def show(spec: str, *, repo: Repo | str | None = None) -> Any:
     """A version's metadata, files (size, blake3) and tensor summaries: VersionDetails."""
-    from mvc.ops.inspect import show as do_show
-
     return do_show(_repo(repo), spec)
 
 
@@ -83,15 +86,11 @@ def checkout(
     spec: str, *, repo: Repo | str | None = None, to: str | None = None, force: bool = False
 ) -> Any:
     """Write a version into its working folder (or ``to``); refuses to overwrite changes."""
-    from mvc.ops.worktrees import checkout as do_checkout
-
     return do_checkout(_repo(repo), spec, to=to, force=force)
 
 
 def iter_file(spec: str, path: str, *, repo: Repo | str | None = None) -> Any:
     """One file of a version, as verified chunks of bytes (constant memory)."""
-    from mvc.ops.inspect import cat
-
     return cat(_repo(repo), spec, path)
 
 
@@ -102,9 +101,6 @@ def read_file(spec: str, path: str, *, repo: Repo | str | None = None) -> bytes:
 
 def numpy_dtype(dtype: str) -> Any:
     """The numpy dtype a tensor can be memory-mapped as (one table: ``mvc.tensors``)."""
-    from mvc.formats.safetensors import DTYPE_BITS
-    from mvc.tensors import numpy_dtype as element_dtype
-
     if DTYPE_BITS.get(dtype, 8) < 8:
         raise UsageError(
             f"tensors of dtype {dtype} are packed below one byte per element; numpy cannot "
@@ -117,8 +113,6 @@ def numpy_dtype(dtype: str) -> Any:
 def read_tensors(path: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """Every tensor of one safetensors file; read-only memory maps unless ``mmap`` is False."""
     import numpy as np
-
-    from mvc.formats.safetensors import read_header
 
     header = read_header(path)
     tensors: dict[str, np.ndarray] = {}
@@ -154,16 +148,13 @@ def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
 
 def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, ObjectId, Any]:
     """(model, base version, adapter ref or None) for ``load``'s arguments."""
-    from mvc.ops import deploy
-    from mvc.specs import parse_spec, resolve
-
     base_text, adapter_text = deploy.split_target(spec)
     if adapter is not None:
         if adapter_text is not None:
             raise UsageError("name the adapter once: in the spec or with adapter=, not both")
         adapter_text = adapter
     parsed = parse_spec(base_text)
-    resolved = resolve(repo, parsed)
+    resolved = do_resolve(repo, parsed)
     ref = None
     if adapter_text is not None:
         target = deploy.resolve_target(
@@ -210,9 +201,6 @@ def _merge_adapter(
 ) -> None:
     """Merge an adapter version into ``tensors`` in place (the targeted weights only), with the
     same checks, refusals and arithmetic as ``mvc merge-adapter`` (``mvc.peft``)."""
-    from mvc import peft
-    from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
-
     adapter_label = f"{adapter_ref.model}@{short(adapter_ref.version)}"
     prepared = prepare_merge(repo, base, adapter_ref.version, base_label, adapter_label)
     for name, plan in prepared.plans.items():

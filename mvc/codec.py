@@ -25,6 +25,7 @@ from typing import Any
 
 from mvc.canonical import decode_json, encode_canonical
 from mvc.errors import CorruptObject
+from mvc.ids import new_hasher
 
 MAGIC = b"MVC\x01"
 _HEADER_LEN = struct.Struct("<I")
@@ -102,8 +103,6 @@ def _pays(data: Buffer) -> bool:
 
 
 def _stored_checksum(parts: Sequence[Buffer]) -> str:
-    from mvc.ids import new_hasher
-
     hasher = new_hasher()
     for part in parts:
         hasher.update(part)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mvc.errors import InvalidInput, UsageError
+from mvc.yamltext import YamlProblem, load_yaml
 
 CONFIG_FILE = "config.yaml"
 
@@ -134,8 +135,6 @@ def parse_config_text(text: str, source: str) -> dict[str, Any]:
     YAML is InvalidInput (exit 1); unknown keys and bad values are usage errors (exit 2).
     Both say ``file:line``.
     """
-    from mvc.yamltext import YamlProblem, load_yaml
-
     try:
         loaded = load_yaml(text, aliases=False)
     except YamlProblem as exc:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc.canonical import decode_json, encode_canonical
-from mvc.errors import CorruptObject, InvalidInput
+from mvc.errors import CorruptObject, InvalidInput, UnknownFormat
 from mvc.ids import ObjectId, is_object_id
 from mvc.paths import check_twins, validate_version_path
 
@@ -137,8 +137,6 @@ def decode_meta(data: bytes, oid: str) -> dict[str, Any]:
         raise CorruptObject(str(exc), object_id=oid) from exc
     _require(isinstance(value, dict) and isinstance(value.get("type"), str), "no type", oid)
     if value.get("format") != FORMAT:
-        from mvc.errors import UnknownFormat
-
         raise UnknownFormat(
             f"object {oid[:12]} has format {value.get('format')!r}; this mvc knows {FORMAT}",
             hint="upgrade mvc",

@@ -33,6 +33,7 @@ from mvc.errors import (
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, is_object_id, short
 from mvc.refnames import KIND_WORD, REF_KINDS, TAGS, RefName, unescape
+from mvc.storage import lock
 from mvc.storage.base import Storage
 
 SEQ_DIGITS = 10
@@ -317,8 +318,6 @@ class RefStore:
 
 
 def local_ref_lock(store_root: str, timeout: float) -> Callable[[], Any]:
-    from mvc.storage import lock
-
     path = os.path.join(store_root, "locks", "refs")
 
     @contextmanager

@@ -40,7 +40,7 @@ from mvc.repo import FORMAT_FILE, STORE_DIR, Repo
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.prefixed import PrefixedStorage
-from mvc.storage.remote import open_storage
+from mvc.storage.remote import check_option, open_storage
 from mvc.store import ObjectStore
 from mvc.transfer import CLOSURE, TransferResult, Want, transfer
 
@@ -91,8 +91,6 @@ def validate_option(key: str, value: str | None = None) -> str:
             "environment, GCS application credentials, Azure environment)",
         )
     if value is not None:
-        from mvc.storage.remote import check_option
-
         check_option(key, value)
     return key
 

@@ -31,6 +31,8 @@ import blake3
 from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
 from mvc.ops.channels import channel_ref, require_current
+from mvc.ops.snapshot import stat_cache_for
+from mvc.ops.worktrees import checkout
 from mvc.repo import Repo
 
 CACHE_FOLDER = "serve"
@@ -97,9 +99,6 @@ def default_cache_dir(repo: Repo) -> str:
 
 def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None = None) -> str:
     """The local folder holding a version's files, checked out on first use."""
-    from mvc.ops.snapshot import stat_cache_for
-    from mvc.ops.worktrees import checkout
-
     root = os.path.abspath(cache_dir or default_cache_dir(repo))
     final = os.path.join(root, quote(model, safe=""), version)
     if os.path.isdir(final):

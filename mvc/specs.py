@@ -21,7 +21,9 @@ from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, Usage
 from mvc.ids import ObjectId, parse_id_prefix, short
 from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
 from mvc.refs import RefStore
+from mvc.remotes import remote_names, tracking_refs
 from mvc.repo import Repo
+from mvc.versioning import resolve_range
 
 RANGE_START = ("^", "~", "<", ">", "=")
 QUALIFIERS = ("branch", "tag", "channel", "id")
@@ -245,8 +247,6 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
             raise NotFound(f"model {model!r} has no local branch {name!r}", hint=hint)
         return Resolved(model, value, "branch", name)
     if rev.startswith(RANGE_START):
-        from mvc.versioning import resolve_range
-
         name, version = resolve_range(repo, model, rev)
         return Resolved(model, version, "range", name)
     if rev == "latest" or _INSTANT.match(rev):
@@ -285,8 +285,6 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
 
 def _remotes_tracking(repo: Repo, model: str) -> list[str]:
     """Remotes whose fetched (tracking) refs name ``model``."""
-    from mvc.remotes import remote_names, tracking_refs
-
     return [r for r in remote_names(repo) if tracking_refs(repo, r).list_refs(model=model)]
 
 
@@ -302,8 +300,6 @@ def _require_model(repo: Repo, model: str) -> None:
 
 def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
     """``origin/main`` or ``origin/v1.2.0``: a branch or tag as last fetched from a remote."""
-    from mvc.remotes import remote_names, tracking_refs
-
     remote, _, name = rev.partition("/")
     if not name or remote not in remote_names(repo):
         return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from mvc import codec
 from mvc.errors import CorruptObject, NotFound
-from mvc.ids import ObjectId, hash_bytes, is_object_id
+from mvc.ids import ObjectId, hash_bytes, is_object_id, new_hasher
 from mvc.objects import (
     FileManifest,
     Tree,
@@ -300,8 +300,6 @@ class ObjectStore:
 
     def iter_file(self, manifest: FileManifest, name: str = "file") -> Iterator[bytes]:
         """A file's bytes chunk by chunk, each verified, and the whole checked at the end."""
-        from mvc.ids import new_hasher
-
         hasher = new_hasher()
         for ref in manifest.chunks:
             data = self.get_bytes(ref.id, ref.size)
@@ -331,8 +329,6 @@ class ObjectStore:
         temp file), so wrong bytes never reach their final name.
         """
         from concurrent.futures import Future, ThreadPoolExecutor
-
-        from mvc.ids import new_hasher
 
         offsets = [0]
         for ref in manifest.chunks:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mvc.chunking import plan_file
 from mvc.errors import CorruptObject, InvalidInput, MvcError
 from mvc.formats.safetensors import DTYPE_BITS, DTYPE_SIZES, SafetensorsHeader, parse_header
 from mvc.ids import ObjectId, hash_bytes
@@ -155,8 +156,6 @@ class DiskTensorFile:
     """A safetensors file in a folder, cut the way ``commit`` would cut it; ids hashed lazily."""
 
     def __init__(self, path: str, name: str) -> None:
-        from mvc.chunking import plan_file
-
         self.path = path
         self.name = name
         self._fd = os.open(path, os.O_RDONLY)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from mvc.errors import AmbiguousSpec, InvalidName, NotFound, UsageError
 from mvc.ids import ObjectId, short
-from mvc.refnames import validate_tag
+from mvc.refnames import TAGS, tag, validate_tag
 
 if TYPE_CHECKING:
     import semver
@@ -323,8 +323,6 @@ def highest_match(
 
 def semver_tags(repo: Repo, model: str, *, live: bool = True) -> list[tuple[str, semver.Version]]:
     """The model's tags whose names are semantic versions (``live=False``: deleted ones too)."""
-    from mvc.refnames import TAGS
-
     found = []
     for ref in repo.refs.list_refs(TAGS, model, live=live):
         version = parse_semver(ref.name)
@@ -337,8 +335,6 @@ def resolve_range(
     repo: Repo, model: str, text: str, *, include_prerelease: bool = False
 ) -> tuple[str, ObjectId]:
     """The highest tag of ``model`` matching the range, as (tag name, version id)."""
-    from mvc.refnames import tag
-
     rng = parse_range(text)
     tags = semver_tags(repo, model)
     best = highest_match(tags, rng, include_prerelease=include_prerelease)

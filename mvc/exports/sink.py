@@ -23,10 +23,11 @@ from typing import Any
 from mvc.canonical import encode_canonical
 from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.faults import crashpoint
-from mvc.ids import ObjectId, hash_bytes
+from mvc.ids import ObjectId, hash_bytes, new_hasher
 from mvc.repo import Repo
 from mvc.storage.base import Storage
 from mvc.storage.local import TMP_PREFIX, LocalStorage
+from mvc.storage.remote import open_storage
 from mvc.worktree.paths import safe_target, validate_version_path
 
 MANIFEST = "mvc-export.json"
@@ -44,7 +45,6 @@ def open_destination(dest: str, options: dict[str, str] | None = None) -> Storag
         if os.path.exists(dest) and not os.path.isdir(dest):
             raise UsageError(f"export destination {dest} is not a folder", hint="name a folder")
         return LocalStorage(os.path.abspath(dest), fsync=True)
-    from mvc.storage.remote import open_storage
 
     return open_storage(dest, options)
 
@@ -159,8 +159,6 @@ class Sink:
         )
 
     def _content_b3(self, key: str) -> str:
-        from mvc.ids import new_hasher
-
         hasher = new_hasher()
         with self.storage.open_read(key) as handle:
             while block := handle.read(8 << 20):

@@ -50,7 +50,6 @@ def render_config(name: str, backend: str, versions: list[int], parameters: dict
 
 
 def write_triton(ctx: ExportContext) -> None:
-
     record, options = ctx.record, ctx.options
     backend = options.backend or "python"
     name = served_name(options.name or record.model)

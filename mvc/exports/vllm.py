@@ -24,7 +24,6 @@ LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def write_vllm(ctx: ExportContext) -> None:
-
     record = ctx.record
     bases = sorted({a.version for a in record.arms})
     if len(bases) != 1:

@@ -36,7 +36,8 @@ from mvc.peft import (
     UnsupportedAdapter,
 )
 from mvc.repo import Repo
-from mvc.tensors import DiskTensorFile, StoredTensorFile, TensorFile
+from mvc.specs import resolve
+from mvc.tensors import DiskTensorFile, StoredTensorFile, TensorFile, decode
 
 # --- where adapters and bases live ---------------------------------------------------------------
 
@@ -144,8 +145,6 @@ def check(adapter: Adapter, base: dict[str, BaseTensor], base_label: str) -> Com
 
 def check_compat(repo: Repo, base_spec: str, adapter: str) -> CompatReport:
     """``mvc check-compat BASE ADAPTER``: ADAPTER is a version spec or an adapter folder."""
-    from mvc.specs import resolve
-
     base = resolve(repo, base_spec)
     with ExitStack() as stack:
         if os.path.isdir(adapter):
@@ -205,8 +204,6 @@ def folder_facts(folder: str) -> dict[str, Any] | None:
 
 
 def read_matrix(source: TensorFile, info: TensorInfo) -> Any:
-    from mvc.tensors import decode
-
     return decode(source.read(info.start, info.end), info.dtype).reshape(info.shape)
 
 

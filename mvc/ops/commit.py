@@ -15,8 +15,10 @@ from mvc.errors import MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.objects import Version
+from mvc.ops.adapters import check_folder_against, folder_facts
 from mvc.ops.gitinfo import git_state
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
+from mvc.peft import require_compatible
 from mvc.progress import Progress
 from mvc.refnames import branch as branch_ref
 from mvc.refnames import validate_branch, validate_model
@@ -137,9 +139,6 @@ def _with_adapter_facts(
 
     Runs before anything is stored, so an adapter that does not fit its base is never recorded.
     """
-    from mvc.ops.adapters import check_folder_against, folder_facts
-    from mvc.peft import require_compatible
-
     facts = folder_facts(folder)
     if facts is None:
         return lineage

@@ -38,6 +38,7 @@ from mvc.deployment.records import STABLE, STATES, AdapterRef, Record, Target
 from mvc.errors import InvalidInput, MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
+from mvc.ops.adapters import check_versions
 from mvc.ops.channel_history import at, history, parse_instant
 from mvc.ops.channels import (
     Namer,
@@ -51,8 +52,10 @@ from mvc.ops.channels import (
     load_record,
     require_current,
 )
+from mvc.peft import require_compatible
 from mvc.refnames import validate_channel, validate_model
 from mvc.refs import RefEntry
+from mvc.remotes import ensure_present
 from mvc.repo import Repo
 from mvc.specs import parse_spec, resolve
 
@@ -140,9 +143,6 @@ def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> 
 def check_adapter_compat(repo: Repo, model: str, base: ObjectId, adapter: AdapterRef) -> None:
     """Refuse an adapter mvc cannot serve, or whose target modules do not exist in the base with
     matching shapes (``mvc.peft``'s one check, as check-compat, merge-adapter and load run it)."""
-    from mvc.ops.adapters import check_versions
-    from mvc.peft import require_compatible
-
     report = check_versions(
         repo,
         base,
@@ -230,7 +230,6 @@ def _move(
     ctx = Context(model, name, repo.identity(), repo.now(), message, names)
     planned = plan(old, request, ctx)
     record = planned.record
-    from mvc.remotes import ensure_present
 
     for oid in record.refs():
         # Closure before reference: a fetched-but-not-pulled version gets its data first.

@@ -26,9 +26,20 @@ from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.formats.safetensors import SafetensorsHeader, TensorInfo
 from mvc.ids import ObjectId, short
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.progress import NullProgress, Progress
+from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.tensors import DiskTensorFile, StoredTensorFile, TensorFile, TensorStats
+from mvc.specs import resolve
+from mvc.tensors import (
+    DiskTensorFile,
+    StoredTensorFile,
+    TensorFile,
+    TensorStats,
+    element_unit,
+    tensor_windows,
+)
+from mvc.yamltext import load_yaml
 
 LEVELS = ("none", "patch", "minor", "major")
 
@@ -185,8 +196,6 @@ def version_side(repo: Repo, version_id: ObjectId, label: str | None = None) -> 
 
 
 def folder_side(repo: Repo, model: str, progress: Progress | None = None) -> Side:
-    from mvc.ops.snapshot import snapshot, stat_cache_for
-
     binding = repo.binding(model)
     if binding is None:
         raise UsageError(
@@ -409,8 +418,6 @@ def _load_config(data: bytes | None, path: str) -> Any:
         raise ValueError("too large to compare key by key")
     text = data.decode("utf-8", errors="strict")
     if path.lower().endswith((".yaml", ".yml")):
-        from mvc.yamltext import load_yaml
-
         return load_yaml(text).value  # bounded, tag-free; its YamlProblem is a ValueError
     if path.lower().endswith(".toml"):
         import tomllib
@@ -516,8 +523,6 @@ def tensor_stats(a: _Located, b: _Located, progress: Progress) -> TensorStats:
     Windows follow A's chunks; a chunk whose id is the same on both sides is decoded on one side
     only (its elements count as unchanged but still weigh in the norms).
     """
-    from mvc.tensors import element_unit, tensor_windows
-
     dtype = a.info.dtype
     unit = element_unit(dtype)
     shift = b.info.start - a.info.start
@@ -888,9 +893,6 @@ def diff(
     progress: Progress | None = None,
 ) -> DiffResult:
     """``mvc diff A [B]``: B defaults to A's model's working folder."""
-    from mvc.remotes import ensure_present
-    from mvc.specs import resolve
-
     ra = resolve(repo, a_spec)
     if stats:  # tensor statistics read the data: a fetched-only version gets it first
         ensure_present(repo, ra.version, progress=progress)

@@ -20,6 +20,8 @@ from mvc.errors import UsageError
 from mvc.ids import ObjectId
 from mvc.ops.catalog import Catalog, Name, load_catalog
 from mvc.repo import Repo
+from mvc.specs import _parse_instant, resolve
+from mvc.versioning import normalize_tag, parse_range, parse_semver
 
 _WHERE = re.compile(
     r"^\s*(?P<key>[^<>=!\s]+)\s*(?P<op>>=|<=|==|!=|=|>|<)\s*(?P<value>[^<>=!\s].*?)\s*$"
@@ -69,8 +71,6 @@ def parse_where(text: str) -> Condition:
 
 
 def _instant(text: str) -> str:
-    from mvc.specs import _parse_instant
-
     return _parse_instant(text).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -110,8 +110,6 @@ class Found:
 
 def _tag_matcher(text: str) -> Any:
     """A tag name (``v1.2.0``, ``baseline``) matches itself; anything else is a semver range."""
-    from mvc.versioning import normalize_tag, parse_range, parse_semver
-
     if parse_semver(text) is not None:
         exact = normalize_tag(text)
         return lambda name: name == exact
@@ -150,8 +148,6 @@ def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Fo
     base_model, base_version = None, None
     if query.base:
         if "@" in query.base:
-            from mvc.specs import resolve
-
             base_version = resolve(repo, query.base).version
         else:
             base_model = query.base

@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc.errors import CorruptObject, InvalidInput, NotFound
+from mvc.formats.safetensors import parse_header
 from mvc.ids import ObjectId
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
 from mvc.refnames import CHANNELS, HEADS, TAGS
+from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import Resolved, resolve
+from mvc.specs import Resolved, channel_arm, resolve
 
 
 @dataclass
@@ -103,7 +105,6 @@ class VersionDetails:
 def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
     if entry.kind != KIND_SAFETENSORS:
         return None
-    from mvc.formats.safetensors import parse_header
 
     manifest = repo.objects.get_manifest(entry.manifest)
     if not manifest.chunks:
@@ -125,8 +126,6 @@ def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
 
 
 def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
-    from mvc.specs import channel_arm
-
     found: dict[str, list[str]] = {"branches": [], "tags": [], "channels": []}
     for ref in repo.refs.list_refs(model=model):
         if ref.kind == CHANNELS:
@@ -169,8 +168,6 @@ def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
         )
     manifest = repo.objects.get_manifest(entry.manifest)
     if not all(repo.objects.has(chunk.id) for chunk in manifest.chunks):
-        from mvc.remotes import ensure_present
-
         ensure_present(repo, resolved.version)  # fetched, not pulled: bring its data now
     return repo.objects.iter_file(manifest, path)
 

@@ -25,10 +25,13 @@ from mvc.objects import (
     decode_version,
     history_ids,
 )
+from mvc.ops.remotes import _remote_has_store as remote_has_store
 from mvc.progress import NullProgress, Progress
 from mvc.refnames import RefName
 from mvc.refs import RefStore
+from mvc.remotes import open_remote, promised_objects, tracking_roots
 from mvc.repo import Repo
+from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore, object_key
 
 
@@ -265,8 +268,6 @@ def _repair_refs(repo: Repo) -> list[str]:
     """Set torn ref-log entries aside (their bytes kept under ``.mvc/quarantine/refs/``)."""
     import os
 
-    from mvc.storage.local import LocalStorage
-
     repaired = []
     keeper = LocalStorage(os.path.join(repo.store_dir, QUARANTINE))
     with repo.refs._lock():  # type: ignore[misc]
@@ -297,9 +298,6 @@ def _quarantine(repo: Repo, oid: str) -> str:
 def _check_on_remotes(repo: Repo, wanted: dict[ObjectId, str]) -> dict[ObjectId, bool | str]:
     """For each object, whether the remote that promises it has it (True/False), or why that
     could not be checked (a message). One size request per object, ``core.jobs`` at once."""
-    from mvc.ops.remotes import _remote_has_store as remote_has_store
-    from mvc.remotes import open_remote
-
     by_remote: dict[str, list[ObjectId]] = {}
     for oid, name in wanted.items():
         by_remote.setdefault(name, []).append(oid)
@@ -326,15 +324,11 @@ def _check_on_remotes(repo: Repo, wanted: dict[ObjectId, str]) -> dict[ObjectId,
 
 
 def _promised(repo: Repo) -> dict[ObjectId, str]:
-    from mvc.remotes import promised_objects
-
     return promised_objects(repo)
 
 
 def _tracking_roots(repo: Repo, grace: float | None, now: float) -> list[ObjectId]:
     """What remote-tracking refs reach stays, like what refs reach (fetched metadata)."""
-    from mvc.remotes import tracking_roots
-
     roots: list[ObjectId] = []
     for refs in tracking_roots(repo):
         roots += _ref_roots(refs, grace, now)[0]

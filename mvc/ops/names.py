@@ -9,8 +9,10 @@ from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
 from mvc.ids import ObjectId, short
 from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry
+from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import resolve
+from mvc.specs import model_known, resolve
+from mvc.versioning import normalize_tag, parse_semver, same_release
 
 
 @dataclass
@@ -32,7 +34,6 @@ class NamedRef:
 
 def _known_model(repo: Repo, model: str) -> None:
     validate_model(model)
-    from mvc.specs import model_known
 
     if not model_known(repo, model):
         raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
@@ -85,8 +86,6 @@ def create_tag(
     A semantic version is also refused when a tag of equal precedence (the same version with
     other build metadata) ever named another version: ranges could not choose between them.
     """
-    from mvc.versioning import normalize_tag, parse_semver, same_release
-
     _known_model(repo, model)
     name = normalize_tag(name)
     target = resolve(repo, f"{model}@{rev}" if rev else model).version
@@ -121,8 +120,6 @@ def create_tag(
 
 
 def delete_tag(repo: Repo, model: str, name: str, *, force: bool) -> RefEntry:
-    from mvc.versioning import normalize_tag
-
     name = normalize_tag(name)
     ref = RefName(model, TAGS, name)
     current = repo.refs.require(ref)
@@ -139,8 +136,6 @@ def _point(
 ) -> RefEntry:
     """Move a ref to a version whose whole closure is here (fetched data is pulled first),
     holding the objects lock so gc cannot collect it in between."""
-    from mvc.remotes import ensure_present
-
     ensure_present(repo, target)
     with repo.writing_objects():
         return repo.refs.set_if_equals(ref, expected, target, why)

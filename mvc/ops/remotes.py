@@ -57,6 +57,8 @@ from mvc.errors import (
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.objects import history_ids
+from mvc.ops.setup import init_store
+from mvc.ops.worktrees import checkout, folder_state
 from mvc.progress import Progress
 from mvc.refnames import (
     CHANNELS,
@@ -87,7 +89,10 @@ from mvc.remotes import (
     validate_option,
 )
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
+from mvc.specs import parse_spec, tag_candidates
+from mvc.storage import lock
 from mvc.storage.base import Storage
+from mvc.storage.remote import probe_atomic_create
 from mvc.store import ObjectStore
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
@@ -166,8 +171,6 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None =
 
 
 def _probe(storage: Storage) -> bool:
-    from mvc.storage.remote import probe_atomic_create
-
     return probe_atomic_create(storage)
 
 
@@ -450,8 +453,6 @@ def _live_refs(refs: RefStore, model: str | None) -> list[tuple[RefName, ObjectI
 
 def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefName, ObjectId]]:
     """The refs a push/pull spec names: ``MODEL`` (all its refs) or ``MODEL@BRANCH|TAG|CHANNEL``."""
-    from mvc.specs import parse_spec, tag_candidates
-
     spec = parse_spec(spec_text)
     if spec.back:
         raise UsageError(
@@ -587,8 +588,6 @@ def _holding_objects(repo: Repo, remote: Remote) -> Any:
     """A working store's objects lock, shared (as its own writers take it), so its gc cannot
     delete what a push found there and counts on; other remotes have no gc to wait for."""
     from contextlib import nullcontext
-
-    from mvc.storage import lock
 
     if not _is_working_store(remote.storage):
         return nullcontext()
@@ -733,8 +732,6 @@ def pull(
 ) -> PullResult:
     """Bring the objects one ref (or all of a model's, or ``all_models``) needs, then move the
     local refs: new ones are created, branches and channels fast-forward, tags never move."""
-    from mvc.ops.worktrees import checkout
-
     if (spec is None) == (not all_models):
         raise UsageError(
             "pull needs either a spec (MODEL or MODEL@REF) or --all, not both",
@@ -845,8 +842,6 @@ def _clean_bound_folders(
 ) -> list[tuple[Binding, RefChange]]:
     """Working folders that follow a branch that moves and are clean; refuses a folder with
     uncommitted changes unless ``force`` (which leaves such a folder as it is)."""
-    from mvc.ops.worktrees import folder_state
-
     clean = []
     for change in moving:
         if change.ref.kind != HEADS:
@@ -884,8 +879,6 @@ def clone(
 ) -> CloneResult:
     """A new store in ``directory`` with remote ``origin``: every model's refs (or ``model``'s)
     and the data they need; with ``checkout``, each model's main branch in ``directory/MODEL``."""
-    from mvc.ops.setup import init_store
-
     target = os.path.abspath(directory)
     if os.path.isdir(target) and os.listdir(target):
         raise UsageError(f"{target} exists and is not empty", hint="clone into a new folder")
@@ -915,8 +908,6 @@ def clone(
 
 
 def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:
-    from mvc.ops.worktrees import checkout
-
     branches: dict[str, list[str]] = {}
     for change in pulled.refs:
         if change.ref.kind == HEADS:

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from mvc.chunking import plan_file
 from mvc.errors import InvalidInput, MvcError
 from mvc.faults import crashpoint
+from mvc.formats.safetensors import looks_like_safetensors
 from mvc.ids import ObjectId, hash_bytes, new_hasher
 from mvc.objects import KIND_SAFETENSORS, ChunkRef, FileManifest, Tree, TreeEntry, encode_object
 from mvc.progress import NullProgress, Progress
@@ -86,8 +88,6 @@ class _FileHasher:
                 piece.release()
 
     def entry(self, scanned: ScannedFile) -> TreeEntry:
-        from mvc.chunking import plan_file
-
         with open(scanned.path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             if size == 0:
@@ -252,8 +252,6 @@ def snapshot(
 
 
 def _stored_raw(rel: str, entry: TreeEntry) -> bool:
-    from mvc.formats.safetensors import looks_like_safetensors
-
     return entry.kind != KIND_SAFETENSORS and looks_like_safetensors(rel)
 
 

@@ -20,6 +20,7 @@ from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
 from mvc.progress import NullProgress, Progress
 from mvc.refnames import branch as branch_ref
+from mvc.remotes import ensure_present
 from mvc.repo import Binding, Repo
 from mvc.specs import Resolved, resolve
 from mvc.worktree.materialise import Staging, remove_file
@@ -154,7 +155,6 @@ def checkout(
     progress = progress or NullProgress()
     resolved: Resolved = resolve(repo, spec)
     model = resolved.model
-    from mvc.remotes import ensure_present
 
     ensure_present(repo, resolved.version, progress=progress)  # data of a fetched version
     binding = repo.binding(model)
