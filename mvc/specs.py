@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from mvc.deployment.records import decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
@@ -23,7 +24,10 @@ from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_mo
 from mvc.refs import RefStore
 from mvc.remotes import remote_names, tracking_refs
 from mvc.repo import Repo
-from mvc.versioning import resolve_range
+from mvc.versioning import highest_match, parse_range, parse_semver
+
+if TYPE_CHECKING:
+    import semver
 
 RANGE_START = ("^", "~", "<", ">", "=")
 QUALIFIERS = ("branch", "tag", "channel", "id")
@@ -309,3 +313,50 @@ def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
         if hit:
             return Resolved(model, hit[1], "remote", rev)
     return None
+
+
+def semver_tags(repo: Repo, model: str, *, live: bool = True) -> list[tuple[str, semver.Version]]:
+    """The model's tags whose names are semantic versions (``live=False``: deleted ones too)."""
+    found = []
+    for ref in repo.refs.list_refs(TAGS, model, live=live):
+        version = parse_semver(ref.name)
+        if version is not None:
+            found.append((ref.name, version))
+    return found
+
+
+def resolve_range(
+    repo: Repo, model: str, text: str, *, include_prerelease: bool = False
+) -> tuple[str, ObjectId]:
+    """The highest tag of ``model`` matching the range, as (tag name, version id)."""
+    rng = parse_range(text)
+    tags = semver_tags(repo, model)
+    best = highest_match(tags, rng, include_prerelease=include_prerelease)
+    if not best:
+        if not repo.refs.list_refs(model=model, live=False):
+            raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        releases = sorted((v for _, v in tags if not v.prerelease), reverse=True)
+        listing = ", ".join(f"v{v}" for v in releases[:8]) or "none"
+        hint = f"list tags with `mvc tag {model}`"
+        if highest_match(tags, rng, include_prerelease=True):
+            hint = (
+                "only pre-releases match; name one in the range to include them, "
+                f"e.g. {model}@^{next(iter(highest_match(tags, rng, include_prerelease=True)))[1]}"
+            )
+        raise NotFound(
+            f"no release of {model!r} matches {text!r} ({rng.canonical()}); "
+            f"highest releases: {listing}",
+            hint=hint,
+        )
+    targets = {name: repo.refs.get(tag(model, name)) for name, _ in best}
+    distinct = {v for v in targets.values() if v}
+    if len(distinct) > 1:
+        listing = "; ".join(f"tag {n} -> {short(v or '')}" for n, v in sorted(targets.items()))
+        raise AmbiguousSpec(
+            f"{model}@{text} is ambiguous: tags of equal precedence name different versions: {listing}",
+            hint=f"name the tag exactly, e.g. {model}@tag={best[0][0]}",
+        )
+    name = best[0][0]
+    value = targets[name]
+    assert value is not None
+    return name, value

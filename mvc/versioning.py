@@ -10,7 +10,8 @@
 - ``next_version`` bumps from the highest release ever tagged (deleted tags included: their names
   stay reserved); ``--pre LABEL`` counts ``LABEL.1``, ``LABEL.2`` … below that release.
 
-Parsing is pure; ``resolve_range`` reads the store (``mvc.ops.bump`` plans a ``--bump``). The grammar and the bump
+Everything here is pure: ``mvc.specs`` resolves a range against a model's tags and
+``mvc.ops.bump`` plans a ``--bump``. The grammar and the bump
 rules are published in docs/versioning.md.
 """
 
@@ -21,14 +22,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mvc.errors import AmbiguousSpec, InvalidName, NotFound, UsageError
-from mvc.ids import ObjectId, short
-from mvc.refnames import TAGS, tag, validate_tag
+from mvc.errors import InvalidName, UsageError
+from mvc.refnames import validate_tag
 
 if TYPE_CHECKING:
     import semver
 
-    from mvc.repo import Repo
 
 BUMPS = ("major", "minor", "patch", "auto")
 LEVELS = ("none", "patch", "minor", "major")  # in increasing order of consequence
@@ -319,53 +318,6 @@ def highest_match(
         elif version.compare(best[0][1]) == 0:
             best.append((name, version))
     return sorted(best)
-
-
-def semver_tags(repo: Repo, model: str, *, live: bool = True) -> list[tuple[str, semver.Version]]:
-    """The model's tags whose names are semantic versions (``live=False``: deleted ones too)."""
-    found = []
-    for ref in repo.refs.list_refs(TAGS, model, live=live):
-        version = parse_semver(ref.name)
-        if version is not None:
-            found.append((ref.name, version))
-    return found
-
-
-def resolve_range(
-    repo: Repo, model: str, text: str, *, include_prerelease: bool = False
-) -> tuple[str, ObjectId]:
-    """The highest tag of ``model`` matching the range, as (tag name, version id)."""
-    rng = parse_range(text)
-    tags = semver_tags(repo, model)
-    best = highest_match(tags, rng, include_prerelease=include_prerelease)
-    if not best:
-        if not repo.refs.list_refs(model=model, live=False):
-            raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
-        releases = sorted((v for _, v in tags if not v.prerelease), reverse=True)
-        listing = ", ".join(f"v{v}" for v in releases[:8]) or "none"
-        hint = f"list tags with `mvc tag {model}`"
-        if highest_match(tags, rng, include_prerelease=True):
-            hint = (
-                "only pre-releases match; name one in the range to include them, "
-                f"e.g. {model}@^{next(iter(highest_match(tags, rng, include_prerelease=True)))[1]}"
-            )
-        raise NotFound(
-            f"no release of {model!r} matches {text!r} ({rng.canonical()}); "
-            f"highest releases: {listing}",
-            hint=hint,
-        )
-    targets = {name: repo.refs.get(tag(model, name)) for name, _ in best}
-    distinct = {v for v in targets.values() if v}
-    if len(distinct) > 1:
-        listing = "; ".join(f"tag {n} -> {short(v or '')}" for n, v in sorted(targets.items()))
-        raise AmbiguousSpec(
-            f"{model}@{text} is ambiguous: tags of equal precedence name different versions: {listing}",
-            hint=f"name the tag exactly, e.g. {model}@tag={best[0][0]}",
-        )
-    name = best[0][0]
-    value = targets[name]
-    assert value is not None
-    return name, value
 
 
 # --- bumps ----------------------------------------------------------------------------------------

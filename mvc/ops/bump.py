@@ -13,8 +13,8 @@ from mvc.ids import ObjectId, short
 from mvc.ops.diff import Evidence, diff_versions
 from mvc.refnames import tag
 from mvc.repo import Repo
-from mvc.specs import resolve
-from mvc.versioning import BUMPS, next_version, normalize_tag, semver_tags
+from mvc.specs import resolve, semver_tags
+from mvc.versioning import BUMPS, next_version, normalize_tag
 
 
 @dataclass
