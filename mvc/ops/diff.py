@@ -39,9 +39,8 @@ from mvc.tensors import (
     element_unit,
     tensor_windows,
 )
+from mvc.versioning import LEVELS
 from mvc.yamltext import load_yaml
-
-LEVELS = ("none", "patch", "minor", "major")
 
 TOKENIZER_FILES = frozenset(
     (
