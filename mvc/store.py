@@ -26,7 +26,7 @@ from mvc.objects import (
     decode_version,
     encode_object,
 )
-from mvc.storage.base import Buffer, Storage
+from mvc.storage.base import BatchingStorage, Buffer, KernelCopyStorage, Storage
 from mvc.storage.local import LocalStorage, copy_range, start_writeback
 
 OBJECTS = "objects"
@@ -118,15 +118,14 @@ class ObjectStore:
         """Many writes made durable together when the block ends, where the storage can batch
         (``LocalStorage.batch``: one round of fsyncs instead of one per object); elsewhere each
         write is durable on its own. Either way no object is visible before it is durable."""
-        batch = getattr(self.storage, "batch", None)
-        with batch() if batch is not None else nullcontext():
+        storage = self.storage
+        with storage.batch() if isinstance(storage, BatchingStorage) else nullcontext():
             yield
 
     def flush(self) -> None:
         """Inside ``batch``: make what was written so far durable and visible."""
-        flush = getattr(self.storage, "flush_pending", None)
-        if flush is not None:
-            flush()
+        if isinstance(self.storage, BatchingStorage):
+            self.storage.flush_pending()
 
     def put_bytes(
         self,
@@ -146,11 +145,10 @@ class ObjectStore:
         oid = oid or hash_bytes(data)
         if not self.has_intact(oid):
             parts = codec.encode(data, elem_width=elem_width, compress=compress)
-            write_from = getattr(self.storage, "write_from", None)
             # A raw envelope is [header, data]: the storage can copy data's bytes from source.
             raw = len(parts) == 2 and parts[1] is data
-            if source is not None and write_from is not None and raw:
-                write_from(object_key(oid), parts[0], source[0], source[1], len(data))
+            if source is not None and raw and isinstance(self.storage, KernelCopyStorage):
+                self.storage.write_from(object_key(oid), parts[0], source[0], source[1], len(data))
                 return oid
             self.storage.write(object_key(oid), parts)
         return oid

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import re
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol, runtime_checkable
 
 from mvc.errors import InvalidInput
@@ -72,4 +73,39 @@ class Storage(Protocol):
 
     def local_path(self, key: str) -> str | None:
         """A filesystem path for the key, when the backend is a local folder (fast paths)."""
+        ...
+
+
+# --- capabilities some storages have --------------------------------------------------------------
+# Callers ask ``isinstance(storage, BatchingStorage)`` instead of probing attributes by name, so a
+# storage (or a decorator around one) states what it can do and mypy checks the signatures.
+
+
+@runtime_checkable
+class BatchingStorage(Protocol):
+    """Many writes made durable together: one round of fsyncs instead of one per value.
+
+    Implementations: LocalStorage. No value written inside ``batch`` is visible before it is
+    durable; a block that raises leaves none of its values behind.
+    """
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Writes inside become durable and visible together when the block ends."""
+        ...
+
+    def flush_pending(self) -> None:
+        """Inside ``batch``: make the writes so far durable and visible, keeping the batch open."""
+        ...
+
+
+@runtime_checkable
+class KernelCopyStorage(Protocol):
+    """A value filled from a file descriptor without passing through Python (a local fast path).
+
+    Implementations: LocalStorage (``copy_file_range``, a reflink where the file system shares
+    blocks).
+    """
+
+    def write_from(self, key: str, head: Buffer, fd: int, offset: int, length: int) -> None:
+        """``write(key, [head, <length bytes of fd at offset>])``, atomically like ``write``."""
         ...

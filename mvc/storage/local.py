@@ -272,7 +272,7 @@ class LocalStorage:
     def write(self, key: str, parts: Iterable[Buffer]) -> None:
         self._write(key, parts, None)
 
-    def write_from(self, key: str, head: bytes, fd: int, offset: int, length: int) -> None:
+    def write_from(self, key: str, head: Buffer, fd: int, offset: int, length: int) -> None:
         """``write(key, [head, <length bytes of fd at offset>])``, the bytes copied in the kernel
         (``copy_file_range``; a reflink where the file system shares blocks)."""
         self._write(key, [head], (fd, offset, length))

@@ -24,6 +24,7 @@ from mvc.ids import ObjectId, hash_bytes
 from mvc.refnames import branch
 from mvc.refs import RefStore
 from mvc.storage import LocalStorage, Storage
+from mvc.storage.base import BatchingStorage, KernelCopyStorage
 from mvc.storage.prefixed import PrefixedStorage
 from mvc.storage.remote import (
     FsspecStorage,
@@ -553,3 +554,13 @@ def test_local_read_errors_are_ours(tmp_path) -> None:
         return
     with pytest.raises(MvcError, match="cannot read secret"):
         storage.read("secret")
+
+
+def test_storages_declare_their_capabilities(tmp_path) -> None:
+    """Batching and kernel copies are Protocols the object store checks with isinstance."""
+    local = open_storage(str(tmp_path / "store"))
+    assert isinstance(local, BatchingStorage) and isinstance(local, KernelCopyStorage)
+    memory = open_storage(f"memory://mvc-test-{secrets.token_hex(6)}/store")
+    assert not isinstance(memory, BatchingStorage) and not isinstance(memory, KernelCopyStorage)
+    prefixed = PrefixedStorage(local, "remotes/origin")
+    assert not isinstance(prefixed, BatchingStorage) and isinstance(prefixed, Storage)
