@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, core
+from mvc.cli import admin, core, deploy, remotes, versions
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -69,22 +69,10 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     app.callback()(main)
     core.register(app, wanted)
     admin.register(app, wanted)
-    _optional_commands(app, wanted)
+    versions.register(app, wanted)
+    remotes.register(app, wanted)
+    deploy.register(app, wanted)
     return app
-
-
-def _optional_commands(app: typer.Typer, wanted: Wanted) -> None:
-    """Command groups of later features register themselves if present."""
-    import importlib
-
-    for name in ("mvc.cli.versions", "mvc.cli.remotes", "mvc.cli.deploy"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        module.register(app, wanted)
 
 
 app = build_app()

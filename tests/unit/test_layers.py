@@ -276,6 +276,22 @@ def test_mvc_modules_are_imported_at_module_level() -> None:
     assert set(LAZY_ALLOWED) <= used, "remove entries of LAZY_ALLOWED that no longer apply"
 
 
+def test_no_imports_the_graph_cannot_see() -> None:
+    """``importlib.import_module(name)`` with a computed name would hide an edge."""
+    hidden = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute | ast.Name)
+                and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id)
+                in ("import_module", "__import__")
+                and not (node.args and isinstance(node.args[0], ast.Constant))
+            ):
+                hidden.append(f"{module_name(PACKAGE, path)} line {node.lineno}")
+    assert hidden == []
+
+
 def test_only_the_cli_imports_typer_and_rich() -> None:
     _, names = _mvc_graph()
     problems = [
