@@ -1,12 +1,13 @@
-"""PEFT adapters in a store: find an adapter folder, check it against a base, merge it.
+"""PEFT adapters in a store: find an adapter folder, check it against a base, plan its merge.
 
 The PEFT rules themselves (config, pairing, fit, what is refused, the merge arithmetic) live in
-``mvc.peft``; this module only reads adapters and bases out of versions and folders and plans
-a merge (``mvc.ops.merge`` commits merged weights). ``check`` proves that every module the adapter targets exists in the base with
-shapes that fit — a mismatch is an error, never a silent success (serving stacks that load a
-mismatched adapter often fall back to the base model without a word). ``merge_adapter`` (in
-``mvc.ops.merge``) writes W + (B·A)·scale for every LoRA module block by block in the base's dtype and commits the result
-as a new version whose lineage names the base and the adapter.
+``mvc.peft``; this module only reads adapters and bases out of versions and folders and plans a
+merge (``mvc.ops.merge`` commits merged weights). ``check`` proves that every module the adapter
+targets exists in the base with shapes that fit — a mismatch is an error, never a silent success
+(serving stacks that load a mismatched adapter often fall back to the base model without a
+word). ``merge_adapter`` writes W + (B·A)·scale for every LoRA module block by block in the
+base's dtype and commits the result as a new version whose lineage names the base and the
+adapter.
 
 Only plain LoRA is used; anything else (other PEFT types, DoRA, LoRA biases, convolutions…) is
 refused with ``mvc.peft.UnsupportedAdapter`` by check-compat, merge-adapter, deployments and
