@@ -14,12 +14,13 @@ import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mvc.deployment.records import decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
 from mvc.ids import ObjectId, parse_id_prefix, short
+from mvc.instants import parse_instant
 from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
 from mvc.refs import RefStore
 from mvc.remotes import remote_names, tracking_refs
@@ -87,14 +88,6 @@ def parse_spec(text: str) -> Spec:
     if sep and not rev:
         raise UsageError(f"bad version spec {text!r}: nothing after '@'")
     return Spec(model, rev if sep else None, back)
-
-
-def _parse_instant(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.replace(" ", "T"))
-    except ValueError as exc:
-        raise UsageError(f"{text!r} is not an ISO-8601 instant") from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def head_branch(repo: Repo, model: str) -> str:
@@ -213,7 +206,7 @@ def at_instant(repo: Repo, model: str, moment: datetime, branch_name: str) -> Ob
     current = tip
     while current:
         version = repo.objects.get_version(current)
-        if _parse_instant(version.time.replace("Z", "+00:00")) <= moment:
+        if parse_instant(version.time) <= moment:
             return current
         current = version.parents[0] if version.parents else None
     raise NotFound(
@@ -265,7 +258,7 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
             )
         if rev == "latest":
             return Resolved(model, _latest(repo, model), "latest")
-        moment = _parse_instant(rev)
+        moment = parse_instant(rev)
         return Resolved(model, at_instant(repo, model, moment, head_branch(repo, model)), "instant")
     qualifier, eq, rest = rev.partition("=")
     only = qualifier if eq and qualifier in QUALIFIERS else None

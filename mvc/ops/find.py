@@ -18,9 +18,10 @@ from typing import Any
 from mvc.canonical import parse_scalar
 from mvc.errors import UsageError
 from mvc.ids import ObjectId
+from mvc.instants import parse_instant
 from mvc.ops.catalog import Catalog, Name, load_catalog
 from mvc.repo import Repo
-from mvc.specs import _parse_instant, resolve
+from mvc.specs import resolve
 from mvc.versioning import normalize_tag, parse_range, parse_semver
 
 _WHERE = re.compile(
@@ -71,7 +72,7 @@ def parse_where(text: str) -> Condition:
 
 
 def _instant(text: str) -> str:
-    return _parse_instant(text).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return parse_instant(text).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

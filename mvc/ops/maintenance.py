@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mvc import codec
-from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
+from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId
+from mvc.instants import parse_instant
 from mvc.objects import (
     child_ids,
     decode_file_manifest,
@@ -140,8 +141,6 @@ def walk_reachable(
 def _ref_roots(
     refs: RefStore, grace_seconds: float | None, now: float
 ) -> tuple[list[ObjectId], list[Problem]]:
-    from datetime import datetime
-
     roots: list[ObjectId] = []
     problems: list[Problem] = []
     for ref in refs.list_refs(live=False):
@@ -165,8 +164,8 @@ def _ref_roots(
                 roots.append(entry.new)
             elif grace_seconds is not None:
                 try:
-                    when = datetime.fromisoformat(entry.when.replace("Z", "+00:00")).timestamp()
-                except ValueError:
+                    when = parse_instant(entry.when).timestamp()
+                except UsageError:
                     when = now
                 if now - when < grace_seconds:
                     roots.append(entry.new)

@@ -61,6 +61,7 @@ PLACES = {
     "mvc.versioning": "domain",
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
     "mvc.deployment.*": "domain",  # deployment records, names and the pure transition planners
+    "mvc.instants": "domain",
     "mvc.canonical": "domain",
     "mvc.codec": "domain",
     "mvc.chunking": "domain",
