@@ -7,11 +7,12 @@ record says who made the move, when and why. This store's ref-log entries add th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from mvc.deployment.records import Record
 from mvc.errors import CorruptObject, NotFound, UsageError
+from mvc.instants import parse_instant
 from mvc.ops.channels import chain, channel_ref, current
 from mvc.refs import RefEntry
 from mvc.repo import Repo
@@ -35,17 +36,6 @@ class HistoryItem:
             "why": self.record.why,
             "record": self.record.to_json(),
         }
-
-
-def parse_instant(text: str) -> datetime:
-    """An ISO-8601 instant; UTC unless it names a zone."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace(" ", "T").replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UsageError(
-            f"{text!r} is not an ISO-8601 instant", hint="e.g. 2026-03-03T14:00 (UTC) or …+01:00"
-        ) from exc
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _record_time(record: Record) -> datetime:
