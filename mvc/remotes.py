@@ -24,12 +24,11 @@ from typing import Any
 
 from mvc.errors import (
     CorruptObject,
-    MvcError,
     NotFound,
     UsageError,
 )
+from mvc.graph import metadata_reach
 from mvc.ids import ObjectId, short
-from mvc.objects import child_ids, history_ids
 from mvc.progress import Progress
 from mvc.refnames import (
     RefName,
@@ -227,32 +226,6 @@ def tracked_values(repo: Repo, name: str) -> dict[RefName, ObjectId]:
     return found
 
 
-def _metadata_reach(objects: ObjectStore, roots: Iterable[ObjectId]) -> set[ObjectId]:
-    """Every id the metadata below ``roots`` names (history included), present or not.
-
-    Walks metadata objects only; chunk ids are taken from file manifests, never read.
-    """
-    seen: set[ObjectId] = set()
-    stack = list(roots)
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        if not objects.has(oid):
-            continue
-        try:
-            value = objects.get_meta(oid)
-        except MvcError:
-            continue  # a chunk, or damage fsck reports on its own
-        if value["type"] == "file":
-            seen.update(child_ids(value))
-        else:
-            stack.extend(child_ids(value))
-            stack.extend(history_ids(value))
-    return seen
-
-
 def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
     """What remote ``name`` promises: all that any value its tracking refs ever had reaches."""
     refs = tracking_refs(repo, name)
@@ -262,7 +235,7 @@ def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
         for entry in refs.entries(ref)
         if entry.new is not None
     }
-    return _metadata_reach(repo.objects, roots)
+    return metadata_reach(repo.objects, roots)
 
 
 def promised_objects(repo: Repo) -> dict[ObjectId, str]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from mvc.deployment.records import decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
+from mvc.graph import first_parent
 from mvc.ids import ObjectId, parse_id_prefix, short
 from mvc.instants import parse_instant
 from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
@@ -93,19 +94,6 @@ def parse_spec(text: str) -> Spec:
 def head_branch(repo: Repo, model: str) -> str:
     binding = repo.binding(model)
     return binding.branch if binding and binding.branch else "main"
-
-
-def first_parent(repo: Repo, version: ObjectId, steps: int, what: str) -> ObjectId:
-    current = version
-    for step in range(steps):
-        parents = repo.objects.get_version(current).parents
-        if not parents:
-            raise NotFound(
-                f"{what} has only {step} earlier version(s); ~{steps} goes past the first",
-                hint=f"use at most ~{step}; `mvc log` lists the history",
-            )
-        current = parents[0]
-    return current
 
 
 def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:

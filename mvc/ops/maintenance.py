@@ -16,15 +16,14 @@ from typing import Any
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
+from mvc.graph import walk_reachable
 from mvc.ids import ObjectId
 from mvc.instants import parse_instant
 from mvc.objects import (
-    child_ids,
     decode_file_manifest,
     decode_meta,
     decode_tree,
     decode_version,
-    history_ids,
 )
 from mvc.ops.remotes import _remote_has_store as remote_has_store
 from mvc.progress import NullProgress, Progress
@@ -81,61 +80,6 @@ class FsckReport:
             "quarantined": self.quarantined,
             "repaired_refs": self.repaired_refs,
         }
-
-
-def walk_reachable(
-    objects: ObjectStore,
-    roots: Iterable[ObjectId],
-    *,
-    missing: list[tuple[ObjectId, str]] | None = None,
-    history: bool = True,
-    strict: bool = False,
-    known: set[ObjectId] | None = None,
-) -> set[ObjectId]:
-    """Every object reachable from ``roots`` (closure and, with ``history``, ancestry).
-
-    Chunks are recognised without decoding them: only metadata objects are parsed. Objects
-    that are absent are reported in ``missing`` (with who needed them) and not followed.
-    With ``strict`` (gc), a metadata object that cannot be read is an error: what it names
-    would otherwise look unreachable and be deleted. ``known``: objects already found
-    reachable with everything below them (a previous walk); the walk stops there.
-    """
-    seen: set[ObjectId] = set(known or ())
-    stack: list[tuple[ObjectId, str]] = [(r, "a ref") for r in roots]
-    while stack:
-        oid, needed_by = stack.pop()
-        if oid in seen:
-            continue
-        try:
-            stored = objects.read_stored(oid)
-        except NotFound:
-            if missing is not None:
-                missing.append((oid, needed_by))
-            continue
-        seen.add(oid)
-        base = codec.delta_base(stored)
-        if base:
-            stack.append((ObjectId(base[0]), f"delta {oid[:12]}"))
-        if not codec.is_meta(stored):
-            continue  # a chunk: its data is never parsed here
-        try:
-            value = objects.get_meta(oid)
-        except MvcError as exc:
-            if strict:
-                raise CorruptObject(
-                    f"object {oid[:12]} (needed by {needed_by}) cannot be read: {exc.message}; "
-                    "gc stops rather than delete what it names",
-                    object_id=oid,
-                    hint="run `mvc fsck`, restore the object (e.g. `mvc pull` from a remote), "
-                    "then run gc again",
-                ) from exc
-            continue
-        for child in child_ids(value):
-            stack.append((child, f"{value['type']} {oid[:12]}"))
-        if history:
-            for parent in history_ids(value):
-                stack.append((parent, f"{value['type']} {oid[:12]}"))
-    return seen
 
 
 def _ref_roots(

@@ -55,8 +55,8 @@ from mvc.errors import (
     UsageError,
 )
 from mvc.faults import crashpoint
+from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
-from mvc.objects import history_ids
 from mvc.ops.setup import init_store
 from mvc.ops.worktrees import checkout, folder_state
 from mvc.progress import Progress
@@ -93,7 +93,6 @@ from mvc.specs import parse_spec, tag_candidates
 from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.remote import probe_atomic_create
-from mvc.store import ObjectStore
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Names a folder or bucket prefix may hold before it is first pushed to.
@@ -329,9 +328,9 @@ def _rewrite(repo: Repo, remote: Remote, ref: RefName, new: ObjectId) -> str | N
         tail = _log_tail(remote, ref, seen)
     reason = _moved_tag(ref, tail) or _broken_link(tail)
     if reason is None and seen is not None and seen != new and ref.kind != TAGS:
-        if _is_ancestor(repo.objects, new, seen):
+        if is_ancestor(repo.objects, new, seen):
             reason = f"it moved backwards from {short(seen)} to {short(new)}"
-        elif not _is_ancestor(repo.objects, seen, new):
+        elif not is_ancestor(repo.objects, seen, new):
             reason = (
                 f"it moved from {short(seen)} to {short(new)}, which does not descend from "
                 f"{short(seen)}"
@@ -500,24 +499,6 @@ def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefNam
     return hits
 
 
-def _is_ancestor(objects: ObjectStore, ancestor: ObjectId, descendant: ObjectId) -> bool:
-    """Whether ``ancestor`` is in the history of ``descendant`` (parents, earlier records)."""
-    seen: set[ObjectId] = set()
-    stack = [descendant]
-    while stack:
-        oid = stack.pop()
-        if oid == ancestor:
-            return True
-        if oid in seen:
-            continue
-        seen.add(oid)
-        try:
-            stack.extend(history_ids(objects.get_meta(oid)))
-        except NotFound:
-            continue
-    return False
-
-
 @contextmanager
 def _reading(remote: Remote) -> Iterator[None]:
     """Damage in a remote's ref logs is reported as the remote's."""
@@ -633,7 +614,7 @@ def _plan_push(
         )
     if old is None:
         return RefChange(ref, old, new, "created")
-    if _is_ancestor(repo.objects, old, new):
+    if is_ancestor(repo.objects, old, new):
         return RefChange(ref, old, new, "fast-forward")
     if force:
         return RefChange(ref, old, new, "forced")
@@ -814,7 +795,7 @@ def _plan_pull(
             hint=f"delete the local tag (`mvc tag {ref.model} -d {ref.name} --force`) to take "
             "the remote's, or leave it",
         )
-    if _is_ancestor(repo.objects, new, current):
+    if is_ancestor(repo.objects, new, current):
         return RefChange(ref, current, current, "ahead")
     if rewrite is not None:
         if force:
@@ -825,7 +806,7 @@ def _plan_pull(
             hint=f"look at it first (`mvc log {ref.model}@{remote.name}/{ref.name}`); pull "
             "again with --force to take the remote's",
         )
-    if _is_ancestor(repo.objects, current, new):
+    if is_ancestor(repo.objects, current, new):
         return RefChange(ref, current, new, "fast-forward")
     if force:
         return RefChange(ref, current, new, "forced")

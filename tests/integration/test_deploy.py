@@ -396,7 +396,7 @@ def test_malformed_records_are_refused(st: Store) -> None:
 
 
 def test_gc_keeps_every_version_a_channel_history_names(st: Store) -> None:
-    from mvc.ops.maintenance import walk_reachable
+    from mvc.graph import walk_reachable
 
     ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
     ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)

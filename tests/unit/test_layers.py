@@ -35,6 +35,7 @@ LAYERS = (
     "serving",  # router, exports
     "ops",  # use cases
     "resolution",  # version specs, remotes and fetched-on-demand data
+    "graph",  # walks over the object graph: reachability, ancestry, first parents
     "infrastructure",  # repo, store, refs, config, transfer, storage/, worktree/
     "domain",  # pure transformations and rules: no store, no I/O of their own
     "base",  # errors, ids, ref names
@@ -50,6 +51,7 @@ PLACES = {
     "mvc.ops.*": "ops",
     "mvc.specs": "resolution",
     "mvc.remotes": "resolution",
+    "mvc.graph": "graph",
     "mvc.repo": "infrastructure",
     "mvc.store": "infrastructure",
     "mvc.refs": "infrastructure",
