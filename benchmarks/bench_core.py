@@ -196,8 +196,8 @@ def objects_bytes(store: str) -> int:
 
 def stored_file_bytes(store: str, spec: str, path: str) -> int:
     """On-disk bytes of the chunks (and manifest) of one file of a version."""
-    from mvc.ops.specs import resolve
     from mvc.repo import Repo
+    from mvc.specs import resolve
     from mvc.store import object_key
 
     repo = Repo(store)

@@ -189,8 +189,8 @@ def layer_count(path: str) -> int:
 
 def closure_ids(store: str, spec: str) -> tuple[set[str], int]:
     """Every object one version needs (metadata and chunks), and their stored bytes."""
-    from mvc.ops.specs import resolve
     from mvc.repo import Repo
+    from mvc.specs import resolve
     from mvc.store import object_key
 
     repo = Repo(store)
