@@ -9,12 +9,7 @@ import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, human_size
-from mvc.cli.shell import shell_function
-from mvc.config import KEYS, validate
 from mvc.errors import CorruptObject, PartialFailure, UsageError
-from mvc.ops.maintenance import fsck as do_fsck
-from mvc.ops.maintenance import gc as do_gc
-from mvc.ops.maintenance import repack as do_repack
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
@@ -67,6 +62,8 @@ def fsck(
     too is damage (exit 12); a remote that cannot be reached leaves it unverified (exit 3).
     To repair: mvc fsck --quarantine, then mvc pull REMOTE MODEL (or --all).
     """
+    from mvc.ops.maintenance import fsck as do_fsck
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     report = do_fsck(
@@ -138,6 +135,9 @@ def gc(
 
     Example: mvc gc --dry-run
     """
+    from mvc.config import validate
+    from mvc.ops.maintenance import gc as do_gc
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_gc(
@@ -164,6 +164,8 @@ def gc(
 
 def repack(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """Compress loose objects where it pays (byte-grouped floats, zstd). Ids never change."""
+    from mvc.ops.maintenance import repack as do_repack
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_repack(repo, progress=out.progress())
@@ -182,6 +184,8 @@ def config_get(
     as_json: bool = JsonOption,
 ) -> None:
     """Print one configuration value (merged: user < store < environment)."""
+    from mvc.config import KEYS
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     if key not in KEYS and not key.startswith("remote."):
@@ -204,6 +208,8 @@ def config_set(
 
     Example: mvc config set user.name "Ada Lovelace"
     """
+    from mvc.config import validate
+
     repo = open_repo(ctx)
     parsed = validate(key, value)
     with repo.editing_config() as values:
@@ -247,4 +253,6 @@ def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] =
 
     Example: eval "$(mvc shell-init bash)"
     """
+    from mvc.cli.shell import shell_function
+
     Output().line(shell_function(shell))

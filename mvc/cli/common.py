@@ -22,7 +22,6 @@ from mvc.errors import (
     environment_error,
     is_environment_error,
 )
-from mvc.repo import Repo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +52,8 @@ def state(ctx: typer.Context) -> State:
 
 def open_repo(ctx: typer.Context) -> Any:
     """The store for this command: MVC_DIR if set, else found walking up from here."""
+    from mvc.repo import Repo
+
     overrides: dict[str, Any] = {}
     lock_timeout = state(ctx).lock_timeout
     if lock_timeout is not None:

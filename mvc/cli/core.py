@@ -17,19 +17,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
-from mvc.errors import PartialFailure, UsageError
-from mvc.ops import names
-from mvc.ops.bump import plan_bump
-from mvc.ops.commit import commit as do_commit
-from mvc.ops.inspect import cat as do_cat
-from mvc.ops.inspect import log as do_log
-from mvc.ops.inspect import models as do_models
-from mvc.ops.inspect import show as do_show
-from mvc.ops.inspect import tree_of
-from mvc.ops.lineage import build_lineage, graph_log
-from mvc.ops.setup import init_store
-from mvc.ops.worktrees import checkout as do_checkout
-from mvc.ops.worktrees import status as do_status
+from mvc.errors import PartialFailure
 
 SpecArg = Annotated[
     str,
@@ -56,6 +44,8 @@ def init(
 
     Example: mvc init
     """
+    from mvc.ops.setup import init_store
+
     result = init_store(path)
     out = Output(as_json=as_json)
     if as_json:
@@ -134,6 +124,9 @@ def commit(
       mvc commit out/run-17 --model bert -m "nightly"     # CI: next version on bert's branch
       mvc commit out/lora --model sql-lora --base llama@v3.0.0 --dataset spider=data/spider
     """
+    from mvc.ops.commit import commit as do_commit
+    from mvc.ops.lineage import build_lineage
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     metrics = parse_pairs(metric, "metric", numeric=True)
@@ -187,6 +180,8 @@ def status(
 
     Exit code 0 either way; use --json for scripts.
     """
+    from mvc.ops.status import status as do_status
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     results = do_status(repo, model, progress=out.progress())
@@ -237,6 +232,8 @@ def log(
       mvc log bert -n 5
       mvc log bert --graph
     """
+    from mvc.ops.inspect import log as do_log
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     if graph:
@@ -256,6 +253,8 @@ def log(
 
 
 def _log_graph(repo: Any, out: Output, spec: str, limit: int | None, as_json: bool) -> None:
+    from mvc.ops.lineage import graph_log
+
     drawn = graph_log(repo, spec, limit=limit)
     if as_json:
         items = []
@@ -296,6 +295,8 @@ def show(
 
     Example: mvc show bert@main~1
     """
+    from mvc.ops.inspect import show as do_show
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     details = do_show(repo, spec)
@@ -345,6 +346,8 @@ def ls(
 
     Example: mvc ls bert@v1.0.0 -l
     """
+    from mvc.ops.inspect import tree_of
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     _resolved, tree = tree_of(repo, spec)
@@ -375,6 +378,8 @@ def cat(
 
     Example: mvc cat bert@v1.0.0 config.json | jq .
     """
+    from mvc.ops.inspect import cat as do_cat
+
     repo = open_repo(ctx)
     out = Output()
     for chunk in do_cat(repo, spec, path):
@@ -404,6 +409,8 @@ def checkout(
       mvc checkout bert@main~1
       mvc checkout bert@v1.0.0 --to ../bert-v1
     """
+    from mvc.ops.worktrees import checkout as do_checkout
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_checkout(repo, spec, to=to, force=force, bind=bind, progress=out.progress())
@@ -436,6 +443,8 @@ def branch(
       mvc branch bert experiment        # create at HEAD
       mvc branch bert -d experiment     # delete
     """
+    from mvc.ops import names
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     if delete:
@@ -507,14 +516,20 @@ def tag(
       mvc tag bert --bump minor --pre rc
       mvc tag bert
     """
+    from mvc.ops import names
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     if bump is not None:
         if delete or rev is not None:
+            from mvc.errors import UsageError
+
             raise UsageError("--bump takes at most one REV: mvc tag MODEL --bump LEVEL [REV]")
         _bump(repo, out, model, name, bump, pre, message, explain, dry_run, as_json)
         return
     if pre or explain or dry_run:
+        from mvc.errors import UsageError
+
         raise UsageError("--pre, --explain and --dry-run go with --bump")
     if delete:
         entry = names.delete_tag(repo, model, delete, force=force)
@@ -549,6 +564,9 @@ def _bump(
     dry_run: bool,
     as_json: bool,
 ) -> None:
+    from mvc.ops import names
+    from mvc.ops.bump import plan_bump
+
     plan = plan_bump(repo, model, rev, bump, pre)
     if not dry_run:
         why = message or f"tag: --bump {bump}" + (f" ({plan.level})" if bump == "auto" else "")
@@ -579,6 +597,8 @@ def _bump(
 
 def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     """List every model in the store: latest version, branches, tags, channels."""
+    from mvc.ops.inspect import models as do_models
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     found = do_models(repo)

@@ -11,11 +11,6 @@ import typer
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, human_size
 from mvc.errors import UsageError
-from mvc.exports import ExportOptions
-from mvc.exports import export as do_export
-from mvc.ops import deploy as ops
-from mvc.ops.deploy import _UNSET, Namer
-from mvc.router import Router
 
 if TYPE_CHECKING:
     from mvc.ops.deploy import Move, Namer, Record
@@ -60,12 +55,16 @@ def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
 
 
 def _expected(value: str | None) -> Any:
+    from mvc.ops.deploy import _UNSET
+
     if value is None:
         return _UNSET
     return None if value.lower() == "none" else value
 
 
 def _run_move(ctx: typer.Context, as_json: bool, action: Callable[[Any], Move]) -> None:
+    from mvc.ops.deploy import Namer
+
     repo = open_repo(ctx)
     move = action(repo)
     out = Output(as_json=as_json)
@@ -134,6 +133,8 @@ def channel_set(
       mvc channel set bert prod v1.4.0 -m "first release"
       mvc channel set bert prod "v2.0.0 + sql-lora@v1.3.0"
     """
+    from mvc.ops import deploy as ops
+
     _run_move(
         ctx,
         as_json,
@@ -150,6 +151,8 @@ def channel_show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show a channel's current deployment record: arms, weights, who, when, why."""
+    from mvc.ops import deploy as ops
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     record = ops.require_current(repo, model, channel)
@@ -166,6 +169,8 @@ def channel_list(
     as_json: bool = JsonOption,
 ) -> None:
     """List channels with their state and arms."""
+    from mvc.ops import deploy as ops
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     found = ops.list_channels(repo, model)
@@ -202,6 +207,8 @@ def channel_history(
       mvc channel history bert prod
       mvc channel history bert prod --at 2026-03-03T14:00
     """
+    from mvc.ops import deploy as ops
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     namer = ops.Namer(repo)
@@ -276,6 +283,8 @@ def deploy(
       mvc deploy bert prod v1.6.0 --shadow
       mvc deploy bert prod --ab v1.5.0=50,v1.6.0=50
     """
+    from mvc.ops import deploy as ops
+
     modes = [
         name
         for name, given in (
@@ -339,6 +348,8 @@ def promote(
 
     Example: mvc promote bert prod -m "error rate flat for 24h"
     """
+    from mvc.ops import deploy as ops
+
     _run_move(
         ctx,
         as_json,
@@ -362,6 +373,8 @@ def switch(
 
     Example: mvc switch bert prod
     """
+    from mvc.ops import deploy as ops
+
     _run_move(
         ctx,
         as_json,
@@ -395,6 +408,8 @@ def rollback(
       mvc rollback bert prod -m "p99 latency doubled"
       mvc rollback bert prod --to 3f2a9c1d
     """
+    from mvc.ops import deploy as ops
+
     _run_move(
         ctx,
         as_json,
@@ -425,6 +440,8 @@ def route(
 
     Example: mvc route bert prod --key user-42
     """
+    from mvc.router import Router
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     router = Router(repo, model, channel)
@@ -500,6 +517,9 @@ def export(
       mvc export bert prod --format vllm --to /srv/bert
       mvc export bert prod --format dir --to /srv/bert-prod
     """
+    from mvc.exports import ExportOptions
+    from mvc.exports import export as do_export
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     options = ExportOptions(

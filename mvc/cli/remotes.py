@@ -11,13 +11,7 @@ import typer
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output, RichProgress, human_size, safe_text
 from mvc.errors import PartialFailure, UsageError
-from mvc.ops.remotes import add_remote, remote_refs, remove_remote, set_remote_option
-from mvc.ops.remotes import clone as do_clone
-from mvc.ops.remotes import fetch as do_fetch
-from mvc.ops.remotes import pull as do_pull
-from mvc.ops.remotes import push as do_push
 from mvc.progress import Progress
-from mvc.remotes import list_remotes, remote_config
 
 RemoteArg = Annotated[str, typer.Argument(help="Remote name (e.g. origin).", show_default=False)]
 JobsOption = Annotated[
@@ -148,6 +142,8 @@ def remote_add(
       mvc remote add minio s3://models/reg -o endpoint_url=http://minio:9000
       mvc remote add shared /mnt/team/models
     """
+    from mvc.ops.remotes import add_remote
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = add_remote(repo, name, url, _parse_options(option))
@@ -162,6 +158,8 @@ def remote_add(
 
 
 def _list(ctx: typer.Context, *, verbose: bool, as_json: bool) -> None:
+    from mvc.remotes import list_remotes
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     remotes = list_remotes(repo)
@@ -190,6 +188,8 @@ def remote_list(
 
 def remote_remove(ctx: typer.Context, name: RemoteArg) -> None:
     """Forget a remote and its remote-tracking refs (nothing on the remote changes)."""
+    from mvc.ops.remotes import remove_remote
+
     repo = open_repo(ctx)
     removed = remove_remote(repo, name)
     Output().info(f"removed remote {removed.name} ({removed.url})")
@@ -206,6 +206,8 @@ def remote_set_option(
 
     Example: mvc remote set-option origin endpoint_url http://minio:9000
     """
+    from mvc.ops.remotes import set_remote_option
+
     if (value is None) != unset:
         raise UsageError("give a VALUE, or --unset", hint="mvc remote set-option NAME KEY VALUE")
     repo = open_repo(ctx)
@@ -215,6 +217,9 @@ def remote_set_option(
 
 def remote_show(ctx: typer.Context, name: RemoteArg, as_json: bool = JsonOption) -> None:
     """List a remote's refs as of the last fetch, pull or push (remote-tracking refs)."""
+    from mvc.ops.remotes import remote_refs
+    from mvc.remotes import remote_config
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     refs = remote_refs(repo, name)
@@ -265,6 +270,8 @@ def push(
       mvc push origin bert@v1.4.0
       mvc push origin --all --jobs 16
     """
+    from mvc.ops.remotes import push as do_push
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_push(
@@ -302,6 +309,8 @@ def fetch(
 
     Example: mvc fetch origin
     """
+    from mvc.ops.remotes import fetch as do_fetch
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_fetch(repo, remote, model=model, jobs=jobs, progress=_progress(out))
@@ -346,6 +355,8 @@ def pull(
       mvc pull origin bert
       mvc pull origin --all
     """
+    from mvc.ops.remotes import pull as do_pull
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_pull(
@@ -392,6 +403,8 @@ def clone(
       mvc clone s3://ml-models/registry ./registry
       mvc clone /mnt/team/models ./models --model bert --checkout
     """
+    from mvc.ops.remotes import clone as do_clone
+
     out = Output(as_json=as_json)
     result = do_clone(
         url,

@@ -12,14 +12,6 @@ import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo, parse_pairs
 from mvc.cli.output import Output, human_size
-from mvc.errors import UsageError
-from mvc.ops.adapters import check_compat as do_check
-from mvc.ops.diff import diff as do_diff
-from mvc.ops.find import Query, parse_where
-from mvc.ops.find import find as do_find
-from mvc.ops.lineage import lineage as do_lineage
-from mvc.ops.merge import merge_adapter as do_merge
-from mvc.peft import require_compatible
 
 if TYPE_CHECKING:
     from mvc.ops.diff import DiffResult
@@ -62,6 +54,8 @@ def diff(
       mvc diff bert                     # HEAD against the working folder
       mvc diff bert@main~1 bert --json
     """
+    from mvc.ops.diff import diff as do_diff
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_diff(repo, a, b, stats=not no_stats, progress=out.progress())
@@ -211,6 +205,9 @@ def lineage(
       mvc lineage sql-lora@v1.0.0
       mvc lineage bert --format dot | dot -Tsvg > bert.svg
     """
+    from mvc.errors import UsageError
+    from mvc.ops.lineage import lineage as do_lineage
+
     if fmt not in ("tree", "json", "dot"):
         raise UsageError(f"unknown --format {fmt!r}", hint="use tree, json or dot")
     repo = open_repo(ctx)
@@ -324,6 +321,9 @@ def find(
       mvc find --model 'team/*' --tag '^2' --since 2026-01-01
       mvc find --base llama@v3.0.0 --json
     """
+    from mvc.ops.find import Query, parse_where
+    from mvc.ops.find import find as do_find
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     query = Query(
@@ -376,6 +376,9 @@ def check_compat(
       mvc check-compat llama@v3.0.0 sql-lora@v1.2.0
       mvc check-compat llama@v3.0.0 ./out/adapter
     """
+    from mvc.ops.adapters import check_compat as do_check
+    from mvc.peft import require_compatible
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     report = do_check(repo, base, adapter)
@@ -417,6 +420,8 @@ def merge_adapter(
 
     Example: mvc merge-adapter llama@v3.0.0 sql-lora@v1.2.0 --model llama-sql -m "merged"
     """
+    from mvc.ops.merge import merge_adapter as do_merge
+
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     result = do_merge(

@@ -58,7 +58,8 @@ from mvc.faults import crashpoint
 from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
 from mvc.ops.setup import init_store
-from mvc.ops.worktrees import checkout, folder_state
+from mvc.ops.status import folder_state
+from mvc.ops.worktrees import checkout
 from mvc.progress import Progress
 from mvc.refnames import (
     CHANNELS,

@@ -1,6 +1,6 @@
-"""``status`` and ``checkout``: a model's working folder against its HEAD.
+"""``checkout``: a version into a model's working folder (``ops.status`` compares them).
 
-Status reads only what the stat cache cannot vouch for. Checkout stages every file it writes
+Checkout stages every file it writes
 and renames them into place at the end, refuses to overwrite uncommitted changes unless forced,
 and never removes a file the version does not track.
 """
@@ -13,108 +13,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from mvc.errors import DirtyWorkingFolder, NotFound, UsageError, environment_error
+from mvc.errors import DirtyWorkingFolder, UsageError, environment_error
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.objects import Tree
-from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
+from mvc.ops.snapshot import snapshot, stat_cache_for
+from mvc.ops.status import folder_state, head_version, tree_of
 from mvc.progress import NullProgress, Progress
-from mvc.refnames import branch as branch_ref
 from mvc.remotes import ensure_present
 from mvc.repo import Binding, Repo
 from mvc.specs import Resolved, resolve
 from mvc.worktree.materialise import Staging, remove_file
 from mvc.worktree.scan import FileStat
-
-
-@dataclass
-class ModelStatus:
-    model: str
-    path: str
-    branch: str | None
-    version: ObjectId | None
-    exists: bool = True
-    added: list[str] = field(default_factory=list)
-    modified: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    hashed_files: int = 0
-    tip: ObjectId | None = None  # where the branch is now: ahead of ``version`` if it moved
-
-    @property
-    def clean(self) -> bool:
-        return self.exists and not (self.added or self.modified or self.removed)
-
-    @property
-    def behind(self) -> bool:
-        """The branch moved on (a commit from another folder, a pull) since the folder synced."""
-        return self.branch is not None and self.tip != self.version
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "path": self.path,
-            "branch": self.branch,
-            "version": self.version,
-            "exists": self.exists,
-            "clean": self.clean,
-            "added": self.added,
-            "modified": self.modified,
-            "removed": self.removed,
-            "hashed_files": self.hashed_files,
-            "branch_tip": self.tip,
-            "behind": self.behind,
-        }
-
-
-def head_version(repo: Repo, binding: Binding) -> ObjectId | None:
-    """The version the working folder was last checked out or committed at."""
-    if binding.version is not None or binding.branch is None:
-        return binding.version
-    return repo.refs.get(branch_ref(binding.model, binding.branch))
-
-
-def branch_tip(repo: Repo, binding: Binding) -> ObjectId | None:
-    return repo.refs.get(branch_ref(binding.model, binding.branch)) if binding.branch else None
-
-
-def _tree_of(repo: Repo, version: ObjectId | None) -> Tree | None:
-    return repo.objects.get_tree(repo.objects.get_version(version).tree) if version else None
-
-
-def folder_state(
-    repo: Repo, binding: Binding, progress: Progress | None = None
-) -> tuple[ModelStatus, Snapshot | None]:
-    version = head_version(repo, binding)
-    folder = repo.abspath(binding.path)
-    result = ModelStatus(binding.model, binding.path, binding.branch, version)
-    result.tip = branch_tip(repo, binding) if binding.branch else version
-    if not os.path.isdir(folder):
-        result.exists = False
-        return result, None
-    cache = stat_cache_for(repo, folder)
-    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress)
-    cache.save()
-    if result.behind and result.tip and repo.objects.get_version(result.tip).tree == snap.tree_id:
-        result.version = version = result.tip  # the folder already holds what the branch names
-    result.added, result.modified, result.removed = changed_paths(
-        _tree_of(repo, version), snap.tree
-    )
-    result.hashed_files = len(snap.hashed)
-    return result, snap
-
-
-def status(
-    repo: Repo, model: str | None = None, progress: Progress | None = None
-) -> list[ModelStatus]:
-    bindings = repo.bindings()
-    if model is not None:
-        bindings = [b for b in bindings if b.model == model]
-        if not bindings:
-            raise NotFound(
-                f"model {model!r} has no working folder in this store",
-                hint=f"bind one with `mvc checkout {model} --to DIR --bind`",
-            )
-    return [folder_state(repo, b, progress)[0] for b in bindings]
 
 
 @dataclass
@@ -169,7 +79,7 @@ def checkout(
             f"{folder} exists and is not a folder", hint="check out into a folder (--to DIR)"
         )
     into_bound = binding is not None and repo.relpath(folder) == binding.path
-    new_tree = _tree_of(repo, resolved.version)
+    new_tree = tree_of(repo, resolved.version)
     assert new_tree is not None
 
     current: dict[str, Any] = {}
@@ -177,7 +87,7 @@ def checkout(
     cache = stat_cache_for(repo, folder)
     if into_bound and binding is not None:
         state, snap = folder_state(repo, binding)
-        old_tree = _tree_of(repo, head_version(repo, binding))
+        old_tree = tree_of(repo, head_version(repo, binding))
         current = dict(snap.tree.files) if snap else {}
         dirty = (
             state.modified

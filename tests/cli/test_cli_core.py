@@ -693,7 +693,7 @@ def test_errors_go_to_stderr_with_a_hint(store, cli, bert) -> None:
 
 
 def test_exit_codes_of_the_published_table(store, cli, bert, monkeypatch) -> None:
-    from mvc.cli import core  # where the command looks its use case up
+    from mvc.ops import inspect
 
     assert cli("models").exit_code == EXIT_OK
     assert cli("log", "nobody", expect=EXIT_ERROR).exit_code == EXIT_ERROR
@@ -704,14 +704,14 @@ def test_exit_codes_of_the_published_table(store, cli, bert, monkeypatch) -> Non
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(core, "do_models", interrupted)
+    monkeypatch.setattr(inspect, "models", interrupted)
     result = cli("models", expect=EXIT_INTERRUPTED)
     assert "interrupted" in result.stderr and result.stdout == ""
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(core, "do_models", broken)
+    monkeypatch.setattr(inspect, "models", broken)
     result = cli("models", expect=EXIT_ERROR)
     assert (
         "internal error: RuntimeError: boom" in result.stderr and "Traceback" not in result.stderr

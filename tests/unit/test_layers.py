@@ -82,6 +82,10 @@ PLACES = {
 LAZY_ALLOWED = {
     ("mvc", "mvc.api"): "PEP 562 re-export: `import mvc` must not load every use case",
 }
+# A command's body may import the use cases it calls: the command line is the top layer, so
+# such an import can never close a cycle (the SCC test counts it anyway), and it keeps
+# `mvc --help` and `mvc status` from loading every use case (half of their start-up time).
+LAZY_LAYERS = ("mvc.cli",)
 # Only the command line may print through these.
 CLI_ONLY = ("typer", "rich", "click")
 
@@ -272,7 +276,9 @@ def test_mvc_modules_are_imported_at_module_level() -> None:
         str(e)
         for out in edges.values()
         for e in out
-        if e.lazy and (e.source, e.target) not in LAZY_ALLOWED
+        if e.lazy
+        and (e.source, e.target) not in LAZY_ALLOWED
+        and not e.source.startswith(tuple(f"{layer}." for layer in LAZY_LAYERS))
     ]
     assert lazy == [], "import mvc modules at the top; only heavy third-party imports stay lazy"
     used = {(e.source, e.target) for out in edges.values() for e in out if e.lazy}
