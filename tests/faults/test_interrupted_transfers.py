@@ -11,6 +11,7 @@ filesystem) or by ``FaultProxy``, a loopback HTTP proxy between mvc and moto.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -190,6 +191,13 @@ def test_connection_refused_is_retried_then_named(store, cli, make_model, monkey
     """Nothing listens at the endpoint: every try is refused; bounded, then exit 1."""
     import socket
 
+    # Credentials, so the client gets as far as connecting (alone, no moto fixture sets them).
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(name, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     pauses = no_sleep(monkeypatch)
     with socket.socket() as sock:  # a port that was free a moment ago, and is closed again
         sock.bind(("127.0.0.1", 0))
