@@ -7,8 +7,10 @@ same compare-and-swap works on a local folder and on S3. A tag's log may only ev
 version (or be deleted): tags never move, even after deletion.
 
 On a local store, ref changes also hold the ``refs`` lock, and several refs changed together
-are all-or-nothing: the planned entries are journalled first and a crash is rolled forward the
-next time refs change (every target is already complete: closure before reference).
+are all-or-nothing: the planned entries are journalled first, and a transaction a crash left
+half-applied is rolled forward before anyone reads a ref (every target is already complete:
+closure before reference). A reader that finds a journal waits for the refs lock and finishes
+the transaction, so no reader sees some of its refs moved and others not.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from mvc.errors import (
     ImmutableRef,
     InvalidInput,
     InvalidName,
+    MvcError,
     NotFound,
     PartialFailure,
     RefConflict,
@@ -119,10 +122,23 @@ class RefStore:
         self._who = who
         self._now = now
         self._lock = lock  # a context-manager factory on local stores
+        self._holding = False  # inside transaction(): the lock is ours and the journal handled
 
     # --- reading ------------------------------------------------------------------------------
 
+    def _finish_interrupted(self) -> None:
+        """Roll forward a journalled transaction before a read sees half of it. One listing
+        of an (almost always empty) folder; only a local store journals."""
+        if self._lock is None or self._holding or not self.storage.list(JOURNAL):
+            return
+        try:
+            with self._lock():
+                self.recover()
+        except (MvcError, OSError):
+            pass  # a read-only store, or a writer holding the lock: read what is there
+
     def _seqs(self, ref: RefName) -> list[int]:
+        self._finish_interrupted()
         return sorted(
             int(n) for n in self.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS
         )
@@ -154,6 +170,7 @@ class RefStore:
         self, kind: str | None = None, model: str | None = None, *, live: bool = True
     ) -> list[RefName]:
         """Refs in the store; ``live`` leaves out deleted ones."""
+        self._finish_interrupted()  # a journalled ref may not have its folder yet
         found = []
         for ref_kind in (kind,) if kind else REF_KINDS:
             for model_seg in self.storage.list(f"refs/{ref_kind}"):
@@ -170,6 +187,7 @@ class RefStore:
         return sorted(found)
 
     def models(self) -> list[str]:
+        self._finish_interrupted()
         names: set[str] = set()
         for kind in REF_KINDS:
             names.update(unescape(seg) for seg in self.storage.list(f"refs/{kind}"))
@@ -227,15 +245,19 @@ class RefStore:
         if self._lock is None:
             return self._apply_in_order(updates, why)
         with self._lock():
-            self.recover()
-            planned = [self._plan(update, why) for update in updates]
-            journal = self._write_journal(planned) if len(planned) > 1 else None
-            for (key, entry), update in zip(planned, updates, strict=True):
-                self._create(key, entry, update.ref)
-                crashpoint("refs.entry")
-            if journal:
-                self.storage.delete(journal)
-            return [entry for _key, entry in planned]
+            self._holding = True
+            try:
+                self.recover()
+                planned = [self._plan(update, why) for update in updates]
+                journal = self._write_journal(planned) if len(planned) > 1 else None
+                for (key, entry), update in zip(planned, updates, strict=True):
+                    self._create(key, entry, update.ref)
+                    crashpoint("refs.entry")
+                if journal:
+                    self.storage.delete(journal)
+                return [entry for _key, entry in planned]
+            finally:
+                self._holding = False
 
     def _apply_in_order(self, updates: Sequence[RefUpdate], why: str) -> list[RefEntry]:
         done: list[RefEntry] = []
