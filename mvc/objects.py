@@ -39,6 +39,8 @@ class FileManifest:
     chunks: tuple[ChunkRef, ...]
 
     def to_json(self) -> dict[str, Any]:
+        # Canonical object bytes (ids are their hash): spelled out, so a new field can never
+        # change an id unnoticed; not a --json shape (tests/property/test_objects.py pins the bytes).
         return {
             "type": "file",
             "format": FORMAT,
@@ -65,6 +67,8 @@ class Tree:
     files: dict[str, TreeEntry]
 
     def to_json(self) -> dict[str, Any]:
+        # Canonical object bytes (ids are their hash): spelled out, so a new field can never
+        # change an id unnoticed; not a --json shape (tests/property/test_objects.py pins the bytes).
         return {
             "type": "tree",
             "format": FORMAT,
@@ -98,6 +102,8 @@ class Version:
     lineage: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        # Canonical object bytes (ids are their hash): spelled out, so a new field can never
+        # change an id unnoticed; not a --json shape (tests/property/test_objects.py pins the bytes).
         return {
             "type": "version",
             "format": FORMAT,

@@ -29,9 +29,10 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mvc.errors import InvalidInput, MvcError
+from mvc.jsonshape import JsonShaped, Shape
 
 if TYPE_CHECKING:
     import numpy as np
@@ -354,7 +355,7 @@ def check_ranks(config: AdapterConfig, weights: AdapterWeights, label: str) -> N
 
 
 @dataclass
-class ModuleCheck:
+class ModuleCheck(JsonShaped):
     module: str
     kind: str
     base_tensor: str | None
@@ -363,21 +364,17 @@ class ModuleCheck:
     b_shape: tuple[int, ...] | None
     problem: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "module": self.module,
-            "kind": self.kind,
-            "base_tensor": self.base_tensor,
-            "base_shape": list(self.base_shape) if self.base_shape is not None else None,
-            "lora_A_shape": list(self.a_shape) if self.a_shape is not None else None,
-            "lora_B_shape": list(self.b_shape) if self.b_shape is not None else None,
-            "ok": self.problem is None,
-            "problem": self.problem,
-        }
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"a_shape": "lora_A_shape", "b_shape": "lora_B_shape"}, computed={"ok": "ok"}
+    )
 
 
 @dataclass
-class CompatReport:
+class CompatReport(JsonShaped):
     base: str
     adapter: str
     config: AdapterConfig
@@ -391,15 +388,11 @@ class CompatReport:
     def all_problems(self) -> list[str]:
         return self.problems + [f"{m.module}: {m.problem}" for m in self.modules if m.problem]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "base": self.base,
-            "adapter": self.adapter,
-            "compatible": self.ok,
-            "adapter_info": self.config.facts(),
-            "modules": [m.to_json() for m in self.modules],
-            "problems": self.all_problems(),
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"config": "adapter_info"},
+        convert={"config": lambda config: config.facts()},
+        computed={"compatible": "ok", "problems": "all_problems"},
+    )
 
 
 def find_base(

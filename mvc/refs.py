@@ -35,6 +35,7 @@ from mvc.errors import (
 )
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, is_object_id, short
+from mvc.jsonshape import JsonShaped
 from mvc.refnames import KIND_WORD, REF_KINDS, TAGS, RefName, unescape
 from mvc.storage import lock
 from mvc.storage.base import Storage
@@ -44,23 +45,13 @@ JOURNAL = "txn"
 
 
 @dataclass(frozen=True)
-class RefEntry:
+class RefEntry(JsonShaped):
     seq: int
     old: ObjectId | None
     new: ObjectId | None
     who: str
     when: str
     why: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "old": self.old,
-            "new": self.new,
-            "who": self.who,
-            "when": self.when,
-            "why": self.why,
-        }
 
 
 @dataclass(frozen=True)

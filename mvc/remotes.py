@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import (
     CorruptObject,
@@ -29,6 +29,7 @@ from mvc.errors import (
 )
 from mvc.graph import metadata_reach
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.progress import Progress
 from mvc.refnames import (
     RefName,
@@ -54,19 +55,15 @@ _SECRET_PARTS = {"key", "sas", "sig", "signature", "pwd", "auth"}
 
 
 @dataclass(frozen=True)
-class RemoteConfig:
+class RemoteConfig(JsonShaped):
     name: str
     url: str
     options: dict[str, str] = field(default_factory=dict)
     atomic_create: bool | None = None  # None: not probed yet
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "url": self.url,
-            "options": dict(sorted(self.options.items())),
-            "atomic_create": self.atomic_create,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        convert={"options": lambda options: dict(sorted(options.items()))}
+    )
 
 
 def is_secret_option(key: str) -> bool:

@@ -27,6 +27,7 @@ from mvc.config import (
 )
 from mvc.errors import InvalidInput, MvcError, NotFound, StoreNotFound, UnknownFormat
 from mvc.ids import ObjectId, is_object_id
+from mvc.jsonshape import JsonShaped
 from mvc.refnames import validate_branch, validate_model
 from mvc.refs import RefStore, local_ref_lock
 from mvc.storage import lock
@@ -51,21 +52,13 @@ def format_time(moment: datetime) -> str:
 
 
 @dataclass(frozen=True)
-class Binding:
+class Binding(JsonShaped):
     """A model's working folder (relative to the store's root) and its HEAD."""
 
     model: str
     path: str
     branch: str | None  # None: detached
     version: ObjectId | None = None  # set when detached
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "path": self.path,
-            "branch": self.branch,
-            "version": self.version,
-        }
 
 
 def _escape(model: str) -> str:

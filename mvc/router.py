@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 from urllib.parse import quote
 
 import blake3
 
 from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.channels import channel_ref, require_current
 from mvc.ops.snapshot import stat_cache_for
 from mvc.ops.worktrees import checkout
@@ -64,7 +65,7 @@ def pick(arms: tuple[Arm, ...], bucket: float) -> Arm:
 
 
 @dataclass(frozen=True)
-class RouteDecision:
+class RouteDecision(JsonShaped):
     model: str
     channel: str
     record: ObjectId
@@ -81,16 +82,7 @@ class RouteDecision:
     def label(self) -> str:
         return self.arm.label
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "channel": self.channel,
-            "record": self.record,
-            "key": self.key,
-            "bucket": round(self.bucket, 6),
-            "arm": self.arm.to_json(),
-            "shadows": [a.to_json() for a in self.shadows],
-        }
+    json_shape: ClassVar[Shape] = Shape(convert={"bucket": lambda bucket: round(bucket, 6)})
 
 
 def default_cache_dir(repo: Repo) -> str:

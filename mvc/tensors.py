@@ -423,6 +423,7 @@ class TensorStats:
         self.sum_ab += _dot(a, b)
 
     def to_json(self) -> dict[str, Any]:
+        # Hand-written: the document is statistics derived from the running sums, not the sums.
         import math
 
         norm_a, norm_b = math.sqrt(self.sum_a2), math.sqrt(self.sum_b2)

@@ -36,12 +36,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, hash_bytes, is_object_id, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
     KIND_SAFETENSORS,
     child_ids,
@@ -84,7 +85,7 @@ CLOSURE = Want(DATA, None)
 
 
 @dataclass
-class TransferResult:
+class TransferResult(JsonShaped):
     """What one transfer did. "sent" means copied from the source to the destination."""
 
     objects_sent: int = 0
@@ -93,14 +94,10 @@ class TransferResult:
     objects_skipped: int = 0  # looked at and already at the destination
     duration: float = 0.0
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "objects_sent": self.objects_sent,
-            "bytes_sent": self.bytes_sent,
-            "chunks_sent": self.chunks_sent,
-            "objects_skipped": self.objects_skipped,
-            "duration_seconds": round(self.duration, 3),
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"duration": "duration_seconds"},
+        convert={"duration": lambda seconds: round(seconds, 3)},
+    )
 
     def add(self, other: TransferResult) -> None:
         self.objects_sent += other.objects_sent

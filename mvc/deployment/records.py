@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import CorruptObject, InvalidInput, InvalidName, NotFound
 from mvc.ids import ObjectId, hash_bytes, is_object_id
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import encode_object
 from mvc.refnames import validate_channel, validate_model
 
@@ -47,12 +48,9 @@ _AB_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
 @dataclass(frozen=True)
-class AdapterRef:
+class AdapterRef(JsonShaped):
     model: str
     version: ObjectId
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "version": self.version}
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ class Target:
 
 
 @dataclass(frozen=True)
-class Arm:
+class Arm(JsonShaped):
     role: str
     version: ObjectId
     weight: int
@@ -92,19 +90,11 @@ class Arm:
             item["adapter"] = self.adapter.to_json()
         return item
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "role": self.role,
-            "name": self.name,
-            "version": self.version,
-            "weight": self.weight,
-            "adapter": self.adapter.to_json() if self.adapter else None,
-        }
+    json_shape: ClassVar[Shape] = Shape(computed={"label": "label"})
 
 
 @dataclass(frozen=True)
-class Record:
+class Record(JsonShaped):
     """A deployment record (``id`` is None until it is stored)."""
 
     model: str
@@ -155,20 +145,7 @@ class Record:
             "why": self.why,
         }
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "model": self.model,
-            "channel": self.channel,
-            "state": self.state,
-            "action": self.action,
-            "arms": [arm.to_json() for arm in self.arms],
-            "previous": self.previous,
-            "restores": self.restores,
-            "who": self.who,
-            "when": self.when,
-            "why": self.why,
-        }
+    json_shape: ClassVar[Shape] = Shape(computed={"state": "state"})
 
 
 def state_of(arms: tuple[Arm, ...] | list[Arm]) -> str | None:

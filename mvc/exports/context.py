@@ -10,6 +10,7 @@ from typing import Any
 
 from mvc.deployment.records import Record
 from mvc.exports.sink import Sink
+from mvc.jsonshape import JsonShaped
 from mvc.ops.deploy import Namer
 from mvc.repo import Repo
 
@@ -24,7 +25,7 @@ class ExportOptions:
 
 
 @dataclass
-class ExportResult:
+class ExportResult(JsonShaped):
     format: str
     dest: str
     model: str
@@ -37,22 +38,6 @@ class ExportResult:
     configs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "format": self.format,
-            "dest": self.dest,
-            "model": self.model,
-            "channel": self.channel,
-            "record": self.record,
-            "written": self.written,
-            "skipped": self.skipped,
-            "bytes_written": self.bytes_written,
-            "removed": self.removed,
-            "configs": self.configs,
-            "warnings": self.warnings,
-            "details": self.details,
-        }
 
 
 @dataclass

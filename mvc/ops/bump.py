@@ -6,10 +6,11 @@ The version arithmetic is :mod:`mvc.versioning`; the evidence comes from :mod:`m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 from mvc.errors import UsageError
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.diff import Evidence, diff_versions
 from mvc.refnames import tag
 from mvc.repo import Repo
@@ -18,7 +19,7 @@ from mvc.versioning import BUMPS, next_version, normalize_tag
 
 
 @dataclass
-class BumpPlan:
+class BumpPlan(JsonShaped):
     model: str
     target: ObjectId  # the version to tag
     bump: str  # what was asked: major/minor/patch/auto
@@ -28,17 +29,7 @@ class BumpPlan:
     name: str  # the new tag name
     evidence: list[Evidence] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.target,
-            "bump": self.bump,
-            "level": self.level,
-            "previous": self.previous,
-            "previous_version": self.previous_version,
-            "tag": self.name,
-            "evidence": [e.to_json() for e in self.evidence],
-        }
+    json_shape: ClassVar[Shape] = Shape(rename={"target": "version", "name": "tag"})
 
 
 def plan_bump(

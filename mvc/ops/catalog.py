@@ -19,6 +19,7 @@ from typing import Any
 from mvc.deployment.records import arm_rev, decode_record
 from mvc.errors import CorruptObject, InvalidInput, MvcError, NotFound
 from mvc.ids import ObjectId, is_object_id
+from mvc.jsonshape import JsonShaped
 from mvc.objects import Version, decode_version
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.repo import Repo
@@ -29,13 +30,10 @@ LINEAGE_EDGES = ("base", "derived_from", "merged_adapter")
 
 
 @dataclass(frozen=True)
-class Name:
+class Name(JsonShaped):
     model: str
     kind: str  # branch, tag, channel
     name: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"model": self.model, "kind": self.kind, "name": self.name}
 
 
 def lineage_links(record: dict[str, Any]) -> list[tuple[ObjectId, str]]:

@@ -27,6 +27,7 @@ class HistoryItem:
     entry: RefEntry | None
 
     def to_json(self) -> dict[str, Any]:
+        # Hand-written: the move's keys come from the record and the ref-log entry, not fields.
         return {
             "seq": self.entry.seq if self.entry else None,
             "old": self.record.previous,

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from mvc.deployment.names import ModelTags, Names
 from mvc.deployment.records import STABLE, Arm, Record, decode_record, serving_arm
 from mvc.errors import NotFound
 from mvc.ids import ObjectId
+from mvc.jsonshape import JsonShaped
 from mvc.refnames import TAGS, RefName, channel, validate_model
 from mvc.repo import Repo
 
@@ -58,13 +58,10 @@ def arm_for(repo: Repo, model: str, name: str, label: str = STABLE) -> Arm:
 
 
 @dataclass
-class ChannelSummary:
+class ChannelSummary(JsonShaped):
     model: str
     channel: str
     record: Record
-
-    def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "channel": self.channel, "record": self.record.to_json()}
 
 
 def list_channels(repo: Repo, model: str | None = None) -> list[ChannelSummary]:

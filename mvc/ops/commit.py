@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Version
 from mvc.ops.adapters import check_folder_against, folder_facts
 from mvc.ops.gitinfo import git_state
@@ -26,7 +27,7 @@ from mvc.repo import Binding, Repo
 
 
 @dataclass
-class CommitResult:
+class CommitResult(JsonShaped):
     model: str
     branch: str
     created: bool
@@ -42,22 +43,7 @@ class CommitResult:
     new_bytes: int = 0
     bound: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "branch": self.branch,
-            "created": self.created,
-            "version": self.version_id,
-            "parent": self.parent,
-            "added": self.added,
-            "modified": self.modified,
-            "removed": self.removed,
-            "hashed_files": self.hashed_files,
-            "hashed_bytes": self.hashed_bytes,
-            "new_chunks": self.new_chunks,
-            "new_bytes": self.new_bytes,
-            "bound": self.bound,
-        }
+    json_shape: ClassVar[Shape] = Shape(rename={"version_id": "version"}, exclude=("version",))
 
 
 def model_name_for(repo: Repo, target: str) -> str:

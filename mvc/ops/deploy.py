@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.deployment.planners import (
     Context,
@@ -38,6 +38,7 @@ from mvc.deployment.records import STABLE, STATES, AdapterRef, Record, Target
 from mvc.errors import InvalidInput, MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.adapters import check_versions
 from mvc.ops.channel_history import at, history, parse_instant
 from mvc.ops.channels import (
@@ -184,7 +185,7 @@ def deprecation(repo: Repo, model: str, version: ObjectId) -> str | None:
 
 
 @dataclass
-class Move:
+class Move(JsonShaped):
     """A channel move: the record it replaced (None: the channel is new) and the new one."""
 
     model: str
@@ -194,15 +195,9 @@ class Move:
     entry: RefEntry
     notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "channel": self.channel,
-            "old": self.old.to_json() if self.old else None,
-            "record": self.record.to_json(),
-            "seq": self.entry.seq,
-            "notes": self.notes,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"entry": "seq"}, convert={"entry": lambda entry: entry.seq}
+    )
 
 
 def _move(

@@ -20,11 +20,12 @@ import os
 import posixpath
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.formats.safetensors import SafetensorsHeader, TensorInfo
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.progress import NullProgress, Progress
@@ -127,13 +128,10 @@ SHOWN_VALUE = 200  # characters of a config value kept in a report
 
 
 @dataclass(frozen=True)
-class Evidence:
+class Evidence(JsonShaped):
     level: str  # major / minor / patch
     reason: str  # short, e.g. "tensor reshaped"
     detail: str  # what exactly, e.g. "model.safetensors: encoder.w [4, 8] -> [4, 9]"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"level": self.level, "reason": self.reason, "detail": self.detail}
 
     def __str__(self) -> str:
         return f"{self.level.upper()}: {self.reason}: {self.detail}"
@@ -147,7 +145,7 @@ def highest(levels: list[str]) -> str:
 
 
 @dataclass
-class Side:
+class Side(JsonShaped):
     """One end of a comparison: a stored version, or a working folder (read from disk)."""
 
     label: str
@@ -158,13 +156,9 @@ class Side:
     folder: str | None = None  # absolute path, for a working-folder side
     disk_paths: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "model": self.model,
-            "version": self.version_id,
-            "folder": self.folder,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"version_id": "version"}, exclude=("tree", "version", "disk_paths")
+    )
 
     def open(self, repo: Repo, path: str, stack: ExitStack) -> TensorFile:
         if self.folder is not None:
@@ -233,6 +227,7 @@ class FileChange:
         return "added" if self.old is None else "removed" if self.new is None else "changed"
 
     def to_json(self) -> dict[str, Any]:
+        # Hand-written: every key but the path is derived from the two tree entries.
         return {
             "path": self.path,
             "status": self.status,
@@ -249,7 +244,7 @@ class FileChange:
 
 
 @dataclass
-class TensorChange:
+class TensorChange(JsonShaped):
     name: str
     status: str  # added, removed, renamed, reshaped, retyped, changed
     old_file: str | None = None
@@ -261,23 +256,9 @@ class TensorChange:
     renamed_from: str | None = None
     stats: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "status": self.status,
-            "old_file": self.old_file,
-            "new_file": self.new_file,
-            "old_dtype": self.old_dtype,
-            "new_dtype": self.new_dtype,
-            "old_shape": list(self.old_shape) if self.old_shape is not None else None,
-            "new_shape": list(self.new_shape) if self.new_shape is not None else None,
-            "renamed_from": self.renamed_from,
-            "stats": self.stats,
-        }
-
 
 @dataclass
-class TensorGroupDiff:
+class TensorGroupDiff(JsonShaped):
     """Tensors of one folder's safetensors files (a sharded checkpoint is one group)."""
 
     folder: str
@@ -288,38 +269,26 @@ class TensorGroupDiff:
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> key changes
     unreadable: list[str] = field(default_factory=list)  # malformed files, compared as bytes
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "unreadable": sorted(set(self.unreadable)),
-            "folder": self.folder,
-            "adapter": self.adapter,
-            "changes": [c.to_json() for c in self.changes],
-            "unchanged": self.unchanged,
-            "skipped_identical": self.skipped_identical,
-            "metadata": self.metadata,
-        }
+    json_shape: ClassVar[Shape] = Shape(convert={"unreadable": lambda paths: sorted(set(paths))})
 
 
 @dataclass
-class ConfigDiff:
+class ConfigDiff(JsonShaped):
     path: str
     added: dict[str, Any] = field(default_factory=dict)
     removed: dict[str, Any] = field(default_factory=dict)
     changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     parsed: bool = True
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "parsed": self.parsed,
-            "added": self.added,
-            "removed": self.removed,
-            "changed": {k: {"old": a, "new": b} for k, (a, b) in self.changed.items()},
+    json_shape: ClassVar[Shape] = Shape(
+        convert={
+            "changed": lambda changed: {k: {"old": a, "new": b} for k, (a, b) in changed.items()}
         }
+    )
 
 
 @dataclass
-class DiffResult:
+class DiffResult(JsonShaped):
     a: Side
     b: Side
     files: list[FileChange] = field(default_factory=list)
@@ -346,20 +315,7 @@ class DiffResult:
         words = [f"{r} ({n})" if n > 1 else r for r, n in reasons.items()]
         return f"{level}: " + ", ".join(words)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "a": self.a.to_json(),
-            "b": self.b.to_json(),
-            "files": [f.to_json() for f in self.files],
-            "unchanged_files": self.unchanged_files,
-            "tensors": [t.to_json() for t in self.tensors],
-            "configs": [c.to_json() for c in self.configs],
-            "metadata": self.metadata,
-            "bump": self.bump,
-            "verdict": self.verdict,
-            "evidence": [e.to_json() for e in self.evidence],
-            "stats": self.stats,
-        }
+    json_shape: ClassVar[Shape] = Shape(computed={"bump": "bump", "verdict": "verdict"})
 
 
 # --- classification of files ------------------------------------------------------------------

@@ -95,6 +95,7 @@ class Found:
     names: list[Name]
 
     def to_json(self) -> dict[str, Any]:
+        # Hand-written: the keys come from the stored version record (a dict), not from fields.
         r = self.record
         return {
             "id": self.id,

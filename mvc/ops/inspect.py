@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.formats.safetensors import parse_header
 from mvc.ids import ObjectId
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.remotes import ensure_present
@@ -17,12 +18,24 @@ from mvc.specs import Resolved, channel_arm, resolve
 
 
 @dataclass
-class LogEntry:
+class LogEntry(JsonShaped):
     id: ObjectId
     version: Version
 
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, **_version_json(self.version)}
+    json_shape: ClassVar[Shape] = Shape(
+        convert={"version": lambda version: _version_json(version)}, flatten=("version",)
+    )
+
+
+def _entry_json(entry: TreeEntry) -> dict[str, Any]:
+    """A file's tree entry under the names ``mvc show --json`` documents."""
+    return {
+        "size": entry.size,
+        "blake3": entry.b3,
+        "kind": entry.kind,
+        "executable": entry.executable,
+        "manifest": entry.manifest,
+    }
 
 
 def _version_json(version: Version) -> dict[str, Any]:
@@ -47,23 +60,17 @@ def log(repo: Repo, spec: str, *, limit: int | None = None) -> Iterator[LogEntry
 
 
 @dataclass
-class TensorSummary:
+class TensorSummary(JsonShaped):
     count: int
     parameters: int
     dtypes: dict[str, int]  # dtype -> parameter count
     metadata: dict[str, str]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tensors": self.count,
-            "parameters": self.parameters,
-            "dtypes": self.dtypes,
-            "metadata": self.metadata,
-        }
+    json_shape: ClassVar[Shape] = Shape(rename={"count": "tensors"})
 
 
 @dataclass
-class FileInfo:
+class FileInfo(JsonShaped):
     path: str
     entry: TreeEntry
     tensors: TensorSummary | None = None
@@ -72,34 +79,33 @@ class FileInfo:
     def note(self) -> str | None:
         return "pickle: unsafe to load" if self.entry.kind == KIND_PICKLE else None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "size": self.entry.size,
-            "blake3": self.entry.b3,
-            "kind": self.entry.kind,
-            "executable": self.entry.executable,
-            "manifest": self.entry.manifest,
-            "note": self.note,
-            "tensors": self.tensors.to_json() if self.tensors else None,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        convert={"entry": lambda entry: _entry_json(entry)},
+        flatten=("entry",),
+        computed={"note": "note"},
+    )
 
 
 @dataclass
-class VersionDetails:
+class VersionDetails(JsonShaped):
     resolved: Resolved
     version: Version
     files: list[FileInfo]
     names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.resolved.version,
-            **_version_json(self.version),
-            "files": [f.to_json() for f in self.files],
-            "size": sum(f.entry.size for f in self.files),
-            "names": self.names,
-        }
+    @property
+    def size(self) -> int:
+        return sum(f.entry.size for f in self.files)
+
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"resolved": "id"},
+        convert={
+            "resolved": lambda resolved: resolved.version,
+            "version": lambda v: _version_json(v),
+        },
+        flatten=("version",),
+        computed={"size": "size"},
+    )
 
 
 def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
@@ -173,7 +179,7 @@ def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
 
 
 @dataclass
-class ModelSummary:
+class ModelSummary(JsonShaped):
     model: str
     latest: ObjectId | None
     latest_time: str | None
@@ -183,18 +189,8 @@ class ModelSummary:
     path: str | None
     damaged: str | None = None  # why this model's refs cannot be read (the others still list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "latest": self.latest,
-            "latest_time": self.latest_time,
-            "branches": self.branches,
-            "tags": self.tags,
-            "channels": self.channels,
-            "path": self.path,
-            # Only for a model whose ref log cannot be read (then the other fields are empty).
-            **({"damaged": self.damaged} if self.damaged else {}),
-        }
+    # "damaged" only for a model whose ref log cannot be read (then the other fields are empty).
+    json_shape: ClassVar[Shape] = Shape(optional=("damaged",))
 
 
 def models(repo: Repo) -> list[ModelSummary]:

@@ -23,10 +23,11 @@ import os
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import CorruptObject, InvalidInput, NotFound, UsageError
 from mvc.ids import ObjectId, new_hasher, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import decode_version
 from mvc.ops.catalog import Catalog, Name, edges, load_catalog
 from mvc.repo import Repo
@@ -148,7 +149,7 @@ def build_lineage(
 
 
 @dataclass
-class Node:
+class Node(JsonShaped):
     id: str  # a version id, or "dataset:NAME@HASH-or-URI"
     kind: str  # version, dataset, missing
     model: str | None = None
@@ -176,30 +177,26 @@ class Node:
             + (f"  {first}" if first else "")
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "model": self.model,
-            "time": self.time,
-            "message": self.message,
-            "names": [n.to_json() for n in self.names],
-            **({"dataset": self.detail} if self.kind == "dataset" else {}),
-        }
+    @property
+    def dataset(self) -> dict[str, Any] | None:
+        return self.detail if self.kind == "dataset" else None
+
+    json_shape: ClassVar[Shape] = Shape(
+        exclude=("detail",), computed={"dataset": "dataset"}, optional=("dataset",)
+    )
 
 
 @dataclass(frozen=True)
-class Edge:
+class Edge(JsonShaped):
     child: str  # the later version
     parent: str  # what it came from
     relation: str  # parent, base, derived_from, merged_adapter, dataset
 
-    def to_json(self) -> dict[str, str]:
-        return {"from": self.child, "to": self.parent, "relation": self.relation}
+    json_shape: ClassVar[Shape] = Shape(rename={"child": "from", "parent": "to"})
 
 
 @dataclass
-class LineageGraph:
+class LineageGraph(JsonShaped):
     root: ObjectId
     nodes: dict[str, Node] = field(default_factory=dict)
     ancestry: list[Edge] = field(default_factory=list)
@@ -212,14 +209,9 @@ class LineageGraph:
     def down(self, node: str) -> list[Edge]:
         return [e for e in self.descendants if e.parent == node]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "root": self.root,
-            "nodes": {k: v.to_json() for k, v in sorted(self.nodes.items())},
-            "ancestry": [e.to_json() for e in self.ancestry],
-            "descendants": [e.to_json() for e in self.descendants],
-            "truncated": self.truncated,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        convert={"nodes": lambda nodes: dict(sorted(nodes.items()))}
+    )
 
     def to_dot(self) -> str:
         def quote(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
@@ -19,6 +19,7 @@ from mvc.faults import crashpoint
 from mvc.graph import walk_reachable
 from mvc.ids import ObjectId
 from mvc.instants import parse_instant
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
     decode_file_manifest,
     decode_meta,
@@ -36,17 +37,14 @@ from mvc.store import ObjectStore, object_key
 
 
 @dataclass
-class Problem:
+class Problem(JsonShaped):
     kind: str  # corrupt, missing, ref
     object: str | None
     detail: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "object": self.object, "detail": self.detail}
-
 
 @dataclass
-class FsckReport:
+class FsckReport(JsonShaped):
     objects_checked: int = 0
     refs_checked: int = 0
     reachable: int = 0
@@ -66,20 +64,7 @@ class FsckReport:
     def ok(self) -> bool:
         return not self.problems
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "objects_checked": self.objects_checked,
-            "refs_checked": self.refs_checked,
-            "reachable": self.reachable,
-            "dangling": self.dangling,
-            "problems": [p.to_json() for p in self.problems],
-            "promised": [p.to_json() for p in self.promised],
-            "unverified": [p.to_json() for p in self.unverified],
-            "offline": self.offline,
-            "quarantined": self.quarantined,
-            "repaired_refs": self.repaired_refs,
-        }
+    json_shape: ClassVar[Shape] = Shape(computed={"ok": "ok"})
 
 
 def _ref_roots(
@@ -303,7 +288,7 @@ class _SkippingStore(ObjectStore):
 
 
 @dataclass
-class GcResult:
+class GcResult(JsonShaped):
     dry_run: bool
     reachable: int = 0
     deleted: list[str] = field(default_factory=list)
@@ -312,16 +297,7 @@ class GcResult:
     temp_files_removed: int = 0
     repack: RepackResult | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "reachable": self.reachable,
-            "deleted": len(self.deleted),
-            "deleted_bytes": self.deleted_bytes,
-            "kept_young": self.kept_young,
-            "temp_files_removed": self.temp_files_removed,
-            "repack": self.repack.to_json() if self.repack else None,
-        }
+    json_shape: ClassVar[Shape] = Shape(convert={"deleted": len})  # a count: the ids can be many
 
 
 def _refuse_if_refs_lost_data(repo: Repo, roots: list[ObjectId]) -> None:
@@ -416,19 +392,11 @@ def _gc_roots(repo: Repo, grace: float) -> list[ObjectId]:
 
 
 @dataclass
-class RepackResult:
+class RepackResult(JsonShaped):
     examined: int = 0
     compressed: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "examined": self.examined,
-            "compressed": self.compressed,
-            "bytes_before": self.bytes_before,
-            "bytes_after": self.bytes_after,
-        }
 
 
 def repack(

@@ -12,11 +12,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc import peft
 from mvc.formats.safetensors import TensorInfo
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.adapters import Adapter, BaseTensor, prepare_merge, read_matrix
 from mvc.ops.commit import commit
 from mvc.ops.lineage import version_ref
@@ -64,21 +65,16 @@ def _copy_blocks(source: TensorFile, start: int, end: int, progress: Progress) -
 
 
 @dataclass
-class MergeResult:
+class MergeResult(JsonShaped):
     base: ObjectId
     adapter: ObjectId
     merged_tensors: list[str]
     replaced_tensors: list[str]
     commit: Any  # mvc.ops.commit.CommitResult
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "base": self.base,
-            "adapter": self.adapter,
-            "merged_tensors": self.merged_tensors,
-            "replaced_tensors": self.replaced_tensors,
-            **self.commit.to_json(),
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        flatten=("commit",)
+    )  # the merge, then the commit that recorded it
 
 
 def merge_adapter(

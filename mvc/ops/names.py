@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry
 from mvc.remotes import ensure_present
@@ -16,20 +17,14 @@ from mvc.versioning import normalize_tag, parse_semver, same_release
 
 
 @dataclass
-class NamedRef:
+class NamedRef(JsonShaped):
     model: str
     kind: str
     name: str
     target: ObjectId | None
     current: bool = False  # the branch a working folder has checked out
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "name": self.name,
-            "version": self.target,
-            "current": self.current,
-        }
+    json_shape: ClassVar[Shape] = Shape(rename={"target": "version"}, exclude=("kind",))
 
 
 def _known_model(repo: Repo, model: str) -> None:

@@ -37,7 +37,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from mvc.errors import (
@@ -57,6 +57,7 @@ from mvc.errors import (
 from mvc.faults import crashpoint
 from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.setup import init_store
 from mvc.ops.status import folder_state
 from mvc.ops.worktrees import checkout
@@ -126,12 +127,11 @@ def _normalise_url(url: str) -> str:
 
 
 @dataclass
-class AddResult:
+class AddResult(JsonShaped):
     remote: RemoteConfig
     warnings: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self.remote.to_json(), "warnings": self.warnings}
+    json_shape: ClassVar[Shape] = Shape(flatten=("remote",))
 
 
 def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None = None) -> AddResult:
@@ -355,43 +355,31 @@ def _rewrite_warning(remote: Remote, ref: RefName, reason: str) -> str:
 
 
 @dataclass
-class RefChange:
+class RefChange(JsonShaped):
     ref: RefName
     old: ObjectId | None
     new: ObjectId | None
     status: str  # created, fast-forward, forced, up-to-date, ahead, deleted
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.ref.model,
-            "kind": KIND_WORD[self.ref.kind],
-            "name": self.ref.name,
-            "old": self.old,
-            "new": self.new,
-            "status": self.status,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        convert={
+            "ref": lambda ref: {"model": ref.model, "kind": KIND_WORD[ref.kind], "name": ref.name}
+        },
+        flatten=("ref",),
+    )
 
 
 @dataclass
-class PushResult:
+class PushResult(JsonShaped):
     remote: str
     url: str
     refs: list[RefChange] = field(default_factory=list)
     transfer: TransferResult = field(default_factory=TransferResult)
     single_writer: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "remote": self.remote,
-            "url": self.url,
-            "refs": [c.to_json() for c in self.refs],
-            "transfer": self.transfer.to_json(),
-            "single_writer": self.single_writer,
-        }
-
 
 @dataclass
-class FetchResult:
+class FetchResult(JsonShaped):
     remote: str
     url: str
     refs: list[RefChange] = field(default_factory=list)
@@ -400,43 +388,20 @@ class FetchResult:
     # Models left out because the remote's ref log or data for them is damaged: why.
     damaged: dict[str, str] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "remote": self.remote,
-            "url": self.url,
-            "refs": [c.to_json() for c in self.refs],
-            "transfer": self.transfer.to_json(),
-            "warnings": self.warnings,
-            "damaged": self.damaged,
-        }
-
 
 @dataclass
 class PullResult(FetchResult):
     updated_folders: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {**super().to_json(), "updated_folders": self.updated_folders}
-
 
 @dataclass
-class CloneResult:
+class CloneResult(JsonShaped):
     path: str
     remote: RemoteConfig
     fetch: FetchResult
     pull: PullResult | None
     checked_out: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "remote": self.remote.to_json(),
-            "fetch": self.fetch.to_json(),
-            "pull": self.pull.to_json() if self.pull else None,
-            "checked_out": self.checked_out,
-            "warnings": self.warnings,
-        }
 
 
 # --- choosing refs --------------------------------------------------------------------------------

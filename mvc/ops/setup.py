@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.gitinfo import git_work_tree
 from mvc.repo import STORE_DIR, Repo
 
 
 @dataclass
-class InitResult:
+class InitResult(JsonShaped):
     store_dir: str
     gitignore: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"store": self.store_dir, "gitignore": self.gitignore}
+    json_shape: ClassVar[Shape] = Shape(rename={"store_dir": "store"})
 
 
 def init_store(path: str) -> InitResult:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import ClassVar
 
 from mvc.errors import NotFound
 from mvc.ids import ObjectId
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Tree
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
 from mvc.progress import Progress
@@ -20,7 +21,7 @@ from mvc.repo import Binding, Repo
 
 
 @dataclass
-class ModelStatus:
+class ModelStatus(JsonShaped):
     model: str
     path: str
     branch: str | None
@@ -41,21 +42,9 @@ class ModelStatus:
         """The branch moved on (a commit from another folder, a pull) since the folder synced."""
         return self.branch is not None and self.tip != self.version
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "path": self.path,
-            "branch": self.branch,
-            "version": self.version,
-            "exists": self.exists,
-            "clean": self.clean,
-            "added": self.added,
-            "modified": self.modified,
-            "removed": self.removed,
-            "hashed_files": self.hashed_files,
-            "branch_tip": self.tip,
-            "behind": self.behind,
-        }
+    json_shape: ClassVar[Shape] = Shape(
+        rename={"tip": "branch_tip"}, computed={"clean": "clean", "behind": "behind"}
+    )
 
 
 def head_version(repo: Repo, binding: Binding) -> ObjectId | None:

@@ -11,11 +11,12 @@ import errno
 import os
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.errors import DirtyWorkingFolder, UsageError, environment_error
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Tree
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
@@ -28,7 +29,7 @@ from mvc.worktree.scan import FileStat
 
 
 @dataclass
-class CheckoutResult:
+class CheckoutResult(JsonShaped):
     model: str
     version: ObjectId
     path: str
@@ -39,18 +40,7 @@ class CheckoutResult:
     head: str | None = None  # the branch now checked out, None if detached
     bound: bool = False
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "version": self.version,
-            "path": self.path,
-            "written": self.written,
-            "removed": self.removed,
-            "unchanged": self.unchanged,
-            "bytes_written": self.bytes_written,
-            "branch": self.head,
-            "bound": self.bound,
-        }
+    json_shape: ClassVar[Shape] = Shape(rename={"head": "branch"})
 
 
 def checkout(

@@ -64,6 +64,7 @@ PLACES = {
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
     "mvc.deployment.*": "domain",  # deployment records, names and the pure transition planners
     "mvc.instants": "domain",
+    "mvc.jsonshape": "domain",  # a result value's --json document: its fields, or its Shape
     "mvc.canonical": "domain",
     "mvc.codec": "domain",
     "mvc.chunking": "domain",
