@@ -1,6 +1,7 @@
 """Shared fixtures. Keep each group small and under its own heading.
 
-Tests never reach the internet: S3 is moto's server on loopback, started once per session.
+Tests never reach the internet: S3 is moto's server on loopback, started once per session, and
+for the cases that need a real S3 implementation, Ceph's RGW on loopback (tests/rgw.py).
 
 The folders mirror the layers (docs/architecture.md):
   unit/         pure code: ids, canonical bytes, chunk plans, config parsing, the layer rules
@@ -81,6 +82,53 @@ def s3_url(s3_endpoint: str, s3_client: Any) -> S3Remote:
     bucket = f"mvc-test-{secrets.token_hex(6)}"
     s3_client.create_bucket(Bucket=bucket)
     return S3Remote(f"s3://{bucket}/store", bucket, {"endpoint_url": s3_endpoint})
+
+
+# --- S3 on Ceph RGW (a throwaway single-node cluster on loopback, tests/rgw.py) -------------------
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1")
+
+
+@pytest.fixture(scope="session")
+def rgw_endpoint() -> Iterator[str]:
+    """The URL of Ceph's radosgw on 127.0.0.1, over a one-OSD memstore cluster started for the
+    session; its S3 user has the suite's dummy AWS credentials. Where Ceph is not installed or
+    does not start, the test is skipped with the reason, except under CI=true (.ci/run
+    installs it), where that fails the test."""
+    from rgw import RgwCluster, RgwUnavailable
+
+    try:
+        cluster = RgwCluster.start(_AWS_ENV["AWS_ACCESS_KEY_ID"], _AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+    except RgwUnavailable as exc:
+        if _in_ci():
+            pytest.fail(f"Ceph RGW did not start: {exc}", pytrace=False)
+        pytest.skip(f"Ceph RGW unavailable: {str(exc).splitlines()[0]}")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in _AWS_ENV.items():
+            patch.setenv(name, value)
+        patch.delenv("AWS_PROFILE", raising=False)
+        try:
+            yield cluster.endpoint
+        finally:
+            cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def rgw_client(rgw_endpoint: str) -> Any:
+    """A boto3 S3 client on RGW, for setting up and inspecting buckets."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=rgw_endpoint)
+
+
+@pytest.fixture
+def rgw_url(rgw_endpoint: str, rgw_client: Any) -> S3Remote:
+    """A new, empty bucket on RGW; the store lives under ``s3://<bucket>/store``."""
+    bucket = f"mvc-test-{secrets.token_hex(6)}"
+    rgw_client.create_bucket(Bucket=bucket)
+    return S3Remote(f"s3://{bucket}/store", bucket, {"endpoint_url": rgw_endpoint})
 
 
 # --- local stores, model folders and the CLI ------------------------------------------------------

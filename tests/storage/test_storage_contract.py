@@ -1,5 +1,6 @@
-"""One contract every storage passes: a local folder, fsspec memory, S3 (moto), and the generic
-fsspec adapter (fsspec's own local filesystem, whose create is not atomic).
+"""One contract every storage passes: a local folder, fsspec memory, S3 (moto, and Ceph's RGW, a
+real S3 implementation), and the generic fsspec adapter (fsspec's own local filesystem, whose
+create is not atomic).
 
 Plus the pieces around it: refs' compare-and-swap on each storage, the retry wrapper against an
 injected flaky filesystem, opening storages by URL, and the atomic-create probe.
@@ -38,6 +39,7 @@ BACKENDS = [
     "local",
     "memory",
     pytest.param("s3", marks=pytest.mark.s3),
+    pytest.param("rgw", marks=[pytest.mark.s3, pytest.mark.rgw]),
     "fsspec-file",
     "prefixed",  # the decorator remote-tracking refs live in
 ]
@@ -54,8 +56,8 @@ def storage(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Storage]:
         assert isinstance(opened, FsspecStorage)
         if opened.fs.exists(opened.root):
             opened.fs.rm(opened.root, recursive=True)
-    elif kind == "s3":
-        remote = request.getfixturevalue("s3_url")
+    elif kind in ("s3", "rgw"):
+        remote = request.getfixturevalue("s3_url" if kind == "s3" else "rgw_url")
         yield open_storage(remote.url, remote.options)
     elif kind == "prefixed":
         yield PrefixedStorage(open_storage(str(tmp_path / "store")), "remotes/origin")
@@ -287,11 +289,20 @@ def test_refs_racing_writers_lose_no_update(storage: Storage) -> None:
         assert after.old == before.new  # every move built on the one before it
 
 
-# --- S3 specifics -------------------------------------------------------------------------------
+# --- S3 specifics (moto, and Ceph RGW: a real S3 implementation) -------------------------------
+
+
+@pytest.fixture(params=["moto", pytest.param("rgw", marks=pytest.mark.rgw)])
+def s3_server(request: pytest.FixtureRequest) -> tuple[Any, Any]:
+    """A fresh bucket and a boto3 client, on moto and on Ceph RGW."""
+    if request.param == "moto":
+        return request.getfixturevalue("s3_url"), request.getfixturevalue("s3_client")
+    return request.getfixturevalue("rgw_url"), request.getfixturevalue("rgw_client")
 
 
 @pytest.mark.s3
-def test_s3_multipart_write_is_invisible_until_complete(s3_url: Any, s3_client: Any) -> None:
+def test_s3_multipart_write_is_invisible_until_complete(s3_server: tuple[Any, Any]) -> None:
+    s3_url, s3_client = s3_server
     storage = open_storage(s3_url.url, s3_url.options)
     assert isinstance(storage, FsspecStorage)
     storage._adapter.part_size = 5 * 2**20  # type: ignore[attr-defined]
@@ -312,10 +323,11 @@ def test_s3_multipart_write_is_invisible_until_complete(s3_url: Any, s3_client: 
 
 
 @pytest.mark.s3
-def test_moto_refuses_a_second_conditional_put_with_412(s3_url: Any, s3_client: Any) -> None:
+def test_s3_server_refuses_a_second_conditional_put_with_412(s3_server: tuple[Any, Any]) -> None:
+    """The create-if-absent that ref logs rely on (RGW has honoured it since before 16.2)."""
     import botocore.exceptions
 
-    client = s3_client
+    s3_url, client = s3_server
     client.put_object(Bucket=s3_url.bucket, Key="k", Body=b"1", IfNoneMatch="*")
     with pytest.raises(botocore.exceptions.ClientError) as caught:
         client.put_object(Bucket=s3_url.bucket, Key="k", Body=b"2", IfNoneMatch="*")
