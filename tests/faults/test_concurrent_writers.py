@@ -65,7 +65,9 @@ def pool() -> Iterator[Any]:
 def _clones(cli: Any, url: str, options: list[str], tmp_path: Any) -> list[str]:
     """The store's ``bert`` pushed to ``url``, then one clone per racer, checked out (cloned
     once and copied: a clone from S3 takes seconds, and a copied store is the same store)."""
-    cli("remote", "add", "origin", url, *options)
+    added = cli("remote", "add", "origin", url, *options)
+    assert "--single-writer" not in added.stderr  # the probe found create-if-absent honoured
+    assert cli("remote", "list", "--json").json()[0]["atomic_create"] is True
     cli("push", "origin", "bert")
     first = tmp_path / "racer0"
     cli("clone", url, first, "--checkout", *options)
