@@ -38,9 +38,10 @@ from mvc.deployment.records import STABLE, STATES, AdapterRef, Record, Target
 from mvc.errors import InvalidInput, MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
+from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.adapters import check_versions
-from mvc.ops.channel_history import at, history, parse_instant
+from mvc.ops.channel_history import at, history
 from mvc.ops.channels import (
     Namer,
     arm_for,
