@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from mvc import peft
 from mvc._api_names import API_NAMES
+from mvc.deployment.records import AdapterRef
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.formats.safetensors import DTYPE_BITS, read_header
@@ -146,8 +147,11 @@ def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
     return found
 
 
-def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, ObjectId, Any]:
-    """(model, base version, adapter ref or None) for ``load``'s arguments."""
+def _resolve_load(
+    repo: Repo, spec: str, adapter: str | None
+) -> tuple[str, ObjectId, AdapterRef | None]:
+    """(model, base version, adapter or None) for ``load``'s arguments. A channel's base and
+    adapter come from the one record the spec resolved to, even if the channel moves meanwhile."""
     base_text, adapter_text = deploy.split_target(spec)
     if adapter is not None:
         if adapter_text is not None:
@@ -155,16 +159,13 @@ def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, Obje
         adapter_text = adapter
     parsed = parse_spec(base_text)
     resolved = do_resolve(repo, parsed)
-    ref = None
     if adapter_text is not None:
-        target = deploy.resolve_target(
-            repo, parsed.model, f"{parsed.model}@id={resolved.version} + {adapter_text}"
+        return (
+            parsed.model,
+            resolved.version,
+            deploy.target_on(repo, parsed.model, resolved.version, adapter_text).adapter,
         )
-        ref = target.adapter
-    elif resolved.kind == "channel" and resolved.name and not parsed.back:
-        name, _, label = resolved.name.partition(":")
-        ref = deploy.arm_for(repo, parsed.model, name, label or deploy.STABLE).adapter
-    return parsed.model, resolved.version, ref
+    return parsed.model, resolved.version, resolved.adapter
 
 
 def load(

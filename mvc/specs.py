@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mvc.deployment.records import decode_record, serving_arm
+from mvc.deployment.records import AdapterRef, Arm, decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
 from mvc.graph import first_parent
 from mvc.ids import ObjectId, parse_id_prefix, short
@@ -58,6 +58,9 @@ class Resolved:
     version: ObjectId
     kind: str  # branch, tag, channel, range, latest, instant, id, head
     name: str | None = None  # the branch/tag/channel name, when the spec named one
+    # kind "channel": the adapter the named arm serves on top of ``version``, read from the same
+    # record as ``version`` (a second read of the channel could see a later record)
+    adapter: AdapterRef | None = None
 
     @property
     def branch(self) -> str | None:
@@ -98,11 +101,16 @@ def head_branch(repo: Repo, model: str) -> str:
 
 def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:
     """The version serving ``arm`` of a channel (None if the channel does not exist)."""
+    found = _serving(repo, model, name, arm)
+    return found.version if found else None
+
+
+def _serving(repo: Repo, model: str, name: str, arm: str) -> Arm | None:
+    """The arm ``arm`` of a channel's current record (None if the channel does not exist)."""
     record_id = repo.refs.get(channel(model, name))
     if record_id is None:
         return None
-    record = decode_record(repo.objects.get_meta(record_id), record_id)
-    return serving_arm(record, arm).version
+    return serving_arm(decode_record(repo.objects.get_meta(record_id), record_id), arm)
 
 
 def tag_candidates(rev: str) -> list[str]:
@@ -162,13 +170,13 @@ def _candidates(repo: Repo, model: str, rev: str, only: str | None) -> list[Reso
         if hit:
             found.append(Resolved(model, hit[1], "tag", hit[0]))
     if only in (None, "channel"):
-        name, _, arm = rev.partition(":")
+        name, _, label = rev.partition(":")
         try:
-            version = channel_arm(repo, model, name, arm or "stable")
+            arm = _serving(repo, model, name, label or "stable")
         except (InvalidInput, InvalidName):
-            version = None
-        if version:
-            found.append(Resolved(model, version, "channel", rev))
+            arm = None
+        if arm:
+            found.append(Resolved(model, arm.version, "channel", rev, arm.adapter))
     if only in (None, "id") and _HEX.match(rev):
         ids = _version_ids_with_prefix(repo, model, parse_id_prefix(rev))
         if len(ids) > 1:

@@ -93,6 +93,7 @@ __all__ = [
     "split_target",
     "step_canary",
     "switch",
+    "target_on",
 ]
 
 _UNSET: Any = object()
@@ -133,13 +134,21 @@ def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> 
         base = resolve(repo, spec)
     else:
         base = resolve(repo, f"{model}@{base_text}")
+    return target_on(repo, model, base.version, adapter_text, check=check)
+
+
+def target_on(
+    repo: Repo, model: str, base: ObjectId, adapter_text: str | None, *, check: bool = True
+) -> Target:
+    """A resolved base version of ``model`` with the adapter a user typed (``sql-lora@v1.3``),
+    checked to fit the base unless ``check`` is False."""
     adapter = None
     if adapter_text is not None:
         resolved = resolve(repo, adapter_text)
         adapter = AdapterRef(resolved.model, resolved.version)
         if check:
-            check_adapter_compat(repo, model, base.version, adapter)
-    return Target(base.version, adapter)
+            check_adapter_compat(repo, model, base, adapter)
+    return Target(base, adapter)
 
 
 def check_adapter_compat(repo: Repo, model: str, base: ObjectId, adapter: AdapterRef) -> None:
