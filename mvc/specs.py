@@ -66,6 +66,21 @@ class Resolved:
     def branch(self) -> str | None:
         return self.name if self.kind == "branch" else None
 
+    def __str__(self) -> str:
+        """A spec naming this version, for messages and hints."""
+        return f"{self.model}@{short(self.version)}"
+
+
+# What a use case accepts for "a version": spec text typed by a user (parsed at the edge, here),
+# a parsed Spec, or a version already resolved, which use cases pass each other and which is
+# never formatted back into text and resolved again.
+SpecLike = Spec | Resolved | str
+
+
+def by_id(model: str, version: ObjectId) -> Resolved:
+    """A version of ``model`` known by its id (read from a ref, a record or a pull)."""
+    return Resolved(model, version, "id")
+
 
 def parse_spec(text: str) -> Spec:
     if not text or not isinstance(text, str):
@@ -211,13 +226,31 @@ def at_instant(repo: Repo, model: str, moment: datetime, branch_name: str) -> Ob
     )
 
 
-def resolve(repo: Repo, spec: Spec | str) -> Resolved:
+def resolve(repo: Repo, spec: SpecLike) -> Resolved:
+    """The version a spec names (a Resolved is already resolved: it comes back as it is)."""
+    if isinstance(spec, Resolved):
+        return spec
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     resolved = _resolve_rev(repo, spec)
     if spec.back:
         version = first_parent(repo, resolved.version, spec.back, str(spec))
         return Resolved(spec.model, version, resolved.kind, None)
     return resolved
+
+
+def resolve_model_rev(repo: Repo, model: str, rev: str | Resolved | None) -> Resolved:
+    """A REV given apart from its model (``mvc tag bert v1.2.0 REV``): the model's HEAD when
+    ``rev`` is None; a Resolved (of that model) as it is."""
+    if isinstance(rev, Resolved):
+        if rev.model != model:
+            raise UsageError(f"{rev} is a version of {rev.model!r}, not of {model!r}")
+        return rev
+    return resolve(repo, f"{model}@{rev}" if rev else model)
+
+
+def resolve_branch(repo: Repo, model: str, name: str) -> Resolved:
+    """The tip of a branch named by itself (no other kind of name can match)."""
+    return Resolved(model, repo.refs.require(branch(model, name)), "branch", name)
 
 
 def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
