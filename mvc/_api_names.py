@@ -17,4 +17,10 @@ API_NAMES = {
     "checkout",
     "read_file",
     "iter_file",
+    # the types those functions return, so callers can name them (``mvc.CommitResult``)
+    "CommitResult",
+    "Resolved",
+    "LogEntry",
+    "VersionDetails",
+    "CheckoutResult",
 }

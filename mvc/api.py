@@ -14,25 +14,34 @@ Everything here is a thin layer over ``mvc.repo``, ``mvc.ops`` and ``mvc.router`
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mvc import peft
 from mvc._api_names import API_NAMES
+from mvc.deployment.records import AdapterRef
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.formats.safetensors import DTYPE_BITS, read_header
 from mvc.ids import ObjectId, short
 from mvc.ops import deploy
 from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
+from mvc.ops.commit import CommitResult as CommitResult  # re-exported: commit's result
 from mvc.ops.commit import commit as do_commit
+from mvc.ops.inspect import LogEntry as LogEntry  # re-exported: log's entries
+from mvc.ops.inspect import VersionDetails as VersionDetails  # re-exported: show's result
 from mvc.ops.inspect import cat
 from mvc.ops.inspect import log as do_log
 from mvc.ops.inspect import show as do_show
 from mvc.ops.setup import init_store
+from mvc.ops.worktrees import CheckoutResult as CheckoutResult  # re-exported: checkout's result
 from mvc.ops.worktrees import checkout as do_checkout
-from mvc.repo import Repo
+from mvc.progress import Progress
+from mvc.repo import Clock, utc_now
+from mvc.repo import Repo as Repo  # re-exported
 from mvc.router import Router as Router  # re-exported
 from mvc.router import materialise
+from mvc.specs import Resolved as Resolved  # re-exported: resolve's result
 from mvc.specs import parse_spec
 from mvc.specs import resolve as do_resolve
 from mvc.tensors import numpy_dtype as element_dtype
@@ -44,52 +53,98 @@ if TYPE_CHECKING:
 __all__ = sorted(API_NAMES)
 
 
-def open_repo(path: str | None = None, **kwargs: Any) -> Repo:
-    """The store holding ``path`` (default: the current folder), found by walking up."""
-    return Repo.discover(path, **kwargs)
+def open_repo(
+    path: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    clock: Clock = utc_now,
+) -> Repo:
+    """The store holding ``path`` (default: the current folder), found by walking up.
+
+    ``env`` replaces ``os.environ`` (``MVC_*`` settings), ``overrides`` are configuration keys
+    that win over every file (``{"core.jobs": 4}``), ``clock`` gives the time of new versions."""
+    return Repo.discover(path, env=env, overrides=overrides, clock=clock)
 
 
-def init_repo(path: str = ".", **kwargs: Any) -> Repo:
-    """Create a store in ``path`` (also keeps it out of an enclosing git work tree)."""
+def init_repo(
+    path: str = ".",
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+    clock: Clock = utc_now,
+) -> Repo:
+    """Create a store in ``path`` (also keeps it out of an enclosing git work tree); the
+    keywords are ``open_repo``'s."""
     init_store(path)
-    return Repo(path, **kwargs)
+    return Repo(path, env=env, overrides=overrides, clock=clock)
 
 
 def _repo(repo: Repo | str | None) -> Repo:
     return repo if isinstance(repo, Repo) else open_repo(repo)
 
 
-def commit(path: str, message: str, *, repo: Repo | str | None = None, **options: Any) -> Any:
-    """Record ``path`` as the next version of a model; see ``mvc commit`` for ``options``
-    (model, branch, params, metrics, lineage, bind, raw, allow_empty). Returns a CommitResult
-    (``.created``, ``.version_id``, ``.to_json()``)."""
-    return do_commit(_repo(repo), path, message=message, **options)
+def commit(
+    path: str,
+    message: str,
+    *,
+    repo: Repo | str | None = None,
+    model: str | None = None,
+    branch: str | None = None,
+    params: Mapping[str, object] | None = None,
+    metrics: Mapping[str, object] | None = None,
+    lineage: Mapping[str, object] | None = None,
+    bind: bool = False,
+    raw: bool = False,
+    follow_symlinks: bool = False,
+    allow_empty: bool = False,
+    progress: Progress | None = None,
+) -> CommitResult:
+    """Record ``path`` (a folder or a file) as the next version of a model, with the rules of
+    ``mvc commit`` and its options. ``params``, ``metrics`` and ``lineage`` are JSON values.
+    ``.created`` is False (and no version is made) when nothing changed; ``.version_id``."""
+    return do_commit(
+        _repo(repo),
+        path,
+        message=message,
+        model=model,
+        branch=branch,
+        params=params,
+        metrics=metrics,
+        lineage=lineage,
+        bind=bind,
+        raw=raw,
+        follow_symlinks=follow_symlinks,
+        allow_empty=allow_empty,
+        progress=progress,
+    )
 
 
-def resolve(spec: str, *, repo: Repo | str | None = None) -> Any:
+def resolve(spec: str, *, repo: Repo | str | None = None) -> Resolved:
     """Resolve a version spec (``bert@^1.2``, ``bert@prod``, ``bert@main~1``) to a Resolved
-    (``.model``, ``.version`` — the full id, ``.kind``, ``.name``)."""
+    (``.model``, ``.version`` — the full id, ``.kind``, ``.name``; for a channel, ``.adapter``
+    its arm serves)."""
     return do_resolve(_repo(repo), spec)
 
 
-def log(spec: str, *, repo: Repo | str | None = None, limit: int | None = None) -> list[Any]:
+def log(spec: str, *, repo: Repo | str | None = None, limit: int | None = None) -> list[LogEntry]:
     """Versions newest first along first parents: LogEntry(``.id``, ``.version``)."""
     return list(do_log(_repo(repo), spec, limit=limit))
 
 
-def show(spec: str, *, repo: Repo | str | None = None) -> Any:
-    """A version's metadata, files (size, blake3) and tensor summaries: VersionDetails."""
+def show(spec: str, *, repo: Repo | str | None = None) -> VersionDetails:
+    """A version's metadata, files (size, blake3) and tensor summaries."""
     return do_show(_repo(repo), spec)
 
 
 def checkout(
     spec: str, *, repo: Repo | str | None = None, to: str | None = None, force: bool = False
-) -> Any:
+) -> CheckoutResult:
     """Write a version into its working folder (or ``to``); refuses to overwrite changes."""
     return do_checkout(_repo(repo), spec, to=to, force=force)
 
 
-def iter_file(spec: str, path: str, *, repo: Repo | str | None = None) -> Any:
+def iter_file(spec: str, path: str, *, repo: Repo | str | None = None) -> Iterator[bytes]:
     """One file of a version, as verified chunks of bytes (constant memory)."""
     return cat(_repo(repo), spec, path)
 
@@ -99,7 +154,7 @@ def read_file(spec: str, path: str, *, repo: Repo | str | None = None) -> bytes:
     return b"".join(iter_file(spec, path, repo=repo))
 
 
-def numpy_dtype(dtype: str) -> Any:
+def numpy_dtype(dtype: str) -> np.dtype[np.generic]:
     """The numpy dtype a tensor can be memory-mapped as (one table: ``mvc.tensors``)."""
     if DTYPE_BITS.get(dtype, 8) < 8:
         raise UsageError(
@@ -146,8 +201,11 @@ def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
     return found
 
 
-def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, ObjectId, Any]:
-    """(model, base version, adapter ref or None) for ``load``'s arguments."""
+def _resolve_load(
+    repo: Repo, spec: str, adapter: str | None
+) -> tuple[str, ObjectId, AdapterRef | None]:
+    """(model, base version, adapter or None) for ``load``'s arguments. A channel's base and
+    adapter come from the one record the spec resolved to, even if the channel moves meanwhile."""
     base_text, adapter_text = deploy.split_target(spec)
     if adapter is not None:
         if adapter_text is not None:
@@ -155,16 +213,13 @@ def _resolve_load(repo: Repo, spec: str, adapter: str | None) -> tuple[str, Obje
         adapter_text = adapter
     parsed = parse_spec(base_text)
     resolved = do_resolve(repo, parsed)
-    ref = None
     if adapter_text is not None:
-        target = deploy.resolve_target(
-            repo, parsed.model, f"{parsed.model}@id={resolved.version} + {adapter_text}"
+        return (
+            parsed.model,
+            resolved.version,
+            deploy.target_on(repo, parsed.model, resolved.version, adapter_text).adapter,
         )
-        ref = target.adapter
-    elif resolved.kind == "channel" and resolved.name and not parsed.back:
-        name, _, label = resolved.name.partition(":")
-        ref = deploy.arm_for(repo, parsed.model, name, label or deploy.STABLE).adapter
-    return parsed.model, resolved.version, ref
+    return parsed.model, resolved.version, resolved.adapter
 
 
 def load(
@@ -197,7 +252,11 @@ def load(
 
 
 def _merge_adapter(
-    repo: Repo, tensors: dict[str, np.ndarray], base: ObjectId, adapter_ref: Any, base_label: str
+    repo: Repo,
+    tensors: dict[str, np.ndarray],
+    base: ObjectId,
+    adapter_ref: AdapterRef,
+    base_label: str,
 ) -> None:
     """Merge an adapter version into ``tensors`` in place (the targeted weights only), with the
     same checks, refusals and arithmetic as ``mvc merge-adapter`` (``mvc.peft``)."""

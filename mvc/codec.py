@@ -369,7 +369,8 @@ def delta_base(stored: Buffer) -> tuple[str, int] | None:
 def verify_stored(stored: Buffer) -> bool:
     """Whether the payload matches its stored checksum (raw envelopes: always True here)."""
     header, start = read_header(stored)
-    expected = header.get("sb3")
-    if header["c"] == "raw" or expected is None:
-        return header["c"] == "raw"
+    raw: bool = header["c"] == "raw"
+    expected: object = header.get("sb3")
+    if raw or expected is None:
+        return raw
     return _stored_checksum([memoryview(stored)[start:]]) == expected

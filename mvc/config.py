@@ -203,9 +203,9 @@ class Config:
         return spec.default if spec else None
 
     def source(self, key: str) -> str | None:
-        for source, values in reversed(self.layers):
+        for where, values in self.layers[::-1]:  # (mypy types reversed()'s items as Any here)
             if key in values:
-                return source
+                return where
         return None
 
     def items(self) -> dict[str, Any]:

@@ -147,7 +147,8 @@ def decode_meta(data: bytes, oid: str) -> dict[str, Any]:
             f"object {oid[:12]} has format {value.get('format')!r}; this mvc knows {FORMAT}",
             hint="upgrade mvc",
         )
-    return value
+    meta: dict[str, Any] = value  # a dict: checked by _require above
+    return meta
 
 
 def decode_file_manifest(value: dict[str, Any], oid: str) -> FileManifest:

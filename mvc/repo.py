@@ -85,7 +85,7 @@ class Repo:
         root: str,
         *,
         env: Mapping[str, str] | None = None,
-        overrides: dict[str, Any] | None = None,
+        overrides: Mapping[str, object] | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.root = os.path.abspath(root)
@@ -155,7 +155,7 @@ class Repo:
 
     # --- configuration ------------------------------------------------------------------------
 
-    def _load_config(self, overrides: dict[str, Any]) -> Config:
+    def _load_config(self, overrides: Mapping[str, object]) -> Config:
         layers: list[tuple[str, dict[str, Any]]] = []
         user_path = user_config_path(self.env)
         if os.path.isfile(user_path):

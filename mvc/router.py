@@ -35,6 +35,7 @@ from mvc.ops.channels import channel_ref, require_current
 from mvc.ops.snapshot import stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.repo import Repo
+from mvc.specs import by_id
 
 CACHE_FOLDER = "serve"
 _SCALE = 100.0 / float(1 << 64)
@@ -98,7 +99,7 @@ def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None
     os.makedirs(os.path.dirname(final), exist_ok=True)
     temp = os.path.join(os.path.dirname(final), f".tmp-{version[:12]}-{secrets.token_hex(4)}")
     try:
-        checkout(repo, f"{model}@id={version}", to=temp)
+        checkout(repo, by_id(model, version), to=temp)
         try:
             os.rename(temp, final)
         except OSError:

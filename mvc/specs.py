@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from mvc.deployment.records import decode_record, serving_arm
+from mvc.deployment.records import AdapterRef, Arm, decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
 from mvc.graph import first_parent
 from mvc.ids import ObjectId, parse_id_prefix, short
@@ -58,10 +58,28 @@ class Resolved:
     version: ObjectId
     kind: str  # branch, tag, channel, range, latest, instant, id, head
     name: str | None = None  # the branch/tag/channel name, when the spec named one
+    # kind "channel": the adapter the named arm serves on top of ``version``, read from the same
+    # record as ``version`` (a second read of the channel could see a later record)
+    adapter: AdapterRef | None = None
 
     @property
     def branch(self) -> str | None:
         return self.name if self.kind == "branch" else None
+
+    def __str__(self) -> str:
+        """A spec naming this version, for messages and hints."""
+        return f"{self.model}@{short(self.version)}"
+
+
+# What a use case accepts for "a version": spec text typed by a user (parsed at the edge, here),
+# a parsed Spec, or a version already resolved, which use cases pass each other and which is
+# never formatted back into text and resolved again.
+SpecLike = Spec | Resolved | str
+
+
+def by_id(model: str, version: ObjectId) -> Resolved:
+    """A version of ``model`` known by its id (read from a ref, a record or a pull)."""
+    return Resolved(model, version, "id")
 
 
 def parse_spec(text: str) -> Spec:
@@ -98,11 +116,16 @@ def head_branch(repo: Repo, model: str) -> str:
 
 def channel_arm(repo: Repo, model: str, name: str, arm: str) -> ObjectId | None:
     """The version serving ``arm`` of a channel (None if the channel does not exist)."""
+    found = _serving(repo, model, name, arm)
+    return found.version if found else None
+
+
+def _serving(repo: Repo, model: str, name: str, arm: str) -> Arm | None:
+    """The arm ``arm`` of a channel's current record (None if the channel does not exist)."""
     record_id = repo.refs.get(channel(model, name))
     if record_id is None:
         return None
-    record = decode_record(repo.objects.get_meta(record_id), record_id)
-    return serving_arm(record, arm).version
+    return serving_arm(decode_record(repo.objects.get_meta(record_id), record_id), arm)
 
 
 def tag_candidates(rev: str) -> list[str]:
@@ -162,13 +185,13 @@ def _candidates(repo: Repo, model: str, rev: str, only: str | None) -> list[Reso
         if hit:
             found.append(Resolved(model, hit[1], "tag", hit[0]))
     if only in (None, "channel"):
-        name, _, arm = rev.partition(":")
+        name, _, label = rev.partition(":")
         try:
-            version = channel_arm(repo, model, name, arm or "stable")
+            arm = _serving(repo, model, name, label or "stable")
         except (InvalidInput, InvalidName):
-            version = None
-        if version:
-            found.append(Resolved(model, version, "channel", rev))
+            arm = None
+        if arm:
+            found.append(Resolved(model, arm.version, "channel", rev, arm.adapter))
     if only in (None, "id") and _HEX.match(rev):
         ids = _version_ids_with_prefix(repo, model, parse_id_prefix(rev))
         if len(ids) > 1:
@@ -203,13 +226,31 @@ def at_instant(repo: Repo, model: str, moment: datetime, branch_name: str) -> Ob
     )
 
 
-def resolve(repo: Repo, spec: Spec | str) -> Resolved:
+def resolve(repo: Repo, spec: SpecLike) -> Resolved:
+    """The version a spec names (a Resolved is already resolved: it comes back as it is)."""
+    if isinstance(spec, Resolved):
+        return spec
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     resolved = _resolve_rev(repo, spec)
     if spec.back:
         version = first_parent(repo, resolved.version, spec.back, str(spec))
         return Resolved(spec.model, version, resolved.kind, None)
     return resolved
+
+
+def resolve_model_rev(repo: Repo, model: str, rev: str | Resolved | None) -> Resolved:
+    """A REV given apart from its model (``mvc tag bert v1.2.0 REV``): the model's HEAD when
+    ``rev`` is None; a Resolved (of that model) as it is."""
+    if isinstance(rev, Resolved):
+        if rev.model != model:
+            raise UsageError(f"{rev} is a version of {rev.model!r}, not of {model!r}")
+        return rev
+    return resolve(repo, f"{model}@{rev}" if rev else model)
+
+
+def resolve_branch(repo: Repo, model: str, name: str) -> Resolved:
+    """The tip of a branch named by itself (no other kind of name can match)."""
+    return Resolved(model, repo.refs.require(branch(model, name)), "branch", name)
 
 
 def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:

@@ -275,7 +275,8 @@ def numpy_dtype(dtype: str) -> np.dtype[Any]:
     if dtype in _ML_DTYPES:
         import ml_dtypes
 
-        return np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
+        found: np.dtype[Any] = np.dtype(getattr(ml_dtypes, _ML_DTYPES[dtype]))
+        return found
     raise InvalidInput(f"unknown safetensors dtype {dtype!r}")
 
 

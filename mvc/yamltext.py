@@ -69,7 +69,7 @@ def load_yaml(
     class Loader(yaml.SafeLoader):
         def compose_node(self, parent: Any, index: Any) -> Any:
             if not aliases and self.check_event(yaml.AliasEvent):
-                event = self.peek_event()
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
                 raise YamlProblem(
                     f"YAML aliases (*{event.anchor}) are not allowed here", _line(event)
                 )
@@ -146,7 +146,7 @@ def _children(node: Any) -> list[Any]:
 
 
 def _build(
-    loader: Any, node: Any, path: str, lines: dict[str, int], finite: bool, built: dict
+    loader: Any, node: Any, path: str, lines: dict[str, int], finite: bool, built: dict[int, Any]
 ) -> Any:
     import yaml
 

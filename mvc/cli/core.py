@@ -566,11 +566,12 @@ def _bump(
 ) -> None:
     from mvc.ops import names
     from mvc.ops.bump import plan_bump
+    from mvc.specs import by_id
 
     plan = plan_bump(repo, model, rev, bump, pre)
     if not dry_run:
         why = message or f"tag: --bump {bump}" + (f" ({plan.level})" if bump == "auto" else "")
-        names.create_tag(repo, model, plan.name, f"id={plan.target}", why)
+        names.create_tag(repo, model, plan.name, by_id(model, plan.target), why)
     if as_json:
         out.json({**plan.to_json(), "created": not dry_run})
         return

@@ -14,7 +14,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.diff import Evidence, diff_versions
 from mvc.refnames import tag
 from mvc.repo import Repo
-from mvc.specs import resolve, semver_tags
+from mvc.specs import resolve_model_rev, semver_tags
 from mvc.versioning import BUMPS, next_version, normalize_tag
 
 
@@ -38,7 +38,7 @@ def plan_bump(
     """Which tag ``mvc tag MODEL --bump BUMP [--pre LABEL] [REV]`` would create, and why."""
     if bump not in BUMPS:
         raise UsageError(f"unknown bump {bump!r}", hint="use major, minor, patch or auto")
-    target = resolve(repo, f"{model}@{rev}" if rev else model).version
+    target = resolve_model_rev(repo, model, rev).version
     every = semver_tags(repo, model, live=False)
     live = semver_tags(repo, model)
     releases = sorted(((v, n) for n, v in live if not v.prerelease), reverse=True)

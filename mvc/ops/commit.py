@@ -8,6 +8,7 @@ that moved meanwhile fails the commit with RefConflict: no update is lost.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -149,9 +150,9 @@ def commit(
     message: str,
     model: str | None = None,
     branch: str | None = None,
-    params: dict[str, Any] | None = None,
-    metrics: dict[str, Any] | None = None,
-    lineage: dict[str, Any] | None = None,
+    params: Mapping[str, object] | None = None,
+    metrics: Mapping[str, object] | None = None,
+    lineage: Mapping[str, object] | None = None,
     bind: bool = False,
     raw: bool = False,
     follow_symlinks: bool = False,

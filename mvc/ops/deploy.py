@@ -38,9 +38,10 @@ from mvc.deployment.records import STABLE, STATES, AdapterRef, Record, Target
 from mvc.errors import InvalidInput, MvcError, RefConflict, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
+from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.adapters import check_versions
-from mvc.ops.channel_history import at, history, parse_instant
+from mvc.ops.channel_history import at, history
 from mvc.ops.channels import (
     Namer,
     arm_for,
@@ -92,6 +93,7 @@ __all__ = [
     "split_target",
     "step_canary",
     "switch",
+    "target_on",
 ]
 
 _UNSET: Any = object()
@@ -132,13 +134,21 @@ def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> 
         base = resolve(repo, spec)
     else:
         base = resolve(repo, f"{model}@{base_text}")
+    return target_on(repo, model, base.version, adapter_text, check=check)
+
+
+def target_on(
+    repo: Repo, model: str, base: ObjectId, adapter_text: str | None, *, check: bool = True
+) -> Target:
+    """A resolved base version of ``model`` with the adapter a user typed (``sql-lora@v1.3``),
+    checked to fit the base unless ``check`` is False."""
     adapter = None
     if adapter_text is not None:
         resolved = resolve(repo, adapter_text)
         adapter = AdapterRef(resolved.model, resolved.version)
         if check:
-            check_adapter_compat(repo, model, base.version, adapter)
-    return Target(base.version, adapter)
+            check_adapter_compat(repo, model, base, adapter)
+    return Target(base, adapter)
 
 
 def check_adapter_compat(repo: Repo, model: str, base: ObjectId, adapter: AdapterRef) -> None:

@@ -14,7 +14,7 @@ from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import Resolved, channel_arm, resolve
+from mvc.specs import Resolved, SpecLike, channel_arm, resolve
 
 
 @dataclass
@@ -45,7 +45,7 @@ def _version_json(version: Version) -> dict[str, Any]:
     return data
 
 
-def log(repo: Repo, spec: str, *, limit: int | None = None) -> Iterator[LogEntry]:
+def log(repo: Repo, spec: SpecLike, *, limit: int | None = None) -> Iterator[LogEntry]:
     """Versions newest first along first parents (``--first-parent`` history)."""
     current: ObjectId | None = resolve(repo, spec).version
     count = 0
@@ -145,7 +145,7 @@ def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
     return found
 
 
-def show(repo: Repo, spec: str, *, tensors: bool = True) -> VersionDetails:
+def show(repo: Repo, spec: SpecLike, *, tensors: bool = True) -> VersionDetails:
     resolved = resolve(repo, spec)
     version = repo.objects.get_version(resolved.version)
     tree = repo.objects.get_tree(version.tree)
@@ -158,12 +158,12 @@ def show(repo: Repo, spec: str, *, tensors: bool = True) -> VersionDetails:
     )
 
 
-def tree_of(repo: Repo, spec: str) -> tuple[Resolved, Tree]:
+def tree_of(repo: Repo, spec: SpecLike) -> tuple[Resolved, Tree]:
     resolved = resolve(repo, spec)
     return resolved, repo.objects.get_tree(repo.objects.get_version(resolved.version).tree)
 
 
-def cat(repo: Repo, spec: str, path: str) -> Iterator[bytes]:
+def cat(repo: Repo, spec: SpecLike, path: str) -> Iterator[bytes]:
     """One file of a version, verified chunk by chunk."""
     resolved, tree = tree_of(repo, spec)
     entry = tree.files.get(path)

@@ -12,7 +12,7 @@ from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import model_known, resolve
+from mvc.specs import Resolved, model_known, resolve_model_rev
 from mvc.versioning import normalize_tag, parse_semver, same_release
 
 
@@ -49,9 +49,9 @@ def list_refs(repo: Repo, model: str, kind: str) -> list[NamedRef]:
     ]
 
 
-def create_branch(repo: Repo, model: str, name: str, rev: str | None = None) -> RefEntry:
+def create_branch(repo: Repo, model: str, name: str, rev: str | Resolved | None = None) -> RefEntry:
     _known_model(repo, model)
-    target = resolve(repo, f"{model}@{rev}" if rev else model).version
+    target = resolve_model_rev(repo, model, rev).version
     ref = branch(model, name)
     if repo.refs.get(ref) is not None:
         raise RefConflict(
@@ -74,7 +74,7 @@ def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
 
 
 def create_tag(
-    repo: Repo, model: str, name: str, rev: str | None = None, message: str = ""
+    repo: Repo, model: str, name: str, rev: str | Resolved | None = None, message: str = ""
 ) -> RefEntry:
     """Point a new tag at a version. Re-tagging a name that ever named another version is refused.
 
@@ -83,7 +83,7 @@ def create_tag(
     """
     _known_model(repo, model)
     name = normalize_tag(name)
-    target = resolve(repo, f"{model}@{rev}" if rev else model).version
+    target = resolve_model_rev(repo, model, rev).version
     ref = tag(model, name)
     version = parse_semver(name)
     if version is not None:

@@ -91,7 +91,7 @@ from mvc.remotes import (
     validate_option,
 )
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
-from mvc.specs import parse_spec, tag_candidates
+from mvc.specs import by_id, parse_spec, resolve_branch, tag_candidates
 from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.remote import probe_atomic_create
@@ -729,7 +729,8 @@ def pull(
         # Clean working folders on a moving branch get the new version first (checkout still
         # knows what they hold), then the refs move, then the folders follow their branch again.
         for binding, change in folders:
-            checkout(repo, f"{binding.model}@id={change.new}")
+            assert change.new is not None  # a pull creates and moves refs, it never deletes
+            checkout(repo, by_id(binding.model, change.new))
         if moving:
             why = f"pull {remote.name}"
             if any(c.status == "forced" for c in moving):
@@ -863,7 +864,7 @@ def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:
     for model, names in sorted(branches.items()):
         name = "main" if "main" in names else sorted(names)[0]
         folder = os.path.join(repo.root, *model.split("/"))
-        checkout(repo, f"{model}@branch={name}", to=folder, bind=True)
+        checkout(repo, resolve_branch(repo, model, name), to=folder, bind=True)
         folders.append(repo.relpath(folder))
     return folders
 

@@ -23,7 +23,7 @@ from mvc.ops.status import folder_state, head_version, tree_of
 from mvc.progress import NullProgress, Progress
 from mvc.remotes import ensure_present
 from mvc.repo import Binding, Repo
-from mvc.specs import Resolved, resolve
+from mvc.specs import Resolved, SpecLike, resolve
 from mvc.worktree.materialise import Staging, remove_file
 from mvc.worktree.scan import FileStat
 
@@ -45,7 +45,7 @@ class CheckoutResult(JsonShaped):
 
 def checkout(
     repo: Repo,
-    spec: str,
+    spec: SpecLike,
     *,
     to: str | None = None,
     force: bool = False,

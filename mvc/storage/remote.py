@@ -295,7 +295,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """The pause after failed attempt number ``attempt`` (1-based)."""
-        return min(self.max_delay, self.first_delay * 2 ** (attempt - 1)) * random.uniform(0.5, 1)
+        return min(self.max_delay, self.first_delay * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1)
 
     def run(
         self, fn: Callable[[], T], on_retry: Callable[[BaseException], None] | None = None

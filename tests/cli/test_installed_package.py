@@ -76,16 +76,18 @@ def _run(bin_dir: pathlib.Path, *args: str, cwd: pathlib.Path, home: pathlib.Pat
 
 def test_the_venv_has_mvc_and_no_test_extras(installed_mvc: pathlib.Path, tmp_path) -> None:
     probe = (
-        "import importlib.util, json, mvc\n"
+        "import importlib.util, json, mvc, os\n"
         "print(json.dumps({'file': mvc.__file__, 'extras': [m for m in "
         "('pytest', 'hypothesis', 'safetensors', 'moto', 'mypy') "
-        "if importlib.util.find_spec(m)]}))"
+        "if importlib.util.find_spec(m)], "
+        "'typed': os.path.isfile(os.path.join(os.path.dirname(mvc.__file__), 'py.typed'))}))"
     )
     done = _run(installed_mvc, "python", "-c", probe, cwd=tmp_path, home=tmp_path)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)
     assert pathlib.Path(found["file"]).is_relative_to(installed_mvc.parent)
     assert found["extras"] == []
+    assert found["typed"]  # PEP 561: type checkers read mvc's annotations (mypy, IDEs)
     assert str(ROOT) not in found["file"]
 
 

@@ -103,6 +103,33 @@ def test_load_a_channel_arm_brings_its_adapter(st: Store, tmp_path) -> None:
     np.testing.assert_allclose(canary[name], reference[name], rtol=1e-5, atol=1e-6)
 
 
+def test_load_takes_base_and_adapter_from_one_channel_read(
+    st: Store, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A channel that moves while ``load`` reads it never pairs one record's base with the next
+    record's adapter: both come from the record the spec resolved to."""
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    cache = str(tmp_path / "cache")
+    expected = mvc.load("bert@v1.4.0 + sql-lora@v1.3.0", repo=st.repo, cache_dir=cache)
+    prod = ops.channel_ref("bert", "prod")
+    read_ref = st.repo.refs.get
+    reads: list[str | None] = []
+
+    def get_then_deploy(ref):  # the first read of prod sees the old record, then prod moves
+        value = read_ref(ref)
+        if ref == prod and not reads:
+            reads.append(value)
+            ops.set_channel(st.repo, "bert", "prod", "v1.5.0 + sql-lora@v1.4.0")
+        return value
+
+    monkeypatch.setattr(st.repo.refs, "get", get_then_deploy)
+    loaded = mvc.load("bert@prod", repo=st.repo, cache_dir=cache)
+    assert reads and read_ref(prod) != reads[0]  # the channel did move during the load
+    assert loaded.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(loaded[name], expected[name])
+
+
 def test_load_refuses_an_adapter_that_does_not_fit(st: Store) -> None:
     with pytest.raises(InvalidInput, match="does not fit"):
         mvc.load("bert@v1.4.0 + bad-lora@v1.0.0", repo=st.repo)

@@ -11,10 +11,12 @@ from safetensors.numpy import save_file
 
 from mvc.errors import EXIT_ERROR, EXIT_USAGE, AmbiguousSpec, NotFound, UsageError
 from mvc.ops.commit import commit
+from mvc.ops.inspect import cat, show
 from mvc.ops.names import create_branch, create_tag
+from mvc.ops.worktrees import checkout
 from mvc.refnames import channel
 from mvc.repo import Repo
-from mvc.specs import Spec, parse_spec, resolve
+from mvc.specs import Spec, by_id, parse_spec, resolve, resolve_branch, resolve_model_rev
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -153,6 +155,30 @@ def test_id_prefixes(history) -> None:
     assert resolve(repo, f"bert@id={v1}").version == v1
     with pytest.raises(NotFound):
         resolve(repo, "bert@deadbeef")
+
+
+def test_use_cases_take_a_resolved_version_as_it_is(history, tmp_path) -> None:
+    """Use cases pass each other resolved versions, never spec text to parse again."""
+    repo, v1, _v2, v3 = history
+    old = by_id("bert", v1)
+    assert resolve(repo, old) is old
+    assert str(old) == f"bert@{v1[:12]}" and resolve(repo, str(old)).version == v1
+    assert show(repo, old).resolved is old
+    assert b"".join(cat(repo, old, "m.safetensors")) == b"".join(
+        cat(repo, f"bert@id={v1}", "m.safetensors")
+    )
+    done = checkout(repo, old, to=str(tmp_path / "v1"))
+    assert (done.version, done.head, done.bound) == (v1, None, False)
+    create_tag(repo, "bert", "v0.9.0", old)
+    assert resolve(repo, "bert@v0.9.0").version == v1
+    assert resolve_model_rev(repo, "bert", old) is old
+    assert resolve_model_rev(repo, "bert", "exp").version == v3
+    with pytest.raises(UsageError, match="not of 'gpt'"):
+        resolve_model_rev(repo, "gpt", old)
+    tip = resolve_branch(repo, "bert", "exp")
+    assert (tip.version, tip.kind, tip.branch) == (v3, "branch", "exp")
+    with pytest.raises(NotFound):
+        resolve_branch(repo, "bert", "nope")
 
 
 def test_no_match(history) -> None:
