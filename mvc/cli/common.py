@@ -34,7 +34,7 @@ def every_command(name: str) -> bool:
 
 
 JsonOption = typer.Option(
-    False, "--json", help="Print a JSON document on stdout (stable shape, see docs/cli.md)."
+    False, "--json", help="Print a JSON document on stdout (stable shape, see docs/json.md)."
 )
 
 

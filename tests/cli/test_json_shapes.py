@@ -159,3 +159,10 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
 
     # Every golden file is one of the documents above: none is left behind by a renamed case.
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(shapes.seen)
+
+
+def test_every_document_is_listed_in_the_docs() -> None:
+    """docs/json.md names every golden document, so the published list is the tested one."""
+    doc = (GOLDEN.parent.parent.parent / "docs" / "json.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"\| `([a-z0-9-]+)` \| `mvc ", doc))
+    assert listed == {path.stem for path in GOLDEN.glob("*.json")}
