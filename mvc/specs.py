@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from mvc.deployment.records import AdapterRef, Arm, decode_record, serving_arm
 from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
-from mvc.graph import first_parent
+from mvc.graph import first_parent, first_parents
 from mvc.ids import ObjectId, parse_id_prefix, short
 from mvc.instants import parse_instant
 from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_model
@@ -214,12 +214,9 @@ def _latest(repo: Repo, model: str) -> ObjectId:
 
 def at_instant(repo: Repo, model: str, moment: datetime, branch_name: str) -> ObjectId:
     tip = repo.refs.get(branch(model, branch_name))
-    current = tip
-    while current:
-        version = repo.objects.get_version(current)
-        if parse_instant(version.time) <= moment:
+    for current in first_parents(repo.objects, tip) if tip else ():
+        if parse_instant(repo.objects.get_version(current).time) <= moment:
             return current
-        current = version.parents[0] if version.parents else None
     raise NotFound(
         f"{model} has no version at or before {moment.strftime('%Y-%m-%dT%H:%M:%SZ')} "
         f"on branch {branch_name!r}"
@@ -233,7 +230,7 @@ def resolve(repo: Repo, spec: SpecLike) -> Resolved:
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     resolved = _resolve_rev(repo, spec)
     if spec.back:
-        version = first_parent(repo, resolved.version, spec.back, str(spec))
+        version = first_parent(repo.objects, resolved.version, spec.back, str(spec))
         return Resolved(spec.model, version, resolved.kind, None)
     return resolved
 

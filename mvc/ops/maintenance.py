@@ -13,10 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from mvc import codec
+from mvc import codec, graph
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
-from mvc.graph import walk_reachable
 from mvc.ids import ObjectId
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
@@ -156,8 +155,8 @@ def fsck(
     progress.finish()
     report.objects_checked = len(ids)
     corrupt = {p.object for p in report.problems if p.kind == "corrupt"}
-    missing: list[tuple[ObjectId, str]] = []
-    reachable = walk_reachable(_SkippingStore(repo.objects, corrupt), roots, missing=missing)
+    walked = graph.reachable(_SkippingStore(repo.objects, corrupt), roots, graph.FSCK)
+    missing = [(m.object, m.needed_by) for m in walked.missing]
     promised = _promised(repo) if missing else {}
     wanted = [o for o, _ in missing if o not in corrupt and o in promised and o not in local_roots]
     on_remote = {} if offline else _check_on_remotes(repo, {o: promised[o] for o in wanted})
@@ -185,8 +184,8 @@ def fsck(
             report.problems.append(
                 Problem("missing", oid, f"object {oid[:12]} needed by {needed_by} is missing")
             )
-    report.reachable = len(reachable)
-    report.dangling = len(set(ids) - reachable - corrupt)
+    report.reachable = len(walked.reached)
+    report.dangling = len(set(ids) - walked.reached - corrupt)
     if quarantine:
         report.quarantined = [_quarantine(repo, oid) for oid in sorted(o for o in corrupt if o)]
     return report
@@ -322,6 +321,21 @@ def _refuse_if_refs_lost_data(repo: Repo, roots: list[ObjectId]) -> None:
         )
 
 
+def _mark(repo: Repo, roots: Iterable[ObjectId], known: set[ObjectId]) -> set[ObjectId]:
+    """What gc keeps: everything ``roots`` reach, delta bases included, beyond ``known``
+    (reached before, with everything below it). An object that cannot be read stops gc: what
+    it names would otherwise look unreachable and be deleted."""
+    try:
+        return graph.reachable(repo.objects, roots, graph.GC, known=known).reached
+    except CorruptObject as exc:
+        raise CorruptObject(
+            f"{exc.message}; gc stops rather than delete what it names",
+            object_id=exc.object_id,
+            hint="run `mvc fsck`, restore the object (e.g. `mvc pull` from a remote), "
+            "then run gc again",
+        ) from exc
+
+
 def gc(
     repo: Repo,
     *,
@@ -337,10 +351,10 @@ def gc(
     # Mark without the objects lock, so writers go on meanwhile; then, holding it exclusively
     # (no writer mid-way), read the refs again and mark what they reach that is new: only
     # objects unreachable from the refs as they are *then* are deleted.
-    reachable = walk_reachable(repo.objects, _gc_roots(repo, grace), strict=True)
+    reachable = _mark(repo, _gc_roots(repo, grace), set())
     with repo.collecting_garbage():
         roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
-        reachable = walk_reachable(repo.objects, roots, strict=True, known=reachable)
+        reachable = _mark(repo, roots, reachable)
         result.reachable = len(reachable)
         crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():

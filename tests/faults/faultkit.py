@@ -130,12 +130,12 @@ class Snapshot:
 
 def snapshot(repo: Any, *, files: bool = True) -> Snapshot:
     """The state a fault must not lose: refs, reachable objects, old versions' bytes."""
-    from mvc.ops.maintenance import walk_reachable
+    from mvc import graph
 
     fresh = _reopen(repo)
     refs = {str(ref): fresh.refs.get(ref) for ref in fresh.refs.list_refs(live=False)}
     roots = [value for value in refs.values() if value]
-    reachable = walk_reachable(fresh.objects, roots)
+    reachable = graph.reachable(fresh.objects, roots).reached
     versions = {oid for oid in reachable if _is_version(fresh, oid)}
     contents = {oid: read_version_files(fresh, oid) for oid in versions} if files else {}
     return Snapshot(refs, frozenset(reachable), contents)
@@ -206,10 +206,11 @@ def _assert_logged_from(repo: Any, ref: Any, old: str | None) -> None:
 
 
 def _assert_complete(repo: Any, oid: str, name: str) -> None:
-    from mvc.ops.maintenance import walk_reachable
+    from mvc.graph import reachable
 
-    missing: list[tuple[str, str]] = []
-    for found in walk_reachable(repo.objects, [oid], missing=missing):
+    walked = reachable(repo.objects, [oid])
+    missing = [(m.object, m.needed_by) for m in walked.missing]
+    for found in walked.reached:
         repo.objects.get_bytes(found)
     assert not missing, (
         f"ref {name} points at {oid[:12]} whose closure is incomplete: {missing[:3]}"

@@ -56,7 +56,7 @@ def test_a_commit_during_gc_succeeds_and_is_kept(store, cli, make_model, tmp_pat
     does not wait for it; gc re-reads the refs under the lock before deleting, so the commit's
     objects are kept even with no grace period."""
     commit(cli, make_model, 1)
-    pause = Paused(monkeypatch, maintenance, "walk_reachable")
+    pause = Paused(monkeypatch, maintenance, "_mark")
     gc, outcome = _in_thread(lambda: maintenance.gc(Repo(str(tmp_path / "work")), grace=0.0))
     assert pause.reached.wait(WAIT)
     try:

@@ -207,14 +207,15 @@ def _bare(root: pathlib.Path):
 
 def _remote_complete(root: pathlib.Path) -> dict[str, str | None]:
     """Every ref on the remote names a complete, verified closure; returns the refs."""
-    from mvc.ops.maintenance import walk_reachable
+    from mvc.graph import reachable
 
     objects, refs = _bare(root)
     found = {}
     for ref in refs.list_refs():
         value = refs.get(ref)
-        missing: list = []
-        for oid in walk_reachable(objects, [value], missing=missing):
+        walked = reachable(objects, [value])
+        missing = [(m.object, m.needed_by) for m in walked.missing]
+        for oid in walked.reached:
             objects.get_bytes(oid)
         assert not missing, f"remote {ref} at {value} lacks {missing[:3]}"
         found[str(ref)] = value

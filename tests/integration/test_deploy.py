@@ -396,14 +396,14 @@ def test_malformed_records_are_refused(st: Store) -> None:
 
 
 def test_gc_keeps_every_version_a_channel_history_names(st: Store) -> None:
-    from mvc.graph import walk_reachable
+    from mvc.graph import reachable
 
     ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
     ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
     ops.promote(st.repo, M, C)
     root = st.repo.refs.get(channel(M, C))
     assert root
-    reached = walk_reachable(st.repo.objects, [root])
+    reached = reachable(st.repo.objects, [root]).reached
     for spec in ("bert@v1.4.0", "sql-lora@v1.3.0", "bert@v1.5.0"):
         assert st.ids[spec] in reached
 
