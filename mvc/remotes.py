@@ -140,16 +140,19 @@ class Remote:
 
 def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storage:
     storage = open_storage(url, options)
-    if isinstance(storage, LocalStorage):
-        fsync = bool(repo.config.get("core.fsync"))
-        if storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):  # a working store: use its .mvc/
-            return LocalStorage(os.path.join(storage.root, STORE_DIR), fsync=fsync)
-        storage.fsync = fsync
-    return storage
+    root = storage.local_root()
+    if root is None:
+        return storage
+    # A folder on this machine: written with this store's fsync setting, and a working store
+    # is its .mvc/ folder.
+    if storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):
+        root = os.path.join(root, STORE_DIR)
+    return LocalStorage(root, fsync=bool(repo.config.get("core.fsync")))
 
 
 def _is_working_store(storage: Storage) -> bool:
-    return isinstance(storage, LocalStorage) and os.path.basename(storage.root) == STORE_DIR
+    root = storage.local_root()
+    return root is not None and os.path.basename(root) == STORE_DIR
 
 
 #: A remote's ref-log entries (and its format line) are read up to this size: a real entry is

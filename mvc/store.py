@@ -26,8 +26,8 @@ from mvc.objects import (
     decode_version,
     encode_object,
 )
-from mvc.storage.base import BatchingStorage, Buffer, KernelCopyStorage, Storage
-from mvc.storage.local import LocalStorage, copy_range, start_writeback
+from mvc.storage.base import Buffer, Storage
+from mvc.storage.local import copy_range, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
@@ -118,14 +118,15 @@ class ObjectStore:
         """Many writes made durable together when the block ends, where the storage can batch
         (``LocalStorage.batch``: one round of fsyncs instead of one per object); elsewhere each
         write is durable on its own. Either way no object is visible before it is durable."""
-        storage = self.storage
-        with storage.batch() if isinstance(storage, BatchingStorage) else nullcontext():
+        batching = self.storage.batching()
+        with batching.batch() if batching is not None else nullcontext():
             yield
 
     def flush(self) -> None:
         """Inside ``batch``: make what was written so far durable and visible."""
-        if isinstance(self.storage, BatchingStorage):
-            self.storage.flush_pending()
+        batching = self.storage.batching()
+        if batching is not None:
+            batching.flush_pending()
 
     def put_bytes(
         self,
@@ -147,8 +148,9 @@ class ObjectStore:
             parts = codec.encode(data, elem_width=elem_width, compress=compress)
             # A raw envelope is [header, data]: the storage can copy data's bytes from source.
             raw = len(parts) == 2 and parts[1] is data
-            if source is not None and raw and isinstance(self.storage, KernelCopyStorage):
-                self.storage.write_from(object_key(oid), parts[0], source[0], source[1], len(data))
+            copier = self.storage.kernel_copy() if source is not None and raw else None
+            if copier is not None and source is not None:
+                copier.write_from(object_key(oid), parts[0], source[0], source[1], len(data))
                 return oid
             self.storage.write(object_key(oid), parts)
         return oid
@@ -183,8 +185,9 @@ class ObjectStore:
         limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
         key = object_key(oid)
         try:
-            if isinstance(self.storage, LocalStorage):
-                stored: bytes | None = self.storage.read_at_most(key, limit)
+            bounded = self.storage.bounded_reads()
+            if bounded is not None:
+                stored: bytes | None = bounded.read_at_most(key, limit)
             else:  # one size request first: a remote's value is never fetched whole unbounded
                 stored = self.storage.read(key) if self.storage.size(key) <= limit else None
         except NotFound as exc:

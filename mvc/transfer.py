@@ -53,7 +53,6 @@ from mvc.objects import (
     history_ids,
 )
 from mvc.progress import NullProgress, Progress
-from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore, object_key
 
 #: Walk modes: metadata only, or metadata and data.
@@ -192,7 +191,7 @@ class _Transfer:
         self.trust_destination = trust_destination
         # Deltas are verified with bases from the local side: a pull checks against the bases
         # it already received; a push reads bases from its own disk instead of the network.
-        self.verifier = dest if isinstance(dest.storage, LocalStorage) else source
+        self.verifier = dest if dest.storage.local_root() is not None else source
         self.result = TransferResult()
         self.plan: dict[ObjectId, _Node] = {}
         self.done: set[ObjectId] = set()
@@ -312,14 +311,14 @@ class _Transfer:
         checked on the file (``has_intact``); on a remote, its size must equal the stored size
         of the source's copy (a stat here, one size request there). A copy that fails is sent
         again, replacing it: same id, so the same content, written atomically."""
-        if isinstance(self.dest.storage, LocalStorage):
+        if self.dest.storage.local_root() is not None:
             return self.dest.has_intact(oid)
         key = object_key(oid)
         try:
             size = self.dest.storage.size(key)
         except NotFound:
             return False
-        if not isinstance(self.source.storage, LocalStorage):
+        if self.source.storage.local_root() is None:  # a size request there costs a round trip
             return size > 0
         try:
             if size == self.source.storage.size(key):

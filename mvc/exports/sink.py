@@ -96,16 +96,18 @@ class Sink:
             ) from exc
         for key in sink.previous:
             sink.check(key)  # a planted manifest must not delete through a link either
-        if isinstance(storage, LocalStorage):
+        root = storage.local_root()
+        if root is not None:
             # Only now: the folder is known to be an export's (or empty but for temp files).
-            _remove_stale_temps(storage.root)
+            _remove_stale_temps(root)
         return sink
 
     def check(self, key: str) -> None:
         """Refuse a key that is no safe path, or (in a local folder) lies behind a symlink."""
         try:
-            if isinstance(self.storage, LocalStorage):
-                safe_target(self.storage.root, key)
+            root = self.storage.local_root()
+            if root is not None:
+                safe_target(root, key)
             else:
                 validate_version_path(key)
         except InvalidInput as exc:

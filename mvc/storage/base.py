@@ -75,10 +75,52 @@ class Storage(Protocol):
         """A filesystem path for the key, when the backend is a local folder (fast paths)."""
         ...
 
+    # Capabilities: each answers the storage itself (typed as what it can do) or None. See
+    # ``StorageBase``, whose answers are all None.
+
+    def local_root(self) -> str | None:
+        """The folder, when this storage is a folder on this machine; else None."""
+        ...
+
+    def batching(self) -> BatchingStorage | None: ...
+
+    def kernel_copy(self) -> KernelCopyStorage | None: ...
+
+    def bounded_reads(self) -> BoundedReadStorage | None: ...
+
+
+class StorageBase:
+    """What every storage class inherits: the capability queries (``local_path`` among them:
+    a file to read an object from directly), each answering None.
+
+    A storage that has a capability overrides its query to return itself. Callers ask
+    ``storage.batching()`` (and so on) and use what it returns; they never probe attributes
+    by name nor test a storage's class. A wrapper around another storage (a decorator, a
+    fault-injecting test storage) inherits these None answers instead of forwarding them:
+    a forwarded capability would hand callers the wrapped storage and bypass the wrapper's
+    own ``read`` and ``write``. A wrapper that keeps a capability says so by overriding it.
+    """
+
+    def local_path(self, key: str) -> str | None:
+        validate_key(key)
+        return None
+
+    def local_root(self) -> str | None:
+        return None
+
+    def batching(self) -> BatchingStorage | None:
+        return None
+
+    def kernel_copy(self) -> KernelCopyStorage | None:
+        return None
+
+    def bounded_reads(self) -> BoundedReadStorage | None:
+        return None
+
 
 # --- capabilities some storages have --------------------------------------------------------------
-# Callers ask ``isinstance(storage, BatchingStorage)`` instead of probing attributes by name, so a
-# storage (or a decorator around one) states what it can do and mypy checks the signatures.
+# A storage returns itself from the matching query in ``StorageBase``; the Protocols state the
+# methods the capability brings, so mypy checks the signatures.
 
 
 @runtime_checkable
@@ -108,4 +150,17 @@ class KernelCopyStorage(Protocol):
 
     def write_from(self, key: str, head: Buffer, fd: int, offset: int, length: int) -> None:
         """``write(key, [head, <length bytes of fd at offset>])``, atomically like ``write``."""
+        ...
+
+
+class BoundedReadStorage(Protocol):
+    """A read that refuses a too-long value at no cost (a stat of the open file), so callers
+    read objects and ref-log entries in one step without fear of a huge planted file.
+
+    Implementations: LocalStorage. (``FsspecStorage.read_at_most`` is bounded too but
+    downloads up to the limit first, so the object store asks a remote for the size instead.)
+    """
+
+    def read_at_most(self, key: str, limit: int) -> bytes | None:
+        """The value, or None (nothing read) when it is longer than ``limit`` bytes."""
         ...

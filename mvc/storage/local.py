@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from mvc.errors import InvalidInput, MvcError, NotFound
 from mvc.faults import crashpoint
-from mvc.storage.base import Buffer, validate_key
+from mvc.storage.base import Buffer, StorageBase, validate_key
 
 TMP_PREFIX = ".tmp-"
 # Concurrent fsyncs at the end of a batch: the file system merges them into few journal commits.
@@ -124,8 +124,8 @@ def _disk_error(exc: OSError, what: str, root: str = "") -> MvcError:
     return MvcError(f"cannot write {what}{where}: {exc.strerror or exc}")
 
 
-class LocalStorage:
-    """Storage rooted at a local folder."""
+class LocalStorage(StorageBase):
+    """Storage rooted at a local folder: every capability of ``StorageBase``."""
 
     atomic_create = True
 
@@ -359,6 +359,18 @@ class LocalStorage:
 
     def local_path(self, key: str) -> str | None:
         return self.path(key)
+
+    def local_root(self) -> str:
+        return self.root
+
+    def batching(self) -> LocalStorage:
+        return self
+
+    def kernel_copy(self) -> LocalStorage:
+        return self
+
+    def bounded_reads(self) -> LocalStorage:
+        return self
 
     def stale_temp_files(self, older_than: float) -> builtins.list[str]:
         """Temp files left by killed writers, for gc to remove."""

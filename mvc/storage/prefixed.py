@@ -10,11 +10,12 @@ import builtins
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
-from mvc.storage.base import Buffer, Storage, validate_key
+from mvc.storage.base import Buffer, Storage, StorageBase, validate_key
 
 
-class PrefixedStorage:
-    """A view of a storage below a key prefix (remote-tracking refs in the local store)."""
+class PrefixedStorage(StorageBase):
+    """A view of a storage below a key prefix (remote-tracking refs in the local store). It
+    declares no capability: ref logs need none."""
 
     def __init__(self, inner: Storage, prefix: str) -> None:
         self.inner = inner

@@ -48,7 +48,7 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from mvc.errors import InvalidInput, MvcError, NotFound, RemoteError, UsageError
-from mvc.storage.base import Buffer, Storage, validate_key
+from mvc.storage.base import Buffer, Storage, StorageBase, validate_key
 from mvc.storage.local import TMP_PREFIX, LocalStorage
 
 T = TypeVar("T")
@@ -656,8 +656,9 @@ def _adapter_for(fs: Any) -> _Adapter:
 # --- the storage ----------------------------------------------------------------------------------
 
 
-class FsspecStorage:
-    """Storage on an fsspec filesystem below ``root`` (a path in that filesystem)."""
+class FsspecStorage(StorageBase):
+    """Storage on an fsspec filesystem below ``root`` (a path in that filesystem). It has
+    none of ``StorageBase``'s capabilities (see ``BoundedReadStorage`` for why not that one)."""
 
     def __init__(
         self, fs: Any, root: str, *, url: str | None = None, retry: RetryPolicy | None = None

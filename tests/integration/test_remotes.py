@@ -30,6 +30,7 @@ from mvc.refs import RefStore
 from mvc.remotes import open_remote, tracked_values
 from mvc.repo import Repo
 from mvc.storage import LocalStorage
+from mvc.storage.base import StorageBase
 from mvc.store import ObjectStore, object_key
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -91,7 +92,7 @@ def data_chunks(repo: Repo, version: str) -> set[str]:
     return found
 
 
-class Faulty:
+class Faulty(StorageBase):
     """A storage that fails (or runs ``fault``) once more than ``limit`` objects were written or
     read: an interrupted transfer, injected."""
 
@@ -105,6 +106,9 @@ class Faulty:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def batching(self) -> Any:  # batches still write through ``write`` below
+        return self.inner.batching()
 
     def _tick(self, op: str, key: str) -> None:
         if op != self.op or not key.startswith("objects/"):
@@ -333,16 +337,19 @@ def test_interrupted_pull_resumes_with_only_what_is_missing(
 KILLING_MVC = """
 import os, signal, sys, threading
 import mvc.storage.remote as remote
+from mvc.storage.base import StorageBase
 
 real = remote.open_storage
 limit, op = int(os.environ["KILL_AFTER"]), os.environ["KILL_ON"]
 count, lock = [0], threading.Lock()
 
-class Killing:
+class Killing(StorageBase):  # no capability forwarded: every read and write goes through it
     def __init__(self, inner):
         self.inner = inner
     def __getattr__(self, name):
         return getattr(self.inner, name)
+    def batching(self):  # batches still write through ``write`` below
+        return self.inner.batching()
     def _tick(self, kind, key):
         if kind == op and key.startswith("objects/"):
             with lock:
@@ -572,12 +579,15 @@ def test_racing_pushers_have_one_winner_and_lose_no_update(
     ]
     barrier = threading.Barrier(2, timeout=20)
 
-    class AtTheLine:
+    class AtTheLine(StorageBase):
         def __init__(self, inner: Any) -> None:
             self.inner = inner
 
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
+
+        def batching(self) -> Any:
+            return self.inner.batching()
 
         def create_exclusive(self, key: str, data: bytes) -> bool:
             if key.startswith("refs/"):

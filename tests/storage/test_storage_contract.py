@@ -25,7 +25,7 @@ from mvc.ids import ObjectId, hash_bytes
 from mvc.refnames import branch
 from mvc.refs import RefStore
 from mvc.storage import LocalStorage, Storage
-from mvc.storage.base import BatchingStorage, KernelCopyStorage
+from mvc.storage.base import BatchingStorage, KernelCopyStorage, StorageBase
 from mvc.storage.prefixed import PrefixedStorage
 from mvc.storage.remote import (
     FsspecStorage,
@@ -34,6 +34,7 @@ from mvc.storage.remote import (
     open_storage,
     probe_atomic_create,
 )
+from mvc.store import ObjectStore, object_key
 
 BACKENDS = [
     "local",
@@ -576,3 +577,35 @@ def test_storages_declare_their_capabilities(tmp_path) -> None:
     assert not isinstance(memory, BatchingStorage) and not isinstance(memory, KernelCopyStorage)
     prefixed = PrefixedStorage(local, "remotes/origin")
     assert not isinstance(prefixed, BatchingStorage) and isinstance(prefixed, Storage)
+
+
+def test_capabilities_are_answered_by_each_storage_and_never_forwarded(tmp_path) -> None:
+    """Callers ask ``storage.batching()`` and the like; a wrapper that forwards every other
+    attribute to a local storage still answers None, so reads and writes go through it."""
+    local = open_storage(str(tmp_path / "store"))
+    queries = ("local_root", "batching", "kernel_copy", "bounded_reads")
+    assert local.local_root() == str(tmp_path / "store")
+    assert all(getattr(local, q)() is local for q in queries[1:])
+    memory = open_storage(f"memory://mvc-test-{secrets.token_hex(6)}/store")
+    prefixed = PrefixedStorage(local, "remotes/origin")
+    for other in (memory, prefixed):
+        assert [getattr(other, q)() for q in queries] == [None] * 4
+
+    class Wrapper(StorageBase):
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+            self.reads: list[str] = []
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def read(self, key: str) -> bytes:
+            self.reads.append(key)
+            return self.inner.read(key)
+
+    wrapped = Wrapper(local)
+    assert [getattr(wrapped, q)() for q in queries] == [None] * 4
+    assert wrapped.local_path("objects/ab") is None
+    oid = ObjectStore(local).put_bytes(b"through the wrapper")
+    assert ObjectStore(wrapped).get_bytes(oid) == b"through the wrapper"
+    assert wrapped.reads == [object_key(oid)]  # the bounded local read did not bypass it
