@@ -1,6 +1,7 @@
 """``mvc tag MODEL --bump``: which tag to create next, and the evidence for the level.
 
-The version arithmetic is :mod:`mvc.versioning`; the evidence comes from :mod:`mvc.ops.diff`.
+The version arithmetic is :mod:`mvc.versioning`; the evidence comes from :mod:`mvc.ops.diff`, graded by
+:mod:`mvc.bump_rules`.
 """
 
 from __future__ import annotations
@@ -8,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from mvc.bump_rules import Evidence
 from mvc.errors import UsageError
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
-from mvc.ops.diff import Evidence, diff_versions
+from mvc.ops.diff import diff_versions
 from mvc.refnames import tag
 from mvc.repo import Repo
 from mvc.specs import resolve_model_rev, semver_tags

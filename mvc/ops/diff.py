@@ -7,10 +7,8 @@ decoded. Changed tensors are streamed window by window (``mvc.tensors``), so mem
 whatever the model's size. Tensors are matched by name within a folder (a sharded checkpoint's
 shards share one namespace), so a tensor that moved between shards is not "removed and added".
 
-The bump rules (docs/versioning.md): MAJOR when the interface changes (tensors added, removed,
-renamed, reshaped or re-typed; input/output config keys; the tokenizer), MINOR when weights change
-with the interface intact (retrained, new adapter), PATCH when only metadata, docs or other
-config changed.
+The bump rules themselves, and the value types that describe a change, are pure and live in
+``mvc.bump_rules``; this module reads the two sides and gathers the evidence for them.
 """
 
 from __future__ import annotations
@@ -22,11 +20,24 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mvc.bump_rules import (
+    Changes,
+    ConfigDiff,
+    Evidence,
+    FileChange,
+    TensorChange,
+    TensorGroupDiff,
+    adapter_folders,
+    file_role,
+    grade,
+    highest,
+    verdict,
+)
 from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.formats.safetensors import SafetensorsHeader, TensorInfo
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
-from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.objects import KIND_SAFETENSORS, Tree, Version
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.progress import NullProgress, Progress
 from mvc.remotes import ensure_present
@@ -40,105 +51,10 @@ from mvc.tensors import (
     element_unit,
     tensor_windows,
 )
-from mvc.versioning import LEVELS
 from mvc.yamltext import load_yaml
 
-TOKENIZER_FILES = frozenset(
-    (
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "added_tokens.json",
-        "vocab.txt",
-        "vocab.json",
-        "merges.txt",
-        "tokenizer.model",
-        "spiece.model",
-        "sentencepiece.bpe.model",
-        "spm.model",
-        "bpe.codes",
-    )
-)
-WEIGHT_SUFFIXES = (
-    ".safetensors",
-    ".bin",
-    ".pt",
-    ".pth",
-    ".ckpt",
-    ".pkl",
-    ".pickle",
-    ".onnx",
-    ".gguf",
-    ".ggml",
-    ".h5",
-    ".keras",
-    ".msgpack",
-    ".npz",
-    ".npy",
-    ".tflite",
-    ".pb",
-)
-CONFIG_SUFFIXES = (".json", ".yaml", ".yml", ".toml")
-DOC_SUFFIXES = (".md", ".rst", ".txt", ".html", ".pdf", ".png", ".jpg", ".jpeg", ".gif", ".svg")
-DOC_NAMES = ("readme", "license", "licence", "notice", "changelog", "citation", "authors")
-# Config keys that define what goes in and comes out of a model (any nesting level).
-INTERFACE_KEYS = frozenset(
-    (
-        "vocab_size",
-        "hidden_size",
-        "num_labels",
-        "id2label",
-        "label2id",
-        "num_classes",
-        "max_position_embeddings",
-        "n_positions",
-        "n_ctx",
-        "n_embd",
-        "d_model",
-        "type_vocab_size",
-        "model_type",
-        "architectures",
-        "is_encoder_decoder",
-        "problem_type",
-        "pad_token_id",
-        "bos_token_id",
-        "eos_token_id",
-        "decoder_start_token_id",
-        "image_size",
-        "num_channels",
-        "patch_size",
-        "sampling_rate",
-        "feature_size",
-        "num_mel_bins",
-        "input_size",
-        "output_size",
-        # adapters: what they attach to and how
-        "peft_type",
-        "task_type",
-        "r",
-        "target_modules",
-        "base_model_name_or_path",
-        "modules_to_save",
-    )
-)
-# Config keys that change the computed weights without changing the interface.
-WEIGHT_KEYS = frozenset(("lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "use_dora"))
 CONFIG_LIMIT = 8 << 20  # config files above this size are compared as bytes only
 SHOWN_VALUE = 200  # characters of a config value kept in a report
-
-
-@dataclass(frozen=True)
-class Evidence(JsonShaped):
-    level: str  # major / minor / patch
-    reason: str  # short, e.g. "tensor reshaped"
-    detail: str  # what exactly, e.g. "model.safetensors: encoder.w [4, 8] -> [4, 9]"
-
-    def __str__(self) -> str:
-        return f"{self.level.upper()}: {self.reason}: {self.detail}"
-
-
-def highest(levels: list[str]) -> str:
-    return max(levels, key=LEVELS.index, default="none")
 
 
 # --- the two sides ------------------------------------------------------------------------------
@@ -217,77 +133,6 @@ def folder_side(repo: Repo, model: str, progress: Progress | None = None) -> Sid
 
 
 @dataclass
-class FileChange:
-    path: str
-    old: TreeEntry | None
-    new: TreeEntry | None
-
-    @property
-    def status(self) -> str:
-        return "added" if self.old is None else "removed" if self.new is None else "changed"
-
-    def to_json(self) -> dict[str, Any]:
-        # Hand-written: every key but the path is derived from the two tree entries.
-        return {
-            "path": self.path,
-            "status": self.status,
-            "old_size": self.old.size if self.old else None,
-            "new_size": self.new.size if self.new else None,
-            "kind": entry.kind if (entry := self.new or self.old) else None,
-            "mode_changed": bool(
-                self.old and self.new and self.old.executable != self.new.executable
-            ),
-            "content_changed": bool(
-                self.old is None or self.new is None or self.old.b3 != self.new.b3
-            ),
-        }
-
-
-@dataclass
-class TensorChange(JsonShaped):
-    name: str
-    status: str  # added, removed, renamed, reshaped, retyped, changed
-    old_file: str | None = None
-    new_file: str | None = None
-    old_dtype: str | None = None
-    new_dtype: str | None = None
-    old_shape: tuple[int, ...] | None = None
-    new_shape: tuple[int, ...] | None = None
-    renamed_from: str | None = None
-    stats: dict[str, Any] | None = None
-
-
-@dataclass
-class TensorGroupDiff(JsonShaped):
-    """Tensors of one folder's safetensors files (a sharded checkpoint is one group)."""
-
-    folder: str
-    adapter: bool
-    changes: list[TensorChange] = field(default_factory=list)
-    unchanged: int = 0
-    skipped_identical: int = 0  # unchanged tensors recognised by chunk ids, never decoded
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # file -> key changes
-    unreadable: list[str] = field(default_factory=list)  # malformed files, compared as bytes
-
-    json_shape: ClassVar[Shape] = Shape(convert={"unreadable": lambda paths: sorted(set(paths))})
-
-
-@dataclass
-class ConfigDiff(JsonShaped):
-    path: str
-    added: dict[str, Any] = field(default_factory=dict)
-    removed: dict[str, Any] = field(default_factory=dict)
-    changed: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    parsed: bool = True
-
-    json_shape: ClassVar[Shape] = Shape(
-        convert={
-            "changed": lambda changed: {k: {"old": a, "new": b} for k, (a, b) in changed.items()}
-        }
-    )
-
-
-@dataclass
 class DiffResult(JsonShaped):
     a: Side
     b: Side
@@ -301,55 +146,16 @@ class DiffResult(JsonShaped):
 
     @property
     def bump(self) -> str:
-        return highest([e.level for e in self.evidence])
+        return highest(e.level for e in self.evidence)
 
     @property
     def verdict(self) -> str:
-        level = self.bump
-        if level == "none":
-            return "none: no difference that needs a new version"
-        top = [e for e in self.evidence if e.level == level]
-        reasons: dict[str, int] = {}
-        for item in top:
-            reasons[item.reason] = reasons.get(item.reason, 0) + 1
-        words = [f"{r} ({n})" if n > 1 else r for r, n in reasons.items()]
-        return f"{level}: " + ", ".join(words)
+        return verdict(self.evidence)
 
     json_shape: ClassVar[Shape] = Shape(computed={"bump": "bump", "verdict": "verdict"})
 
 
-# --- classification of files ------------------------------------------------------------------
-
-
-def file_role(path: str, kind: str) -> str:
-    base = posixpath.basename(path)
-    lower = base.lower()
-    if lower in TOKENIZER_FILES or lower.endswith(".tiktoken"):
-        return "tokenizer"
-    if lower == "adapter_config.json":
-        return "adapter-config"
-    if lower.endswith(".index.json"):
-        return "weights-index"
-    if kind == KIND_SAFETENSORS:
-        return "safetensors"
-    if kind == KIND_PICKLE or lower.endswith(WEIGHT_SUFFIXES):
-        return "weights"
-    if lower.endswith(CONFIG_SUFFIXES) and ("config" in lower or lower in ("params.json",)):
-        return "config"
-    if (
-        lower.endswith(DOC_SUFFIXES)
-        or lower.split(".")[0] in DOC_NAMES
-        or lower in (".gitattributes", ".gitignore")
-    ):
-        return "docs"
-    return "other"
-
-
-def _config_level(key: str) -> str:
-    parts = key.split(".")
-    if any(part in INTERFACE_KEYS for part in parts):
-        return "major"
-    return "minor" if parts[-1] in WEIGHT_KEYS else "patch"
+# --- config files ------------------------------------------------------------------------------
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -673,117 +479,15 @@ def metadata_diff(a: Version, b: Version) -> dict[str, Any]:
 
 
 def _evidence(result: DiffResult) -> list[Evidence]:
-    found: list[Evidence] = []
-
-    def add(level: str, reason: str, detail: str) -> None:
-        found.append(Evidence(level, reason, detail))
-
-    adapter_folders_a = {
-        posixpath.dirname(p)
-        for p in result.a.tree.files
-        if posixpath.basename(p) == "adapter_config.json"
-    }
-    for change in result.files:
-        entry = change.new or change.old
-        assert entry is not None
-        role = file_role(change.path, entry.kind)
-        if (
-            change.status == "changed"
-            and change.old
-            and change.new
-            and change.old.b3 == change.new.b3
-        ):
-            add("patch", "file mode changed", change.path)
-            continue
-        if role == "tokenizer":
-            add("major", f"tokenizer {change.status}", change.path)
-        elif role == "safetensors":
-            pass  # judged tensor by tensor below
-        elif role == "weights":
-            if change.status == "changed":
-                add(
-                    "minor",
-                    "weights changed",
-                    f"{change.path} (not inspectable: compared as bytes)",
-                )
-            else:
-                add("major", f"weights file {change.status}", change.path)
-        elif role == "weights-index":
-            add("patch", "weights index changed", change.path)
-        elif role == "adapter-config" and change.status != "changed":
-            level = "minor" if change.status == "added" else "major"
-            add(level, f"adapter {change.status}", change.path)
-        elif role in ("config", "adapter-config"):
-            pass  # judged key by key below
-        elif role == "docs":
-            add("patch", f"docs {change.status}", change.path)
-        else:
-            add("minor", f"file of unknown role {change.status}", change.path)
-    new_adapter_configs = {
-        c.path
-        for c in result.files
-        if c.status == "added"
-        and file_role(c.path, c.new.kind if c.new else "") == "adapter-config"
-    }
-    for config in result.configs:
-        if config.path in new_adapter_configs:
-            continue  # a new adapter: judged as a whole above
-        if not config.parsed:
-            add("minor", "config changed (not parseable, compared as bytes)", config.path)
-            continue
-        what = [(k, f"{json.dumps(o)} -> {json.dumps(n)}") for k, (o, n) in config.changed.items()]
-        what += [(k, f"added ({json.dumps(v)})") for k, v in config.added.items()]
-        what += [(k, "removed") for k in config.removed]
-        for key, text in what:
-            level = _config_level(key)
-            reason = "interface config changed" if level == "major" else "config changed"
-            add(level, reason, f"{config.path}: {key} {text}")
-    for group in result.tensors:
-        new_adapter = group.adapter and group.folder not in adapter_folders_a
-        new_adapter_tensors = 0
-        for tensor in group.changes:
-            file = tensor.new_file or tensor.old_file
-            if tensor.status == "changed":
-                stats = tensor.stats
-                extra = f" ({stats['changed_fraction']:.1%} of elements)" if stats else ""
-                add("minor", "weights changed", f"{file}: {tensor.name}{extra}")
-            elif tensor.status == "added" and new_adapter:
-                new_adapter_tensors += 1
-            elif tensor.status == "renamed":
-                add("major", "tensor renamed", f"{file}: {tensor.renamed_from} -> {tensor.name}")
-            elif tensor.status in ("reshaped", "retyped"):
-                add(
-                    "major",
-                    f"tensor {tensor.status}",
-                    f"{file}: {tensor.name} {tensor.old_dtype} {list(tensor.old_shape or ())} -> "
-                    f"{tensor.new_dtype} {list(tensor.new_shape or ())}",
-                )
-            else:
-                add("major", f"tensor {tensor.status}", f"{file}: {tensor.name}")
-        for path in sorted(set(group.unreadable)):
-            add("minor", "weights changed", f"{path} (malformed safetensors: compared as bytes)")
-        if new_adapter_tensors:
-            add("minor", "adapter added", f"{group.folder or '.'}: {new_adapter_tensors} tensors")
-        for path, keys in group.metadata.items():
-            add(
-                "patch",
-                "safetensors metadata changed",
-                f"{path}: "
-                + ", ".join(sorted({*keys["added"], *keys["removed"], *keys["changed"]})),
-            )
-    for key, value in result.metadata.items():
-        if key == "time":
-            continue
-        if key in ("params", "datasets"):
-            names = sorted({*value["added"], *value["removed"], *value["changed"]})
-            add("patch", f"{key} changed", ", ".join(str(n) for n in names))
-        elif key == "metrics":
-            add("patch", "metrics changed", ", ".join(sorted(value)))
-        elif key == "lineage":
-            add("patch", "lineage changed", ", ".join(sorted(value)))
-        else:
-            add("patch", f"{key} changed", "")
-    return found
+    return grade(
+        Changes(
+            result.files,
+            result.configs,
+            result.tensors,
+            result.metadata,
+            adapter_folders(result.a.tree.files),
+        )
+    )
 
 
 # --- entry points -------------------------------------------------------------------------------

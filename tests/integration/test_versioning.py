@@ -353,6 +353,23 @@ def test_new_adapter_is_minor(released, cli) -> None:
     assert "adapter added" in {e["reason"] for e in plan["evidence"]}
 
 
+def test_flipping_fan_in_fan_out_alone_is_minor(released, cli) -> None:
+    """``fan_in_fan_out`` changes how the adapter merges into the base: new merged weights."""
+    adapter = released / "adapter"
+    adapter.mkdir()
+    config = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["query"]}
+    (adapter / "adapter_config.json").write_text(json.dumps(config))
+    cli("commit", "models/bert", "-m", "adapter")
+    cli("tag", "bert", "v1.1.0")
+    (adapter / "adapter_config.json").write_text(json.dumps({**config, "fan_in_fan_out": True}))
+    cli("commit", "models/bert", "-m", "transposed")
+    plan = auto_bump(cli)
+    assert plan["level"] == "minor" and plan["tag"] == "v1.2.0"
+    assert [e["detail"] for e in plan["evidence"] if e["level"] != "patch"] == [
+        "adapter/adapter_config.json: fan_in_fan_out added (true)"
+    ]
+
+
 def test_auto_with_nothing_to_compare(store, cli) -> None:
     write_bert(Path("models/bert"))
     cli("commit", "models/bert", "-m", "baseline")

@@ -61,6 +61,7 @@ PLACES = {
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
     "mvc.versioning": "domain",
+    "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
     "mvc.deployment.*": "domain",  # deployment records, names and the pure transition planners
     "mvc.instants": "domain",
