@@ -27,12 +27,14 @@ rule           edges                          missing  unreadable read_chunks
 ``PROMISES``   closure, history               promised skip       no
 ``ANCESTRY``   history                        promised raise      —
 ``FIRST``      first parent                   raise    raise      —
+``LOG``        first parent                   report   raise      —
 ============== ============================== ======== ========== ===========
 
 gc raises on an unreadable object because what it names would otherwise look unreachable and
 be deleted; it follows delta bases because a live delta needs its base. Ancestry (fast-forward
 and history-rewrite checks of push, fetch and pull) takes an absent object as the end of that
-path: it proves nothing either way.
+path: it proves nothing either way. ``log`` (``LOG``) shows the history that is here and ends
+quietly where a partial pull left the rest out; ``REV~N`` (``FIRST``) needs it and says so.
 
 Invariants: every object is visited at most once, so a cycle (impossible with content
 addressing, possible in hostile data) ends the walk; the walk reads through the narrow
@@ -44,6 +46,7 @@ parallel rounds, per metadata/data mode, and stops at what the destination holds
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -92,6 +95,7 @@ FSCK = Rule(Edges.CLOSURE | Edges.HISTORY | Edges.DELTA_BASES, Missing.REPORT, U
 PROMISES = Rule(Edges.CLOSURE | Edges.HISTORY, Missing.PROMISED, Unreadable.SKIP, read_chunks=False)
 ANCESTRY = Rule(Edges.HISTORY, Missing.PROMISED, Unreadable.RAISE)
 FIRST = Rule(Edges.FIRST_PARENT, Missing.RAISE, Unreadable.RAISE)
+LOG = Rule(Edges.FIRST_PARENT, Missing.REPORT, Unreadable.RAISE)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ class StoreReader:
     def read_node(self, oid: ObjectId) -> Node:
         stored = self.objects.read_stored(oid)
         base = codec.delta_base(stored)
+        if base is not None and not is_object_id(base[0]):
+            raise CorruptObject(f"object {short(oid)} names a delta base that is not an id")
         delta = ObjectId(base[0]) if base else None
         if not codec.is_meta(stored):
             return Node(None, delta)
@@ -138,13 +144,26 @@ class Missed:
     def needed_by(self) -> str:
         return self.path[-1]
 
+    @property
+    def trail(self) -> str:
+        """The path for a message, shortened in the middle when long (deep history)."""
+        path = self.path
+        if len(path) > 5:
+            path = (*path[:2], f"… {len(path) - 4} more", *path[-2:])
+        return " → ".join(path)
 
-@dataclass
+
+@dataclass(slots=True)
 class _Step:
     oid: ObjectId
-    label: str  # who needed it: "a ref", "version 1a2b…", "delta 3c4d…"
-    came_from: ObjectId | None
+    came_from: ObjectId | None  # None for a root
+    via: str  # the kind of what named it ("version", "tree"…), or "delta" for a delta's base
     chunk: bool = False  # named by a file manifest
+
+    @property
+    def label(self) -> str:
+        """Who needed it: "a ref", "version 1a2b…", "delta 3c4d…"."""
+        return "a ref" if self.came_from is None else f"{self.via} {short(self.came_from)}"
 
 
 @dataclass
@@ -157,11 +176,11 @@ class Walk:
     rule: Rule
     reached: set[ObjectId] = field(default_factory=set)
     missing: list[Missed] = field(default_factory=list)
-    _came: dict[ObjectId, tuple[ObjectId | None, str]] = field(default_factory=dict)
+    _came: dict[ObjectId, _Step] = field(default_factory=dict)  # how each was reached
 
     def run(self, roots: Iterable[ObjectId]) -> Iterator[ObjectId]:
         """Walk from ``roots``, yielding each object as it is reached (depth first)."""
-        stack = [_Step(ObjectId(r), "a ref", None) for r in reversed(list(roots))]
+        stack = [_Step(ObjectId(r), None, "") for r in reversed(list(roots))]
         while stack:
             step = stack.pop()
             if step.oid in self.reached:
@@ -182,7 +201,7 @@ class Walk:
                 yield step.oid
                 continue
             self.reached.add(step.oid)
-            self._came[step.oid] = (step.came_from, step.label)
+            self._came[step.oid] = step
             try:
                 children = self._edges(step.oid, node)
             except (KeyError, TypeError, IndexError, AttributeError) as exc:
@@ -196,11 +215,9 @@ class Walk:
         if self.rule.missing is Missing.PROMISED:
             self.reached.add(step.oid)
             return True
-        missed = Missed(step.oid, self.path_to(step))
+        missed = Missed(step.oid, self._path_to(step))
         if self.rule.missing is Missing.RAISE:
-            raise NotFound(
-                f"{exc.message} (needed by {' → '.join(missed.path)})", hint=exc.hint
-            ) from exc
+            raise NotFound(f"{exc.message} (needed by {missed.trail})", hint=exc.hint) from exc
         self.missing.append(missed)
         return False
 
@@ -212,30 +229,28 @@ class Walk:
                 hint=exc.hint,
             ) from exc
 
-    def path_to(self, step: _Step) -> tuple[str, ...]:
+    def _path_to(self, step: _Step) -> tuple[str, ...]:
         labels = [step.label]
-        current = step.came_from
-        while current is not None:
-            current, label = self._came[current]
-            labels.append(label)
+        while step.came_from is not None:
+            step = self._came[step.came_from]
+            labels.append(step.label)
         return tuple(reversed(labels))
 
     def _edges(self, oid: ObjectId, node: Node) -> list[_Step]:
         edges = self.rule.edges
         out: list[_Step] = []
         if node.delta_base is not None and Edges.DELTA_BASES in edges:
-            out.append(_Step(node.delta_base, f"delta {short(oid)}", oid))
+            out.append(_Step(node.delta_base, oid, "delta"))
         value = node.value
         if value is None:
             return out
-        kind = value["type"]
-        who = f"{kind} {short(oid)}"
+        kind = sys.intern(value["type"])  # one string per kind, however many steps name it
 
         def add(ids: Iterable[Any], *, chunk: bool = False) -> None:
             for child in ids:
                 if not (isinstance(child, str) and is_object_id(child)):
                     raise TypeError(f"{child!r:.80} is not an object id")
-                out.append(_Step(ObjectId(child), who, oid, chunk))
+                out.append(_Step(ObjectId(child), oid, kind, chunk))
 
         if Edges.CLOSURE in edges:
             if kind == "file":
@@ -314,9 +329,12 @@ def is_ancestor(objects: ObjectStore, ancestor: ObjectId, descendant: ObjectId) 
     return any(oid == ancestor for oid in Walk(StoreReader(objects), ANCESTRY).run([descendant]))
 
 
-def first_parents(objects: ObjectStore, version: ObjectId) -> Iterator[ObjectId]:
-    """``version``, its first parent, that one's first parent… (read as they are yielded)."""
-    return Walk(StoreReader(objects), FIRST).run([version])
+def first_parents(
+    objects: ObjectStore, version: ObjectId, rule: Rule = FIRST
+) -> Iterator[ObjectId]:
+    """``version``, its first parent, that one's first parent… (read as they are yielded).
+    With ``FIRST`` an absent one is an error; with ``LOG`` the history ends there."""
+    return Walk(StoreReader(objects), rule).run([version])
 
 
 def first_parent(objects: ObjectStore, version: ObjectId, steps: int, what: str) -> ObjectId:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, ClassVar
 
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.formats.safetensors import parse_header
+from mvc.graph import LOG, first_parents
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
@@ -47,16 +49,14 @@ def _version_json(version: Version) -> dict[str, Any]:
 
 def log(repo: Repo, spec: SpecLike, *, limit: int | None = None) -> Iterator[LogEntry]:
     """Versions newest first along first parents (``--first-parent`` history)."""
-    current: ObjectId | None = resolve(repo, spec).version
-    count = 0
-    while current and (limit is None or count < limit):
+    head = resolve(repo, spec).version
+    # History beyond a partial pull is simply not here: the walk ends there (``LOG``).
+    for current in islice(first_parents(repo.objects, head, LOG), limit):
         try:
             version = repo.objects.get_version(current)
         except NotFound:
-            return  # history beyond a partial pull is simply not here
+            return  # not a version: nothing before it to show
         yield LogEntry(current, version)
-        count += 1
-        current = version.parents[0] if version.parents else None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from mvc.graph import (
     FIRST,
     FSCK,
     GC,
+    LOG,
     PROMISES,
     Edges,
     Missing,
@@ -231,3 +232,20 @@ def test_known_objects_end_the_walk() -> None:
     done = walk(reader, [oid(102)], GC, known={oid(101)})
     assert oid(101) in done.reached and oid(100) not in done.reached
     assert oid(101) not in reader.reads
+
+
+def test_log_ends_quietly_where_history_is_absent_and_first_raises() -> None:
+    nodes = history()
+    del nodes[oid(100)]  # beyond a partial pull
+    assert list(Walk(DictReader(nodes), LOG).run([oid(102)])) == [oid(102), oid(101)]
+    with pytest.raises(NotFound, match="needed by"):
+        list(Walk(DictReader(nodes), FIRST).run([oid(102)]))
+
+
+def test_a_long_path_is_shortened_in_messages_but_kept_whole() -> None:
+    nodes = {oid(i): version(oid(1000), oid(i + 1)) for i in range(1, 50)}
+    with pytest.raises(NotFound) as caught:
+        walk(DictReader(nodes), [oid(1)], FIRST)
+    assert "… 46 more →" in caught.value.message and len(caught.value.message) < 300
+    done = walk(DictReader(nodes), [oid(1)], LOG)
+    assert len(done.missing[0].path) == 50
