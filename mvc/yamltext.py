@@ -88,11 +88,16 @@ def load_yaml(
             ) from exc
         except yaml.YAMLError as exc:
             raise YamlProblem(f"not valid YAML: {_one_line(str(exc))}", None) from exc
+        except RecursionError as exc:  # "[[[[..." thousands deep: refused, not a crash
+            raise YamlProblem("nested too deeply", None) from exc
         if node is None:
             return LoadedYaml(None)
         _check_size(node, max_nodes)
         lines: dict[str, int] = {}
-        value = _build(loader, node, "", lines, finite, {})
+        try:
+            value = _build(loader, node, "", lines, finite, {})
+        except RecursionError as exc:
+            raise YamlProblem("nested too deeply", _line(node)) from exc
         return LoadedYaml(value, lines)
     finally:
         loader.dispose()
@@ -157,7 +162,9 @@ def _build(
             value = loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:  # !!python/..., or any unknown tag
             raise YamlProblem(f"unsupported YAML tag {node.tag}", _line(node)) from exc
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. 2001-13-45
+        # e.g. 2001-13-45; PyYAML's own constructors raise AttributeError or TypeError on some
+        # malformed tagged scalars (`!!timestamp x`)
+        except (yaml.YAMLError, ValueError, OverflowError, AttributeError, TypeError) as exc:
             kind = node.tag.rpartition(":")[2]
             raise YamlProblem(f"{node.value[:40]!r} is not a valid {kind}", _line(node)) from exc
         if finite and node.tag == _FLOAT and not math.isfinite(value):

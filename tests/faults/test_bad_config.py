@@ -263,3 +263,17 @@ def test_any_text_gives_a_value_or_our_own_error(text) -> None:
         parse_config_text(text, "config.yaml")
     except (InvalidInput, UsageError) as exc:
         assert exc.message.startswith("config.yaml")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["user:\n  name: !!timestamp x\n", "user: " + "[" * 5000 + "\n", "- " * 3000 + "x\n"],
+    ids=["malformed-timestamp", "deep-flow", "deep-block"],
+)
+def test_malformed_or_deep_yaml_is_our_own_error(text, versions, mvc_proc) -> None:
+    """PyYAML raises AttributeError or RecursionError on these: mvc names the file instead."""
+    with pytest.raises(YamlProblem):
+        load_yaml(text)
+    _store_config(versions).write_text(text, encoding="utf-8")
+    failed = mvc_proc.fails("log", "bert", cwd=versions.root, code=1)
+    assert "config.yaml" in failed and "internal error" not in failed
