@@ -166,8 +166,9 @@ def commit(
         f"{len(result.added)} added, {len(result.modified)} modified, {len(result.removed)} removed"
     )
     out.info(
-        f"[bold]{result.model}@{result.branch}[/bold] {result.version_id[:12]}: {changes}; "
-        f"{result.new_chunks} new chunks ({human_size(result.new_bytes)})"
+        f"{result.version_id[:12]}: {changes}; "
+        f"{result.new_chunks} new chunks ({human_size(result.new_bytes)})",
+        lead=f"{result.model}@{result.branch}",
     )
 
 

@@ -76,18 +76,13 @@ def _run_move(ctx: typer.Context, as_json: bool, action: Callable[[Any], Move]) 
     out.line(record.id)
     before = f"{move.old.state} -> " if move.old else "new channel -> "
     out.info(
-        f"[bold]{move.model} {move.channel}[/bold]: {before}{record.state}: "
-        f"{_escape(Namer(repo).arms(record))} (record {record.id[:12]}, entry {move.entry.seq}"
-        + (f", restores record {record.restores[:12]})" if record.restores else ")")
+        f"{before}{record.state}: "
+        f"{Namer(repo).arms(record)} (record {record.id[:12]}, entry {move.entry.seq}"
+        + (f", restores record {record.restores[:12]})" if record.restores else ")"),
+        lead=f"{move.model} {move.channel}:",
     )
     for note in move.notes:
-        out.info(f"note: {_escape(note)}")
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)
+        out.info(f"note: {note}")
 
 
 def _record_lines(record: Record, namer: Namer) -> list[str]:
@@ -537,4 +532,4 @@ def export(
         f"{result.skipped} unchanged, {len(result.removed)} removed"
     )
     for warning in result.warnings:
-        out.warn(_escape(warning))
+        out.warn(warning)

@@ -132,9 +132,11 @@ class Output:
         _stdout_console(width).print(renderable)
 
     # people (stderr)
-    def info(self, text: str) -> None:
+    def info(self, text: str, *, lead: str | None = None) -> None:
+        """A line for people; ``lead`` is shown in bold before it (both are made safe)."""
         if not self.quiet:
-            _stderr_console().print(_escape(text))
+            bold = f"[bold]{_escape(lead)}[/bold] " if lead else ""
+            _stderr_console().print(bold + _escape(text))
 
     def warn(self, text: str) -> None:
         _stderr_console().print(f"[yellow]warning:[/yellow] {_escape(text)}")

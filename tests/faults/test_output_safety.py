@@ -224,3 +224,21 @@ def test_an_option_password_from_the_users_own_config_is_used_not_refused(mvc_en
 
     storage = open_storage("s3://bucket/store", {"endpoint_url": f"http://u:{SECRET}@127.0.0.1:1"})
     assert SECRET not in storage.url and SECRET not in repr(storage)
+
+
+def test_summary_lines_keep_their_bold_lead_and_escape_the_rest(store, cli, make_model) -> None:
+    """mvc's own emphasis is markup; the names and messages inside stay literal text."""
+    make_model("models/bert")
+    committed = cli("commit", "models/bert", "-m", "v1")
+    assert "[bold]" not in committed.stderr and "bert@main" in committed.stderr
+    moved = cli("channel", "set", "bert", "prod", "main", "-m", "ship [red]it[/red]")
+    assert "[bold]" not in moved.stderr and "bert prod:" in moved.stderr
+
+
+def test_the_lead_is_made_safe_too(capsys) -> None:
+    from mvc.cli.output import Output
+
+    Output().info("rest [dim]x[/dim]", lead=f"lead {ESC}[b]")
+    err = capsys.readouterr().err
+    assert not any(char in err for char in UNSAFE)
+    assert err.startswith("lead \\x1b]0;pwned") and err.endswith("[b] rest [dim]x[/dim]\n")
