@@ -366,6 +366,40 @@ def delta_base(stored: Buffer) -> tuple[str, int] | None:
     return base, depth
 
 
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_FCS_BYTES = (0, 2, 4, 8)
+_DICT_ID_BYTES = (0, 1, 2, 4)
+
+
+def zstd_frame_length(read_at: Callable[[int, int], bytes], start: int, end: int) -> int | None:
+    """The length of the zstd frame that begins at ``start``, found by walking its block
+    headers (RFC 8878 §3.1.1) through ``read_at(offset, n)``: a few bytes per 128 KiB block,
+    nothing decoded. None when the bytes up to ``end`` hold no complete frame. This is how
+    presence checks tell a truncated or padded zstd object without reading it whole."""
+    head = read_at(start, 6)
+    if len(head) < 5 or head[:4] != _ZSTD_MAGIC:
+        return None
+    descriptor = head[4]
+    single_segment = bool(descriptor & 0x20)
+    fcs = _FCS_BYTES[descriptor >> 6] or (1 if single_segment else 0)
+    pos = start + 5 + (0 if single_segment else 1) + _DICT_ID_BYTES[descriptor & 3] + fcs
+    while True:
+        block = read_at(pos, 3)
+        if len(block) < 3:
+            return None
+        value = int.from_bytes(block, "little")
+        last, kind, size = value & 1, (value >> 1) & 3, value >> 3
+        if kind == 3:  # reserved: not a frame
+            return None
+        pos += 3 + (1 if kind == 1 else size)
+        if pos > end:
+            return None
+        if last:
+            break
+    pos += 4 if descriptor & 0x04 else 0  # the content checksum
+    return pos - start if pos <= end else None
+
+
 def verify_stored(stored: Buffer) -> bool:
     """Whether the payload matches its stored checksum (raw envelopes: always True here)."""
     header, start = read_header(stored)

@@ -197,3 +197,20 @@ def test_a_narrowed_app_keeps_only_the_invoked_command() -> None:
     assert _narrowed([]) is app
     assert len(_command_names(app)) > 1  # the module's app itself is never changed
     assert _command_names(_narrowed(["push"])) == ["push"]  # building twice adds nothing
+
+
+def test_a_noop_commit_of_a_repacked_folder_hashes_no_stored_bytes(
+    store, cli, make_model, monkeypatch
+) -> None:
+    """Presence of a zstd chunk is judged from its block headers, never by hashing it."""
+    make_model("models/bert")
+    notes = Path(store.abspath("models/bert")) / "notes.txt"
+    notes.write_text("the same line\n" * 50_000)  # compressible: zstd after the repack
+    cli("commit", "models/bert", "-m", "v1")
+    cli("repack")
+    calls: list[int] = []
+    real = codec.verify_stored
+    monkeypatch.setattr(codec, "verify_stored", lambda b: calls.append(len(b)) or real(b))
+    result = cli("commit", "models/bert", "-m", "again")
+    assert "nothing changed" in result.stderr
+    assert calls == []
