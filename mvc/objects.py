@@ -176,14 +176,17 @@ def decode_file_manifest(value: dict[str, Any], oid: str) -> FileManifest:
     return FileManifest(size=size, b3=b3, kind=kind, chunks=tuple(refs))
 
 
-def decode_tree(value: dict[str, Any], oid: str) -> Tree:
+def decode_tree(value: dict[str, Any], oid: str, *, portable: bool = False) -> Tree:
+    """A tree's value, checked. ``portable``: hold its paths to the rule for everything that
+    enters a store (``paths.path_problem``: no Windows device names, case twins...); without
+    it, only to what is unsafe here, so what this store already holds stays readable."""
     _require(value.get("type") == "tree", "not a tree", oid)
     files: Any = value.get("files")
     _require(isinstance(files, dict), "files is not a mapping", oid)
     entries = {}
     for path, raw in files.items():
         try:
-            validate_version_path(path)
+            validate_version_path(path, portable=portable)
         except InvalidInput as exc:
             raise CorruptObject(
                 f"tree {oid[:12]} holds an unsafe path: {exc}", object_id=oid
@@ -195,7 +198,8 @@ def decode_tree(value: dict[str, Any], oid: str) -> Tree:
         _require(kind in KINDS and isinstance(raw.get("x"), bool), "bad entry", oid)
         entries[path] = TreeEntry(ObjectId(manifest), size, b3, kind, raw["x"])
     try:
-        check_twins(entries)
+        if portable:
+            check_twins(entries)
     except InvalidInput as exc:
         raise CorruptObject(f"tree {oid[:12]} holds {exc}", object_id=oid) from exc
     for path in entries:  # a path cannot be both a file and a folder ("a" and "a/b")

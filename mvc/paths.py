@@ -3,8 +3,11 @@
 A version made on Linux is checked out on macOS and Windows too, so a path is refused on every
 platform if it is dangerous on any, as git does since CVE-2014-9390 (its ``verify_path``,
 ``is_ntfs_dotgit``, ``is_hfs_dotgit``). ``path_problem`` is the one pure rule; it is applied
-where paths enter mvc: the commit scan, every tree decoded (so pull, clone, checkout and
-export) and the export sink. A version path has:
+where paths enter a store or leave mvc: the commit scan, every tree a transfer receives (pull,
+fetch, clone, push) and the export sink. Trees already in the local store are read with the
+rule's local part only (``portable=False``: nothing that escapes or names ``.mvc``/``.git`` at
+the top), as git checks on receive rather than on every read, so a version an older mvc
+stored stays readable and is never taken for corruption. A version path has:
 
 - no empty, '.' or '..' part, and is not absolute (no leading '/', drive letter or UNC name);
 - no ``.git`` or ``.mvc`` part in any case or NTFS spelling (``.Git``, ``.git.``, ``git~1``,
@@ -47,8 +50,14 @@ _DEVICES = frozenset(
 _HINT = "rename the file, or leave it out with a .mvcignore pattern"
 
 
-def path_problem(path: object) -> str | None:
-    """Why ``path`` may not be a path inside a version, or None if it may."""
+def path_problem(path: object, *, portable: bool = True) -> str | None:
+    """Why ``path`` may not be a path inside a version, or None if it may.
+
+    ``portable=False`` keeps only the rules that make a path unsafe on *this* machine (it
+    escapes the folder, or names the store or git's folder at the top): a tree already in
+    the local store is read with those, so a version an older mvc stored with ``aux.json`` or
+    ``README.md`` beside ``Readme.md`` stays readable instead of looking corrupt. Everything that
+    enters a store (the commit scan, a transfer) is held to the full, portable rule."""
     if not isinstance(path, str) or not path:
         return "is empty or not text"
     if len(path) > MAX_PATH:
@@ -57,6 +66,8 @@ def path_problem(path: object) -> str | None:
         return "is absolute"
     if "\\" in path:
         return "contains a backslash"
+    if not portable:
+        return _local_problem(path)
     for char in path:
         if unicodedata.category(char) in _BANNED_CATEGORIES:
             return f"contains the invisible or control character U+{ord(char):04X}"
@@ -83,8 +94,19 @@ def _part_problem(part: str) -> str | None:
     return None
 
 
-def validate_version_path(path: str) -> str:
-    problem = path_problem(path)
+def _local_problem(path: str) -> str | None:
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in path):
+        return "contains a control character"
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "has an empty, '.' or '..' part"
+    if parts[0] in RESERVED_TOP:
+        return f"is inside {parts[0]}/"
+    return None
+
+
+def validate_version_path(path: str, *, portable: bool = True) -> str:
+    problem = path_problem(path, portable=portable)
     if problem:
         shown = path[:100] if isinstance(path, str) else str(path)[:100]
         raise InvalidInput(f"unsafe path in version: {shown!r} {problem}", hint=_HINT)

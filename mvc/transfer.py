@@ -292,7 +292,7 @@ class _Transfer:
                     chunks = []
             return [_Item(c.id, DATA, True, c.size, who) for c in chunks]
         if kind == "tree":
-            tree = decode_tree(value, oid)
+            tree = decode_tree(value, oid, portable=True)
             return [_Item(e.manifest, mode, False, 0, who) for e in tree.files.values()]
         history = min(mode, self.want.history) if self.want.history else None
         if kind == "version":
@@ -386,7 +386,7 @@ class _Transfer:
             if kind == "file":
                 decode_file_manifest(value, oid)
             elif kind == "tree":
-                decode_tree(value, oid)
+                decode_tree(value, oid, portable=True)  # nothing unportable enters a store
             elif kind == "version":
                 decode_version(value, oid)
             return value

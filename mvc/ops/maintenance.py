@@ -8,7 +8,7 @@ younger than the grace period, and every object younger than the grace period.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -262,7 +262,11 @@ def _tracking_roots(repo: Repo, grace: float | None, now: float) -> list[ObjectI
     return roots
 
 
-_DECODERS = {"file": decode_file_manifest, "tree": decode_tree, "version": decode_version}
+_DECODERS: dict[str, Callable[[dict[str, Any], str], object]] = {
+    "file": decode_file_manifest,
+    "tree": decode_tree,
+    "version": decode_version,
+}
 
 
 def _check_structure(data: bytes, oid: ObjectId) -> None:

@@ -10,6 +10,7 @@ scan, every tree decoded (so pull, clone, checkout, export), and the export sink
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -195,7 +196,28 @@ def test_pull_refuses_trees_with_dangerous_paths(store, cli, make_model, tmp_pat
     assert not store.objects.has(version)
 
 
-@pytest.mark.parametrize("paths", list(REMOTE_TREES.values()), ids=list(REMOTE_TREES))
+# Unsafe on this machine: a tree in the store that names them is damage, whoever put it there.
+UNSAFE_HERE = {
+    "drive": ["C:/x"],
+    "unc": ["//server/share/x"],
+    "dotdot": ["a/../../x"],
+    "dotmvc": [".mvc/format"],
+    "control": ["a\x1bb"],
+}
+# Unportable only: refused wherever they would enter a store (above), but a tree this store
+# already holds with them (written by an older mvc) is the user's data, not corruption.
+UNPORTABLE = [
+    "dotgit-upper",
+    "dotmvc-upper",
+    "twins",
+    "reserved",
+    "trailing-dot",
+    "zero-width",
+    "bidi",
+]
+
+
+@pytest.mark.parametrize("paths", list(UNSAFE_HERE.values()), ids=list(UNSAFE_HERE))
 def test_checkout_refuses_planted_trees_with_dangerous_paths(store, cli, tmp_path, paths) -> None:
     plant_local_branch(store, paths)
     target = tmp_path / "box" / "out"
@@ -203,6 +225,21 @@ def test_checkout_refuses_planted_trees_with_dangerous_paths(store, cli, tmp_pat
     assert "unsafe path" in failed.stderr or "differ only in case" in failed.stderr
     assert "Traceback" not in failed.stderr and "OSError" not in failed.stderr
     assert not target.exists() or not os.listdir(target)
+
+
+@pytest.mark.parametrize("name", UNPORTABLE)
+def test_an_unportable_tree_already_stored_stays_readable(store, cli, tmp_path, name) -> None:
+    """Read, checked out and fsck-clean here: calling it corrupt would send it to quarantine
+    and, through gc, delete a version nothing ever damaged."""
+    plant_local_branch(store, REMOTE_TREES[name])
+    cli("fsck")  # exit 0 (cli checks it)
+    listed = cli("ls", "evil", "--json").stdout  # exact (people's output escapes bidi text)
+    assert all(json.dumps(path) in listed for path in REMOTE_TREES[name])
+    target = tmp_path / "out"
+    cli("checkout", "evil", "--to", target)
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file()) == sorted(
+        REMOTE_TREES[name]
+    )
 
 
 def test_a_path_too_long_for_the_file_system_is_a_clean_error(store, cli, make_model, tmp_path):
