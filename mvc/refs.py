@@ -241,8 +241,22 @@ class RefStore:
                 self.recover()
                 planned = [self._plan(update, why) for update in updates]
                 journal = self._write_journal(planned) if len(planned) > 1 else None
+                moved: list[RefName] = []
                 for (key, entry), update in zip(planned, updates, strict=True):
-                    self._create(key, entry, update.ref)
+                    try:
+                        self._create(key, entry, update.ref)
+                    except MvcError as exc:
+                        # Refused (a writer without the lock took the slot): the journal must
+                        # not finish later what this command reports as failed.
+                        if journal:
+                            self.storage.delete(journal)
+                        if not moved:
+                            raise
+                        raise PartialFailure(
+                            f"{exc.message}; already moved: {', '.join(map(str, moved))}",
+                            hint="the refs listed as moved are updated; run again to finish",
+                        ) from exc
+                    moved.append(update.ref)
                     crashpoint("refs.entry")
                 if journal:
                     self.storage.delete(journal)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from mvc.canonical import encode_canonical
 from mvc.refnames import branch
 from mvc.storage import lock
 from mvc.store import object_key
@@ -646,6 +647,32 @@ def test_unlocked_ref_transactions_say_what_moved(store, cli, make_model) -> Non
     assert caught.value.exit_code == EXIT_PARTIAL
     assert "bert branch release" in caught.value.message
     assert store.refs.get(branch("bert", "release")) == v1
+
+
+def test_a_refused_ref_transaction_is_never_finished_later(store, cli, make_model) -> None:
+    """A writer that bypasses the lock takes a slot mid-transaction: the command reports what
+    moved, and its journal is gone, so no later read rolls the rest forward behind its back."""
+    from mvc.errors import PartialFailure
+    from mvc.refs import RefEntry, RefUpdate, _entry_key
+
+    v1, v2 = _two_versions(store, cli, make_model)
+    a, b, c = (branch("bert", name) for name in ("a", "b", "c"))
+    real_create = store.refs._create
+
+    def rival_first(key, entry, ref):
+        if ref == b:  # the lockless writer wins b's first entry
+            rival = RefEntry(1, None, v1, "rival", "2026-01-01T00:00:00Z", "rival")
+            store.storage.create_exclusive(_entry_key(b, 1), encode_canonical(rival.to_json()))
+        real_create(key, entry, ref)
+
+    store.refs._create = rival_first  # type: ignore[method-assign]
+    updates = [RefUpdate(a, None, v1), RefUpdate(b, None, v2), RefUpdate(c, None, v2)]
+    with pytest.raises(PartialFailure, match="already moved: bert branch a"):
+        store.refs.transaction(updates, "three")  # type: ignore[arg-type]
+    del store.refs._create
+    assert os.listdir(os.path.join(store.store_dir, "txn")) == []
+    fresh = type(store)(store.root)
+    assert fresh.refs.get(a) == v1 and fresh.refs.get(b) == v1 and fresh.refs.get(c) is None
 
 
 def test_a_crash_inside_a_ref_transaction_is_rolled_forward(store, cli, make_model) -> None:
