@@ -130,6 +130,10 @@ class RefStore:
 
     def _seqs(self, ref: RefName) -> list[int]:
         self._finish_interrupted()
+        return self._listed_seqs(ref)
+
+    def _listed_seqs(self, ref: RefName) -> list[int]:
+        """``_seqs`` for a caller that has just settled the journal itself."""
         return sorted(
             int(n) for n in self.storage.list(ref.folder) if n.isdigit() and len(n) == SEQ_DIGITS
         )
@@ -144,6 +148,10 @@ class RefStore:
     def latest(self, ref: RefName) -> RefEntry | None:
         seqs = self._seqs(ref)
         return self._read_entry(ref, seqs[-1]) if seqs else None
+
+    def _newest_value(self, ref: RefName) -> ObjectId | None:
+        seqs = self._listed_seqs(ref)  # list_refs settled the journal once for every ref
+        return self._read_entry(ref, seqs[-1]).new if seqs else None
 
     def get(self, ref: RefName) -> ObjectId | None:
         entry = self.latest(ref)
@@ -173,7 +181,7 @@ class RefStore:
                         ref = RefName(name_model, ref_kind, unescape(name_seg))
                     except (InvalidInput, InvalidName):
                         continue  # not ours: never trusted, never followed
-                    if not live or self.get(ref) is not None:
+                    if not live or self._newest_value(ref) is not None:
                         found.append(ref)
         return sorted(found)
 
