@@ -16,6 +16,13 @@ EXIT_PARTIAL = 3
 EXIT_NO_STORE = 10
 EXIT_CONFLICT = 11
 EXIT_CORRUPT = 12
+# Production and lifecycle outcomes scripts branch on (guard, gates, deprecation, archive).
+EXIT_SLO_BROKEN = 20  # guard: the candidate broke an SLO (rolled back, or would be with --dry-run)
+EXIT_INCONCLUSIVE = 21  # guard: too few samples to decide; nothing changed
+EXIT_GATE_REFUSED = 22  # a channel move that a promotion gate refuses
+EXIT_DEPRECATED = 23  # a version past its deprecation cutoff, resolved for use
+EXIT_ARCHIVED = 24  # a version whose chunks are in cold storage (mvc restore)
+EXIT_STALE_LOCK = 25  # mvc.lock no longer matches mvc.yaml or the store
 EXIT_INTERRUPTED = 130
 
 
@@ -155,3 +162,43 @@ def environment_error(exc: OSError, what: str) -> MvcError:
             f"cannot write {what}: permission denied", hint="check the folder's permissions"
         )
     return MvcError(f"cannot write {what}: {exc.strerror or exc}")
+
+
+class PolicyError(UsageError):
+    """The policy file (mvc.yaml) is malformed: the message starts with ``file:line:``."""
+
+
+class GateRefused(MvcError):
+    """A channel move that breaks a promotion gate (``--force -m WHY`` overrides, recorded)."""
+
+    exit_code = EXIT_GATE_REFUSED
+
+
+class SloBroken(MvcError):
+    """A guard found the candidate arm breaking an SLO."""
+
+    exit_code = EXIT_SLO_BROKEN
+
+
+class Inconclusive(MvcError):
+    """A guard or comparison without enough samples to decide; nothing was changed."""
+
+    exit_code = EXIT_INCONCLUSIVE
+
+
+class Deprecated(MvcError):
+    """A version past its deprecation cutoff, resolved for use without ``--allow-deprecated``."""
+
+    exit_code = EXIT_DEPRECATED
+
+
+class Archived(MvcError):
+    """A version whose chunks were moved to a cold remote; ``mvc restore SPEC`` brings them back."""
+
+    exit_code = EXIT_ARCHIVED
+
+
+class StaleLock(MvcError):
+    """``mvc.lock`` does not match ``mvc.yaml`` (run ``mvc lock``) or names what the store lacks."""
+
+    exit_code = EXIT_STALE_LOCK

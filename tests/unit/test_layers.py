@@ -74,6 +74,10 @@ PLACES = {
     "mvc.paths": "domain",
     "mvc.progress": "domain",
     "mvc.yamltext": "domain",  # the one bounded YAML loader
+    "mvc.policy": "domain",  # the policy file, mvc.yaml: sections, conditions
+    "mvc.policy.*": "domain",
+    "mvc.metrics": "domain",  # version-tagged metrics: the vocabulary and the source protocol
+    "mvc.metrics.model": "domain",
     "mvc.errors": "base",
     "mvc.faults": "base",  # the crash hook every write point calls
     "mvc.ids": "base",
