@@ -24,6 +24,7 @@ from mvc.ops.commit import commit
 from mvc.ops.imported import ImportResult
 from mvc.progress import Progress
 from mvc.repo import Repo
+from mvc.yamltext import load_yaml
 
 _BLOCK = 1 << 20
 
@@ -141,8 +142,6 @@ def _from_lock(lock: str, wanted: str | None, rev: str | None) -> _Located:
             hint="outputs: " + ", ".join(o.path for outs in stages.values() for o in outs),
         )
     stage, out = matches[0]
-    from mvc.yamltext import load_yaml
-
     doc = load_yaml(text, aliases=False).value["stages"][stage]
     return _Located(root, lock, out, stage, text, doc if isinstance(doc, dict) else {})
 

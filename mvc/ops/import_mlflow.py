@@ -111,7 +111,7 @@ def _model_folder(local: str, uri: str, tracking_uri: str | None) -> Iterator[st
             f"{uri} is neither an MLflow model folder here nor a models:/ or runs:/ URI",
             hint="e.g. mvc import mlflow ./mlruns/.../artifacts or mvc import mlflow models:/bert/3",
         )
-    artifacts = _mlflow("mlflow.artifacts")
+    artifacts = _mlflow_artifacts()
     with tempfile.TemporaryDirectory(prefix="mvc-import-mlflow-") as scratch:
         try:
             path = artifacts.download_artifacts(
@@ -143,11 +143,6 @@ def _read_mlmodel(folder: str) -> MLmodelFacts:
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{path} is not UTF-8 text") from exc
     return parse_mlmodel(text, path)
-
-
-def _client(tracking_uri: str | None) -> Any:
-    tracking = _mlflow("mlflow.tracking")
-    return tracking.MlflowClient(tracking_uri=tracking_uri)
 
 
 def _registered(uri: str, tracking_uri: str | None) -> dict[str, Any] | None:
@@ -213,15 +208,24 @@ def _dataset(item: Any) -> dict[str, Any]:
     return entry
 
 
-def _mlflow(module: str) -> Any:
-    import importlib
-
+def _mlflow_artifacts() -> Any:
     try:
-        return importlib.import_module(module)
+        import mlflow.artifacts
     except ImportError as exc:
-        raise UsageError(
-            f"this needs the MLflow client ({exc.name} is not installed)", hint=_PIP_HINT
-        ) from exc
+        raise _missing(exc) from exc
+    return mlflow.artifacts
+
+
+def _client(tracking_uri: str | None) -> Any:
+    try:
+        from mlflow.tracking import MlflowClient
+    except ImportError as exc:
+        raise _missing(exc) from exc
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _missing(exc: ImportError) -> UsageError:
+    return UsageError(f"this needs the MLflow client ({exc.name} is not installed)", hint=_PIP_HINT)
 
 
 def _one_line(exc: BaseException) -> str:
