@@ -48,7 +48,9 @@ def tracking(tmp_path: Path, mvc_env, monkeypatch: pytest.MonkeyPatch) -> dict[s
         warnings.simplefilter("ignore")
 
         class Echo(mlflow.pyfunc.PythonModel):
-            def predict(self, context: Any, model_input: list[str], params: Any = None) -> list[str]:
+            def predict(
+                self, context: Any, model_input: list[str], params: Any = None
+            ) -> list[str]:
                 return model_input
 
         run, info = _log_run(mlflow, pd, Echo, weights)
@@ -89,7 +91,12 @@ def _show(run_mvc, spec: str, cwd: Path) -> dict[str, Any]:
 
 def test_a_registered_model_version_imports_with_its_run(tracking, run_mvc):
     done = run_mvc(
-        "import", "mlflow", "models:/bert/1", "--tracking-uri", tracking["uri"], "--json",
+        "import",
+        "mlflow",
+        "models:/bert/1",
+        "--tracking-uri",
+        tracking["uri"],
+        "--json",
         cwd=tracking["store"],
     )
     assert done.returncode == 0, done.stderr
@@ -115,8 +122,14 @@ def test_a_registered_model_version_imports_with_its_run(tracking, run_mvc):
 
 def test_an_alias_resolves_like_the_registry_does(tracking, run_mvc):
     done = run_mvc(
-        "import", "mlflow", "models:/bert@champion", "--tracking-uri", tracking["uri"],
-        "--model", "bert-champion", cwd=tracking["store"],
+        "import",
+        "mlflow",
+        "models:/bert@champion",
+        "--tracking-uri",
+        tracking["uri"],
+        "--model",
+        "bert-champion",
+        cwd=tracking["store"],
     )
     assert done.returncode == 0, done.stderr
     shown = _show(run_mvc, "bert-champion", tracking["store"])
@@ -147,7 +160,12 @@ def test_the_run_is_looked_up_when_the_tracking_uri_is_known(tracking, run_mvc, 
     folder = tmp_path / "downloaded"
     mlflow.artifacts.download_artifacts(tracking["model_uri"], dst_path=str(folder))
     done = run_mvc(
-        "import", "mlflow", str(folder), "--model", "local", cwd=tracking["store"],
+        "import",
+        "mlflow",
+        str(folder),
+        "--model",
+        "local",
+        cwd=tracking["store"],
         env={"MLFLOW_TRACKING_URI": tracking["uri"]},
     )
     assert done.returncode == 0, done.stderr
@@ -156,7 +174,11 @@ def test_the_run_is_looked_up_when_the_tracking_uri_is_known(tracking, run_mvc, 
 
 def test_a_missing_model_version_is_a_clear_error(tracking, run_mvc):
     done = run_mvc(
-        "import", "mlflow", "models:/bert/9", "--tracking-uri", tracking["uri"],
+        "import",
+        "mlflow",
+        "models:/bert/9",
+        "--tracking-uri",
+        tracking["uri"],
         cwd=tracking["store"],
     )
     assert done.returncode == 1
