@@ -74,6 +74,7 @@ PLACES = {
     "mvc.paths": "domain",
     "mvc.progress": "domain",
     "mvc.yamltext": "domain",  # the one bounded YAML loader
+    "mvc.lockfile": "domain",  # mvc.lock: the text format of pinned versions
     "mvc.policy": "domain",  # the policy file, mvc.yaml: sections, conditions
     "mvc.policy.*": "domain",
     "mvc.metrics": "domain",  # version-tagged metrics: the vocabulary and the source protocol
