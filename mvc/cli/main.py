@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, core, deploy, imports, lock, remotes, versions
+from mvc.cli import admin, checks, core, deploy, imports, lock, remotes, versions
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -74,6 +74,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     deploy.register(app, wanted)
     imports.register(app, wanted)
     lock.register(app, wanted)
+    checks.register(app, wanted)
     return app
 
 
