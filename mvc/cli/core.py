@@ -335,6 +335,15 @@ def show(
             out.line(
                 f"{'':64}  {'':>10}    {info.tensors.count} tensors, {info.tensors.parameters:,} parameters ({dtypes})"
             )
+    for shard in details.shards or []:
+        state = "ok" if not shard.problems else f"{len(shard.problems)} problem(s)"
+        out.line(
+            f"shards   {shard.index}: {len(shard.shards)} shards, {shard.tensors} tensors"
+            + (f", {human_size(shard.total_size)}" if shard.total_size is not None else "")
+            + f" ({state})"
+        )
+        for problem in shard.problems:
+            out.line(f"         {problem}")
 
 
 def ls(

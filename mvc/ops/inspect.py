@@ -8,7 +8,8 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from mvc.errors import CorruptObject, InvalidInput, NotFound
-from mvc.formats.safetensors import parse_header
+from mvc.formats.safetensors import SafetensorsHeader, parse_header
+from mvc.formats.shards import BadIndex, check_index, is_index, parse_index
 from mvc.graph import LOG, first_parents
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
@@ -87,11 +88,23 @@ class FileInfo(JsonShaped):
 
 
 @dataclass
+class ShardInfo(JsonShaped):
+    """A sharded checkpoint's index (``model.safetensors.index.json``) checked against its shards."""
+
+    index: str
+    shards: list[str]
+    tensors: int
+    total_size: int | None
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
 class VersionDetails(JsonShaped):
     resolved: Resolved
     version: Version
     files: list[FileInfo]
     names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
+    shards: list[ShardInfo] | None = None  # one per shard index the version holds
 
     @property
     def size(self) -> int:
@@ -105,20 +118,27 @@ class VersionDetails(JsonShaped):
         },
         flatten=("version",),
         computed={"size": "size"},
+        optional=("shards",),
     )
 
 
-def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
+def _stored_header(repo: Repo, entry: TreeEntry) -> SafetensorsHeader | None:
+    """The header of a stored safetensors file (its first chunk holds it), or None."""
     if entry.kind != KIND_SAFETENSORS:
         return None
-
     manifest = repo.objects.get_manifest(entry.manifest)
     if not manifest.chunks:
         return None
     head = repo.objects.get_bytes(manifest.chunks[0].id)
     try:
-        header = parse_header(head, manifest.size, "stored file")
+        return parse_header(head, manifest.size, "stored file")
     except InvalidInput:
+        return None
+
+
+def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
+    header = _stored_header(repo, entry)
+    if header is None:
         return None
     dtypes: dict[str, int] = {}
     total = 0
@@ -154,8 +174,43 @@ def show(repo: Repo, spec: SpecLike, *, tensors: bool = True) -> VersionDetails:
         for path, entry in sorted(tree.files.items())
     ]
     return VersionDetails(
-        resolved, version, files, names_at(repo, resolved.model, resolved.version)
+        resolved,
+        version,
+        files,
+        names_at(repo, resolved.model, resolved.version),
+        _shards(repo, tree) or None,
     )
+
+
+_MAX_INDEX = 64 << 20  # a real index is kilobytes; a hostile one is not read whole
+
+
+def _shards(repo: Repo, tree: Tree) -> list[ShardInfo]:
+    indexes = [path for path in sorted(tree.files) if is_index(path)]
+    if not indexes:
+        return []
+    listed: dict[str, dict[str, int] | None] = {}
+    for path, entry in tree.files.items():
+        header = _stored_header(repo, entry)
+        listed[path] = {t.name: t.nbytes for t in header.tensors} if header else None
+    found = []
+    for path in indexes:
+        if tree.files[path].size > _MAX_INDEX:
+            found.append(ShardInfo(path, [], 0, None, [f"index over {_MAX_INDEX} bytes: not read"]))
+            continue
+        data = b"".join(
+            repo.objects.iter_file(repo.objects.get_manifest(tree.files[path].manifest), path)
+        )
+        try:
+            index = parse_index(data)
+        except BadIndex as exc:
+            found.append(ShardInfo(path, [], 0, None, [f"unreadable index: {exc}"]))
+            continue
+        report = check_index(path, index, listed)
+        found.append(
+            ShardInfo(path, report.shards, report.tensors, index.total_size, report.problems)
+        )
+    return found
 
 
 def tree_of(repo: Repo, spec: SpecLike) -> tuple[Resolved, Tree]:
