@@ -144,12 +144,26 @@ def channel_show(
     model: ModelArg,
     channel: ChannelArg,
     as_json: bool = JsonOption,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="yaml: the state as a channels: section of mvc.yaml (mvc apply)."
+        ),
+    ] = None,
 ) -> None:
     """Show a channel's current deployment record: arms, weights, who, when, why."""
     from mvc.ops import deploy as ops
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if format is not None:
+        from mvc.errors import UsageError
+        from mvc.ops.apply import render_state
+
+        if format != "yaml":
+            raise UsageError(f"unknown --format {format!r}", hint="--format yaml")
+        out.write_bytes(render_state(repo, model, channel).encode())
+        return
     record = ops.require_current(repo, model, channel)
     if as_json:
         out.json(record.to_json())

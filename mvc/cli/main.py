@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, checks, core, deploy, imports, lock, remotes, versions
+from mvc.cli import admin, apply, checks, core, deploy, imports, lock, remotes, versions
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -75,6 +75,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     imports.register(app, wanted)
     lock.register(app, wanted)
     checks.register(app, wanted)
+    apply.register(app, wanted)
     return app
 
 
