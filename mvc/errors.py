@@ -115,6 +115,10 @@ class CorruptObject(MvcError):
         self.object_id = object_id
 
 
+class SignatureInvalid(CorruptObject):
+    """A model signature that does not verify: changed files, another key, another version."""
+
+
 class RemoteError(MvcError):
     """A remote failed permanently (403, 404, disk full) or served bad data."""
 
