@@ -47,6 +47,7 @@ PLACES = {
     "mvc": "package",
     "mvc.api": "api",
     "mvc.router": "serving",
+    "mvc.metrics.exposition": "serving",  # prometheus_client metrics labelled from RouteDecisions
     "mvc.exports.*": "serving",
     "mvc.ops.*": "ops",
     "mvc.specs": "resolution",
@@ -60,6 +61,7 @@ PLACES = {
     "mvc.tensors": "infrastructure",  # tensors read from files and from the store
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
+    "mvc.metrics.prometheus": "infrastructure",  # a Prometheus server as a metric source (HTTP)
     "mvc.versioning": "domain",
     "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
