@@ -170,6 +170,30 @@ def test_many_series_an_error_status_and_nan_are_clear_errors(fleet: Fleet) -> N
 
 
 @pytest.mark.prometheus
+def test_compare_reads_rates_from_prometheus_as_from_raw_values(fleet: Fleet) -> None:
+    """The two-proportion test from Prometheus's counters equals the test on the requests."""
+    from mvc.metrics.compare import compare_summaries, compare_values
+
+    got = compare_summaries(
+        "error",
+        ("canary", fleet.source.summary(arm_query("error", "canary"))),
+        ("stable", fleet.source.summary(arm_query("error", "stable"))),
+        kind="rate",
+    )
+    raw = {
+        arm: [float(i in errors) for i in range(len(latencies))]
+        for arm, (latencies, errors) in TRAFFIC.items()
+    }
+    expected = compare_values("error", ("canary", raw["canary"]), ("stable", raw["stable"]))
+    assert got.decided and got.test == expected.test
+    assert (got.p_value, got.ci_low, got.ci_high) == (
+        pytest.approx(expected.p_value),
+        pytest.approx(expected.ci_low),
+        pytest.approx(expected.ci_high),
+    )
+
+
+@pytest.mark.prometheus
 def test_values_are_not_kept_by_prometheus(fleet: Fleet) -> None:
     with pytest.raises(NotImplementedError, match="aggregates"):
         fleet.source.values(arm_query("latency_ms"))
