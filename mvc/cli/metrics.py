@@ -377,8 +377,78 @@ def _render_comparison(out: Output, report: CompareReport) -> None:
             out.line(f"  {c.note}")
 
 
+def plot(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    channel: Annotated[str, typer.Argument(help="Channel (prod, staging…).", show_default=False)],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="The PNG to write.", metavar="FILE.png")
+    ],
+    metric: Annotated[
+        str, typer.Option("--metric", help="Metric to plot.", metavar="NAME")
+    ] = "latency_ms",
+    stat: Annotated[
+        str,
+        typer.Option("--stat", help="Statistic per bucket: mean, p50, p95, p99, max, per_second…"),
+    ] = "mean",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Window start: a duration back from now (default 6h) or an instant."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Window end, an instant (default now).", metavar="TIME"),
+    ] = None,
+    step: Annotated[
+        str | None, typer.Option("--step", help="Bucket length (5m, 30s; default: 60 buckets).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Where the points are: production (default) or a source of mvc.yaml.",
+            metavar="NAME",
+        ),
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Draw each arm of a channel over time, with the channel's moves marked (needs matplotlib).
+
+    Examples:
+      mvc metrics plot bert prod -o latency.png
+      mvc metrics plot bert prod --metric latency_ms --stat p99 --since 24h --step 15m -o p99.png
+      mvc metrics plot bert prod --metric error --since 2h -o errors.png --json
+    """
+    from mvc.ops.plot import plot_channel
+
+    repo = open_repo(ctx)
+    result = plot_channel(
+        repo,
+        model,
+        channel,
+        output,
+        metric=metric,
+        statistic=stat,
+        since=since,
+        until=until,
+        step=step,
+        source=source,
+    )
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(result.to_json())
+        return
+    arms = ", ".join(f"{a.arm} ({a.points:,} points)" for a in result.arms)
+    out.info(
+        f"wrote {output}: {result.metric} {result.statistic} of {arms}, "
+        f"{len(result.moves)} channel move{'s' if len(result.moves) != 1 else ''} marked"
+    )
+
+
 #: The subcommands of ``mvc metrics``, in help order.
-COMMANDS: list[Callable[..., None]] = [log, show, compare]
+COMMANDS: list[Callable[..., None]] = [log, show, compare, plot]
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:

@@ -76,6 +76,7 @@ PLACES = {
     "mvc.paths": "domain",
     "mvc.progress": "domain",
     "mvc.yamltext": "domain",  # the one bounded YAML loader
+    "mvc.metrics.series": "domain",  # a metric bucketed over time, read through MetricSource
     "mvc.metrics.compare": "domain",  # Welch's t-test and the two-proportion test, via scipy
     "mvc.policy": "domain",  # the policy file, mvc.yaml: sections, conditions
     "mvc.policy.*": "domain",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -136,3 +137,13 @@ def test_identical_constant_samples() -> None:
 
 def test_is_rate() -> None:
     assert is_rate([0.0, 1.0, 1.0]) and not is_rate([0.0, 0.5]) and not is_rate([])
+
+
+def test_without_scipy_the_error_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mvc.errors import MvcError
+
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    with pytest.raises(MvcError, match="needs scipy") as caught:
+        compare_values("latency_ms", ("a", A), ("b", B), min_samples=10)
+    assert caught.value.hint == "pip install 'mvc[stats]'  (or: pip install scipy)"
