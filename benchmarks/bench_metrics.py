@@ -36,6 +36,7 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -96,7 +97,8 @@ def open_store(folder: str) -> Repo:
     if not os.path.isdir(os.path.join(root, ".mvc")):
         os.makedirs(root, exist_ok=True)
         Repo.init(root)
-    return Repo(root, clock=lambda: __import__("datetime").datetime.fromtimestamp(T0 + DAY, __import__("datetime").UTC))
+    end = datetime.fromtimestamp(T0 + DAY, UTC)  # "now" is the end of the benchmark's day
+    return Repo(root, clock=lambda: end)
 
 
 def bench_ingest(repo: Repo, total: int, quiet: bool) -> Result | None:
@@ -115,7 +117,9 @@ def bench_ingest(repo: Repo, total: int, quiet: bool) -> Result | None:
     for batch in points(total):
         done += db.append(batch)
         if done % 1_000_000 == 0:
-            say(quiet, f"  ingested {done:,} ({done / (time.perf_counter() - start):,.0f} points/s)")
+            say(
+                quiet, f"  ingested {done:,} ({done / (time.perf_counter() - start):,.0f} points/s)"
+            )
     seconds = time.perf_counter() - start
     db.close()
     return Result("ingest", total / seconds, "points/s", target="batched, 10k per transaction")
@@ -131,7 +135,9 @@ def bench_per_point(folder: str, quiet: bool) -> Result:
     n = 2000
     start = time.perf_counter()
     for i in range(n):
-        db.append([Point("bert", V1, "latency_ms", 100.0 + i % 7, T0 + i, "prod", "stable", source)])
+        db.append(
+            [Point("bert", V1, "latency_ms", 100.0 + i % 7, T0 + i, "prod", "stable", source)]
+        )
     ours = n / (time.perf_counter() - start)
     raw = sqlite3.connect(os.path.join(scratch, "raw.db"), isolation_level=None)
     raw.execute("PRAGMA journal_mode=WAL")
@@ -185,7 +191,9 @@ def exact_p99(repo: Repo, arm: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", default="/tmp/mvc-bench")
     parser.add_argument("--points", type=int, default=10_000_000)
     parser.add_argument("--reps", type=int, default=5)
@@ -209,14 +217,26 @@ def main(argv: list[str] | None = None) -> int:
         assert group.arm is not None and group.summary.p99 is not None
         truth = exact_p99(repo, group.arm)
         errors[group.arm] = group.summary.p99 / truth - 1
-        say(args.quiet, f"  window-24h {group.arm}: sketch p99 {group.summary.p99:.3f}, exact {truth:.3f}")
+        say(
+            args.quiet,
+            f"  window-24h {group.arm}: sketch p99 {group.summary.p99:.3f}, exact {truth:.3f}",
+        )
     size = sum(
         os.path.getsize(database_path(repo) + s)
         for s in ("", "-wal")
         if os.path.exists(database_path(repo) + s)
     )
     if args.json:
-        print(json.dumps({"results": [asdict(r) for r in results], "p99_relative_error": errors, "database_bytes": size}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "results": [asdict(r) for r in results],
+                    "p99_relative_error": errors,
+                    "database_bytes": size,
+                },
+                indent=2,
+            )
+        )
     else:
         for result in results:
             print(result.line())

@@ -108,7 +108,12 @@ def log(
     )
     out.info(
         f"logged {result.points} point{'s' if result.points != 1 else ''} "
-        f"({', '.join(result.metrics)}) of {result.model}@{result.version[:12]}"
+        f"({', '.join(result.metrics)}) of "
+        + (
+            f"{len(result.versions)} versions of {result.model}"
+            if len(result.versions) > 1
+            else f"{result.model}@{result.version[:12]}"
+        )
         + (f", {where}" if where else ""),
     )
 
@@ -190,9 +195,8 @@ def show(
 def _number(value: float | None) -> str:
     if value is None:
         return "-"
-    if value == int(value) and abs(value) < 1e15:
-        return f"{int(value):,}"
-    return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
+    text = f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _render(out: Output, report: MetricsReport) -> None:

@@ -258,8 +258,7 @@ def log_metrics(
     if channel is not None:
         validate_channel(channel)
     targets = _Targets(repo, spec, channel, arm)
-    now = repo.clock().timestamp()
-    default_at = now if at is None else at
+    default_at = at
     here = source or this_process()
     points: list[Point] = []
     inputs = list(rows)
@@ -282,7 +281,9 @@ def log_metrics(
         row_source = here
         if row.host is not None or row.process is not None:
             row_source = Source(row.host or here.host, row.process or "", ())
-        when = default_at if row.at is None else row.at
+        when = row.at if row.at is not None else default_at
+        if when is None:  # the clock is read only when some point needs it
+            when = default_at = repo.clock().timestamp()
         points.extend(
             Point(
                 targets.resolved.model, version, name, value, when, row_channel, row_arm, row_source
@@ -390,9 +391,9 @@ def show_metrics(
         validate_channel(channel)
     spec = parse_spec(target)
     version = resolve(repo, spec).version if spec.rev is not None or spec.back else None
-    now = repo.clock().timestamp()
-    start = None if since is None else parse_since(since, now)
     end = None if until is None else parse_at(until)
+    now = end if end is not None else repo.clock().timestamp()
+    start = None if since is None else parse_since(since, now)
     if start is not None and end is None:
         end = now
     db = MetricsDB.open(repo, create=False)
