@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import pathlib
 import threading
 import time
 from collections.abc import Iterator
@@ -28,7 +29,6 @@ from mvc.policy.sources import SOURCES, PrometheusSpec
 from mvc.router import RouteDecision, Router
 
 STABLE = ObjectId("a" * 64)
-CANARY = ObjectId("b" * 64)
 ODD = ObjectId("c" * 64)
 HOSTILE_ARM = 'a"b\\c\nd'  # quotes, a backslash and a newline: escaped or the query breaks
 
@@ -37,8 +37,6 @@ def decision(arm: Arm, model: str = "bert", shadows: tuple[Arm, ...] = ()) -> Ro
     return RouteDecision(model, "prod", ObjectId("d" * 64), "user-1", 1.0, arm, shadows)
 
 
-STABLE_ARM = Arm("stable", STABLE, 90)
-CANARY_ARM = Arm("canary", CANARY, 10)
 ODD_ARM = Arm("ab", ODD, 0, name=HOSTILE_ARM)
 # Deterministic traffic: latencies in ms and which requests failed.
 TRAFFIC = {
@@ -78,17 +76,22 @@ def spec(url: str, timeout: float = 10.0, **queries: dict[str, str]) -> Promethe
 class Fleet:
     server: PrometheusServer
     source: PrometheusSource
+    stable: ObjectId  # v1.4.0 and v1.5.0 of the deployment tests' store (deploy_template)
+    canary: ObjectId
 
 
 @pytest.fixture(scope="module")
-def fleet() -> Iterator[Fleet]:
+def fleet(deploy_template) -> Iterator[Fleet]:  # type: ignore[no-untyped-def]
     """An exporter serving what a PrometheusRecorder recorded, scraped every second by a real
-    Prometheus on 127.0.0.1; yields once Prometheus holds every series."""
+    Prometheus on 127.0.0.1; yields once Prometheus holds every series. The versions are those
+    of the deployment tests' store, so a copy of it (``st``) can compare through the server."""
     from prometheus_client import CollectorRegistry, start_http_server
 
+    stable = ObjectId(deploy_template.ids["bert@v1.4.0"])
+    canary = ObjectId(deploy_template.ids["bert@v1.5.0"])
     registry = CollectorRegistry()
     recorder = PrometheusRecorder(registry)
-    for arm in (STABLE_ARM, CANARY_ARM):
+    for arm in (Arm("stable", stable, 90), Arm("canary", canary, 10)):
         latencies, errors = TRAFFIC[arm.role]
         for i, latency in enumerate(latencies):
             recorder.observe(decision(arm), latency_ms=latency, error=i in errors)
@@ -104,7 +107,7 @@ def fleet() -> Iterator[Fleet]:
             pytest.skip(f"Prometheus unavailable: {str(exc).splitlines()[0]}")
         try:
             server.wait_for("sum(mvc_requests_total)", 141)
-            yield Fleet(server, PrometheusSource(spec(server.url)))
+            yield Fleet(server, PrometheusSource(spec(server.url)), stable, canary)
         finally:
             server.stop()
     finally:
@@ -138,9 +141,9 @@ def test_summary_of_each_arm_from_the_scraped_exporter(fleet: Fleet) -> None:
 
 @pytest.mark.prometheus
 def test_version_selects_the_same_series_as_the_arm(fleet: Fleet) -> None:
-    by_version = fleet.source.summary(Query("bert", "error", version=CANARY))
+    by_version = fleet.source.summary(Query("bert", "error", version=fleet.canary))
     assert by_version == fleet.source.summary(arm_query("error"))
-    assert fleet.source.summary(Query("bert", "error", version=STABLE)).count == 100
+    assert fleet.source.summary(Query("bert", "error", version=fleet.stable)).count == 100
     assert fleet.source.summary(Query("bert", "error")).count == 141  # every arm
 
 
@@ -191,6 +194,49 @@ def test_compare_reads_rates_from_prometheus_as_from_raw_values(fleet: Fleet) ->
         pytest.approx(expected.ci_low),
         pytest.approx(expected.ci_high),
     )
+
+
+@pytest.mark.prometheus
+def test_metrics_compare_through_a_prometheus_source_of_the_policy_file(
+    fleet, st, cli, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """mvc.yaml names the server; `metrics compare --source fleet` reads both arms from it."""
+    from deployfix import ENV
+
+    from mvc.ops import deploy as ops
+
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(st.root)
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    ops.deploy_canary(st.repo, "bert", "prod", "v1.5.0", 10)
+    (pathlib.Path(st.root) / "mvc.yaml").write_text(
+        "sources:\n"
+        "  fleet:\n"
+        "    type: prometheus\n"
+        f"    url: {fleet.server.url}\n"
+        "    queries:\n"
+        f"      error: '{CUMULATIVE['error']['mean']}'\n"
+        "      latency_ms:\n"
+        f"        mean: '{CUMULATIVE['latency_ms']['mean']}'\n"
+        f"        count: '{CUMULATIVE['latency_ms']['count']}'\n"
+        "        stdev: 'vector(1.5)'\n"
+        "    count_query: 'sum(mvc_requests_total{{selector}})'\n",
+        encoding="utf-8",
+    )
+    done = cli("metrics", "compare", "bert@prod:canary", "bert@prod", "--source", "fleet", "--json")
+    report = done.json()
+    by = {m["metric"]: m for m in report["metrics"]}
+    assert sorted(by) == ["error", "latency_ms"] and report["source"] == "fleet"
+    error = by["error"]
+    assert (error["a"]["n"], error["b"]["n"]) == (40, 100)
+    assert (error["a"]["mean"], error["b"]["mean"]) == (pytest.approx(0.1), pytest.approx(0.02))
+    assert error["kind"] == "rate" and error["test"] in ("two-proportion", "fisher-exact")
+    latency = by["latency_ms"]
+    canary_mean = sum(TRAFFIC["canary"][0]) / 40
+    stable_mean = sum(TRAFFIC["stable"][0]) / 100
+    assert latency["test"] == "welch" and latency["a"]["stdev"] == 1.5
+    assert latency["difference"] == pytest.approx(canary_mean - stable_mean)
 
 
 @pytest.mark.prometheus
