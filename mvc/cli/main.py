@@ -16,7 +16,19 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, apply, checks, core, deploy, imports, lock, remotes, signing, versions
+from mvc.cli import (
+    admin,
+    apply,
+    checks,
+    core,
+    deploy,
+    imports,
+    lock,
+    metrics,
+    remotes,
+    signing,
+    versions,
+)
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -77,6 +89,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     checks.register(app, wanted)
     apply.register(app, wanted)
     signing.register(app, wanted)
+    metrics.register(app, wanted)
     return app
 
 

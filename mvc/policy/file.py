@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from mvc.errors import PolicyError
 from mvc.policy.desired import CHANNELS
 from mvc.policy.requires import REQUIRES
+from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
 
@@ -26,7 +27,7 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[Any], ...] = (CHANNELS, REQUIRES)
+SECTIONS: tuple[Section[Any], ...] = (SOURCES, CHANNELS, REQUIRES)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,11 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("channel-set", "channel", "set", "bert", "prod", "v1.0.0", "-m", "first")
     shapes("deploy-canary", "deploy", "bert", "prod", "v1.1.0", "--canary", "10", "-m", "try")
     shapes("channel-show", "channel", "show", "bert", "prod")
+    at = ("--at", "2026-04-05T06:00:00Z")
+    shapes("metrics-log", "metrics", "log", "bert@prod", "--arm", "canary", "latency_ms=212", *at)
+    cli("metrics", "log", "bert@prod", "latency_ms=180", "error=0", "--at", "2026-04-05T06:00:30Z")
+    window = ("--since", "2026-04-05T05:00", "--until", "2026-04-05T07:00")
+    shapes("metrics-show", "metrics", "show", "bert", "prod", *window)
     shapes("channel-list", "channel", "list")
     shapes("route", "route", "bert", "prod", "-k", "user-1", "-k", "user-2")
     shapes("route-one", "route", "bert", "prod", "-k", "user-3")
@@ -152,6 +157,35 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("fsck", "fsck")
     shapes("gc-dry-run", "gc", "--grace", "0s", "--dry-run")
     shapes("gc", "gc", "--grace", "0s")
+    # Last before the damage below: these commands move the shared clock for what follows.
+    at = ("--at", "2026-04-05T06:00:00Z")
+    for arm, value in (("a", 230), ("a", 212), ("b", 180), ("b", 190)):
+        cli("metrics", "log", "bert@prod", "--arm", arm, f"latency_ms={value}", *at)
+    since = ("--since", "2026-04-05T05:00")
+    shapes(
+        "metrics-compare",
+        "metrics",
+        "compare",
+        "bert@prod:a",
+        "bert@prod:b",
+        "--min-samples",
+        "2",
+        *since,
+    )
+    png = str(tmp / "latency.png")
+    shapes(
+        "metrics-plot",
+        "metrics",
+        "plot",
+        "bert",
+        "prod",
+        "--since",
+        "2026-04-05T05:59",
+        "--step",
+        "10m",
+        "-o",
+        png,
+    )
     first = cli("log", "bert@v1.0.0", "-n", "1", "--json").json()[0]["id"]
     damaged = root / ".mvc" / "objects" / first[:2] / first[2:]
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")  # the v1.0.0 version object itself

@@ -47,6 +47,7 @@ PLACES = {
     "mvc": "package",
     "mvc.api": "api",
     "mvc.router": "serving",
+    "mvc.metrics.exposition": "serving",  # prometheus_client metrics labelled from RouteDecisions
     "mvc.exports.*": "serving",
     "mvc.ops.*": "ops",
     "mvc.specs": "resolution",
@@ -60,6 +61,7 @@ PLACES = {
     "mvc.tensors": "infrastructure",  # tensors read from files and from the store
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
+    "mvc.metrics.prometheus": "infrastructure",  # a Prometheus server as a metric source (HTTP)
     "mvc.versioning": "domain",
     "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
@@ -75,10 +77,15 @@ PLACES = {
     "mvc.progress": "domain",
     "mvc.yamltext": "domain",  # the one bounded YAML loader
     "mvc.lockfile": "domain",  # mvc.lock: the text format of pinned versions
+    "mvc.metrics.series": "domain",  # a metric bucketed over time, read through MetricSource
+    "mvc.metrics.compare": "domain",  # Welch's t-test and the two-proportion test, via scipy
     "mvc.policy": "domain",  # the policy file, mvc.yaml: sections, conditions
     "mvc.policy.*": "domain",
-    "mvc.metrics": "domain",  # version-tagged metrics: the vocabulary and the source protocol
-    "mvc.metrics.model": "domain",
+    "mvc.metrics": "package",  # version-tagged metrics; lazy re-export of record/Recorder
+    "mvc.metrics.model": "domain",  # the vocabulary and the source protocol
+    "mvc.metrics.stats": "domain",  # exact and mergeable summary statistics
+    "mvc.metrics.sqlite": "infrastructure",  # the store's metric database
+    "mvc.metrics.recorder": "infrastructure",  # buffered recording from serving code
     "mvc.errors": "base",
     "mvc.faults": "base",  # the crash hook every write point calls
     "mvc.ids": "base",
@@ -88,6 +95,8 @@ PLACES = {
 # Function-level imports of mvc modules that are allowed, and why.
 LAZY_ALLOWED = {
     ("mvc", "mvc.api"): "PEP 562 re-export: `import mvc` must not load every use case",
+    ("mvc.metrics", "mvc.metrics.recorder"): "PEP 562 re-export: `import mvc.metrics.model` "
+    "must not load the store",
 }
 # A command's body may import the use cases it calls: the command line is the top layer, so
 # such an import can never close a cycle (the SCC test counts it anyway), and it keeps
