@@ -323,6 +323,12 @@ def show(
             out.line(f"{label:8} " + ", ".join(f"{k}={val}" for k, val in sorted(mapping.items())))
     for key, value in sorted(v.lineage.items()):
         out.line(f"{key:8} {value}")
+    for item in reversed(details.annotations):  # oldest first, like a log read downwards
+        shown = ", ".join(f"{k}={val}" for k, val in sorted(item.metrics.items()))
+        text = "; ".join(x for x in (shown, item.note) if x)
+        if item.deprecation:
+            text += f"{'; ' if text else ''}deprecation: {item.deprecation.reason}"
+        out.line(f"note     {item.when} {item.who}: {text}")
     out.line("")
     for line in (v.message or "").splitlines():
         out.line(f"    {line}")

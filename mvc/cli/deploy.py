@@ -22,6 +22,11 @@ ChannelArg = Annotated[
 MessageOption = typer.Option(
     "", "-m", "--message", help="Why (kept in the record and the ref log)."
 )
+ForceOption = typer.Option(
+    False,
+    "--force",
+    help="Move even though a promotion gate refuses it (needs -m WHY; recorded in the record).",
+)
 ExpectOption = typer.Option(
     None,
     "--expect",
@@ -95,6 +100,11 @@ def _record_lines(record: Record, namer: Namer) -> list[str]:
         f"when     {record.when}",
         f"who      {record.who}",
         f"why      {record.why}",
+    ]
+    if record.override:
+        lines.append(f"override {record.override['who']}: {record.override['why']}")
+        lines += [f"  broke  {rule}" for rule in record.override["broken"]]
+    lines += [
         "arms",
     ]
     for arm in record.arms:
@@ -120,6 +130,7 @@ def channel_set(
     ],
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Point a channel at one version, 100% of traffic (creates the channel).
@@ -134,7 +145,7 @@ def channel_set(
         ctx,
         as_json,
         lambda repo: ops.set_channel(
-            repo, model, channel, target, message=message, expected=_expected(expect)
+            repo, model, channel, target, message=message, expected=_expected(expect), force=force
         ),
     )
 
@@ -267,6 +278,7 @@ def deploy(
     ] = None,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Roll a version out on a channel: canary, blue-green, shadow or A/B.
@@ -308,7 +320,7 @@ def deploy(
     expected = _expected(expect)
 
     def action(repo: Any) -> Move:
-        kwargs = {"message": message, "expected": expected}
+        kwargs = {"message": message, "expected": expected, "force": force}
         if canary is not None:
             assert target is not None
             return ops.deploy_canary(repo, model, channel, target, canary, **kwargs)
@@ -335,6 +347,7 @@ def promote(
     ] = None,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Finish a rollout: the canary (or an A/B arm) becomes the stable 100%.
@@ -349,7 +362,13 @@ def promote(
         ctx,
         as_json,
         lambda repo: ops.promote(
-            repo, model, channel, arm=arm, message=message, expected=_expected(expect)
+            repo,
+            model,
+            channel,
+            arm=arm,
+            message=message,
+            expected=_expected(expect),
+            force=force,
         ),
     )
 
@@ -360,6 +379,7 @@ def switch(
     channel: ChannelArg,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Blue-green: send all traffic to the staged green; the old version stays warm as blue.
@@ -373,7 +393,9 @@ def switch(
     _run_move(
         ctx,
         as_json,
-        lambda repo: ops.switch(repo, model, channel, message=message, expected=_expected(expect)),
+        lambda repo: ops.switch(
+            repo, model, channel, message=message, expected=_expected(expect), force=force
+        ),
     )
 
 

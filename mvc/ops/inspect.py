@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, ClassVar
 
+from mvc.annotations import Annotation
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.formats.safetensors import parse_header
 from mvc.graph import LOG, first_parents
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.ops.annotate import chain as annotation_chain
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
@@ -92,6 +94,7 @@ class VersionDetails(JsonShaped):
     version: Version
     files: list[FileInfo]
     names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
+    annotations: list[Annotation] = field(default_factory=list)  # newest first
 
     @property
     def size(self) -> int:
@@ -102,6 +105,7 @@ class VersionDetails(JsonShaped):
         convert={
             "resolved": lambda resolved: resolved.version,
             "version": lambda v: _version_json(v),
+            "annotations": lambda notes: [n.to_json() for n in notes],
         },
         flatten=("version",),
         computed={"size": "size"},
@@ -154,7 +158,11 @@ def show(repo: Repo, spec: SpecLike, *, tensors: bool = True) -> VersionDetails:
         for path, entry in sorted(tree.files.items())
     ]
     return VersionDetails(
-        resolved, version, files, names_at(repo, resolved.model, resolved.version)
+        resolved,
+        version,
+        files,
+        names_at(repo, resolved.model, resolved.version),
+        annotation_chain(repo, resolved.model, resolved.version),
     )
 
 

@@ -66,10 +66,12 @@ from mvc.refnames import (
     CHANNELS,
     HEADS,
     KIND_WORD,
+    NOTES,
     TAGS,
     RefName,
     branch,
     channel,
+    notes,
     tag,
     validate_remote,
 )
@@ -100,7 +102,7 @@ from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 #: Names a folder or bucket prefix may hold before it is first pushed to.
 _LAYOUT = {FORMAT_FILE, "objects", "refs", "probe", "config.yaml"}
 #: Remote refs move in this order: names first, deployments last.
-_ORDER = {TAGS: 0, HEADS: 1, CHANNELS: 2}
+_ORDER = {TAGS: 0, HEADS: 1, NOTES: 2, CHANNELS: 3}
 
 #: How many of a remote ref's newest log entries fetch and pull check for a broken chain.
 CHAIN_CHECK = 16
@@ -462,7 +464,22 @@ def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefNam
         )
     if not hits:
         raise NotFound(f"{where} has no branch, tag or channel {name!r} of model {model!r}")
-    return hits
+    return hits + _notes_of(refs, hits)
+
+
+def _notes_of(
+    refs: RefStore, hits: list[tuple[RefName, ObjectId]]
+) -> list[tuple[RefName, ObjectId]]:
+    """The annotations of the versions named refs point at travel with them."""
+    found = []
+    for ref, value in hits:
+        if ref.kind == CHANNELS:
+            continue  # a record's versions: pushing the model carries all its notes
+        note_ref = notes(ref.model, value)
+        head = refs.get(note_ref)
+        if head is not None:
+            found.append((note_ref, head))
+    return found
 
 
 @contextmanager

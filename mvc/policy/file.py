@@ -13,9 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mvc.errors import PolicyError
+from mvc.policy.deprecations import DEPRECATIONS
+from mvc.policy.gates import GATES
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
 
@@ -24,7 +26,7 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[object], ...] = ()
+SECTIONS: tuple[Section[Any], ...] = (GATES, DEPRECATIONS)
 
 
 @dataclass(frozen=True)
