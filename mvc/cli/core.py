@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mvc.cli.common import (
+    AllowDeprecatedOption,
     JsonOption,
     Wanted,
     every_command,
@@ -406,6 +407,7 @@ def checkout(
     bind: Annotated[
         bool, typer.Option("--bind", help="Make --to the model's working folder.")
     ] = False,
+    allow_deprecated: bool = AllowDeprecatedOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Restore a version into the model's working folder (or --to DIR).
@@ -420,7 +422,17 @@ def checkout(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    result = do_checkout(repo, spec, to=to, force=force, bind=bind, progress=out.progress())
+    result = do_checkout(
+        repo,
+        spec,
+        to=to,
+        force=force,
+        bind=bind,
+        progress=out.progress(),
+        allow_deprecated=allow_deprecated,
+    )
+    if result.deprecation is not None:
+        out.warn(result.deprecation.message)
     if as_json:
         out.json(result.to_json())
         return

@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
+from mvc.cli.common import (
+    AllowDeprecatedOption,
+    JsonOption,
+    Wanted,
+    every_command,
+    handles_errors,
+    open_repo,
+)
 from mvc.cli.output import Output, human_size
 from mvc.errors import UsageError
 
@@ -522,6 +529,7 @@ def export(
         str | None,
         typer.Option("--python-model", help="triton python backend: model.py for each version."),
     ] = None,
+    allow_deprecated: bool = AllowDeprecatedOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write a channel's model files and server config where an inference server loads them.
@@ -540,10 +548,16 @@ def export(
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     options = ExportOptions(
-        name=name, backend=backend, serve_root=serve_root, python_model=python_model
+        name=name,
+        backend=backend,
+        serve_root=serve_root,
+        python_model=python_model,
+        allow_deprecated=allow_deprecated,
     )
     result = do_export(repo, model, channel, fmt, to, options)
     if as_json:
+        for warning in result.warnings:
+            out.warn(warning)
         out.json(result.to_json())
         return
     for key in result.configs:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from mvc.annotations import DeprecationNote, merged_metrics
 from mvc.annotations import deprecation_of as annotated_deprecation
@@ -31,10 +31,11 @@ from mvc.errors import (
     MvcError,
     NotFound,
     UsageError,
+    VersionDeprecationWarning,
 )
 from mvc.ids import ObjectId, hash_bytes, short
 from mvc.instants import parse_instant
-from mvc.jsonshape import JsonShaped
+from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.annotate import append
 from mvc.ops.annotate import chain as annotation_chain
 from mvc.ops.channels import chain, list_channels, load_model_tags
@@ -45,6 +46,8 @@ from mvc.policy.gates import GATES, Broken, evaluate
 from mvc.repo import Repo
 from mvc.specs import RANGE_START, Resolved, parse_spec, resolve
 from mvc.versioning import parse_range, parse_semver
+
+_WARNED: set[tuple[str, str]] = set()  # (version id, cutoff) warned about in this process
 
 NOTIFIED = "notified"  # store folder: one file per deprecation the webhook was told about
 
@@ -171,6 +174,25 @@ def check_use(
     return found
 
 
+def warn_use(
+    repo: Repo,
+    model: str,
+    version: ObjectId,
+    *,
+    allow_deprecated: bool = False,
+    stacklevel: int = 3,
+) -> Deprecation | None:
+    """``check_use`` for library callers: a ``VersionDeprecationWarning`` once per process
+    per version (the Python way to tell a caller; the library never prints)."""
+    import warnings
+
+    found = check_use(repo, model, version, allow_deprecated=allow_deprecated)
+    if found is not None and (version, str(found.on)) not in _WARNED:
+        _WARNED.add((version, str(found.on)))
+        warnings.warn(found.message, VersionDeprecationWarning, stacklevel=stacklevel)
+    return found
+
+
 @dataclass
 class DeprecateResult(JsonShaped):
     deprecations: list[Deprecation] = field(default_factory=list)
@@ -227,6 +249,42 @@ def list_deprecations(repo: Repo, *, policy: Policy | None = None) -> list[Depre
             if item is not None:
                 found.append(item)
     return found
+
+
+@dataclass
+class DeprecationStatus(JsonShaped):
+    deprecation: Deprecation
+    state: str  # announced (before its cutoff), past-cutoff, or no-cutoff
+    days_left: int | None  # whole days until the cutoff (0 or less: passed)
+
+    json_shape: ClassVar[Shape] = Shape(flatten=("deprecation",))
+
+
+@dataclass
+class DeprecationsReport(JsonShaped):
+    deprecations: list[DeprecationStatus] = field(default_factory=list)
+    notified: list[str] = field(default_factory=list)  # the webhook was told about these now
+
+
+def deprecations_report(
+    repo: Repo, *, post: Callable[[str, dict[str, Any]], None] | None = None
+) -> DeprecationsReport:
+    """Every deprecation in force, with where it stands today; the policy's webhook is told
+    about the ones it has not heard of (once each, remembered by the store)."""
+    policy = read_policy(repo.root)
+    items = list_deprecations(repo, policy=policy)
+    now = repo.clock()
+    report = DeprecationsReport()
+    for item in items:
+        cutoff = item.cutoff()
+        if cutoff is None:
+            state, days = "no-cutoff", None
+        else:
+            days = (cutoff.date() - now.date()).days
+            state = "past-cutoff" if item.passed(now) else "announced"
+        report.deprecations.append(DeprecationStatus(item, state, days))
+    report.notified = notify(repo, items, policy=policy, post=post)
+    return report
 
 
 def _notified_key(item: Deprecation) -> str:

@@ -20,7 +20,7 @@ The section::
       webhook: https://hooks.example.com/mvc   # optional: POSTed once per deprecation
       versions:
         - spec: "bert@<1.2"
-          on: 2027-01-31
+          cutoff: 2027-01-31   # not `on:`: YAML reads that key as true
           reason: use 2.x
           replacement: "bert@^2"
 Pure: no I/O here.
@@ -70,7 +70,7 @@ class Deprecation(JsonShaped):
 
 @dataclass(frozen=True)
 class DeprecationRule:
-    """One item of the ``deprecations.versions`` list."""
+    """One item of the ``deprecations.versions`` list (``cutoff`` is ``on`` here)."""
 
     spec: str  # MODEL@RANGE, MODEL@TAG, or MODEL@ID
     on: str | None
@@ -109,23 +109,25 @@ def parse_deprecations(value: object, ctx: PolicyText) -> DeprecationPolicy:
             ctx.fail("deprecations.webhook", f"{webhook!r} is not an http(s) URL")
     items = root.get("versions", [])
     if not isinstance(items, list):
-        ctx.fail("deprecations.versions", "expected a list of {spec, on, reason, replacement}")
+        ctx.fail("deprecations.versions", "expected a list of {spec, cutoff, reason, replacement}")
     rules = []
     for index, item in enumerate(items):
         path = f"deprecations.versions.{index}"
         entry = ctx.mapping(path, item)
-        ctx.only_keys(path, entry, ("spec", "on", "reason", "replacement"))
+        if any(isinstance(key, bool) for key in list[object](entry)):  # YAML 1.1: `on:` is true
+            ctx.fail(f"{path}", "YAML reads the key `on:` as true; write the date as `cutoff:`")
+        ctx.only_keys(path, entry, ("spec", "cutoff", "reason", "replacement"))
         spec = ctx.string(f"{path}.spec", entry.get("spec"))
         if "@" not in spec:
             ctx.fail(
                 f"{path}.spec", f"{spec!r} names no versions; write MODEL@RANGE, e.g. bert@<1.2"
             )
         on = None
-        if entry.get("on") is not None:
+        if entry.get("cutoff") is not None:
             try:
-                on = parse_date(entry["on"], "on")
+                on = parse_date(entry["cutoff"], "cutoff")
             except UsageError as exc:
-                ctx.fail(f"{path}.on", exc.message)
+                ctx.fail(f"{path}.cutoff", exc.message)
         reason = ctx.string(f"{path}.reason", entry.get("reason"))
         replacement = entry.get("replacement")
         if replacement is not None:
