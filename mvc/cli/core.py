@@ -18,7 +18,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
-from mvc.errors import PartialFailure
+from mvc.errors import PartialFailure, UsageError
 
 SpecArg = Annotated[
     str,
@@ -451,7 +451,14 @@ def branch(
     name: Annotated[str | None, typer.Argument(help="Branch to create (omit to list).")] = None,
     rev: Annotated[str | None, typer.Argument(help="Where it starts (default: HEAD).")] = None,
     delete: Annotated[
-        str | None, typer.Option("-d", "--delete", help="Delete this branch.")
+        str | None,
+        typer.Option(
+            "-d", "--delete", help="Delete this branch (refused if it holds unmerged versions)."
+        ),
+    ] = None,
+    force_delete: Annotated[
+        str | None,
+        typer.Option("-D", help="Delete this branch even if its versions become unreachable."),
     ] = None,
     as_json: bool = JsonOption,
 ) -> None:
@@ -460,14 +467,19 @@ def branch(
     Examples:
       mvc branch bert                   # list
       mvc branch bert experiment        # create at HEAD
-      mvc branch bert -d experiment     # delete
+      mvc branch bert -d experiment     # delete (refused if no other ref reaches its versions)
+      mvc branch bert -D experiment     # delete anyway
     """
     from mvc.ops import names
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    if delete:
-        entry = names.delete_branch(repo, model, delete)
+    if delete and force_delete:
+        raise UsageError("give -d or -D, not both")
+    if delete or force_delete:
+        delete = delete or force_delete
+        assert delete is not None
+        entry = names.delete_branch(repo, model, delete, force=bool(force_delete))
         out.json(entry.to_json()) if as_json else out.info(
             f"deleted branch {delete} (was {(entry.old or '')[:12]})"
         )

@@ -422,13 +422,29 @@ def rollback(
     expected: Any = _UNSET,
     force: bool = False,
 ) -> Move:
-    """Append a record restoring an earlier state (never rewrites history)."""
+    """Append a record restoring an earlier state (never rewrites history).
+
+    ``to``: an earlier record (id prefix), a version that served alone, or an ISO-8601 instant
+    (``2026-03-03T14:00``, with '-' or ':' so it is never a hex id prefix): what the channel
+    served at that instant."""
+    if to is not None and _is_instant(to):
+        to = at(repo, model, name, to).record.id  # the move in force then
 
     def request(old: Record | None) -> Request:
         earlier = tuple(chain(repo, old))[1:] if old else ()
         return Rollback(earlier, to, _as_target(repo, model, to) if to and old else None)
 
     return _move(repo, model, name, request, message, expected, force)
+
+
+def _is_instant(text: str) -> bool:
+    if not re.search(r"[-:]", text):
+        return False
+    try:
+        parse_instant(text)
+    except UsageError:
+        return False
+    return True
 
 
 def _as_target(repo: Repo, model: str, text: str) -> Target | None:
