@@ -190,3 +190,19 @@ def test_cli_refuses_with_exit_22_and_force_is_shown(cli_store: Store, cli) -> N
     history = cli("channel", "history", "bert", "prod", "--json").json()
     assert history[0]["record"]["override"]["broken"]
     assert json.dumps(history)  # the record's override travels in history too
+
+
+def test_the_example_policy_is_valid() -> None:
+    import pathlib
+
+    from mvc.policy.deprecations import DEPRECATIONS
+    from mvc.policy.file import parse_policy
+    from mvc.policy.gates import GATES
+
+    path = pathlib.Path(__file__).resolve().parents[2] / "examples" / "mvc.yaml"
+    policy = parse_policy(path.read_text(encoding="utf-8"))
+    gates = policy.get(GATES)
+    assert gates is not None and gates.for_channel("bert", "prod").key == "bert@prod"
+    assert gates.for_channel("gpt", "prod").key == "prod"
+    deprecations = policy.get(DEPRECATIONS)
+    assert deprecations is not None and deprecations.rules[0].on == "2027-01-31"
