@@ -36,13 +36,14 @@ from mvc.errors import (
 from mvc.ids import ObjectId, hash_bytes, short
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.metrics.model import MetricSource, Query, Summary
 from mvc.ops.annotate import append
 from mvc.ops.annotate import chain as annotation_chain
 from mvc.ops.channels import chain, list_channels, load_model_tags
 from mvc.policy.deprecations import DEPRECATIONS, Deprecation, DeprecationPolicy, webhook_body
 from mvc.policy.facts import VersionFacts
 from mvc.policy.file import Policy, read_policy
-from mvc.policy.gates import GATES, Broken, evaluate
+from mvc.policy.gates import GATES, Broken, Gate, evaluate, evaluate_production
 from mvc.repo import Repo
 from mvc.specs import RANGE_START, Resolved, parse_spec, resolve
 from mvc.versioning import parse_range, parse_semver
@@ -366,8 +367,10 @@ def check_move(
     *,
     force: bool = False,
     reason: str = "",
+    source: Callable[[], MetricSource] | None = None,
 ) -> Checked:
-    """Gate and deprecation checks for a planned move (raises; returns what to record)."""
+    """Gate and deprecation checks for a planned move (raises; returns what to record).
+    ``source`` opens the metric source production rules read (only when a gate has them)."""
     policy = read_policy(repo.root)
     tags = load_model_tags(repo, new.model)
     warnings: list[str] = []
@@ -406,6 +409,22 @@ def check_move(
             full_stable=arm.role == STABLE and arm.weight == 100,
             stable=stable_facts,
         )
+        if gate.production:
+            if source is None:
+                raise UsageError(
+                    f"gate {gate.key} ({gate.where}) has production rules, and no metric "
+                    "source is available to read them"
+                )
+            opened = source()
+            since = repo.clock().timestamp() - gate.window
+            broken += evaluate_production(
+                gate,
+                facts,
+                _measured(opened, gate, new.model, arm.version, since),
+                stable=_measured(opened, gate, new.model, stable_now.version, since)
+                if stable_now
+                else None,
+            )
     if broken and not force:
         lines = "; ".join(f"{b.rule}: {b.detail}" for b in broken)
         hints = [b.hint for b in broken if b.hint]
@@ -422,6 +441,17 @@ def check_move(
             hint='e.g. --force -m "hotfix for incident 42, accuracy measured offline"',
         )
     return Checked(tuple(broken), tuple(warnings))
+
+
+def _measured(
+    source: MetricSource, gate: Gate, model: str, version: ObjectId, since: float
+) -> dict[str, Summary]:
+    """The summaries production rules read: each metric of one version, wherever it served
+    (any channel, any arm), over the gate's window."""
+    return {
+        rule.metric: source.summary(Query(model, rule.metric, version=version, since=since))
+        for rule in gate.production
+    }
 
 
 def override_value(checked: Checked, who: str, when: str, why: str) -> dict[str, Any] | None:

@@ -24,10 +24,23 @@ from dataclasses import dataclass
 
 from mvc.errors import InvalidName
 from mvc.jsonshape import JsonShaped
+from mvc.metrics.model import STATISTICS, Summary
 from mvc.policy.conditions import Condition, ConditionSyntax, higher_is_better, parse_condition
 from mvc.policy.facts import VersionFacts
 from mvc.policy.text import PolicyText, Section
 from mvc.refnames import validate_channel, validate_model
+
+
+@dataclass(frozen=True)
+class ProductionRule:
+    """A statistic of a metric measured while the version served (``latency_ms: {p99: "<= 200"}``)."""
+
+    metric: str
+    statistic: str
+    condition: Condition
+
+    def __str__(self) -> str:
+        return f"{self.metric} {self.statistic} {self.condition} (production)"
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,9 @@ class Gate:
     from_channel: str | None = None
     no_prerelease: bool = False
     where: str = ""  # mvc.yaml:LINE
+    production: tuple[ProductionRule, ...] = ()
+    window: float = 86400.0  # seconds of production points the production rules read
+    min_samples: int = 1
 
     @property
     def key(self) -> str:
@@ -74,7 +90,9 @@ def parse_gates(value: object, ctx: PolicyText) -> Gates:
         except InvalidName as exc:
             ctx.fail(path, f"{key!r} is not CHANNEL or MODEL@CHANNEL ({exc.message})")
         body = ctx.mapping(path, raw)
-        ctx.only_keys(path, body, ("requires", "from", "no_prerelease"))
+        ctx.only_keys(
+            path, body, ("requires", "from", "no_prerelease", "production", "window", "min_samples")
+        )
         requires = []
         for metric, text in ctx.mapping(f"{path}.requires", body.get("requires", {})).items():
             try:
@@ -93,7 +111,36 @@ def parse_gates(value: object, ctx: PolicyText) -> Gates:
             except InvalidName as exc:
                 ctx.fail(f"{path}.from", exc.message)
         no_pre = ctx.boolean(f"{path}.no_prerelease", body.get("no_prerelease", False))
-        out[str(key)] = Gate(name, model or None, tuple(requires), source, no_pre, ctx.where(path))
+        production = []
+        for metric, stats in ctx.mapping(f"{path}.production", body.get("production", {})).items():
+            where = f"{path}.production.{metric}"
+            for statistic, text in ctx.mapping(where, stats).items():
+                if statistic not in STATISTICS:
+                    ctx.fail(
+                        f"{where}.{statistic}",
+                        f"unknown statistic {statistic!r}; one of {', '.join(STATISTICS)}",
+                    )
+                try:
+                    condition = parse_condition(
+                        ctx.string(f"{where}.{statistic}", text),
+                        higher_better=higher_is_better(metric),
+                    )
+                except ConditionSyntax as exc:
+                    ctx.fail(f"{where}.{statistic}", str(exc))
+                production.append(ProductionRule(str(metric), str(statistic), condition))
+        window = ctx.duration(f"{path}.window", body.get("window", "1d"))
+        samples = ctx.integer(f"{path}.min_samples", body.get("min_samples", 1), minimum=1)
+        out[str(key)] = Gate(
+            name,
+            model or None,
+            tuple(requires),
+            source,
+            no_pre,
+            ctx.where(path),
+            tuple(production),
+            window,
+            samples,
+        )
     return Gates(out)
 
 
@@ -160,3 +207,58 @@ def evaluate(
             )
         )
     return broken
+
+
+def evaluate_production(
+    gate: Gate,
+    facts: VersionFacts,
+    measured: Mapping[str, Summary],
+    *,
+    stable: Mapping[str, Summary] | None = None,
+) -> list[Broken]:
+    """The production rules of ``gate`` that the version's measured series break: ``measured``
+    maps a metric name to the summary of the version's points in the gate's window (``stable``:
+    the same for the channel's stable version, for relative thresholds). Too few points is a
+    broken rule that says so."""
+    broken: list[Broken] = []
+    for rule in gate.production:
+        summary = measured.get(rule.metric) or Summary(0)
+        if summary.count < gate.min_samples:
+            broken.append(
+                Broken(
+                    str(rule),
+                    f"{facts.name} has {summary.count} {rule.metric!r} point(s) in the last "
+                    f"{_duration(gate.window)}, fewer than the {gate.min_samples} the gate needs",
+                    f"let it serve as a canary or shadow first (`mvc deploy {facts.model} "
+                    f"{gate.channel} REV --canary 10`), recording `mvc metrics log`",
+                )
+            )
+            continue
+        value = summary.statistic(rule.statistic)
+        base = None
+        if rule.condition.relative:
+            other = (stable or {}).get(rule.metric)
+            base = other.statistic(rule.statistic) if other and other.count else None
+            if base is None:
+                broken.append(
+                    Broken(str(rule), f"the stable arm has no {rule.metric!r} points to compare")
+                )
+                continue
+        if value is None:
+            broken.append(Broken(str(rule), f"{rule.metric} has no {rule.statistic}"))
+            continue
+        verdict = rule.condition.check(value, base)
+        if not verdict.ok:
+            broken.append(
+                Broken(
+                    str(rule), f"{rule.metric} {rule.statistic} {verdict.text} (n={summary.count})"
+                )
+            )
+    return broken
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
