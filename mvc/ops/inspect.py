@@ -137,7 +137,8 @@ def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
 
 def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {"branches": [], "tags": [], "channels": []}
-    for ref in repo.refs.list_refs(model=model):
+    names = [ref for kind in (HEADS, TAGS, CHANNELS) for ref in repo.refs.list_refs(kind, model)]
+    for ref in names:  # not the notes refs: one per annotated version, and none names one
         if ref.kind == CHANNELS:
             try:
                 if channel_arm(repo, model, ref.name, "stable") == version:
