@@ -167,7 +167,7 @@ class MetricsDB:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._db = self._connect()
         self._series: dict[tuple[str, str, str, str, str], int] = {}
-        self._sources: dict[tuple[str, str, str], int] = {}
+        self._sources: dict[Source, int] = {}
 
     @classmethod
     def open(cls, repo: Repo, *, create: bool = True) -> MetricsDB:
@@ -310,13 +310,13 @@ class MetricsDB:
     def _source_id(self, db: sqlite3.Connection, source: Source | None, at: float) -> int | None:
         if source is None:
             return None
-        key = (
-            source.host,
-            source.process,
-            json.dumps(dict(source.environment), sort_keys=True, separators=(",", ":")),
-        )
-        found = self._sources.get(key)
+        found = self._sources.get(source)
         if found is None:
+            key = (
+                source.host,
+                source.process,
+                json.dumps(dict(source.environment), sort_keys=True, separators=(",", ":")),
+            )
             db.execute(
                 "INSERT OR IGNORE INTO sources (host, process, environment, first_seen) "
                 "VALUES (?,?,?,?)",
@@ -325,7 +325,7 @@ class MetricsDB:
             found = db.execute(
                 "SELECT id FROM sources WHERE host=? AND process=? AND environment=?", key
             ).fetchone()[0]
-            self._sources[key] = found
+            self._sources[source] = found
         return found
 
     def _roll_up(
