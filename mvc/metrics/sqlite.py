@@ -403,13 +403,20 @@ class MetricsDB:
             return max(end - query.since, 0.0)
         if not ids or self._db is None:
             return None
-        marks = ",".join("?" * len(ids))
-        first, last = self._db.execute(
-            f"SELECT min(at), max(at) FROM points WHERE series IN ({marks})"
-            + (" AND at < ?" if query.until is not None else ""),
-            [*ids, *([query.until] if query.until is not None else [])],
-        ).fetchone()
-        return None if first is None else last - first
+        # one index lookup per end and series (SQLite's min/max shortcut needs one series)
+        bound, args = ("", []) if query.until is None else (" AND at < ?", [query.until])
+        firsts, lasts = [], []
+        for series in ids:
+            (first,) = self._db.execute(
+                f"SELECT min(at) FROM points WHERE series = ?{bound}", [series, *args]
+            ).fetchone()
+            (last,) = self._db.execute(
+                f"SELECT max(at) FROM points WHERE series = ?{bound}", [series, *args]
+            ).fetchone()
+            if first is not None:
+                firsts.append(first)
+                lasts.append(last)
+        return max(lasts) - min(firsts) if firsts else None
 
     def _window(self, query: Query) -> tuple[str, list[float]]:
         clauses, args = [], []
