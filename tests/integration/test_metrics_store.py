@@ -362,3 +362,28 @@ def test_a_failed_write_keeps_points_within_a_bound_and_bad_values_fail_early(st
     assert rec.flush() == 3
     assert sorted(MetricsDB.open(st.repo).values(Query("bert", "latency_ms"))) == [2.0, 3.0]
     rec.close()
+
+
+def test_the_vocabulary_and_the_command_line_do_not_load_the_store(mvc_env, tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import mvc.metrics, mvc.metrics.model\n"
+        "from mvc.cli.main import run\n"
+        "sys.argv = ['mvc', '--help']\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('sqlite3', 'mvc.metrics.sqlite', 'mvc.metrics.recorder', 'mvc.ops.metrics')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=mvc_env, capture_output=True, text=True
+    )
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    import mvc.metrics
+
+    assert "record" in dir(mvc.metrics) and mvc.metrics.Recorder.__name__ == "Recorder"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mvc.metrics.nope  # noqa: B018
