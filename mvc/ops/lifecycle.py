@@ -40,6 +40,7 @@ from mvc.metrics.model import MetricSource, Query, Summary
 from mvc.ops.annotate import append
 from mvc.ops.annotate import chain as annotation_chain
 from mvc.ops.channels import chain, list_channels, load_model_tags
+from mvc.ops.metrics import metric_source
 from mvc.policy.deprecations import DEPRECATIONS, Deprecation, DeprecationPolicy, webhook_body
 from mvc.policy.facts import VersionFacts
 from mvc.policy.file import Policy, read_policy
@@ -370,7 +371,8 @@ def check_move(
     source: Callable[[], MetricSource] | None = None,
 ) -> Checked:
     """Gate and deprecation checks for a planned move (raises; returns what to record).
-    ``source`` opens the metric source production rules read (only when a gate has them)."""
+    ``source`` opens the metric source production rules read (only when a gate has them;
+    default: the store's metric database)."""
     policy = read_policy(repo.root)
     tags = load_model_tags(repo, new.model)
     warnings: list[str] = []
@@ -410,12 +412,7 @@ def check_move(
             stable=stable_facts,
         )
         if gate.production:
-            if source is None:
-                raise UsageError(
-                    f"gate {gate.key} ({gate.where}) has production rules, and no metric "
-                    "source is available to read them"
-                )
-            opened = source()
+            opened = source() if source is not None else metric_source(repo)
             since = repo.clock().timestamp() - gate.window
             broken += evaluate_production(
                 gate,

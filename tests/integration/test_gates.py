@@ -206,3 +206,42 @@ def test_the_example_policy_is_valid() -> None:
     assert gates.for_channel("gpt", "prod").key == "prod"
     deprecations = policy.get(DEPRECATIONS)
     assert deprecations is not None and deprecations.rules[0].on == "2027-01-31"
+
+
+def test_production_rules_read_the_store_metric_database(st: Store) -> None:
+    from mvc.ops.metrics import log_metrics
+
+    _policy(
+        st,
+        """
+        gates:
+          prod:
+            production:
+              latency_ms: {p99: "<= 250", mean: "no worse than stable + 10%"}
+            window: 1h
+            min_samples: 20
+        """,
+    )
+    # A first release has served nowhere: it goes in forced, with its reason recorded.
+    ops.set_channel(st.repo, M, "prod", "v1.4.0", force=True, message="first release")
+    now = st.clock.now.timestamp()
+    for i in range(40):  # the stable, serving
+        log_metrics(st.repo, "bert@prod", values={"latency_ms": 100 + i % 5}, at=now - 60 + i)
+    ops.deploy_canary(st.repo, M, "prod", "v1.5.0", 10)
+    with pytest.raises(GateRefused, match=r"has 0 'latency_ms' point\(s\) in the last 1h"):
+        ops.promote(st.repo, M, "prod")
+    for i in range(30):  # the canary: slower
+        log_metrics(
+            st.repo, "bert@prod", arm="canary", values={"latency_ms": 300 + i}, at=now - 30 + i
+        )
+    with pytest.raises(GateRefused) as refused:
+        ops.promote(st.repo, M, "prod")
+    assert "latency_ms p99 " in refused.value.message and "> 250 (n=30)" in refused.value.message
+    assert "(stable 102 + 10%)" in refused.value.message
+    ops.rollback(st.repo, M, "prod")
+    ops.deploy_canary(st.repo, M, "prod", "v1.6.0", 10)
+    for i in range(30):  # a fast canary passes
+        log_metrics(
+            st.repo, "bert@prod", arm="canary", values={"latency_ms": 95 + i % 3}, at=now - 30 + i
+        )
+    assert ops.promote(st.repo, M, "prod").record.stable.version == st.ids["bert@v1.6.0"]
