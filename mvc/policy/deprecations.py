@@ -36,6 +36,8 @@ from mvc.errors import UsageError
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped
 from mvc.policy.text import PolicyText, Section
+from mvc.refnames import validate_model
+from mvc.versioning import parse_range
 
 SOURCES = ("annotation", "policy", "tag")
 
@@ -118,10 +120,17 @@ def parse_deprecations(value: object, ctx: PolicyText) -> DeprecationPolicy:
             ctx.fail(f"{path}", "YAML reads the key `on:` as true; write the date as `cutoff:`")
         ctx.only_keys(path, entry, ("spec", "cutoff", "reason", "replacement"))
         spec = ctx.string(f"{path}.spec", entry.get("spec"))
-        if "@" not in spec:
+        model, _, rev = spec.partition("@")
+        if not rev:
             ctx.fail(
                 f"{path}.spec", f"{spec!r} names no versions; write MODEL@RANGE, e.g. bert@<1.2"
             )
+        try:
+            validate_model(model)
+            if rev.startswith(("^", "~", "<", ">", "=")):
+                parse_range(rev)
+        except UsageError as exc:
+            ctx.fail(f"{path}.spec", exc.message)
         on = None
         if entry.get("cutoff") is not None:
             try:

@@ -98,6 +98,13 @@ def test_production_rules_need_enough_points_and_compare_with_stable() -> None:
         ("gates:\n  prod: {from: 'no such'}\n", "invalid channel name"),
         ("gates:\n  prod: {no_prerelease: 'yes'}\n", "expected true or false"),
         ("gates:\n  prod: {min_samples: 0}\n", "must be at least 1"),
+        ("deprecations:\n  versions:\n    - {spec: 'bert@^^1', reason: x}\n", "bad semver"),
+        ("deprecations:\n  versions:\n    - {spec: bert, reason: x}\n", "names no versions"),
+        ("deprecations:\n  webhook: ftp://x\n", "is not an http"),
+        (
+            "deprecations:\n  versions:\n    - {spec: bert@v1, cutoff: soon, reason: x}\n",
+            "is not a date",
+        ),
     ],
 )
 def test_bad_gates_say_where(text: str, error: str) -> None:
