@@ -10,6 +10,10 @@ What it measures (issue 9, "Version-tagged metrics"), through the library (``Met
     ingest      --points points of one metric (latency_ms, lognormal) for model bert, channel
                 prod, arms stable (90%, two versions over the day) and canary (10%), spread
                 over 24 hours, appended in batches of 10,000 (one transaction each): points/s.
+    record      mvc.metrics.Recorder.record(decision, latency_ms=, error=) from a real
+                RouteDecision, 200,000 calls: microseconds per call buffered only (the hot
+                path), (batches of 1,000 calls, the buffer emptied untimed between them), and with its flushes
+                of 1,000 points per transaction (on the calling thread).
     per-point   2,000 appends of one point each (one transaction each): points/s, against
                 SQLite's own rate for a one-row INSERT transaction on the same kind of file
                 (the floor per-point costs sit on).
@@ -153,6 +157,47 @@ def bench_per_point(folder: str, quiet: bool) -> Result:
     return Result("per-point", ours, "points/s", floor, "raw sqlite insert txn")
 
 
+def bench_record(folder: str, quiet: bool) -> list[Result]:
+    """mvc.metrics.Recorder.record from a real RouteDecision: the hot path alone (buffer only),
+    and with its flushes (1,000 points per transaction)."""
+    from mvc.api import commit
+    from mvc.metrics.recorder import Recorder
+    from mvc.ops.deploy import set_channel
+    from mvc.router import Router
+
+    scratch = os.path.join(folder, "record")
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(os.path.join(scratch, "model"))
+    with open(os.path.join(scratch, "model", "config.json"), "w", encoding="utf-8") as handle:
+        handle.write("{}")
+    repo = Repo.init(scratch, overrides={"user.name": "bench"})
+    commit(os.path.join(scratch, "model"), "one", repo=repo, model="bert")
+    set_channel(repo, "bert", "prod", "main")
+    decision = Router(repo, "bert", "prod").route("user-1")
+    n = 200_000
+    buffered = Recorder(repo, max_points=n + 1, max_delay=0)
+    hot = 0.0
+    for _ in range(n // 1000):  # batches of 1,000 calls, the buffer emptied between them
+        start = time.perf_counter()
+        for i in range(1000):
+            buffered.record(decision, latency_ms=100.0 + i % 50, error=0)
+        hot += time.perf_counter() - start
+        buffered._take()  # untimed: the points a flush would write, dropped
+    hot /= n
+    buffered.close()
+    flushing = Recorder(repo, max_points=1000, max_delay=0)
+    start = time.perf_counter()
+    for i in range(n):
+        flushing.record(decision, latency_ms=100.0 + i % 50, error=0)
+    flushing.close()
+    total = (time.perf_counter() - start) / n
+    say(quiet, f"  record(): {hot * 1e6:.1f} us buffered, {total * 1e6:.1f} us with flushes")
+    return [
+        Result("record-hot", hot * 1e6, "us/call", target="2 metrics per call, buffer only"),
+        Result("record-all", total * 1e6, "us/call", target="with flushes of 1,000 points"),
+    ]
+
+
 def bench_window(repo: Repo, since: float, name: str, reps: int, quiet: bool) -> tuple[Result, Any]:
     db = MetricsDB.open(repo)
     query = Query("bert", "latency_ms", channel="prod", since=since, until=T0 + DAY)
@@ -209,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if ingest:
         results.append(ingest)
     results.append(bench_per_point(folder, args.quiet))
+    results += bench_record(folder, args.quiet)
     hour, _ = bench_window(repo, T0 + DAY - 3600, "window-1h", args.reps, args.quiet)
     day, groups = bench_window(repo, T0, "window-24h", args.reps, args.quiet)
     results += [hour, day]

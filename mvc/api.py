@@ -33,6 +33,7 @@ from mvc.ops.inspect import VersionDetails as VersionDetails  # re-exported: sho
 from mvc.ops.inspect import cat
 from mvc.ops.inspect import log as do_log
 from mvc.ops.inspect import show as do_show
+from mvc.ops.lifecycle import warn_use
 from mvc.ops.setup import init_store
 from mvc.ops.worktrees import CheckoutResult as CheckoutResult  # re-exported: checkout's result
 from mvc.ops.worktrees import checkout as do_checkout
@@ -120,11 +121,19 @@ def commit(
     )
 
 
-def resolve(spec: str, *, repo: Repo | str | None = None) -> Resolved:
+def resolve(
+    spec: str, *, repo: Repo | str | None = None, allow_deprecated: bool = False
+) -> Resolved:
     """Resolve a version spec (``bert@^1.2``, ``bert@prod``, ``bert@main~1``) to a Resolved
     (``.model``, ``.version`` — the full id, ``.kind``, ``.name``; for a channel, ``.adapter``
-    its arm serves)."""
-    return do_resolve(_repo(repo), spec)
+    its arm serves).
+
+    A deprecated version gives a ``VersionDeprecationWarning`` (once per process); past its
+    cutoff, ``Deprecated`` unless ``allow_deprecated``."""
+    opened = _repo(repo)
+    resolved = do_resolve(opened, spec)
+    warn_use(opened, resolved.model, resolved.version, allow_deprecated=allow_deprecated)
+    return resolved
 
 
 def log(spec: str, *, repo: Repo | str | None = None, limit: int | None = None) -> list[LogEntry]:
@@ -138,10 +147,17 @@ def show(spec: str, *, repo: Repo | str | None = None) -> VersionDetails:
 
 
 def checkout(
-    spec: str, *, repo: Repo | str | None = None, to: str | None = None, force: bool = False
+    spec: str,
+    *,
+    repo: Repo | str | None = None,
+    to: str | None = None,
+    force: bool = False,
+    allow_deprecated: bool = False,
 ) -> CheckoutResult:
-    """Write a version into its working folder (or ``to``); refuses to overwrite changes."""
-    return do_checkout(_repo(repo), spec, to=to, force=force)
+    """Write a version into its working folder (or ``to``); refuses to overwrite changes.
+    ``.deprecation`` of the result is set for a deprecated version; past its cutoff,
+    ``Deprecated`` unless ``allow_deprecated``."""
+    return do_checkout(_repo(repo), spec, to=to, force=force, allow_deprecated=allow_deprecated)
 
 
 def iter_file(spec: str, path: str, *, repo: Repo | str | None = None) -> Iterator[bytes]:
@@ -229,6 +245,7 @@ def load(
     adapter: str | None = None,
     cache_dir: str | None = None,
     mmap: bool = True,
+    allow_deprecated: bool = False,
 ) -> dict[str, np.ndarray]:
     """A version's safetensors tensors as numpy arrays, memory-mapped from a local cache folder.
 
@@ -240,10 +257,16 @@ def load(
     dtype) and ``modules_to_save`` tensors replace theirs; those arrays are new, every other one
     stays a read-only memory map. DoRA and other methods mvc cannot merge raise
     ``mvc.peft.UnsupportedAdapter``.
+
+    A deprecated version (base or adapter) gives a ``VersionDeprecationWarning`` once per
+    process; past its cutoff, ``mvc.errors.Deprecated`` unless ``allow_deprecated``.
     """
     if not isinstance(repo, Repo):
         repo = open_repo(repo)
     model, version, adapter_ref = _resolve_load(repo, spec, adapter)
+    warn_use(repo, model, version, allow_deprecated=allow_deprecated)
+    if adapter_ref is not None:
+        warn_use(repo, adapter_ref.model, adapter_ref.version, allow_deprecated=allow_deprecated)
     tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
     if adapter_ref is None:
         return tensors

@@ -196,6 +196,12 @@ class Deprecated(MvcError):
     exit_code = EXIT_DEPRECATED
 
 
+class VersionDeprecationWarning(DeprecationWarning):
+    """Issued (once per process per version) by ``mvc.load``, ``mvc.resolve`` and ``Router``
+    for a deprecated version before its cutoff: the message names the version, the date, the
+    reason and the replacement."""
+
+
 class Archived(MvcError):
     """A version whose chunks were moved to a cold remote; ``mvc restore SPEC`` brings them back."""
 

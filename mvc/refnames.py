@@ -24,8 +24,9 @@ MAX_NAME = 200
 HEADS = "heads"
 TAGS = "tags"
 CHANNELS = "channels"
-REF_KINDS = (HEADS, TAGS, CHANNELS)
-KIND_WORD = {HEADS: "branch", TAGS: "tag", CHANNELS: "channel"}
+NOTES = "notes"  # a version's annotations: the ref is named by the version's id
+REF_KINDS = (HEADS, TAGS, CHANNELS, NOTES)
+KIND_WORD = {HEADS: "branch", TAGS: "tag", CHANNELS: "channel", NOTES: "notes"}
 
 
 def _check(name: str, what: str, pattern: re.Pattern[str]) -> str:
@@ -66,7 +67,22 @@ def validate_remote(name: str) -> str:
     return _check(name, "remote", _SIMPLE)
 
 
-_VALIDATORS = {HEADS: validate_branch, TAGS: validate_tag, CHANNELS: validate_channel}
+_VERSION_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def validate_notes(name: str) -> str:
+    """A notes ref is named by the full id of the version it annotates."""
+    if not isinstance(name, str) or not _VERSION_ID.match(name):
+        raise InvalidName(f"invalid notes ref name {name!r}", hint="it is a full version id")
+    return name
+
+
+_VALIDATORS = {
+    HEADS: validate_branch,
+    TAGS: validate_tag,
+    CHANNELS: validate_channel,
+    NOTES: validate_notes,
+}
 
 
 @dataclass(frozen=True, order=True)
@@ -102,6 +118,11 @@ def tag(model: str, name: str) -> RefName:
 
 def channel(model: str, name: str) -> RefName:
     return RefName(model, CHANNELS, name)
+
+
+def notes(model: str, version: str) -> RefName:
+    """The ref holding the annotations of one version (``refs/notes/<model>/<version id>``)."""
+    return RefName(model, NOTES, version)
 
 
 def _escape(name: str) -> str:

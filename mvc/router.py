@@ -32,6 +32,7 @@ from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.channels import channel_ref, require_current
+from mvc.ops.lifecycle import warn_use
 from mvc.ops.snapshot import stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.repo import Repo
@@ -99,7 +100,8 @@ def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None
     os.makedirs(os.path.dirname(final), exist_ok=True)
     temp = os.path.join(os.path.dirname(final), f".tmp-{version[:12]}-{secrets.token_hex(4)}")
     try:
-        checkout(repo, by_id(model, version), to=temp)
+        # Callers (load, Router) have told about a deprecation, or refused, already.
+        checkout(repo, by_id(model, version), to=temp, allow_deprecated=True)
         try:
             os.rename(temp, final)
         except OSError:
@@ -126,16 +128,32 @@ class Router:
         cache_dir: str | None = None,
         poll_interval: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        allow_deprecated: bool = False,
     ) -> None:
         self.repo = repo if isinstance(repo, Repo) else Repo.discover(repo)
         self.model = model
         self.channel = channel
         self.cache_dir = cache_dir
         self.poll_interval = poll_interval
+        self.allow_deprecated = allow_deprecated
         self._clock = clock
         self._lock = threading.Lock()
-        self._record: Record = require_current(self.repo, model, channel)
+        self._record: Record = self._checked_record()
         self._checked = clock()
+
+    def _checked_record(self) -> Record:
+        """The channel's record, its versions checked for deprecation once per record (a
+        ``VersionDeprecationWarning`` once per process; past a cutoff, ``Deprecated`` unless
+        ``allow_deprecated``). Never on the request path."""
+        record = require_current(self.repo, self.model, self.channel)
+        for arm in record.arms:
+            for model, version in [(self.model, arm.version)] + (
+                [(arm.adapter.model, arm.adapter.version)] if arm.adapter else []
+            ):
+                warn_use(
+                    self.repo, model, version, allow_deprecated=self.allow_deprecated, stacklevel=5
+                )
+        return record
 
     @property
     def record(self) -> Record:
@@ -155,7 +173,7 @@ class Router:
         self._checked = self._clock()
         if latest is None or latest == self._record.id:
             return False
-        record = require_current(self.repo, self.model, self.channel)
+        record = self._checked_record()
         with self._lock:
             self._record = record
         return True

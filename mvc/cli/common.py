@@ -38,6 +38,13 @@ JsonOption = typer.Option(
 )
 
 
+AllowDeprecatedOption = typer.Option(
+    False,
+    "--allow-deprecated",
+    help="Use a version even after its deprecation cutoff (otherwise exit 23).",
+)
+
+
 @dataclass
 class State:
     lock_timeout: float | None = None
@@ -58,10 +65,17 @@ def open_repo(ctx: typer.Context) -> Any:
     lock_timeout = state(ctx).lock_timeout
     if lock_timeout is not None:
         overrides["core.lock_timeout"] = lock_timeout
+    kwargs: dict[str, Any] = {"overrides": overrides}
+    frozen = os.environ.get("MVC_NOW")
+    if frozen:  # a fixed "now" for scripts and tests (deprecation cutoffs, ages)
+        from mvc.instants import parse_instant
+
+        moment = parse_instant(frozen)
+        kwargs["clock"] = lambda: moment
     explicit = os.environ.get("MVC_DIR")
     if explicit:
-        return Repo(explicit, overrides=overrides)
-    return Repo.discover(overrides=overrides)
+        return Repo(explicit, **kwargs)
+    return Repo.discover(**kwargs)
 
 
 def handles_errors(func: F) -> F:

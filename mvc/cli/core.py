@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from mvc.cli.common import (
+    AllowDeprecatedOption,
     JsonOption,
     Wanted,
     every_command,
@@ -17,7 +18,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
-from mvc.errors import PartialFailure
+from mvc.errors import PartialFailure, UsageError
 
 SpecArg = Annotated[
     str,
@@ -323,6 +324,12 @@ def show(
             out.line(f"{label:8} " + ", ".join(f"{k}={val}" for k, val in sorted(mapping.items())))
     for key, value in sorted(v.lineage.items()):
         out.line(f"{key:8} {value}")
+    for item in reversed(details.annotations):  # oldest first, like a log read downwards
+        shown = ", ".join(f"{k}={val}" for k, val in sorted(item.metrics.items()))
+        text = "; ".join(x for x in (shown, item.note) if x)
+        if item.deprecation:
+            text += f"{'; ' if text else ''}deprecation: {item.deprecation.reason}"
+        out.line(f"note     {item.when} {item.who}: {text}")
     out.line("")
     for line in (v.message or "").splitlines():
         out.line(f"    {line}")
@@ -409,6 +416,7 @@ def checkout(
     bind: Annotated[
         bool, typer.Option("--bind", help="Make --to the model's working folder.")
     ] = False,
+    allow_deprecated: bool = AllowDeprecatedOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Restore a version into the model's working folder (or --to DIR).
@@ -423,7 +431,17 @@ def checkout(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    result = do_checkout(repo, spec, to=to, force=force, bind=bind, progress=out.progress())
+    result = do_checkout(
+        repo,
+        spec,
+        to=to,
+        force=force,
+        bind=bind,
+        progress=out.progress(),
+        allow_deprecated=allow_deprecated,
+    )
+    if result.deprecation is not None:
+        out.warn(result.deprecation.message)
     if as_json:
         out.json(result.to_json())
         return
@@ -442,7 +460,14 @@ def branch(
     name: Annotated[str | None, typer.Argument(help="Branch to create (omit to list).")] = None,
     rev: Annotated[str | None, typer.Argument(help="Where it starts (default: HEAD).")] = None,
     delete: Annotated[
-        str | None, typer.Option("-d", "--delete", help="Delete this branch.")
+        str | None,
+        typer.Option(
+            "-d", "--delete", help="Delete this branch (refused if it holds unmerged versions)."
+        ),
+    ] = None,
+    force_delete: Annotated[
+        str | None,
+        typer.Option("-D", help="Delete this branch even if its versions become unreachable."),
     ] = None,
     as_json: bool = JsonOption,
 ) -> None:
@@ -451,14 +476,19 @@ def branch(
     Examples:
       mvc branch bert                   # list
       mvc branch bert experiment        # create at HEAD
-      mvc branch bert -d experiment     # delete
+      mvc branch bert -d experiment     # delete (refused if no other ref reaches its versions)
+      mvc branch bert -D experiment     # delete anyway
     """
     from mvc.ops import names
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    if delete:
-        entry = names.delete_branch(repo, model, delete)
+    if delete and force_delete:
+        raise UsageError("give -d or -D, not both")
+    if delete or force_delete:
+        delete = delete or force_delete
+        assert delete is not None
+        entry = names.delete_branch(repo, model, delete, force=bool(force_delete))
         out.json(entry.to_json()) if as_json else out.info(
             f"deleted branch {delete} (was {(entry.old or '')[:12]})"
         )

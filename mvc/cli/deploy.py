@@ -8,7 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
+from mvc.cli.common import (
+    AllowDeprecatedOption,
+    JsonOption,
+    Wanted,
+    every_command,
+    handles_errors,
+    open_repo,
+)
 from mvc.cli.output import Output, human_size
 from mvc.errors import UsageError
 
@@ -21,6 +28,11 @@ ChannelArg = Annotated[
 ]
 MessageOption = typer.Option(
     "", "-m", "--message", help="Why (kept in the record and the ref log)."
+)
+ForceOption = typer.Option(
+    False,
+    "--force",
+    help="Move even though a promotion gate refuses it (needs -m WHY; recorded in the record).",
 )
 ExpectOption = typer.Option(
     None,
@@ -95,6 +107,11 @@ def _record_lines(record: Record, namer: Namer) -> list[str]:
         f"when     {record.when}",
         f"who      {record.who}",
         f"why      {record.why}",
+    ]
+    if record.override:
+        lines.append(f"override {record.override['who']}: {record.override['why']}")
+        lines += [f"  broke  {rule}" for rule in record.override["broken"]]
+    lines += [
         "arms",
     ]
     for arm in record.arms:
@@ -120,6 +137,7 @@ def channel_set(
     ],
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Point a channel at one version, 100% of traffic (creates the channel).
@@ -134,7 +152,7 @@ def channel_set(
         ctx,
         as_json,
         lambda repo: ops.set_channel(
-            repo, model, channel, target, message=message, expected=_expected(expect)
+            repo, model, channel, target, message=message, expected=_expected(expect), force=force
         ),
     )
 
@@ -281,6 +299,7 @@ def deploy(
     ] = None,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Roll a version out on a channel: canary, blue-green, shadow or A/B.
@@ -322,7 +341,7 @@ def deploy(
     expected = _expected(expect)
 
     def action(repo: Any) -> Move:
-        kwargs = {"message": message, "expected": expected}
+        kwargs = {"message": message, "expected": expected, "force": force}
         if canary is not None:
             assert target is not None
             return ops.deploy_canary(repo, model, channel, target, canary, **kwargs)
@@ -349,6 +368,7 @@ def promote(
     ] = None,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Finish a rollout: the canary (or an A/B arm) becomes the stable 100%.
@@ -363,7 +383,13 @@ def promote(
         ctx,
         as_json,
         lambda repo: ops.promote(
-            repo, model, channel, arm=arm, message=message, expected=_expected(expect)
+            repo,
+            model,
+            channel,
+            arm=arm,
+            message=message,
+            expected=_expected(expect),
+            force=force,
         ),
     )
 
@@ -374,6 +400,7 @@ def switch(
     channel: ChannelArg,
     message: str = MessageOption,
     expect: str | None = ExpectOption,
+    force: bool = ForceOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Blue-green: send all traffic to the staged green; the old version stays warm as blue.
@@ -387,7 +414,9 @@ def switch(
     _run_move(
         ctx,
         as_json,
-        lambda repo: ops.switch(repo, model, channel, message=message, expected=_expected(expect)),
+        lambda repo: ops.switch(
+            repo, model, channel, message=message, expected=_expected(expect), force=force
+        ),
     )
 
 
@@ -514,6 +543,7 @@ def export(
         str | None,
         typer.Option("--python-model", help="triton python backend: model.py for each version."),
     ] = None,
+    allow_deprecated: bool = AllowDeprecatedOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Write a channel's model files and server config where an inference server loads them.
@@ -532,10 +562,16 @@ def export(
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     options = ExportOptions(
-        name=name, backend=backend, serve_root=serve_root, python_model=python_model
+        name=name,
+        backend=backend,
+        serve_root=serve_root,
+        python_model=python_model,
+        allow_deprecated=allow_deprecated,
     )
     result = do_export(repo, model, channel, fmt, to, options)
     if as_json:
+        for warning in result.warnings:
+            out.warn(warning)
         out.json(result.to_json())
         return
     for key in result.configs:

@@ -23,6 +23,7 @@ from mvc.cli import (
     core,
     deploy,
     imports,
+    lifecycle,
     lock,
     metrics,
     remotes,
@@ -89,6 +90,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     checks.register(app, wanted)
     apply.register(app, wanted)
     signing.register(app, wanted)
+    lifecycle.register(app, wanted)
     metrics.register(app, wanted)
     return app
 

@@ -147,7 +147,8 @@ def show(
     since: Annotated[
         str | None,
         typer.Option(
-            "--since", help="Window start: a duration back from now (1h, 30m) or an instant."
+            "--since",
+            help="Window start: a duration back from --until or now (1h, 30m), or an instant.",
         ),
     ] = None,
     until: Annotated[

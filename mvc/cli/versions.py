@@ -295,7 +295,11 @@ def find(
     ] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option("--where", help="Metric (or param) condition, e.g. 'accuracy>=0.9'."),
+        typer.Option(
+            "--where",
+            help="Metric (annotations, then commit metrics, then params) condition, "
+            "e.g. 'accuracy>=0.9'.",
+        ),
     ] = None,
     dataset: Annotated[
         list[str] | None,
@@ -347,7 +351,8 @@ def find(
         r = item.record
         names = ", ".join(n.name for n in item.names if n.model == r.get("model"))
         first = (r.get("message") or "").splitlines()[0] if r.get("message") else ""
-        metrics = " ".join(f"{k}={v}" for k, v in sorted((r.get("metrics") or {}).items()))
+        merged = {**(r.get("metrics") or {}), **item.annotated}
+        metrics = " ".join(f"{k}={v}" for k, v in sorted(merged.items()))
         out.line(
             f"{r.get('model')}@{item.id[:12]}  {r.get('time')}"
             + (f"  ({names})" if names else "")

@@ -485,7 +485,7 @@ def rollback_target(record: Record, earlier: _Earlier) -> Record | None:
 
 def _find_earlier(record: Record, request: Rollback, earlier: _Earlier) -> Record:
     """``--to``: a record id (prefix) of this channel's history, or a version that once served
-    alone (the most recent such record)."""
+    alone, stable or switched to after a blue-green (the most recent such record)."""
     to = request.to or ""
     lowered = to.lower()
     by_id = (
@@ -498,7 +498,10 @@ def _find_earlier(record: Record, request: Rollback, earlier: _Earlier) -> Recor
     wanted = request.to_target
     if wanted is not None:
         by_version = [
-            r for r in earlier.history if r.state == S_STABLE and _stable(r).target == wanted
+            r
+            for r in earlier.history
+            # After a blue-green switch the stable serves alone too (the blue is warm at 0%).
+            if r.state in (S_STABLE, S_SWITCHED) and _stable(r).target == wanted
         ][:1]
     if len(by_id) > 1:
         raise AmbiguousSpec(

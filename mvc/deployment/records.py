@@ -107,6 +107,9 @@ class Record(JsonShaped):
     action: str
     restores: ObjectId | None = None  # rollbacks: the earlier record whose arms they restore
     id: ObjectId | None = None
+    # A move forced past a promotion gate: who, when, why, and the rules it broke. Absent
+    # from the stored value when None, so records written before it keep their ids.
+    override: dict[str, Any] | None = None
 
     @property
     def state(self) -> str:
@@ -143,9 +146,9 @@ class Record(JsonShaped):
             "who": self.who,
             "when": self.when,
             "why": self.why,
-        }
+        } | ({"override": self.override} if self.override is not None else {})
 
-    json_shape: ClassVar[Shape] = Shape(computed={"state": "state"})
+    json_shape: ClassVar[Shape] = Shape(computed={"state": "state"}, optional=("override",))
 
 
 def state_of(arms: tuple[Arm, ...] | list[Arm]) -> str | None:
@@ -203,6 +206,14 @@ def decode_record(value: dict[str, Any], oid: str) -> Record:
         validate_channel(value["channel"])
     except (InvalidInput, InvalidName) as exc:
         raise _bad(oid, exc.message) from exc
+    override = value.get("override")
+    if override is not None and not (
+        isinstance(override, dict)
+        and all(isinstance(override.get(k), str) for k in ("who", "when", "why"))
+        and isinstance(override.get("broken"), list)
+        and all(isinstance(item, str) for item in override["broken"])
+    ):
+        raise _bad(oid, "override is not {who, when, why, broken}")
     raw_arms = value.get("arms")
     if not isinstance(raw_arms, list) or not raw_arms:
         raise _bad(oid, "no arms")
@@ -220,6 +231,7 @@ def decode_record(value: dict[str, Any], oid: str) -> Record:
         value["action"],
         value.get("restores"),
         ObjectId(oid),
+        override,
     )
     listed = value.get("refs")
     if not isinstance(listed, list) or not all(isinstance(item, str) for item in listed):

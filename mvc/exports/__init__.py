@@ -29,6 +29,7 @@ from mvc.exports.sink import Sink, default_serve_root
 from mvc.exports.triton import write_triton
 from mvc.exports.vllm import write_vllm
 from mvc.ops.deploy import Namer, require_current
+from mvc.ops.lifecycle import check_use
 from mvc.refnames import validate_channel, validate_model
 from mvc.repo import Repo
 
@@ -57,8 +58,15 @@ def export(
         raise UsageError(f"unknown export format {fmt!r}", hint="one of: " + ", ".join(FORMATS))
     record = require_current(repo, model, channel)
     assert record.id is not None
+    told = [
+        check_use(repo, m, v, allow_deprecated=options.allow_deprecated)
+        for arm in record.arms
+        for m, v in [(model, arm.version)]
+        + ([(arm.adapter.model, arm.adapter.version)] if arm.adapter else [])
+    ]
     sink = Sink.open(dest, options.storage_options)
     result = ExportResult(fmt, dest, model, channel, record.id)
+    result.warnings += [item.message for item in dict.fromkeys(told) if item is not None]
     ctx = ExportContext(
         repo,
         record,

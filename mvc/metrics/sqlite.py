@@ -167,7 +167,7 @@ class MetricsDB:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self._db = self._connect()
         self._series: dict[tuple[str, str, str, str, str], int] = {}
-        self._sources: dict[tuple[str, str, str], int] = {}
+        self._sources: dict[Source, int] = {}
 
     @classmethod
     def open(cls, repo: Repo, *, create: bool = True) -> MetricsDB:
@@ -310,13 +310,13 @@ class MetricsDB:
     def _source_id(self, db: sqlite3.Connection, source: Source | None, at: float) -> int | None:
         if source is None:
             return None
-        key = (
-            source.host,
-            source.process,
-            json.dumps(dict(source.environment), sort_keys=True, separators=(",", ":")),
-        )
-        found = self._sources.get(key)
+        found = self._sources.get(source)
         if found is None:
+            key = (
+                source.host,
+                source.process,
+                json.dumps(dict(source.environment), sort_keys=True, separators=(",", ":")),
+            )
             db.execute(
                 "INSERT OR IGNORE INTO sources (host, process, environment, first_seen) "
                 "VALUES (?,?,?,?)",
@@ -325,7 +325,7 @@ class MetricsDB:
             found = db.execute(
                 "SELECT id FROM sources WHERE host=? AND process=? AND environment=?", key
             ).fetchone()[0]
-            self._sources[key] = found
+            self._sources[source] = found
         return found
 
     def _roll_up(
@@ -403,13 +403,20 @@ class MetricsDB:
             return max(end - query.since, 0.0)
         if not ids or self._db is None:
             return None
-        marks = ",".join("?" * len(ids))
-        first, last = self._db.execute(
-            f"SELECT min(at), max(at) FROM points WHERE series IN ({marks})"
-            + (" AND at < ?" if query.until is not None else ""),
-            [*ids, *([query.until] if query.until is not None else [])],
-        ).fetchone()
-        return None if first is None else last - first
+        # one index lookup per end and series (SQLite's min/max shortcut needs one series)
+        bound, args = ("", []) if query.until is None else (" AND at < ?", [query.until])
+        firsts, lasts = [], []
+        for series in ids:
+            (first,) = self._db.execute(
+                f"SELECT min(at) FROM points WHERE series = ?{bound}", [series, *args]
+            ).fetchone()
+            (last,) = self._db.execute(
+                f"SELECT max(at) FROM points WHERE series = ?{bound}", [series, *args]
+            ).fetchone()
+            if first is not None:
+                firsts.append(first)
+                lasts.append(last)
+        return max(lasts) - min(firsts) if firsts else None
 
     def _window(self, query: Query) -> tuple[str, list[float]]:
         clauses, args = [], []

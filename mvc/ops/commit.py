@@ -200,11 +200,25 @@ def commit(
             snap.new_chunks,
             snap.new_bytes,
         )
-        unchanged = parent is not None and repo.objects.get_version(parent).tree == snap.tree_id
+        parent_version = repo.objects.get_version(parent) if parent else None
+        unchanged = parent_version is not None and parent_version.tree == snap.tree_id
         if unchanged and not allow_empty:
             if cache is not None:
                 cache.save()
+            if metrics or params:
+                raise UsageError(
+                    f"nothing changed in {target} since {model}@{branch_name}: metrics and "
+                    "params alone make no new version",
+                    hint=f"attach them to the version that is there: `mvc annotate "
+                    f"{model}@{short(parent or '')} --metric NAME=NUMBER` (or --allow-empty "
+                    "for a new version that keeps its params and datasets)",
+                )
             return result
+        if unchanged and parent_version is not None:
+            # An empty commit is the same weights again: what was true of their training
+            # (params, datasets, base) stays true unless given anew.
+            params = {**parent_version.params, **dict(params or {})}
+            lineage = {**parent_version.lineage, **dict(lineage or {})}
         version = Version(
             model=model,
             tree=snap.tree_id,

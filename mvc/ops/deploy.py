@@ -54,6 +54,7 @@ from mvc.ops.channels import (
     load_record,
     require_current,
 )
+from mvc.ops.lifecycle import check_move, override_value
 from mvc.peft import require_compatible
 from mvc.refnames import validate_channel, validate_model
 from mvc.refs import RefEntry
@@ -217,8 +218,10 @@ def _move(
     request: Request | Callable[[Record | None], Request],
     message: str,
     expected: Any,
+    force: bool = False,
 ) -> Move:
-    """Plan against the current record, store the new record, then compare-and-swap the ref."""
+    """Plan against the current record, check it against the gates and deprecations (every
+    move passes here), store the new record, then compare-and-swap the ref."""
     validate_model(model)
     ref = channel_ref(model, name)
     current_id = repo.refs.get(ref)
@@ -235,6 +238,8 @@ def _move(
     ctx = Context(model, name, repo.identity(), repo.now(), message, names)
     planned = plan(old, request, ctx)
     record = planned.record
+    checked = check_move(repo, old, record, force=force, reason=message)
+    record = replace(record, override=override_value(checked, ctx.who, ctx.when, message))
 
     for oid in record.refs():
         # Closure before reference: a fetched-but-not-pulled version gets its data first.
@@ -245,7 +250,9 @@ def _move(
         entry = repo.refs.set_if_equals(
             ref, current_id, record_id, f"{record.action}: {record.why}"
         )
-    return Move(model, name, old, replace(record, id=record_id), entry, list(planned.notes))
+    notes = [*planned.notes, *checked.warnings]
+    notes += [f"gate overridden (--force): {b.rule}: {b.detail}" for b in checked.broken]
+    return Move(model, name, old, replace(record, id=record_id), entry, notes)
 
 
 def _matches(current_id: str | None, expected: str | None) -> bool:
@@ -270,12 +277,19 @@ def _models(model: str, old: Record | None, request: Request) -> Iterator[str]:
 
 
 def set_channel(
-    repo: Repo, model: str, name: str, target: str, *, message: str = "", expected: Any = _UNSET
+    repo: Repo,
+    model: str,
+    name: str,
+    target: str,
+    *,
+    message: str = "",
+    expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Point a channel at one target, 100% (creates the channel; from any state)."""
     validate_channel(name)
     request = SetTo(resolve_target(repo, model, target))
-    return _move(repo, model, name, request, message, expected)
+    return _move(repo, model, name, request, message, expected, force)
 
 
 def deploy_canary(
@@ -287,34 +301,56 @@ def deploy_canary(
     *,
     message: str = "",
     expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Start a canary: the stable keeps 100-weight percent, the new target gets weight."""
     check_share(weight, "--canary")
     request = StartCanary(resolve_target(repo, model, target), weight)
-    return _move(repo, model, name, request, message, expected)
+    return _move(repo, model, name, request, message, expected, force)
 
 
 def step_canary(
-    repo: Repo, model: str, name: str, weight: int, *, message: str = "", expected: Any = _UNSET
+    repo: Repo,
+    model: str,
+    name: str,
+    weight: int,
+    *,
+    message: str = "",
+    expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Change the running canary's share of traffic."""
-    return _move(repo, model, name, _checked(StepCanary(weight)), message, expected)
+    return _move(repo, model, name, _checked(StepCanary(weight)), message, expected, force)
 
 
 def deploy_blue_green(
-    repo: Repo, model: str, name: str, target: str, *, message: str = "", expected: Any = _UNSET
+    repo: Repo,
+    model: str,
+    name: str,
+    target: str,
+    *,
+    message: str = "",
+    expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Stage a green target at 0% beside the stable (which is the blue); ``switch`` flips them."""
     request = StageGreen(resolve_target(repo, model, target))
-    return _move(repo, model, name, request, message, expected)
+    return _move(repo, model, name, request, message, expected, force)
 
 
 def deploy_shadow(
-    repo: Repo, model: str, name: str, target: str, *, message: str = "", expected: Any = _UNSET
+    repo: Repo,
+    model: str,
+    name: str,
+    target: str,
+    *,
+    message: str = "",
+    expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Mirror the stable's traffic to a shadow target whose responses are discarded."""
     request = StartShadow(resolve_target(repo, model, target))
-    return _move(repo, model, name, request, message, expected)
+    return _move(repo, model, name, request, message, expected, force)
 
 
 def parse_ab(text: str) -> list[tuple[str, int]]:
@@ -339,11 +375,12 @@ def deploy_ab(
     *,
     message: str = "",
     expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Split traffic between named A/B arms ``a``, ``b``, … (weights sum to 100)."""
     check_ab_weights([w for _t, w in arms])
     request = StartAB(tuple((resolve_target(repo, model, t), w) for t, w in arms))
-    return _move(repo, model, name, _checked(request), message, expected)
+    return _move(repo, model, name, _checked(request), message, expected, force)
 
 
 def promote(
@@ -354,16 +391,25 @@ def promote(
     arm: str | None = None,
     message: str = "",
     expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
     """Finish a rollout: the canary (or the chosen A/B arm) becomes the stable 100%;
     after a blue-green switch, the warm blue is released."""
-    return _move(repo, model, name, Promote(arm), message, expected)
+    return _move(repo, model, name, Promote(arm), message, expected, force)
 
 
-def switch(repo: Repo, model: str, name: str, *, message: str = "", expected: Any = _UNSET) -> Move:
+def switch(
+    repo: Repo,
+    model: str,
+    name: str,
+    *,
+    message: str = "",
+    expected: Any = _UNSET,
+    force: bool = False,
+) -> Move:
     """Blue-green: send all traffic to green, keeping the old stable warm as blue at 0%.
     Run again to switch back."""
-    return _move(repo, model, name, Switch(), message, expected)
+    return _move(repo, model, name, Switch(), message, expected, force)
 
 
 def rollback(
@@ -374,14 +420,31 @@ def rollback(
     to: str | None = None,
     message: str = "",
     expected: Any = _UNSET,
+    force: bool = False,
 ) -> Move:
-    """Append a record restoring an earlier state (never rewrites history)."""
+    """Append a record restoring an earlier state (never rewrites history).
+
+    ``to``: an earlier record (id prefix), a version that served alone, or an ISO-8601 instant
+    (``2026-03-03T14:00``, with '-' or ':' so it is never a hex id prefix): what the channel
+    served at that instant."""
+    if to is not None and _is_instant(to):
+        to = at(repo, model, name, to).record.id  # the move in force then
 
     def request(old: Record | None) -> Request:
         earlier = tuple(chain(repo, old))[1:] if old else ()
         return Rollback(earlier, to, _as_target(repo, model, to) if to and old else None)
 
-    return _move(repo, model, name, request, message, expected)
+    return _move(repo, model, name, request, message, expected, force)
+
+
+def _is_instant(text: str) -> bool:
+    if not re.search(r"[-:]", text):
+        return False
+    try:
+        parse_instant(text)
+    except UsageError:
+        return False
+    return True
 
 
 def _as_target(repo: Repo, model: str, text: str) -> Target | None:

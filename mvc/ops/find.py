@@ -1,7 +1,7 @@
 """``find``: versions across models that match every condition given.
 
 Conditions: model (glob), tag (a tag name or a semver range), ``--param KEY=VALUE``,
-``--where 'accuracy>=0.9'`` (metrics first, then params), dataset (name, URI or hash prefix),
+``--where 'accuracy>=0.9'`` (annotation metrics first, then commit metrics, then params), dataset (name, URI or hash prefix),
 base model (a model name, or a spec for one exact base version), and a time window. Versions come
 from the catalog (``mvc.ops.catalog``), so a query reads the refs and only the versions it has
 never seen before; everything else is answered from memory.
@@ -19,7 +19,9 @@ from mvc.canonical import parse_scalar
 from mvc.errors import UsageError
 from mvc.ids import ObjectId
 from mvc.instants import parse_instant
+from mvc.ops.annotate import annotated_metrics
 from mvc.ops.catalog import Catalog, Name, load_catalog
+from mvc.refnames import NOTES, RefName
 from mvc.repo import Repo
 from mvc.specs import resolve
 from mvc.versioning import normalize_tag, parse_range, parse_semver
@@ -93,6 +95,7 @@ class Found:
     id: ObjectId
     record: dict[str, Any]
     names: list[Name]
+    annotated: dict[str, float] = field(default_factory=dict)  # annotation metrics, newest
 
     def to_json(self) -> dict[str, Any]:
         # Hand-written: the keys come from the stored version record (a dict), not from fields.
@@ -105,6 +108,7 @@ class Found:
             "message": r.get("message"),
             "params": r.get("params", {}),
             "metrics": r.get("metrics", {}),
+            "annotated_metrics": self.annotated,
             "lineage": r.get("lineage", {}),
             "names": [n.to_json() for n in self.names],
         }
@@ -138,6 +142,12 @@ def _dataset_matches(entry: Any, wanted: str) -> bool:
     )
 
 
+def _annotated(
+    repo: Repo, heads: dict[tuple[str, str], RefName], model: str, oid: ObjectId
+) -> dict[str, float]:
+    return annotated_metrics(repo, model, oid) if (model, oid) in heads else {}
+
+
 def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Found]:
     models = None
     if query.models:
@@ -157,6 +167,9 @@ def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Fo
     since = _instant(query.since) if query.since else None
     until = _instant(query.until) if query.until else None
     wanted_models = set(models) if models is not None else None
+    notes_heads = {
+        (ref.model, ref.name): ref for ref in repo.refs.list_refs(NOTES, None)
+    }  # one listing; a version's chain is read only when it has notes
     out: list[Found] = []
     for oid, record in catalog.live():
         model = record.get("model")
@@ -166,7 +179,8 @@ def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Fo
         if since and time < since or until and time > until:
             continue
         params = record.get("params") or {}
-        metrics = record.get("metrics") or {}
+        annotated = _annotated(repo, notes_heads, str(model), oid)
+        metrics = {**(record.get("metrics") or {}), **annotated}  # an annotation is newer
         if any(
             params.get(k) != v and str(params.get(k)) != str(v) for k, v in query.params.items()
         ):
@@ -192,6 +206,6 @@ def find(repo: Repo, query: Query, *, catalog: Catalog | None = None) -> list[Fo
             n.kind == "tag" and n.model == model and tag_ok(n.name) for n in names
         ):
             continue
-        out.append(Found(oid, record, names))
+        out.append(Found(oid, record, names, annotated))
     out.sort(key=lambda f: (str(f.record.get("time", "")), f.id), reverse=True)
     return out[: query.limit] if query.limit is not None else out

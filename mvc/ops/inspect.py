@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, ClassVar
 
+from mvc.annotations import Annotation
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.formats.safetensors import SafetensorsHeader, parse_header
 from mvc.formats.shards import BadIndex, check_index, is_index, parse_index
@@ -14,6 +15,7 @@ from mvc.graph import LOG, first_parents
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_PICKLE, KIND_SAFETENSORS, Tree, TreeEntry, Version
+from mvc.ops.annotate import chain as annotation_chain
 from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
@@ -105,6 +107,7 @@ class VersionDetails(JsonShaped):
     files: list[FileInfo]
     names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
     shards: list[ShardInfo] | None = None  # one per shard index the version holds
+    annotations: list[Annotation] = field(default_factory=list)  # newest first
 
     @property
     def size(self) -> int:
@@ -115,6 +118,7 @@ class VersionDetails(JsonShaped):
         convert={
             "resolved": lambda resolved: resolved.version,
             "version": lambda v: _version_json(v),
+            "annotations": lambda notes: [n.to_json() for n in notes],
         },
         flatten=("version",),
         computed={"size": "size"},
@@ -153,7 +157,8 @@ def tensor_summary(repo: Repo, entry: TreeEntry) -> TensorSummary | None:
 
 def names_at(repo: Repo, model: str, version: ObjectId) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {"branches": [], "tags": [], "channels": []}
-    for ref in repo.refs.list_refs(model=model):
+    names = [ref for kind in (HEADS, TAGS, CHANNELS) for ref in repo.refs.list_refs(kind, model)]
+    for ref in names:  # not the notes refs: one per annotated version, and none names one
         if ref.kind == CHANNELS:
             try:
                 if channel_arm(repo, model, ref.name, "stable") == version:
@@ -179,6 +184,7 @@ def show(repo: Repo, spec: SpecLike, *, tensors: bool = True) -> VersionDetails:
         files,
         names_at(repo, resolved.model, resolved.version),
         _shards(repo, tree) or None,
+        annotation_chain(repo, resolved.model, resolved.version),
     )
 
 

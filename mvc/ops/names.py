@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
+from mvc.errors import ImmutableRef, MvcError, NotFound, RefConflict, UsageError
+from mvc.graph import ANCESTRY, reachable
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
-from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
+from mvc.ops.channels import chain, load_record
+from mvc.refnames import CHANNELS, HEADS, NOTES, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
@@ -61,7 +63,9 @@ def create_branch(repo: Repo, model: str, name: str, rev: str | Resolved | None 
     return _point(repo, ref, None, target, f"branch: created from {rev or 'HEAD'}")
 
 
-def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
+def delete_branch(repo: Repo, model: str, name: str, *, force: bool = False) -> RefEntry:
+    """Delete a branch. Like git's ``branch -d``, refused when versions on it would be reached
+    by no other branch, tag or channel (their history included), unless ``force`` (``-D``)."""
     ref = branch(model, name)
     current = repo.refs.require(ref)
     binding = repo.binding(model)
@@ -70,7 +74,35 @@ def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
             f"branch {name!r} is checked out in {binding.path}",
             hint="check out another branch first",
         )
+    if not force:
+        lost = unreachable_without(repo, ref, current)
+        if lost:
+            raise MvcError(
+                f"branch {name!r} of {model!r} is not merged: deleting it leaves {len(lost)} "
+                f"version(s) no branch, tag or channel reaches (newest {short(current)})",
+                hint=f"merge or tag them first, or `mvc branch {model} -D {name}` to delete "
+                "it anyway (gc then collects them)",
+            )
     return repo.refs.set_if_equals(ref, current, None, "branch: deleted")
+
+
+def unreachable_without(repo: Repo, ref: RefName, tip: ObjectId) -> set[ObjectId]:
+    """The versions (and history) ``tip`` reaches that no other live branch, tag or channel
+    of the store does (a channel reaches the versions of every record in its chain)."""
+    roots: list[ObjectId] = []
+    for other in repo.refs.list_refs():
+        if other == ref or other.kind == NOTES:
+            continue
+        value = repo.refs.get(other)
+        if value is None:
+            continue
+        if other.kind != CHANNELS:
+            roots.append(value)
+            continue
+        for record in chain(repo, load_record(repo, value)):
+            roots.extend(record.refs())
+    others = reachable(repo.objects, roots, ANCESTRY).reached
+    return reachable(repo.objects, [tip], ANCESTRY, known=others).reached - others
 
 
 def create_tag(

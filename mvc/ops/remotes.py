@@ -58,6 +58,7 @@ from mvc.faults import crashpoint
 from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.ops.lifecycle import deprecation_of
 from mvc.ops.setup import init_store
 from mvc.ops.status import folder_state
 from mvc.ops.worktrees import checkout
@@ -66,10 +67,12 @@ from mvc.refnames import (
     CHANNELS,
     HEADS,
     KIND_WORD,
+    NOTES,
     TAGS,
     RefName,
     branch,
     channel,
+    notes,
     tag,
     validate_remote,
 )
@@ -100,7 +103,7 @@ from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 #: Names a folder or bucket prefix may hold before it is first pushed to.
 _LAYOUT = {FORMAT_FILE, "objects", "refs", "probe", "config.yaml"}
 #: Remote refs move in this order: names first, deployments last.
-_ORDER = {TAGS: 0, HEADS: 1, CHANNELS: 2}
+_ORDER = {TAGS: 0, HEADS: 1, NOTES: 2, CHANNELS: 3}
 
 #: How many of a remote ref's newest log entries fetch and pull check for a broken chain.
 CHAIN_CHECK = 16
@@ -462,7 +465,22 @@ def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefNam
         )
     if not hits:
         raise NotFound(f"{where} has no branch, tag or channel {name!r} of model {model!r}")
-    return hits
+    return hits + _notes_of(refs, hits)
+
+
+def _notes_of(
+    refs: RefStore, hits: list[tuple[RefName, ObjectId]]
+) -> list[tuple[RefName, ObjectId]]:
+    """The annotations of the versions named refs point at travel with them."""
+    found = []
+    for ref, value in hits:
+        if ref.kind == CHANNELS:
+            continue  # a record's versions: pushing the model carries all its notes
+        note_ref = notes(ref.model, value)
+        head = refs.get(note_ref)
+        if head is not None:
+            found.append((note_ref, head))
+    return found
 
 
 @contextmanager
@@ -730,7 +748,7 @@ def pull(
         # knows what they hold), then the refs move, then the folders follow their branch again.
         for binding, change in folders:
             assert change.new is not None  # a pull creates and moves refs, it never deletes
-            checkout(repo, by_id(binding.model, change.new))
+            checkout(repo, by_id(binding.model, change.new), allow_deprecated=True)
         if moving:
             why = f"pull {remote.name}"
             if any(c.status == "forced" for c in moving):
@@ -739,7 +757,24 @@ def pull(
     for binding, change in folders:
         repo.set_binding(replace(binding, version=change.new))
         result.updated_folders.append(binding.path)
+    result.warnings += _deprecated(repo, wanted)
     return result
+
+
+def _deprecated(repo: Repo, pulled: dict[RefName, ObjectId]) -> list[str]:
+    """Warnings for the deprecated versions pulled branches and tags name (a pull is never
+    refused for it: using the version is what the cutoff stops)."""
+    told: dict[str, str] = {}
+    for ref, value in sorted(pulled.items()):
+        if ref.kind not in (HEADS, TAGS) or value in told:
+            continue
+        found = deprecation_of(repo, ref.model, value)
+        if found is not None:
+            late = found.passed(repo.clock())
+            told[value] = found.message + (
+                " (its cutoff has passed: using it needs --allow-deprecated)" if late else ""
+            )
+    return list(told.values())
 
 
 def _plan_pull(
@@ -864,7 +899,9 @@ def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:
     for model, names in sorted(branches.items()):
         name = "main" if "main" in names else sorted(names)[0]
         folder = os.path.join(repo.root, *model.split("/"))
-        checkout(repo, resolve_branch(repo, model, name), to=folder, bind=True)
+        checkout(
+            repo, resolve_branch(repo, model, name), to=folder, bind=True, allow_deprecated=True
+        )
         folders.append(repo.relpath(folder))
     return folders
 

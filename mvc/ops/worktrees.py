@@ -18,8 +18,10 @@ from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Tree
+from mvc.ops.lifecycle import check_use
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
+from mvc.policy.deprecations import Deprecation
 from mvc.progress import NullProgress, Progress
 from mvc.remotes import ensure_present
 from mvc.repo import Binding, Repo
@@ -39,8 +41,9 @@ class CheckoutResult(JsonShaped):
     bytes_written: int = 0
     head: str | None = None  # the branch now checked out, None if detached
     bound: bool = False
+    deprecation: Deprecation | None = None  # the version is deprecated: tell the user
 
-    json_shape: ClassVar[Shape] = Shape(rename={"head": "branch"})
+    json_shape: ClassVar[Shape] = Shape(rename={"head": "branch"}, optional=("deprecation",))
 
 
 def checkout(
@@ -51,10 +54,14 @@ def checkout(
     force: bool = False,
     bind: bool = False,
     progress: Progress | None = None,
+    allow_deprecated: bool = False,
 ) -> CheckoutResult:
+    """Write a version into a folder. A version past its deprecation cutoff is refused
+    (``Deprecated``) unless ``allow_deprecated``; before it, the result names the deprecation."""
     progress = progress or NullProgress()
     resolved: Resolved = resolve(repo, spec)
     model = resolved.model
+    deprecation = check_use(repo, model, resolved.version, allow_deprecated=allow_deprecated)
 
     ensure_present(repo, resolved.version, progress=progress)  # data of a fetched version
     binding = repo.binding(model)
@@ -118,6 +125,7 @@ def checkout(
         sorted(to_write),
         sorted(to_remove),
         len(new_tree.files) - len(to_write),
+        deprecation=deprecation,
     )
     if (into_bound or bind) and not os.access(repo.store_dir, os.W_OK):
         # The binding is written after the folder changes: refuse while nothing has changed.

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mvc.errors import PolicyError
+from mvc.policy.deprecations import DEPRECATIONS
 from mvc.policy.desired import CHANNELS
+from mvc.policy.gates import GATES
 from mvc.policy.requires import REQUIRES
 from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
@@ -27,7 +29,7 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[Any], ...] = (SOURCES, CHANNELS, REQUIRES)
+SECTIONS: tuple[Section[Any], ...] = (SOURCES, GATES, DEPRECATIONS, CHANNELS, REQUIRES)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,22 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
         "-o",
         png,
     )
+    # Lifecycle documents come last, so the moves above keep their times and ids.
+    shapes("annotate", "annotate", "bert@v1.1.0", "--metric", "accuracy=0.93", "--note", "eval")
+    shapes("show-annotated", "show", "bert@v1.1.0")
+    shapes(
+        "deprecate",
+        "deprecate",
+        "bert@<1.1",
+        "--on",
+        "2027-01-31",
+        "-m",
+        "use 1.1",
+        "--replacement",
+        "bert@v1.1.0",
+    )
+    shapes("deprecations", "deprecations")
+
     first = cli("log", "bert@v1.0.0", "-n", "1", "--json").json()[0]["id"]
     damaged = root / ".mvc" / "objects" / first[:2] / first[2:]
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")  # the v1.0.0 version object itself

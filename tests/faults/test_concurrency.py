@@ -83,7 +83,7 @@ def test_gc_in_a_working_store_remote_never_collects_what_a_push_reuses(
     cli("branch", "bert", "tmp")
     cli("remote", "add", "hub", hub)
     cli("push", "hub", "bert@tmp")
-    cli("-C", hub, "branch", "bert", "-d", "tmp")  # the pushed objects are now garbage there
+    cli("-C", hub, "branch", "bert", "-D", "tmp")  # the pushed objects are now garbage there
 
     pause = Paused(monkeypatch, remotes, "_move_remote_refs")
     push, outcome = _in_thread(lambda: remotes.push(Repo(str(tmp_path / "work")), "hub", "bert"))

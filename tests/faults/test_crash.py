@@ -367,7 +367,7 @@ def _with_garbage(versions, mvc_proc, make_model) -> None:
     mvc_proc(
         "commit", "scratch", "--model", "bert", "--branch", "tmp", "-m", "x", cwd=versions.root
     )
-    mvc_proc("branch", "bert", "--delete", "tmp", cwd=versions.root)
+    mvc_proc("branch", "bert", "-D", "tmp", cwd=versions.root)
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ import os
 import random
 import sqlite3
 import statistics
+import time
+import warnings
 
 import pytest
 
@@ -241,6 +243,15 @@ def test_recorder_flushes_when_full_and_after_its_delay(st) -> None:
     timed.close()
     with pytest.raises(RuntimeError, match="closed"):
         timed.record(decision, latency_ms=3.0)
+    # a full batch goes to the timer thread at once, not after max_delay
+    with mvc.metrics.Recorder(st.repo, max_points=2, max_delay=600) as kicked:
+        kicked.record(decision, latency_ms=4.0, error=0)
+        for _ in range(250):
+            if kicked.pending == 0:
+                break
+            time.sleep(0.02)
+        assert kicked.pending == 0
+        assert db.summary(Query("bert", "latency_ms")).count == 7
 
 
 def test_record_uses_the_shared_recorder_and_flushes_at_exit(st, run_mvc) -> None:
@@ -294,3 +305,85 @@ def parse_commit_time(repo: Repo, version: ObjectId) -> float:
     from mvc.instants import parse_instant
 
     return parse_instant(repo.objects.get_version(version).time).timestamp()
+
+
+def test_a_forked_worker_does_not_write_its_parents_pending_points(st) -> None:
+    import mvc.metrics
+    from mvc.metrics.recorder import default_recorder
+    from mvc.ops import deploy as ops
+
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    decision = mvc.Router(st.repo, "bert", "prod").route("k")
+    recorder = mvc.metrics.Recorder(st.repo, max_points=100, max_delay=0)
+    recorder.record(decision, latency_ms=1.0)
+    recorder.record(decision, latency_ms=2.0)
+    assert default_recorder(st.repo) is default_recorder(st.repo)
+    with warnings.catch_warnings():  # "multi-threaded process": other tests' server threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            assert recorder.pending == 0
+            recorder.record(decision, latency_ms=3.0)
+            recorder.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    recorder.close()
+    values = MetricsDB.open(st.repo).values(Query("bert", "latency_ms"))
+    assert sorted(values) == [1.0, 2.0, 3.0]
+
+
+def test_a_failed_write_keeps_points_within_a_bound_and_bad_values_fail_early(st) -> None:
+    import mvc.metrics
+    from mvc.errors import MvcError
+    from mvc.ops import deploy as ops
+
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    decision = mvc.Router(st.repo, "bert", "prod").route("k")
+    rec = mvc.metrics.Recorder(st.repo, max_points=1000, max_delay=0, max_pending=3)
+    with pytest.raises(ValueError, match="latency_ms=nan is not a finite number"):
+        rec.record(decision, latency_ms=math.nan)
+    blocker = database_path(st.repo)
+    os.makedirs(blocker)  # the database cannot be opened: every write fails
+    for value in (1.0, 2.0):
+        rec.record(decision, latency_ms=value)
+    with pytest.raises(MvcError, match="cannot open the metric database"):
+        rec.flush()
+    assert (rec.pending, rec.dropped) == (2, 0)
+    rec.record(decision, latency_ms=3.0, error=0)
+    with pytest.raises(MvcError):
+        rec.flush()
+    assert (rec.pending, rec.dropped) == (3, 1)  # the oldest point went first
+    os.rmdir(blocker)
+    assert rec.flush() == 3
+    assert sorted(MetricsDB.open(st.repo).values(Query("bert", "latency_ms"))) == [2.0, 3.0]
+    rec.close()
+
+
+def test_the_vocabulary_and_the_command_line_do_not_load_the_store(mvc_env, tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import mvc.metrics, mvc.metrics.model\n"
+        "from mvc.cli.main import run\n"
+        "sys.argv = ['mvc', '--help']\n"
+        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "heavy = ('sqlite3', 'mvc.metrics.sqlite', 'mvc.metrics.recorder', 'mvc.ops.metrics')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=mvc_env, capture_output=True, text=True
+    )
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+    import mvc.metrics
+
+    assert "record" in dir(mvc.metrics) and mvc.metrics.Recorder.__name__ == "Recorder"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mvc.metrics.nope  # noqa: B018

@@ -469,7 +469,7 @@ def test_gc_keeps_reachable_and_young_objects_and_deletes_the_rest(
     doomed = set(chunk_ids(store, v2, "model.safetensors")) - set(
         chunk_ids(store, v1, "model.safetensors")
     )
-    cli("branch", "bert", "-d", "exp")
+    cli("branch", "bert", "-D", "exp")
     loose = store.objects.put_bytes(b"never referenced")
 
     young = cli("gc", "--json").json()  # default grace: everything is too young to delete

@@ -65,7 +65,8 @@ PLACES = {
     "mvc.versioning": "domain",
     "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
-    "mvc.deployment.*": "domain",  # deployment records, names and the pure transition planners
+    "mvc.deployment.*": "domain",
+    "mvc.annotations": "domain",  # facts attached to versions after commit: metrics, deprecations  # deployment records, names and the pure transition planners
     "mvc.instants": "domain",
     "mvc.jsonshape": "domain",  # a result value's --json document: its fields, or its Shape
     "mvc.canonical": "domain",
