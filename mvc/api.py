@@ -24,6 +24,7 @@ from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.formats.safetensors import DTYPE_BITS, read_header
 from mvc.ids import ObjectId, short
+from mvc.lastuse import note_use
 from mvc.ops import deploy
 from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
 from mvc.ops.commit import CommitResult as CommitResult  # re-exported: commit's result
@@ -245,6 +246,9 @@ def load(
         repo = open_repo(repo)
     model, version, adapter_ref = _resolve_load(repo, spec, adapter)
     tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
+    note_use(repo, model, version)
+    if adapter_ref is not None:
+        note_use(repo, adapter_ref.model, adapter_ref.version)
     if adapter_ref is None:
         return tensors
     _merge_adapter(repo, tensors, version, adapter_ref, f"{model}@{short(version)}")

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mvc.archives import archived_error, list_archives, read_archive
 from mvc.errors import (
     CorruptObject,
     NotFound,
@@ -239,8 +240,12 @@ def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
 
 
 def promised_objects(repo: Repo) -> dict[ObjectId, str]:
-    """Objects some configured remote promises, and which remote (the first, by name)."""
+    """Objects some configured remote promises, and which remote (the first, by name): what
+    its tracking refs reach, and the chunks an archive record says are on its cold remote."""
     promised: dict[ObjectId, str] = {}
+    for record in list_archives(repo.storage):
+        for oid in record.chunks:
+            promised.setdefault(oid, record.remote)
     for name in remote_names(repo):
         for oid in _promised_by(repo, name):
             promised.setdefault(oid, name)
@@ -305,8 +310,12 @@ def ensure_present(
 ) -> TransferResult | None:
     """Fetch the data of a fetched-but-not-pulled version from the remote that promises it.
 
-    None when everything is already here (the usual case: a few stat calls).
+    None when everything is already here (the usual case: a few stat calls). An archived
+    version (its chunks in cold storage) is refused with ``Archived``: ``mvc restore`` it.
     """
+    record = read_archive(repo.storage, version)
+    if record is not None:
+        raise archived_error(record)
     missing = missing_in_closure(repo.objects, version)
     if not missing:
         return None

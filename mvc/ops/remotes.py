@@ -58,6 +58,8 @@ from mvc.faults import crashpoint
 from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.lastuse import note_use
+from mvc.ops.channels import load_record
 from mvc.ops.setup import init_store
 from mvc.ops.status import folder_state
 from mvc.ops.worktrees import checkout
@@ -739,6 +741,9 @@ def pull(
     for binding, change in folders:
         repo.set_binding(replace(binding, version=change.new))
         result.updated_folders.append(binding.path)
+    for ref, value in wanted.items():  # last use: the versions pulled (a channel's: its arms)
+        for oid in [value] if ref.kind != CHANNELS else load_record(repo, value).refs():
+            note_use(repo, ref.model, oid)
     return result
 
 

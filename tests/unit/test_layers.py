@@ -57,6 +57,9 @@ PLACES = {
     "mvc.refs": "infrastructure",
     "mvc.config": "infrastructure",
     "mvc.transfer": "infrastructure",
+    "mvc.lastuse": "infrastructure",  # when each version was last used: batched, in SQLite
+    "mvc.archives": "infrastructure",  # archive records: which versions' chunks are cold
+    "mvc.audit": "infrastructure",  # the append-only policy audit log
     "mvc.tensors": "infrastructure",  # tensors read from files and from the store
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
