@@ -1,9 +1,10 @@
 """When each version was last used: checkout, load, pull, export and Router picks.
 
-A use is noted in an in-process accumulator (a dict assignment: nothing is written on the
-serving path) and flushed to a small SQLite table in the store, ``.mvc/lastuse.sqlite``, at
-most once per ``FLUSH_SECONDS`` per store and process, and at exit. The first use a process
-notes is flushed at once, so a one-shot command (``mvc checkout``) writes once.
+A use is noted in an in-process accumulator (a dict update: no clock read and nothing written
+on the serving path) and flushed to a small SQLite table in the store, ``.mvc/lastuse.sqlite``,
+at most once per ``FLUSH_SECONDS`` per store and process, and at exit; each flush stamps its
+uses with the repository clock's time then. A one-shot command (``mvc checkout``) writes once,
+at exit.
 
 Invariants:
 
@@ -66,27 +67,32 @@ class UseTracker:
         self.path = os.path.join(store_dir, DB_FILE)
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._pending: dict[ObjectId, tuple[str, datetime, int]] = {}
-        self._due = 0.0  # monotonic time of the next flush; 0: the first use flushes
+        self._pending: dict[ObjectId, tuple[str, int]] = {}
+        self._clock: Callable[[], datetime] | None = None
+        self._due = time.monotonic() + FLUSH_SECONDS
         self.failures = 0
 
     def note(self, model: str, version: ObjectId, clock: Callable[[], datetime]) -> None:
-        """Remember a use now; write the batch when a flush is due (at most once per interval)."""
-        moment = clock()
+        """Remember a use (a dict update; no clock read, no I/O); write the batch when a flush
+        is due, at most once per ``FLUSH_SECONDS``."""
         with self._lock:
             old = self._pending.get(version)
-            self._pending[version] = (model, moment, old[2] + 1 if old else 1)
+            self._pending[version] = (model, old[1] + 1 if old else 1)
+            self._clock = clock
         if time.monotonic() >= self._due:
             self.flush()
 
     def flush(self) -> int:
-        """Write every pending use in one transaction; how many versions it wrote."""
+        """Write every pending use in one transaction, stamped with the time of the flush (a
+        use is at most ``FLUSH_SECONDS`` older than its stamp); how many versions it wrote."""
         with self._lock:
             batch, self._pending = self._pending, {}
+            clock = self._clock
             self._due = time.monotonic() + FLUSH_SECONDS
-        if not batch:
+        if not batch or clock is None:
             return 0
-        rows = [(v, m, _iso(at), n) for v, (m, at, n) in sorted(batch.items())]
+        at = _iso(clock())
+        rows = [(v, m, at, n) for v, (m, n) in sorted(batch.items())]
         import sqlite3
 
         try:
@@ -97,12 +103,9 @@ class UseTracker:
         except (sqlite3.Error, OSError):
             self.failures += 1
             with self._lock:  # keep the batch for the next flush
-                for version, (model, at, count) in batch.items():
+                for version, (model, count) in batch.items():
                     now = self._pending.get(version)
-                    if now is None:
-                        self._pending[version] = (model, at, count)
-                    else:
-                        self._pending[version] = (model, max(at, now[1]), now[2] + count)
+                    self._pending[version] = (model, count + (now[1] if now else 0))
             return 0
         return len(rows)
 

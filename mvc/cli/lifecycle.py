@@ -59,7 +59,7 @@ def archive(
     out.info(
         f"archived {result.model}@{_short(result.version)} to {result.remote}: "
         f"{result.chunks_moved} chunk(s), {human_size(result.bytes_moved)}; "
-        f"{result.chunks_kept} shared chunk(s) stay here"
+        f"{result.chunks_kept} chunk(s) stay here (shared, or safetensors headers)"
     )
 
 

@@ -545,7 +545,7 @@ def apply(repo: Repo, *, jobs: int | None = None) -> ApplyResult:
             continue
         detail = (
             f"{done.chunks_moved} chunk(s), {done.bytes_moved} bytes to {done.remote}; "
-            f"{done.chunks_kept} shared chunk(s) kept here"
+            f"{done.chunks_kept} chunk(s) kept here (shared, or safetensors headers)"
         )
         result.actions.append(
             AppliedAction(

@@ -41,7 +41,7 @@ _RULE_KEYS = ("unused_for", "older_than", "keep_last_minors")
 class Rule:
     """One item of a ``rules`` list; every condition it sets must hold."""
 
-    path: str  # e.g. "archive.rules.0", for plans and the audit log
+    path: str  # e.g. "archive.rules[0]", for plans and the audit log
     unused_for: float | None = None  # seconds
     older_than: float | None = None
     keep_last_minors: int | None = None
@@ -83,7 +83,7 @@ def _rules(path: str, value: object, ctx: PolicyText) -> tuple[Rule, ...]:
         ctx.fail(path, "expected a list of rules, e.g. [{unused_for: 90d}]")
     rules = []
     for index, item in enumerate(value):
-        where = f"{path}.{index}"
+        where = f"{path}[{index}]"
         body = ctx.mapping(where, item)
         ctx.only_keys(where, body, _RULE_KEYS)
         if not body:
@@ -163,7 +163,7 @@ class Decision(JsonShaped):
     model: str
     version: ObjectId
     action: str  # "archive", "keep" (a rule matched, a protection won), "collect"
-    rule: str | None  # the rule that matched, e.g. "archive.rules.0 (unused_for: 90d)"
+    rule: str | None  # the rule that matched, e.g. "archive.rules[0] (unused_for: 90d)"
     why: str  # the facts, in words
     facts: VersionFacts
 
@@ -173,8 +173,9 @@ def _instant(text: str) -> float:
 
 
 def _days(seconds: float) -> str:
-    days = seconds / 86400
-    return f"{days:.0f}d" if days >= 1 else f"{seconds / 3600:.1f}h"
+    if seconds >= 86400:
+        return f"{seconds / 86400:.0f}d"
+    return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{seconds:.0f}s"
 
 
 def protection(facts: VersionFacts) -> str | None:

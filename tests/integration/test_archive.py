@@ -4,8 +4,6 @@ fsck and gc honouring archive records. The clock is frozen (``Repo``'s default c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import pathlib
 from datetime import UTC, datetime, timedelta
@@ -194,6 +192,7 @@ def test_gc_keeps_an_archived_version_whose_branch_is_gone(store, cli, bert, tmp
     cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "back"))
 
 
+@pytest.mark.s3
 def test_s3_cold_remote_writes_the_storage_class_and_round_trips(
     store, cli, bert, tmp_path, s3_url, s3_client
 ) -> None:
@@ -224,5 +223,29 @@ def test_s3_cold_remote_writes_the_storage_class_and_round_trips(
         assert b3(tmp_path / "after" / name) == b3(tmp_path / "before" / name)
 
 
-def _unused() -> None:  # keep imports used by later tests
-    _ = (hashlib, json)
+@pytest.mark.slow
+def test_the_archiving_example_runs(mvc_env, tmp_path) -> None:
+    """examples/archiving/run.sh, with this interpreter's mvc first on PATH."""
+    import shutil
+    import subprocess
+    import sys
+
+    bash = shutil.which("bash")
+    assert bash
+    script = pathlib.Path(__file__).resolve().parents[2] / "examples" / "archiving" / "run.sh"
+    done = subprocess.run(
+        [bash, str(script)],
+        cwd=tmp_path,
+        env={
+            **mvc_env,
+            "PATH": f"{pathlib.Path(sys.executable).parent}{os.pathsep}{mvc_env['PATH']}",
+            "TMPDIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "checkout of the archived version exited 24" in done.stdout
+    assert "restore tiny-bert@" in done.stdout

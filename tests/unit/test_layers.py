@@ -328,7 +328,7 @@ def _heavy_modules_loaded(argv: list[str], cwd: pathlib.Path, env: dict[str, str
         "from mvc.cli.main import run\n"
         f"sys.argv = ['mvc', *{argv!r}]\n"
         "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "heavy = ('numpy', 'ml_dtypes', 'safetensors', 'fsspec', 'semver')\n"
+        "heavy = ('numpy', 'ml_dtypes', 'safetensors', 'fsspec', 'semver', 'sqlite3')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
     )
     done = subprocess.run(
