@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -330,3 +331,35 @@ def ensure_present(
         f"(e.g. {short(missing[0])}) and no remote promises them",
         hint="run `mvc fsck`; `mvc pull REMOTE MODEL@REV` from a remote that has this version",
     )
+
+
+class _ArchiveBackedStore(ObjectStore):
+    """This store's objects, with the chunks archive records name read from their cold
+    remote when they are not here (push sends an archived version's data, never a hole)."""
+
+    def __init__(self, repo: Repo, where: dict[ObjectId, str]) -> None:
+        super().__init__(repo.storage)
+        self._repo = repo
+        self._where = where
+        self._cold: dict[str, Remote] = {}
+        self._lock = threading.Lock()
+
+    def read_stored(self, oid: str, *, size: int | None = None) -> bytes:
+        try:
+            return super().read_stored(oid, size=size)
+        except NotFound:
+            name = self._where.get(ObjectId(oid))
+            if name is None:
+                raise
+        with self._lock:
+            cold = self._cold.get(name)
+            if cold is None:
+                cold = self._cold[name] = open_remote(self._repo, name)
+        return cold.objects.read_stored(oid, size=size)
+
+
+def with_archived_data(repo: Repo) -> ObjectStore:
+    """``repo.objects``, reading archived chunks from their cold remotes where they are not
+    here; ``repo.objects`` itself when nothing is archived."""
+    where = {oid: r.remote for r in list_archives(repo.storage) for oid in r.chunks}
+    return _ArchiveBackedStore(repo, where) if where else repo.objects

@@ -91,6 +91,7 @@ from mvc.remotes import (
     tracked_values,
     tracking_refs,
     validate_option,
+    with_archived_data,
 )
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
 from mvc.specs import by_id, parse_spec, resolve_branch, tag_candidates
@@ -552,7 +553,7 @@ def _push_objects(
     progress: Progress | None,
 ) -> TransferResult:
     return transfer(
-        repo.objects,
+        with_archived_data(repo),  # an archived version's chunks come from its cold remote
         remote.objects,
         [c.new for c in moving if c.new],
         PUSH,

@@ -249,3 +249,19 @@ def test_the_archiving_example_runs(mvc_env, tmp_path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "checkout of the archived version exited 24" in done.stdout
     assert "restore tiny-bert@" in done.stdout
+
+
+def test_push_sends_an_archived_versions_data_from_the_cold_remote(
+    store, cli, bert, tmp_path
+) -> None:
+    _, v2, _ = bert
+    cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "before"))
+    cli("remote", "add", "cold", str(tmp_path / "cold"))
+    cli("remote", "add", "origin", str(tmp_path / "origin"))
+    cli("archive", f"bert@{v2}", "--remote", "cold")
+    cli("push", "origin", "bert")
+    cli("clone", str(tmp_path / "origin"), str(tmp_path / "clone"))
+    cli("-C", str(tmp_path / "clone"), "checkout", f"bert@{v2}", "--to", str(tmp_path / "there"))
+    for name in ("model.safetensors", "notes.txt"):
+        assert b3(tmp_path / "there" / name) == b3(tmp_path / "before" / name)
+    cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "here"), expect=EXIT_ARCHIVED)

@@ -151,3 +151,20 @@ def test_an_interrupted_apply_is_finished_by_the_next_run_and_never_repeated(
         cli("restore", f"bert@{version}")
         cli("checkout", f"bert@{version}", "--to", str(tmp_path / f"back-{version[:8]}"))
     assert cli("fsck", "--json").json()["ok"]
+
+
+def test_an_interrupted_restore_is_finished_by_the_next_and_logged_once(
+    store, cli, models, run_mvc, tmp_path
+) -> None:
+    v0 = models[0]
+    cli("archive", f"bert@{v0}", "--remote", "cold")
+    killed = run_mvc(
+        "restore", f"bert@{v0}", env={"MVC_CRASH_AT": "restore.copied"}, cwd=store.root
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert [r.version for r in list_archives(Repo(store.root).storage)] == [v0]
+    again = cli("restore", f"bert@{v0}", "--json").json()
+    assert again["was_archived"] and again["chunks_restored"] == 0  # all were back already
+    cli("checkout", f"bert@{v0}", "--to", str(tmp_path / "back"))
+    log = cli("policy", "log", "--json").json()
+    assert [e["action"] for e in log] == ["archive", "restore"]
