@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from mvc import peft
 from mvc._api_names import API_NAMES
+from mvc.archives import archived_error, read_archive
 from mvc.deployment.records import AdapterRef
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
@@ -245,6 +246,10 @@ def load(
     if not isinstance(repo, Repo):
         repo = open_repo(repo)
     model, version, adapter_ref = _resolve_load(repo, spec, adapter)
+    for oid in [version] + ([adapter_ref.version] if adapter_ref else []):
+        archived = read_archive(repo.storage, oid)  # even when a cache folder still has it
+        if archived is not None:
+            raise archived_error(archived)
     tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
     note_use(repo, model, version)
     if adapter_ref is not None:

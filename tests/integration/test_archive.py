@@ -265,3 +265,21 @@ def test_push_sends_an_archived_versions_data_from_the_cold_remote(
     for name in ("model.safetensors", "notes.txt"):
         assert b3(tmp_path / "there" / name) == b3(tmp_path / "before" / name)
     cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "here"), expect=EXIT_ARCHIVED)
+
+
+def test_load_of_an_archived_version_says_how_to_restore(store, cli, bert, tmp_path) -> None:
+    import mvc
+    from mvc.errors import Archived
+
+    _, v2, _ = bert
+    cache = str(tmp_path / "cache")
+    before = mvc.load(f"bert@{v2}", repo=store.root, cache_dir=cache, mmap=False)
+    cli("remote", "add", "cold", str(tmp_path / "cold"))
+    cli("archive", f"bert@{v2}", "--remote", "cold")
+    with pytest.raises(Archived) as refused:  # the cache folder still holds it: refused anyway
+        mvc.load(f"bert@{v2}", repo=store.root, cache_dir=cache)
+    assert refused.value.exit_code == EXIT_ARCHIVED and "mvc restore" in (refused.value.hint or "")
+    cli("restore", f"bert@{v2}")
+    after = mvc.load(f"bert@{v2}", repo=store.root, cache_dir=str(tmp_path / "fresh"))
+    assert sorted(after) == sorted(before)
+    assert all((after[name] == before[name]).all() for name in before)
