@@ -48,9 +48,9 @@ from mvc.ops.remotes import _prepare_for_push
 from mvc.policy.archive import (
     ARCHIVE,
     RETENTION,
+    ArchiveFacts,
     ArchivePolicy,
     Decision,
-    VersionFacts,
     collectable,
     plan_archive,
     protection,
@@ -69,7 +69,7 @@ MANUAL = "manual"
 # --- facts --------------------------------------------------------------------------------------
 
 
-def version_facts(repo: Repo) -> list[VersionFacts]:
+def version_facts(repo: Repo) -> list[ArchiveFacts]:
     """What the rules see of every version a ref reaches (branches, tags, channels, history)."""
     catalog = load_catalog(repo)
     used = read_last_use(repo.store_dir)
@@ -117,7 +117,7 @@ def version_facts(repo: Repo) -> list[VersionFacts]:
         release = any((v := parse_semver(n)) is not None and not v.prerelease for n in names)
         last = used.get(oid)
         facts.append(
-            VersionFacts(
+            ArchiveFacts(
                 model=str(record["model"]),
                 version=oid,
                 created=str(record["time"]),
@@ -451,7 +451,7 @@ class PlannedAction(JsonShaped):
     rule: str | None
     why: str
     remote: str | None
-    facts: VersionFacts | None = None
+    facts: ArchiveFacts | None = None
 
     json_shape: ClassVar[Shape] = Shape(
         convert={"facts": lambda f: None if f is None else f.to_json()}
@@ -602,7 +602,7 @@ def retained_versions(repo: Repo, reachable: set[ObjectId]) -> list[ObjectId]:
         if value.get("type") != "version":
             continue
         last = used.get(oid)
-        facts = VersionFacts(
+        facts = ArchiveFacts(
             str(value["model"]), oid, str(value["time"]), last.at if last else None
         )
         if collectable(policy, facts, now) is None:

@@ -17,7 +17,7 @@
       rules:                           # gc collects a version no ref reaches only when a rule
         - unused_for: 30d              # selects it; without the section, as before
 
-Rules are pure functions of ``VersionFacts`` (age, last use, tags, channels, branch heads) and
+Rules are pure functions of ``ArchiveFacts`` (age, last use, tags, channels, branch heads) and
 the time: ``plan_archive`` returns every decision with the rule and the facts behind it. A
 version a channel serves (now, or in the record its rollback would restore), a release tag
 names, a branch has as its head, or a working folder has checked out is never archived,
@@ -142,7 +142,7 @@ RETENTION = Section("retention", parse_retention, "which unreachable versions gc
 
 
 @dataclass(frozen=True)
-class VersionFacts(JsonShaped):
+class ArchiveFacts(JsonShaped):
     """What a rule sees of one version."""
 
     model: str
@@ -165,7 +165,7 @@ class Decision(JsonShaped):
     action: str  # "archive", "keep" (a rule matched, a protection won), "collect"
     rule: str | None  # the rule that matched, e.g. "archive.rules[0] (unused_for: 90d)"
     why: str  # the facts, in words
-    facts: VersionFacts
+    facts: ArchiveFacts
 
 
 def _instant(text: str) -> float:
@@ -178,7 +178,7 @@ def _days(seconds: float) -> str:
     return f"{seconds / 3600:.1f}h" if seconds >= 3600 else f"{seconds:.0f}s"
 
 
-def protection(facts: VersionFacts) -> str | None:
+def protection(facts: ArchiveFacts) -> str | None:
     """Why this version may never be archived (None: nothing protects it)."""
     if facts.channels:
         return f"served by channel {', '.join(facts.channels)}"
@@ -191,7 +191,7 @@ def protection(facts: VersionFacts) -> str | None:
     return None
 
 
-def newest_minors(facts: Iterable[VersionFacts], keep: int) -> set[tuple[str, int, int]]:
+def newest_minors(facts: Iterable[ArchiveFacts], keep: int) -> set[tuple[str, int, int]]:
     """(model, major, minor) of the ``keep`` newest minors of each major of each model."""
     by_major: dict[tuple[str, int], set[int]] = {}
     for f in facts:
@@ -204,7 +204,7 @@ def newest_minors(facts: Iterable[VersionFacts], keep: int) -> set[tuple[str, in
 
 
 def matches(
-    rule: Rule, facts: VersionFacts, now: float, all_facts: list[VersionFacts]
+    rule: Rule, facts: ArchiveFacts, now: float, all_facts: list[ArchiveFacts]
 ) -> str | None:
     """The facts that make ``rule`` select this version, in words; None when it does not."""
     reasons: list[str] = []
@@ -235,7 +235,7 @@ def matches(
 
 
 def first_match(
-    rules: tuple[Rule, ...], facts: VersionFacts, now: float, all_facts: list[VersionFacts]
+    rules: tuple[Rule, ...], facts: ArchiveFacts, now: float, all_facts: list[ArchiveFacts]
 ) -> tuple[Rule, str] | None:
     for rule in rules:
         why = matches(rule, facts, now, all_facts)
@@ -244,11 +244,11 @@ def first_match(
     return None
 
 
-def plan_archive(policy: ArchivePolicy, facts: list[VersionFacts], now: float) -> list[Decision]:
+def plan_archive(policy: ArchivePolicy, facts: list[ArchiveFacts], now: float) -> list[Decision]:
     """Every version some rule selects: ``archive`` it, or ``keep`` it and say what protects it.
     Versions already archived are left out (nothing to do)."""
     decisions = []
-    by_model: dict[str, list[VersionFacts]] = {}
+    by_model: dict[str, list[ArchiveFacts]] = {}
     for f in facts:
         by_model.setdefault(f.model, []).append(f)
     for model, own in sorted(by_model.items()):
@@ -271,7 +271,7 @@ def plan_archive(policy: ArchivePolicy, facts: list[VersionFacts], now: float) -
 
 
 def collectable(
-    policy: RetentionPolicy, facts: VersionFacts, now: float
+    policy: RetentionPolicy, facts: ArchiveFacts, now: float
 ) -> tuple[Rule, str] | None:
     """Whether gc may collect an unreachable version: the rule that allows it and why."""
     return first_match(policy.rules, facts, now, [facts])

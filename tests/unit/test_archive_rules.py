@@ -11,8 +11,8 @@ from mvc.ids import ObjectId
 from mvc.policy.archive import (
     ARCHIVE,
     RETENTION,
+    ArchiveFacts,
     ArchivePolicy,
-    VersionFacts,
     collectable,
     plan_archive,
 )
@@ -25,8 +25,8 @@ def oid(n: int) -> ObjectId:
     return ObjectId(f"{n:064x}")
 
 
-def facts(n: int, created: str, **kw: object) -> VersionFacts:
-    return VersionFacts(kw.pop("model", "bert"), oid(n), created, **kw)  # type: ignore[arg-type]
+def facts(n: int, created: str, **kw: object) -> ArchiveFacts:
+    return ArchiveFacts(kw.pop("model", "bert"), oid(n), created, **kw)  # type: ignore[arg-type]
 
 
 def policy(text: str) -> ArchivePolicy:

@@ -1,4 +1,4 @@
-"""Lifecycle: archive, restore, and the policy's plan, apply and audit log."""
+"""Archiving: archive, restore, and the lifecycle policy's plan, apply and audit log."""
 
 from __future__ import annotations
 
