@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import ClassVar
 from urllib.parse import quote
@@ -60,10 +61,17 @@ from mvc.refnames import CHANNELS, HEADS, TAGS
 from mvc.remotes import Remote, open_remote, tracking_roots
 from mvc.repo import Repo
 from mvc.specs import Resolved, SpecLike, resolve
+from mvc.storage import lock
 from mvc.store import object_key
 from mvc.versioning import parse_semver
 
 MANUAL = "manual"
+
+
+def _holding_policy(repo: Repo) -> AbstractContextManager[None]:
+    """One archiving process at a time (two applies from cron would both write a record for
+    the same version, and log it twice): ``.mvc/locks/policy``, waited for like every lock."""
+    return lock.hold(os.path.join(repo.store_dir, "locks", "policy"), timeout=repo.lock_timeout)
 
 
 # --- facts --------------------------------------------------------------------------------------
@@ -283,8 +291,17 @@ def archive_version(
     rule: str = MANUAL,
     why: str = "archived by hand",
     jobs: int | None = None,
+    locked: bool = False,
 ) -> ArchiveResult:
-    """Move a version's own chunks to cold remote ``remote`` (see the module's docstring)."""
+    """Move a version's own chunks to cold remote ``remote`` (see the module's docstring).
+    ``locked``: the caller holds the policy lock (``apply``)."""
+    with nullcontext() if locked else _holding_policy(repo):
+        return _archive(repo, spec, remote, rule, why, jobs)
+
+
+def _archive(
+    repo: Repo, spec: SpecLike, remote: str, rule: str, why: str, jobs: int | None
+) -> ArchiveResult:
     resolved: Resolved = resolve(repo, spec)
     version = resolved.version
     record = read_archive(repo.storage, version)
@@ -389,6 +406,11 @@ def _readable_here(repo: Repo, oid: ObjectId, size: int) -> bool:
 def restore_version(repo: Repo, spec: SpecLike, *, jobs: int | None = None) -> RestoreResult:
     """Bring an archived version's chunks back from its cold remote, verified, and drop the
     record. A version that is not archived is left as it is (``was_archived`` False)."""
+    with _holding_policy(repo):
+        return _restore(repo, spec, jobs)
+
+
+def _restore(repo: Repo, spec: SpecLike, jobs: int | None) -> RestoreResult:
     resolved = resolve(repo, spec)
     record = read_archive(repo.storage, resolved.version)
     if record is None:
@@ -523,7 +545,12 @@ class ApplyResult(JsonShaped):
 def apply(repo: Repo, *, jobs: int | None = None) -> ApplyResult:
     """Do what ``plan`` says, each action recorded in the audit log. Safe to interrupt and to
     run again: an interrupted archive is finished, a finished one is never repeated."""
-    planned = plan(repo)
+    with _holding_policy(repo):
+        return _apply(repo, jobs)
+
+
+def _apply(repo: Repo, jobs: int | None) -> ApplyResult:
+    planned = plan(repo)  # under the lock: what another apply did meanwhile is seen
     result = ApplyResult(planned.now)
     for action in planned.actions:
         assert action.remote is not None or action.action == "resume"
@@ -535,6 +562,7 @@ def apply(repo: Repo, *, jobs: int | None = None) -> ApplyResult:
                 rule=action.rule or MANUAL,
                 why=action.why,
                 jobs=jobs,
+                locked=True,
             )
         except MvcError as exc:
             result.actions.append(

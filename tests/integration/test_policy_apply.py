@@ -168,3 +168,25 @@ def test_an_interrupted_restore_is_finished_by_the_next_and_logged_once(
     cli("checkout", f"bert@{v0}", "--to", str(tmp_path / "back"))
     log = cli("policy", "log", "--json").json()
     assert [e["action"] for e in log] == ["archive", "restore"]
+
+
+def test_two_applies_at_once_archive_and_log_each_version_once(store, cli, models) -> None:
+    """Two cron jobs overlapping: the second waits for the first's policy lock, then finds
+    nothing left to do."""
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "mvc", "policy", "apply", "--json"],
+            cwd=store.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    log = cli("policy", "log", "--json").json()
+    assert sorted(e["version"] for e in log) == sorted(models[:3])
