@@ -349,6 +349,14 @@ def _archive(
         result = ArchiveResult(record.model, version, record.remote, record.rule, resumed=True)
         result.chunks_moved, result.bytes_moved = len(record.chunks), record.bytes
     with repo.collecting_garbage():  # no writer mid-way: a chunk deleted now is reused by none
+        needed = _needed_now(repo, version)
+        if needed is not None:  # a channel or release tag took it meanwhile: keep it here
+            drop_archive(repo.storage, version)
+            raise UsageError(
+                f"{record.model}@{short(version)} was not archived: {needed} since the "
+                "archive began; its chunks stay here",
+                hint="nothing to undo; the copies on the cold remote are harmless",
+            )
         cold_set = {r.version for r in list_archives(repo.storage)}
         live = _live_data(repo, cold_set)
         for oid in record.chunks:
@@ -378,6 +386,18 @@ def _archive(
         )
         result.logged = entry.seq
     return result
+
+
+def _needed_now(repo: Repo, version: ObjectId) -> str | None:
+    """Whether a channel serves ``version`` or a release tag names it, as the refs are now."""
+    served = _served(repo).get(version)
+    if served:
+        return f"served by channel {', '.join(served)}"
+    for ref in repo.refs.list_refs(TAGS):
+        parsed = parse_semver(ref.name)
+        if parsed is not None and not parsed.prerelease and repo.refs.get(ref) == version:
+            return f"release tag {ref.name}"
+    return None
 
 
 def _action_key(action: str, record: ArchiveRecord) -> str:

@@ -283,3 +283,33 @@ def test_load_of_an_archived_version_says_how_to_restore(store, cli, bert, tmp_p
     after = mvc.load(f"bert@{v2}", repo=store.root, cache_dir=str(tmp_path / "fresh"))
     assert sorted(after) == sorted(before)
     assert all((after[name] == before[name]).all() for name in before)
+
+
+def test_an_archive_a_release_tag_overtakes_keeps_the_version_here(
+    store, cli, bert, tmp_path, monkeypatch
+) -> None:
+    """A tag that lands after the archive's first check (a race with another process, staged
+    here by tagging right after the record is written) wins: no chunk is deleted, the record
+    goes, the version stays whole; once the record exists, such moves are refused outright."""
+    from mvc.errors import UsageError
+    from mvc.ops import archive as ops_archive
+    from mvc.refnames import tag
+
+    _, v2, _ = bert
+    cli("remote", "add", "cold", str(tmp_path / "cold"))
+    repo = Repo(store.root)
+    before = chunks_of(repo, v2)
+    write = ops_archive.write_archive
+
+    def write_then_race(storage, record) -> None:
+        write(storage, record)
+        cli("tag", "bert", "v9.0.0", v2, expect=EXIT_ARCHIVED)  # refused: the record exists
+        repo.refs.set_if_equals(tag("bert", "v9.0.0"), None, v2, "a tag that raced the archive")
+
+    monkeypatch.setattr(ops_archive, "write_archive", write_then_race)
+    with pytest.raises(UsageError) as refused:
+        ops_archive.archive_version(repo, f"bert@{v2}", "cold")
+    assert "release tag v9.0.0" in refused.value.message
+    assert read_archive(repo.storage, v2) is None
+    assert all(repo.objects.has(c) for c in before)
+    cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "whole"))
