@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from mvc import peft
 from mvc._api_names import API_NAMES
+from mvc.archives import archived_error, read_archive
 from mvc.deployment.records import AdapterRef
 from mvc.errors import InvalidInput, UsageError
 from mvc.errors import MvcError as MvcError  # re-exported
 from mvc.formats.safetensors import DTYPE_BITS, read_header
 from mvc.ids import ObjectId, short
+from mvc.lastuse import note_use
 from mvc.ops import deploy
 from mvc.ops.adapters import prepare_merge, read_factors, read_replacement
 from mvc.ops.commit import CommitResult as CommitResult  # re-exported: commit's result
@@ -267,7 +269,14 @@ def load(
     warn_use(repo, model, version, allow_deprecated=allow_deprecated)
     if adapter_ref is not None:
         warn_use(repo, adapter_ref.model, adapter_ref.version, allow_deprecated=allow_deprecated)
+    for oid in [version] + ([adapter_ref.version] if adapter_ref else []):
+        archived = read_archive(repo.storage, oid)  # even when a cache folder still has it
+        if archived is not None:
+            raise archived_error(archived)
     tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
+    note_use(repo, model, version)
+    if adapter_ref is not None:
+        note_use(repo, adapter_ref.model, adapter_ref.version)
     if adapter_ref is None:
         return tensors
     _merge_adapter(repo, tensors, version, adapter_ref, f"{model}@{short(version)}")

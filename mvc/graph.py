@@ -28,6 +28,7 @@ rule           edges                          missing  unreadable read_chunks
 ``ANCESTRY``   history                        promised raise      —
 ``FIRST``      first parent                   raise    raise      —
 ``LOG``        first parent                   report   raise      —
+``DATA``       closure, delta bases           report   raise      yes
 ============== ============================== ======== ========== ===========
 
 gc raises on an unreadable object because what it names would otherwise look unreachable and
@@ -96,6 +97,9 @@ PROMISES = Rule(Edges.CLOSURE | Edges.HISTORY, Missing.PROMISED, Unreadable.SKIP
 ANCESTRY = Rule(Edges.HISTORY, Missing.PROMISED, Unreadable.RAISE)
 FIRST = Rule(Edges.FIRST_PARENT, Missing.RAISE, Unreadable.RAISE)
 LOG = Rule(Edges.FIRST_PARENT, Missing.REPORT, Unreadable.RAISE)
+#: The data some versions need, without their history: tree, manifests, chunks and the bases
+#: those chunks are stored against (what archiving must leave in place for live versions).
+DATA = Rule(Edges.CLOSURE | Edges.DELTA_BASES, Missing.REPORT, Unreadable.RAISE)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mvc.archives import archived_error, list_archives, read_archive
 from mvc.errors import (
     CorruptObject,
     NotFound,
@@ -239,8 +241,12 @@ def _promised_by(repo: Repo, name: str) -> set[ObjectId]:
 
 
 def promised_objects(repo: Repo) -> dict[ObjectId, str]:
-    """Objects some configured remote promises, and which remote (the first, by name)."""
+    """Objects some configured remote promises, and which remote (the first, by name): what
+    its tracking refs reach, and the chunks an archive record says are on its cold remote."""
     promised: dict[ObjectId, str] = {}
+    for record in list_archives(repo.storage):
+        for oid in record.chunks:
+            promised.setdefault(oid, record.remote)
     for name in remote_names(repo):
         for oid in _promised_by(repo, name):
             promised.setdefault(oid, name)
@@ -305,8 +311,12 @@ def ensure_present(
 ) -> TransferResult | None:
     """Fetch the data of a fetched-but-not-pulled version from the remote that promises it.
 
-    None when everything is already here (the usual case: a few stat calls).
+    None when everything is already here (the usual case: a few stat calls). An archived
+    version (its chunks in cold storage) is refused with ``Archived``: ``mvc restore`` it.
     """
+    record = read_archive(repo.storage, version)
+    if record is not None:
+        raise archived_error(record)
     missing = missing_in_closure(repo.objects, version)
     if not missing:
         return None
@@ -321,3 +331,35 @@ def ensure_present(
         f"(e.g. {short(missing[0])}) and no remote promises them",
         hint="run `mvc fsck`; `mvc pull REMOTE MODEL@REV` from a remote that has this version",
     )
+
+
+class _ArchiveBackedStore(ObjectStore):
+    """This store's objects, with the chunks archive records name read from their cold
+    remote when they are not here (push sends an archived version's data, never a hole)."""
+
+    def __init__(self, repo: Repo, where: dict[ObjectId, str]) -> None:
+        super().__init__(repo.storage)
+        self._repo = repo
+        self._where = where
+        self._cold: dict[str, Remote] = {}
+        self._lock = threading.Lock()
+
+    def read_stored(self, oid: str, *, size: int | None = None) -> bytes:
+        try:
+            return super().read_stored(oid, size=size)
+        except NotFound:
+            name = self._where.get(ObjectId(oid))
+            if name is None:
+                raise
+        with self._lock:
+            cold = self._cold.get(name)
+            if cold is None:
+                cold = self._cold[name] = open_remote(self._repo, name)
+        return cold.objects.read_stored(oid, size=size)
+
+
+def with_archived_data(repo: Repo) -> ObjectStore:
+    """``repo.objects``, reading archived chunks from their cold remotes where they are not
+    here; ``repo.objects`` itself when nothing is archived."""
+    where = {oid: r.remote for r in list_archives(repo.storage) for oid in r.chunks}
+    return _ArchiveBackedStore(repo, where) if where else repo.objects

@@ -31,6 +31,7 @@ import blake3
 from mvc.deployment.records import SHADOW, STABLE, Arm, Record
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.lastuse import tracker
 from mvc.ops.channels import channel_ref, require_current
 from mvc.ops.lifecycle import warn_use
 from mvc.ops.snapshot import stat_cache_for
@@ -140,6 +141,9 @@ class Router:
         self._lock = threading.Lock()
         self._record: Record = self._checked_record()
         self._checked = clock()
+        self._uses = tracker(
+            self.repo.store_dir, self.repo.lock_timeout
+        )  # batched: no write per pick
 
     def _checked_record(self) -> Record:
         """The channel's record, its versions checked for deprecation once per record (a
@@ -187,13 +191,15 @@ class Router:
         record = self._record
         bucket = bucket_of(self.model, self.channel, key)
         assert record.id is not None
+        arm = pick(record.arms, bucket)
+        self._uses.note(self.model, arm.version, self.repo.clock)
         return RouteDecision(
             self.model,
             self.channel,
             record.id,
             key if isinstance(key, str) else bytes(key).hex(),
             bucket,
-            pick(record.arms, bucket),
+            arm,
             tuple(a for a in record.arms if a.role == SHADOW),
         )
 

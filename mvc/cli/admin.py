@@ -83,8 +83,9 @@ def fsck(
             out.line(f"{problem.kind:8} {problem.object or '-'}  {problem.detail}")
         if report.promised:
             out.info(
-                f"{len(report.promised)} objects not pulled yet are expected from a remote "
-                "(not damage; `mvc pull` or `mvc checkout` fetches them)"
+                f"{len(report.promised)} objects not here are expected from a remote "
+                "(not damage: data not pulled yet, which `mvc pull` or `mvc checkout` fetches, "
+                "or archived chunks, which `mvc restore` brings back)"
             )
         for problem in report.unverified:
             out.info(f"unverified {problem.object}  {problem.detail}")

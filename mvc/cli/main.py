@@ -19,6 +19,7 @@ from mvc import __version__
 from mvc.cli import (
     admin,
     apply,
+    archiving,
     checks,
     core,
     deploy,
@@ -92,6 +93,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     signing.register(app, wanted)
     lifecycle.register(app, wanted)
     metrics.register(app, wanted)
+    archiving.register(app, wanted)
     return app
 
 

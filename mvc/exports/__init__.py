@@ -28,6 +28,7 @@ from mvc.exports.kserve import write_kserve
 from mvc.exports.sink import Sink, default_serve_root
 from mvc.exports.triton import write_triton
 from mvc.exports.vllm import write_vllm
+from mvc.lastuse import note_use
 from mvc.ops.deploy import Namer, require_current
 from mvc.ops.lifecycle import check_use
 from mvc.refnames import validate_channel, validate_model
@@ -86,6 +87,8 @@ def export(
             sink.finish({**about, "complete": False})
         raise
     sink.finish(about)
+    for arm in record.arms:
+        note_use(repo, model, arm.version)
     result.written, result.skipped = sink.written, sink.skipped
     result.bytes_written, result.removed = sink.bytes_written, sink.removed
     return result

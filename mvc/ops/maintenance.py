@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mvc import codec, graph
+from mvc.archives import list_archives
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId
@@ -25,6 +26,7 @@ from mvc.objects import (
     decode_tree,
     decode_version,
 )
+from mvc.ops.archive import retained_versions
 from mvc.ops.remotes import _remote_has_store as remote_has_store
 from mvc.progress import NullProgress, Progress
 from mvc.refnames import RefName
@@ -297,6 +299,7 @@ class GcResult(JsonShaped):
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     kept_young: int = 0
+    kept_by_retention: int = 0  # unreachable versions the retention rules keep (and their data)
     temp_files_removed: int = 0
     repack: RepackResult | None = None
 
@@ -359,6 +362,9 @@ def gc(
     with repo.collecting_garbage():
         roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
         reachable = _mark(repo, roots, reachable)
+        retained = retained_versions(repo, reachable)  # retention: not collectable yet
+        result.kept_by_retention = len(retained)
+        reachable = _mark(repo, retained, reachable)
         result.reachable = len(reachable)
         crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():
@@ -406,7 +412,8 @@ def _gc_roots(repo: Repo, grace: float) -> list[ObjectId]:
             hint="run `mvc fsck` and repair the refs before gc",
         )
     _refuse_if_refs_lost_data(repo, roots)
-    return roots + _tracking_roots(repo, grace, time.time())
+    archived = [r.version for r in list_archives(repo.storage)]  # their metadata stays
+    return roots + _tracking_roots(repo, grace, time.time()) + archived
 
 
 @dataclass

@@ -58,6 +58,8 @@ from mvc.faults import crashpoint
 from mvc.graph import is_ancestor
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.lastuse import note_use
+from mvc.ops.channels import load_record
 from mvc.ops.lifecycle import deprecation_of
 from mvc.ops.setup import init_store
 from mvc.ops.status import folder_state
@@ -92,6 +94,7 @@ from mvc.remotes import (
     tracked_values,
     tracking_refs,
     validate_option,
+    with_archived_data,
 )
 from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
 from mvc.specs import by_id, parse_spec, resolve_branch, tag_candidates
@@ -568,7 +571,7 @@ def _push_objects(
     progress: Progress | None,
 ) -> TransferResult:
     return transfer(
-        repo.objects,
+        with_archived_data(repo),  # an archived version's chunks come from its cold remote
         remote.objects,
         [c.new for c in moving if c.new],
         PUSH,
@@ -758,6 +761,9 @@ def pull(
         repo.set_binding(replace(binding, version=change.new))
         result.updated_folders.append(binding.path)
     result.warnings += _deprecated(repo, wanted)
+    for ref, value in wanted.items():  # last use: the versions pulled (a channel's: its arms)
+        for oid in [value] if ref.kind != CHANNELS else load_record(repo, value).refs():
+            note_use(repo, ref.model, oid)
     return result
 
 

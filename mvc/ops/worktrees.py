@@ -17,6 +17,7 @@ from mvc.errors import DirtyWorkingFolder, UsageError, environment_error
 from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
+from mvc.lastuse import note_use
 from mvc.objects import Tree
 from mvc.ops.lifecycle import check_use
 from mvc.ops.snapshot import snapshot, stat_cache_for
@@ -169,4 +170,5 @@ def checkout(
         repo.set_binding(Binding(model, repo.relpath(folder), on_branch, resolved.version))
         result.head = on_branch
         result.bound = True
+    note_use(repo, model, resolved.version)
     return result

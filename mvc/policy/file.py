@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from mvc.errors import PolicyError
+from mvc.policy.archive import ARCHIVE, RETENTION
 from mvc.policy.deprecations import DEPRECATIONS
 from mvc.policy.desired import CHANNELS
 from mvc.policy.gates import GATES
@@ -29,7 +30,15 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[Any], ...] = (SOURCES, GATES, DEPRECATIONS, CHANNELS, REQUIRES)
+SECTIONS: tuple[Section[Any], ...] = (
+    SOURCES,
+    GATES,
+    DEPRECATIONS,
+    ARCHIVE,
+    RETENTION,
+    CHANNELS,
+    REQUIRES,
+)
 
 
 @dataclass(frozen=True)

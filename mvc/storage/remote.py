@@ -84,6 +84,9 @@ CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 30.0
 #: Options mvc reads itself (seconds); on S3 they become botocore's timeouts.
 TIMEOUT_OPTIONS = ("connect_timeout", "read_timeout")
+#: The S3 storage class objects are written with (``GLACIER_IR``, ``STANDARD_IA``…): a cold
+#: remote's option, passed to s3fs as ``s3_additional_kwargs={"StorageClass": ...}``.
+STORAGE_CLASS_OPTION = "storage_class"
 #: Backend options that take a mapping, which a text option cannot give.
 _MAPPING_OPTIONS = frozenset({"storage_options", "kwargs", "headers", "default_acl_kwargs"})
 
@@ -905,7 +908,10 @@ def open_storage(url: str, options: dict[str, str] | None = None) -> Storage:
     for key, value in given.items():
         check_option(key, value, storing=False)
     timeouts = {k: float(given.pop(k)) for k in TIMEOUT_OPTIONS if s3 and k in given}
+    storage_class = given.pop(STORAGE_CLASS_OPTION, None) if s3 else None
     kwargs = {**(_s3_defaults(timeouts) if s3 else {}), **_coerce(given)}
+    if storage_class:  # s3fs adds it to every request that takes it: PutObject, multipart
+        kwargs["s3_additional_kwargs"] = {"StorageClass": storage_class}
     try:
         fs = cls(**kwargs)
     except ImportError as exc:

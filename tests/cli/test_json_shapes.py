@@ -207,6 +207,18 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")  # the v1.0.0 version object itself
     shapes("fsck-damaged", "fsck", expect=12)
 
+    # lifecycle: an untagged version that is no branch's head, archived by the policy
+    for seed in (3, 4):
+        write_bert(str(bert), seed=seed)
+        cli("commit", "models/bert", "-m", f"seed {seed}")
+    (root / "mvc.yaml").write_text("archive:\n  remote: cold\n  rules: [{unused_for: 0s}]\n")
+    cli("remote", "add", "cold", f"file://{tmp / 'cold'}")
+    shapes("policy-plan", "policy", "plan")
+    shapes("policy-apply", "policy", "apply")
+    shapes("restore", "restore", "bert~1")
+    shapes("archive", "archive", "bert~1", "--remote", "cold")
+    shapes("policy-log", "policy", "log")
+
     # Every golden file is one of the documents above: none is left behind by a renamed case.
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(shapes.seen)
 

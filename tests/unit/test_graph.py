@@ -9,6 +9,7 @@ import pytest
 from mvc.errors import CorruptObject, NotFound
 from mvc.graph import (
     ANCESTRY,
+    DATA,
     FIRST,
     FSCK,
     GC,
@@ -90,6 +91,13 @@ def test_a_live_delta_keeps_its_base_reachable_even_without_history() -> None:
     assert oid(51) in reached
     assert oid(101) not in reached and oid(2) not in reached  # history was not followed
     assert oid(51) in walk(DictReader(nodes), [oid(102)], GC).reached
+
+
+def test_data_reaches_a_versions_chunks_and_their_bases_but_not_its_history() -> None:
+    """What archiving keeps for live versions: v2's data includes v1's chunk (v2's delta base)
+    but not v1 itself, its tree or v0's chunk."""
+    reached = walk(DictReader(history()), [oid(102)], DATA).reached
+    assert {oid(102), oid(12), oid(3), oid(52), oid(51)} == reached
 
 
 def test_without_delta_bases_the_base_is_not_reached() -> None:

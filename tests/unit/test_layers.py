@@ -58,6 +58,9 @@ PLACES = {
     "mvc.refs": "infrastructure",
     "mvc.config": "infrastructure",
     "mvc.transfer": "infrastructure",
+    "mvc.lastuse": "infrastructure",  # when each version was last used: batched, in SQLite
+    "mvc.archives": "infrastructure",  # archive records: which versions' chunks are cold
+    "mvc.audit": "infrastructure",  # the append-only policy audit log
     "mvc.tensors": "infrastructure",  # tensors read from files and from the store
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
@@ -336,7 +339,7 @@ def _heavy_modules_loaded(argv: list[str], cwd: pathlib.Path, env: dict[str, str
         "from mvc.cli.main import run\n"
         f"sys.argv = ['mvc', *{argv!r}]\n"
         "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
-        "heavy = ('numpy', 'ml_dtypes', 'safetensors', 'fsspec', 'semver')\n"
+        "heavy = ('numpy', 'ml_dtypes', 'safetensors', 'fsspec', 'semver', 'sqlite3')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
     )
     done = subprocess.run(
