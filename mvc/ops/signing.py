@@ -50,16 +50,25 @@ class VerifyResult(JsonShaped):
     signed_version: ObjectId
 
 
-def _libraries() -> Any:
+def _libraries() -> tuple[Any, Any, Any, Any, Any, Any]:
+    """model-signing and what its payloads are made of, typed Any (its API is only partly
+    annotated): hashing, its Payload, the EC signer, the verifier, protobuf's json_format,
+    in-toto's Statement."""
+    import importlib
+
     try:
-        from model_signing import hashing
-        from model_signing._signing import sign_ec_key
-        from model_signing._signing import signing as core
+        return (
+            importlib.import_module("model_signing.hashing"),
+            importlib.import_module("model_signing._signing.signing"),
+            importlib.import_module("model_signing._signing.sign_ec_key"),
+            importlib.import_module("model_signing.verifying"),
+            importlib.import_module("google.protobuf.json_format"),
+            importlib.import_module("in_toto_attestation.v1.statement"),
+        )
     except ImportError as exc:
         raise UsageError(
             f"signing needs model-signing ({exc.name} is not installed)", hint=_PIP_HINT
         ) from exc
-    return hashing, core, sign_ec_key
 
 
 def _materialised(repo: Repo, spec: SpecLike, scratch: str) -> tuple[str, ObjectId, str]:
@@ -77,9 +86,7 @@ def _predicate(repo: Repo, model: str, version: ObjectId) -> dict[str, Any]:
 def sign(
     repo: Repo, spec: SpecLike, *, private_key: str, output: str, password: str | None = None
 ) -> SignResult:
-    hashing, core, sign_ec_key = _libraries()
-    from google.protobuf import json_format
-    from in_toto_attestation.v1 import statement
+    hashing, core, sign_ec_key, _verifying, json_format, statement = _libraries()
 
     with tempfile.TemporaryDirectory(prefix="mvc-sign-") as scratch:
         folder, version, model = _materialised(repo, spec, scratch)
@@ -105,8 +112,7 @@ def sign(
 
 
 def verify(repo: Repo, spec: SpecLike, *, public_key: str, signature: str) -> VerifyResult:
-    hashing, _core, _sign = _libraries()
-    from model_signing import verifying
+    hashing, _core, _signer, verifying, _json, _statement = _libraries()
 
     if not os.path.isfile(signature):
         raise UsageError(
