@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from mvc.errors import PolicyError
+from mvc.policy.slo import SLO
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
 
@@ -24,7 +25,7 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[object], ...] = ()
+SECTIONS: tuple[Section[object], ...] = (cast("Section[object]", SLO),)
 
 
 @dataclass(frozen=True)
