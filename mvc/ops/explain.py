@@ -35,6 +35,7 @@ from mvc.ops.diff import DiffResult, diff_versions
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
 
+MOVED = 0.05  # a metric whose mean moved this much (relative) is a finding
 _TOKENIZER_HINTS = ("tokenizer", "vocab", "merges.txt", "special_tokens", "sentencepiece", ".spm")
 
 
@@ -291,6 +292,8 @@ def _is_tokenizer(path: str) -> bool:
 
 
 def _ref(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_ref(item) for item in value) or "none"
     if isinstance(value, dict):
         model, version = value.get("model"), value.get("version")
         if model and isinstance(version, str):
@@ -319,12 +322,13 @@ def _metric_changes(
                 continue
             move = MetricMove(name, a, b, _change(a.mean, b.mean), _change(a.p99, b.p99))
             result.metrics.append(move)
-            if move.mean_change is not None and abs(move.mean_change) >= 0.05:
+            if _moved(a, b, move.mean_change):
+                change = f" ({move.mean_change:+.0%})" if move.mean_change is not None else ""
                 result.findings.append(
                     Finding(
                         "metrics",
-                        f"{name}: mean {_num(a.mean)} -> {_num(b.mean)} "
-                        f"({move.mean_change:+.0%}), p99 {_num(a.p99)} -> {_num(b.p99)}",
+                        f"{name}: mean {_num(a.mean)} -> {_num(b.mean)}{change}, "
+                        f"p99 {_num(a.p99)} -> {_num(b.p99)}",
                     )
                 )
         for side in (arms.baseline, arms.candidate):
@@ -356,6 +360,13 @@ def _environment_findings(result: Explanation, arms: Arms) -> list[Finding]:
 
 def _query(model: str, name: str, channel: str, arm: Arm, since: float, until: float) -> Query:
     return Query(model, name, channel, arm.label, arm.version, since, until)
+
+
+def _moved(a: Summary, b: Summary, change: float | None) -> bool:
+    """A metric moved: its mean changed by 5% or more (or at all, from zero)."""
+    if not a.count or not b.count or a.mean is None or b.mean is None:
+        return False
+    return abs(change) >= MOVED if change is not None else a.mean != b.mean
 
 
 def _change(old: float | None, new: float | None) -> float | None:

@@ -194,8 +194,10 @@ def _explain(
 
 
 def rollback_reason(spec: SloSpec, arms: Arms, assessment: Assessment) -> str:
-    """The rollback record's why: the arm, and each broken rule with its numbers."""
-    reasons = assessment.reasons() or [assessment.why]
+    """The rollback record's why: the arm, and each rule the deciding measurement found broken,
+    with its value, threshold, window and sample count."""
+    decisive = assessment.decisive
+    reasons = (decisive.describe_failures() if decisive else []) or [assessment.why]
     return (
         f"mvc guard: SLO broken by {arms.candidate.label} {short(arms.candidate.version)}: "
         + "; ".join(reasons)

@@ -305,3 +305,30 @@ def test_explain_a_settled_channel_says_there_is_no_candidate(st: Store) -> None
     ops.set_channel(st.repo, M, C, "v1.4.0")
     with pytest.raises(UsageError, match="there is no candidate to explain"):
         explain(st.repo, M, C)
+
+
+def test_serving_code_records_the_guard_rolls_back_the_router_follows(canary: Store) -> None:
+    """The whole loop: a Router routes requests, serving code records each request's outcome
+    from its RouteDecision, the guard rolls the canary back, the Router picks that up."""
+    from mvc.metrics.recorder import Recorder
+    from mvc.router import Router
+
+    st = canary
+    router = Router(st.repo, M, C, poll_interval=0)
+    start = st.clock.now.timestamp()
+    with Recorder(st.repo, max_delay=0, source=WEB_A) as recorder:
+        for i in range(6000):
+            decision = router.route(f"user-{i}")
+            canary_arm = decision.label == "canary"
+            recorder.record(
+                decision,
+                at=start + i * 0.11,  # 11 minutes of traffic
+                latency_ms=100.0 + (i % 7),
+                error=float(canary_arm and i % 4 == 0),  # the canary fails a quarter
+            )
+    st.clock.tick(11)
+    assert {router.route(f"user-{i}").label for i in range(200)} == {"stable", "canary"}
+    result = guard(st.repo, M, C)
+    assert result.status == BROKEN and result.move is not None
+    assert {router.route(f"user-{i}").label for i in range(200)} == {"stable"}
+    assert router.record.id == result.move.record.id

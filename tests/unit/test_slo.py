@@ -7,6 +7,9 @@ The assessment follows Argo Rollouts' ``assessMetricStatus``: failed measurement
 
 from __future__ import annotations
 
+import pathlib
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as hs
@@ -425,3 +428,19 @@ def test_advance_takes_the_next_step_then_promotes():
     assert arms is not None
     with pytest.raises(UsageError, match="a shadow serves no users"):
         next_move(spec, rec, arms)
+
+
+# --- the published examples parse ----------------------------------------------------------------
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_example_policy_and_the_documented_ones_parse():
+    spec = spec_of((ROOT / "examples" / "mvc.yaml").read_text(encoding="utf-8"))
+    assert spec.steps == (10, 25, 50) and len(spec.rules) == 3
+    for doc in ("policy.md", "observability.md"):
+        text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+        blocks = re.findall(r"```yaml\n(slo:\n.*?)```", text, re.S)
+        assert blocks, doc
+        for block in blocks:
+            assert spec_of(block).rules
