@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, core, deploy, guard, remotes, versions
+from mvc.cli import admin, core, deploy, guard, metrics, remotes, versions
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -73,6 +73,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     remotes.register(app, wanted)
     deploy.register(app, wanted)
     guard.register(app, wanted)
+    metrics.register(app, wanted)
     return app
 
 

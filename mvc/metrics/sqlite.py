@@ -272,7 +272,7 @@ class MetricsDB:
         with self._transaction(db):
             try:
                 rows = [
-                    (self._series_id(db, p), p.at, p.value, self._source_id(db, p.source))
+                    (self._series_id(db, p), p.at, p.value, self._source_id(db, p.source, p.at))
                     for p in batch
                 ]
                 db.executemany(
@@ -307,7 +307,7 @@ class MetricsDB:
             self._series[key] = found
         return found
 
-    def _source_id(self, db: sqlite3.Connection, source: Source | None) -> int | None:
+    def _source_id(self, db: sqlite3.Connection, source: Source | None, at: float) -> int | None:
         if source is None:
             return None
         key = (
@@ -320,7 +320,7 @@ class MetricsDB:
             db.execute(
                 "INSERT OR IGNORE INTO sources (host, process, environment, first_seen) "
                 "VALUES (?,?,?,?)",
-                (*key, self.now()),
+                (*key, at),  # the time of the first point seen from it
             )
             found = db.execute(
                 "SELECT id FROM sources WHERE host=? AND process=? AND environment=?", key

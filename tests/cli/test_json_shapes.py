@@ -19,6 +19,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from deployfix import Clock as ManualClock
 from deployfix import write_adapter
 from deployfix import write_model as write_bert
 
@@ -124,6 +125,11 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("channel-set", "channel", "set", "bert", "prod", "v1.0.0", "-m", "first")
     shapes("deploy-canary", "deploy", "bert", "prod", "v1.1.0", "--canary", "10", "-m", "try")
     shapes("channel-show", "channel", "show", "bert", "prod")
+    at = ("--at", "2026-04-05T06:00:00Z")
+    shapes("metrics-log", "metrics", "log", "bert@prod", "--arm", "canary", "latency_ms=212", *at)
+    cli("metrics", "log", "bert@prod", "latency_ms=180", "error=0", "--at", "2026-04-05T06:00:30Z")
+    window = ("--since", "2026-04-05T05:00", "--until", "2026-04-05T07:00")
+    shapes("metrics-show", "metrics", "show", "bert", "prod", *window)
     shapes("channel-list", "channel", "list")
     shapes("route", "route", "bert", "prod", "-k", "user-1", "-k", "user-2")
     shapes("route-one", "route", "bert", "prod", "-k", "user-3")
@@ -141,8 +147,7 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     # guard and explain run in a copy of the store on a clock of their own, so the documents
     # after them keep their objects and times
     shared_clock = Repo.__init__.__kwdefaults__["clock"]
-    own_clock = Clock()
-    own_clock.now = datetime(2026, 4, 6, 9, 0, 0, tzinfo=UTC)
+    own_clock = ManualClock(datetime(2026, 4, 6, 9, 0, 0, tzinfo=UTC))  # moved by hand only
     Repo.__init__.__kwdefaults__["clock"] = own_clock
     guarded = tmp / "guarded"
     shutil.copytree(root, guarded, symlinks=True)
@@ -150,6 +155,7 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     (guarded / "mvc.yaml").write_text(GUARD_POLICY, encoding="utf-8")
     cli("channel", "set", "bert", "live", "v1.0.0")
     canary = cli("deploy", "bert", "live", "v1.1.0", "--canary", "10", "--json").json()
+    own_clock.tick(0.5)
     shapes("guard-inconclusive", "guard", "bert", "live", expect=21)
     _log_guard_points(guarded, canary["record"])
     shapes("guard-dry-run", "guard", "bert", "live", "--dry-run", expect=20)

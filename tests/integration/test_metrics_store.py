@@ -259,3 +259,38 @@ def test_record_uses_the_shared_recorder_and_flushes_at_exit(st, run_mvc) -> Non
     subprocess.run([sys.executable, "-c", code], cwd=st.root, check=True)
     summary = MetricsDB.open(st.repo).summary(Query("bert", "latency_ms", arm="stable"))
     assert (summary.count, summary.mean) == (3, 6.0)
+
+
+# --- commit-time metrics through the same protocol ------------------------------------------------
+
+
+def test_commit_metrics_answer_the_same_queries(store: Repo, cli, make_model) -> None:
+    from mvc.metrics.model import MetricSource
+    from mvc.ops.metrics import CommitMetrics, metric_source
+
+    make_model("models/bert", seed=0)
+    version = ObjectId(
+        cli("commit", "models/bert", "-m", "one", "--metric", "accuracy=0.91").stdout.strip()
+    )
+    source: MetricSource = metric_source(store, "commit")
+    assert isinstance(source, CommitMetrics)
+    s = source.summary(Query("bert", "accuracy", version=version))
+    assert (s.count, s.mean, s.p99) == (1, 0.91, 0.91)
+    assert source.values(Query("bert", "accuracy", version=version)) == [0.91]
+    # commit metrics have no channel or arm, and belong to a version
+    assert source.summary(Query("bert", "accuracy", version=version, arm="canary")).count == 0
+    assert source.summary(Query("bert", "accuracy")).count == 0
+    assert source.summary(Query("bert", "loss", version=version)).count == 0
+    when = parse_commit_time(store, version)
+    assert source.summary(Query("bert", "accuracy", version=version, since=when + 1)).count == 0
+    production = metric_source(store)
+    assert isinstance(production, MetricsDB)
+    assert production.summary(Query("bert", "accuracy", version=version)).count == 0
+    with pytest.raises(UsageError, match="unknown metric origin"):
+        metric_source(store, "prometheus?")
+
+
+def parse_commit_time(repo: Repo, version: ObjectId) -> float:
+    from mvc.instants import parse_instant
+
+    return parse_instant(repo.objects.get_version(version).time).timestamp()
