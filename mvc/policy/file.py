@@ -17,6 +17,7 @@ from typing import TypeVar, cast
 
 from mvc.errors import PolicyError
 from mvc.policy.slo import SLO
+from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
 
@@ -25,7 +26,10 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[object], ...] = (cast("Section[object]", SLO),)
+SECTIONS: tuple[Section[object], ...] = (
+    cast("Section[object]", SOURCES),
+    cast("Section[object]", SLO),
+)
 
 
 @dataclass(frozen=True)
