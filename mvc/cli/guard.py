@@ -162,6 +162,8 @@ def _show(out: Output, result: GuardResult) -> None:
         out.warn(result.conflict)
     for note in result.move.notes if result.move else []:
         out.info(note)
+    for note in result.notes:
+        out.warn(note)
 
 
 def _num(value: float | None) -> str:

@@ -42,17 +42,19 @@ from mvc.deployment.analysis import (
     windows,
 )
 from mvc.deployment.records import Arm, Record
-from mvc.errors import RefConflict, UsageError
+from mvc.errors import MvcError, PolicyError, RefConflict, UsageError
 from mvc.ids import ObjectId, short
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.metrics.model import MetricSource, Query, Summary
 from mvc.metrics.sqlite import MetricsDB
 from mvc.ops.channels import require_current
+from mvc.ops.compare import open_source as open_named_source
 from mvc.ops.deploy import Move, promote, rollback, step_canary, switch
 from mvc.ops.explain import Explanation, explain
 from mvc.policy.file import POLICY_FILE, read_policy
-from mvc.policy.slo import SLO, SloSpec
+from mvc.policy.slo import SLO, STORE, SloSpec
+from mvc.policy.sources import SOURCES
 from mvc.repo import Repo
 
 IDLE = "idle"  # the channel has no candidate arm: nothing to guard
@@ -101,10 +103,19 @@ def slo_spec(repo: Repo, model: str) -> SloSpec:
     return spec
 
 
-def open_source(repo: Repo, spec: SloSpec) -> MetricsDB:
-    """The metric source a spec names (``store``: the store's SQLite metric database)."""
-    assert spec.source == "store"  # the policy parser admits no other yet
-    return MetricsDB.open(repo, create=False)
+def open_source(repo: Repo, spec: SloSpec) -> MetricSource:
+    """The metric source a spec names: ``store`` (the store's SQLite metric database, also
+    called ``production``) or a Prometheus server named under ``sources:`` in mvc.yaml."""
+    if spec.source in (STORE, "production"):
+        return MetricsDB.open(repo, create=False)
+    sources = read_policy(repo.root).get(SOURCES)
+    if sources is None or spec.source not in sources.by_name:
+        known = ", ".join([STORE, *sorted(sources.by_name if sources else ())])
+        raise PolicyError(
+            f"{spec.source_where}: slo.{spec.model}.source: no metric source {spec.source!r}",
+            hint=f"sources: {known}; name a Prometheus server under `sources:` in {POLICY_FILE}",
+        )
+    return open_named_source(repo, spec.source)
 
 
 def evaluate(
@@ -166,19 +177,20 @@ def guard(
         )
         return result
     result.candidate, result.baseline = arms.candidate, arms.baseline
-    if source is None:
-        with open_source(repo, spec) as db:
-            since, _measurements, assessment = evaluate(spec, record, arms, db, now)
-    else:
-        since, _measurements, assessment = evaluate(spec, record, arms, source, now)
+    reader = source if source is not None else open_source(repo, spec)
+    try:
+        since, _measurements, assessment = evaluate(spec, record, arms, reader, now)
+    finally:
+        if source is None and isinstance(reader, MetricsDB):
+            reader.close()
     result.since = format_epoch(since)
     result.assessment = assessment
     result.status, result.why = assessment.status, assessment.why
     if assessment.status == BROKEN:
         result.action = "rollback"
-        result.explanation = _explain(repo, model, channel, record, arms, since)
-        if not dry_run:
+        if not dry_run:  # first: a diff of two large models must not delay the rollback
             _rollback(repo, result, record, arms, spec)
+        _explain(repo, result, record, arms, since)
     elif assessment.status == HEALTHY and advance:
         result.advance = next_move(spec, record, arms)
         result.action = result.advance.action
@@ -187,10 +199,16 @@ def guard(
     return result
 
 
-def _explain(
-    repo: Repo, model: str, channel: str, record: Record, arms: Arms, since: float
-) -> Explanation:
-    return explain(repo, model, channel, arm=arms.candidate.label, record=record, since=since)
+def _explain(repo: Repo, result: GuardResult, record: Record, arms: Arms, since: float) -> None:
+    """The report's body: what differs between the arms of the record the guard judged. A
+    failure to explain (a version whose data cannot be fetched) is a note, never a reason to
+    undo or hide the decision."""
+    try:
+        result.explanation = explain(
+            repo, record.model, record.channel, arm=arms.candidate.label, record=record, since=since
+        )
+    except MvcError as exc:
+        result.notes.append(f"cannot explain what differs: {exc.message}")
 
 
 def rollback_reason(spec: SloSpec, arms: Arms, assessment: Assessment) -> str:

@@ -12,6 +12,7 @@
         min_samples: 100     # points an arm needs in a window for a measurement to count
         steps: [10, 25, 50]  # `mvc guard --advance`: the canary's next share, then promote
         source: store        # where points are read: the store's SQLite metric database
+                             # (default), or a Prometheus server named under `sources:`
         rules:
           - error_rate <= 0.01
           - latency_p99_ms <= 250
@@ -49,7 +50,8 @@ from mvc.policy.conditions import (
 from mvc.policy.text import PolicyText, Section
 from mvc.refnames import validate_model
 
-SOURCES = ("store",)
+STORE = "store"  # the store's own metric database; any other name is one of `sources:`
+_NOT_SOURCES = ("commit",)  # commit-time metrics have no channel or arm to guard
 _KEYS = (
     "rules",
     "window",
@@ -96,7 +98,8 @@ class SloSpec:
     inconclusive_limit: int = 0
     min_samples: int = DEFAULT_MIN_SAMPLES
     steps: tuple[int, ...] = ()
-    source: str = "store"
+    source: str = STORE
+    source_where: str = ""  # "mvc.yaml:9": where `source` was written, for a later refusal
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -159,9 +162,13 @@ def _parse_model(model: str, body: Mapping[str, object], path: str, ctx: PolicyT
     inconclusive_limit = _integer(body, "inconclusive_limit", path, ctx, 0, minimum=0)
     min_samples = _integer(body, "min_samples", path, ctx, DEFAULT_MIN_SAMPLES, minimum=1)
     steps = _steps(body.get("steps"), f"{path}.steps", ctx) if "steps" in body else ()
-    source = ctx.string(f"{path}.source", body.get("source", "store"))
-    if source not in SOURCES:
-        ctx.fail(f"{path}.source", f"unknown metric source {source!r}; one of {', '.join(SOURCES)}")
+    source = ctx.string(f"{path}.source", body.get("source", STORE))
+    if source in _NOT_SOURCES:
+        ctx.fail(
+            f"{path}.source",
+            f"{source!r} metrics were typed at commit time: they have no arm to guard",
+            hint="use `store` or a source named under `sources:`",
+        )
     return SloSpec(
         model,
         rules,
@@ -173,6 +180,7 @@ def _parse_model(model: str, body: Mapping[str, object], path: str, ctx: PolicyT
         min_samples,
         steps,
         source,
+        ctx.where(f"{path}.source"),
     )
 
 

@@ -121,7 +121,10 @@ def test_rule_names_map_to_a_stored_metric_and_statistic(name, metric, statistic
             r"^mvc.yaml:3: slo.bert.steps\[1\]: steps must",
         ),
         ("    steps: [100]\n    rules: [e <= 1]\n", r"slo.bert.steps\[0\]: a canary share is 1"),
-        ("    source: graphite\n    rules: [e <= 1]\n", r"slo.bert.source: unknown metric source"),
+        (
+            "    source: commit\n    rules: [e <= 1]\n",
+            r"^mvc.yaml:3: slo.bert.source: 'commit' metrics",
+        ),
         ("    windw: 5m\n    rules: [e <= 1]\n", r"^mvc.yaml:3: slo.bert.windw: unknown key"),
         ("    window: 5m\n", r"^mvc.yaml:2: slo.bert: has no rules"),
         ("    rules: []\n", r"slo.bert.rules: expected a non-empty list"),
