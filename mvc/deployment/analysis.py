@@ -60,6 +60,10 @@ class Window(JsonShaped):
     def seconds(self) -> float:
         return self.end - self.start
 
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.start, self.end
+
     def describe(self) -> str:
         return f"{format_duration(self.seconds)} window ending {format_epoch(self.end)}"
 

@@ -34,6 +34,7 @@ from mvc.deployment.analysis import (
     Arms,
     Assessment,
     Measurement,
+    Window,
     assess,
     format_epoch,
     guarded_arms,
@@ -128,27 +129,23 @@ def evaluate(
     """Measure every window since the record's step began and assess them (reads only)."""
     since = parse_instant(record.when).timestamp()
     taken = []
+    relative = tuple(dict.fromkeys(rule.metric for rule in spec.rules if rule.relative))
     for window in windows(spec, since, now):
-        candidate = _summaries(source, spec, record, arms.candidate, window.start, window.end)
-        need_stable = any(rule.relative for rule in spec.rules)
-        stable = (
-            _summaries(source, spec, record, arms.baseline, window.start, window.end)
-            if need_stable
-            else {}
-        )
+        candidate = _summaries(source, spec.metrics, record, arms.candidate, window)
+        stable = _summaries(source, relative, record, arms.baseline, window)
         taken.append(measure(spec, window, candidate, stable, candidate_label=arms.candidate.label))
     measurements = tuple(taken)
     return since, measurements, assess(spec, measurements)
 
 
 def _summaries(
-    source: MetricSource, spec: SloSpec, record: Record, arm: Arm, start: float, end: float
+    source: MetricSource, metrics: tuple[str, ...], record: Record, arm: Arm, window: Window
 ) -> dict[str, Summary]:
     return {
         metric: source.summary(
-            Query(record.model, metric, record.channel, arm.label, arm.version, start, end)
+            Query(record.model, metric, record.channel, arm.label, arm.version, *window.bounds)
         )
-        for metric in spec.metrics
+        for metric in metrics
     }
 
 

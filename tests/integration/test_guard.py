@@ -16,13 +16,14 @@ from dataclasses import dataclass
 import pytest
 from deployfix import Store
 
-from mvc.deployment.analysis import BROKEN, HEALTHY, INCONCLUSIVE
+from mvc.deployment.analysis import BROKEN, HEALTHY, INCONCLUSIVE, windows
 from mvc.errors import PolicyError, UsageError
+from mvc.instants import parse_instant
 from mvc.metrics.model import Point, Query, Source, Summary
 from mvc.metrics.sqlite import MetricsDB
 from mvc.ops import deploy as ops
 from mvc.ops.explain import explain
-from mvc.ops.guard import IDLE, guard, watch
+from mvc.ops.guard import IDLE, guard, slo_spec, watch
 from mvc.repo import Repo
 
 M, C = "bert", "prod"
@@ -196,12 +197,14 @@ class Gate:
 
     def __init__(self, db: MetricsDB, barrier: threading.Barrier, calls: int) -> None:
         self.db, self.barrier, self.calls = db, barrier, calls
+        self.waited = False
 
     def summary(self, query: Query) -> Summary:
         found = self.db.summary(query)
         self.calls -= 1
         if self.calls == 0:
             self.barrier.wait(timeout=30)
+            self.waited = True
         return found
 
     def values(self, query: Query, limit: int | None = None) -> list[float]:
@@ -213,15 +216,24 @@ def test_two_guards_racing_roll_back_once(canary: Store) -> None:
     serve(st, 11, Traffic(100), Traffic(100, errors=0.3))
     barrier = threading.Barrier(2)
     results = []
+    gates: list[Gate] = []
     errors: list[BaseException] = []
-    # 2 windows x 2 metrics x (candidate + stable)
-    calls = 2 * 2 * 2
+    # the summaries one evaluation reads: every window, each metric of the candidate, and the
+    # metrics of relative rules of the stable arm
+    spec = slo_spec(st.repo, M)
+    since = parse_instant(ops.require_current(st.repo, M, C).when).timestamp()
+    relative = {rule.metric for rule in spec.rules if rule.relative}
+    calls = len(windows(spec, since, st.clock.now.timestamp())) * (
+        len(spec.metrics) + len(relative)
+    )
 
     def run() -> None:
         repo = Repo(st.root, env=st.repo.env, clock=st.clock)
         try:
             with MetricsDB.open(repo) as db:
-                results.append(guard(repo, M, C, source=Gate(db, barrier, calls)))
+                gate = Gate(db, barrier, calls)
+                gates.append(gate)
+                results.append(guard(repo, M, C, source=gate))
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -231,6 +243,7 @@ def test_two_guards_racing_roll_back_once(canary: Store) -> None:
     for thread in threads:
         thread.join(60)
     assert not errors, errors
+    assert [g.waited for g in gates] == [True, True]  # both had decided before either moved
     assert sorted(r.status for r in results) == [BROKEN, BROKEN]
     moved = [r for r in results if r.move is not None]
     lost = [r for r in results if r.conflict is not None]
