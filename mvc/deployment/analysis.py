@@ -299,7 +299,7 @@ def guarded_arms(record: Record, label: str | None = None) -> Arms | None:
             if len(others) != 1:
                 raise UsageError(
                     f"channel {record.channel!r} runs an A/B test with arms "
-                    f"{', '.join(a.label for a in record.arms)}; say which to guard with --arm",
+                    f"{', '.join(a.label for a in record.arms)}; say which arm with --arm",
                 )
             return Arms(others[0], baseline)
         chosen = record.arm(label)

@@ -396,7 +396,7 @@ def test_the_candidate_arm_of_each_state():
     pair = guarded_arms(ab)
     assert pair is not None and (pair.candidate.label, pair.baseline.label) == ("b", "a")
     three = record(Arm(AB, V1, 40, "a"), Arm(AB, V2, 30, "b"), Arm(AB, V3, 30, "c"))
-    with pytest.raises(UsageError, match="say which to guard with --arm"):
+    with pytest.raises(UsageError, match="say which arm with --arm"):
         guarded_arms(three)
     chosen = guarded_arms(three, "c")
     assert chosen is not None and chosen.candidate.label == "c"
@@ -447,3 +447,65 @@ def test_the_example_policy_and_the_documented_ones_parse():
         assert blocks, doc
         for block in blocks:
             assert spec_of(block).rules
+
+
+_SCALARS = hs.one_of(
+    hs.none(),
+    hs.booleans(),
+    hs.integers(-5, 500),
+    hs.floats(-1e3, 1e3, allow_nan=False),
+    hs.sampled_from(
+        [
+            "10m",
+            "5s",
+            "error_rate <= 0.01",
+            "p99",
+            "store",
+            "no worse than stable",
+            "latency_p99_ms: <= 1",
+            "{x}",
+            "",
+            "rules",
+            "fleet",
+        ]
+    ),
+)
+_VALUES = hs.recursive(
+    _SCALARS,
+    lambda inner: (
+        hs.lists(inner, max_size=4)
+        | hs.dictionaries(
+            hs.sampled_from(
+                [
+                    "rules",
+                    "window",
+                    "interval",
+                    "count",
+                    "failure_limit",
+                    "steps",
+                    "min_samples",
+                    "source",
+                    "metric",
+                    "statistic",
+                    "condition",
+                    "x",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(_VALUES)
+def test_any_slo_section_parses_or_is_a_policy_error(body):
+    """Whatever the section holds, the parser answers with a spec or a file:line PolicyError."""
+    import json as _json
+
+    text = "slo:\n  bert: " + _json.dumps(body) + "\n"  # JSON is YAML
+    try:
+        parse_policy(text)
+    except PolicyError as exc:
+        assert exc.message.startswith("mvc.yaml")
