@@ -57,7 +57,7 @@ def guard(
 ) -> None:
     """Hold a channel's candidate arm (canary, green, shadow or an A/B arm) to the model's SLOs in mvc.yaml.
 
-    Broken: rolls the channel back (the record's reason names each broken rule's metric, value, threshold, window and sample count) and exits 20. Too little data: changes nothing and exits 21. Healthy: exits 0; with --advance it first takes the next step of the SLO's `steps` (10 -> 25 -> 50 -> promote). A channel with no candidate exits 0 (nothing to guard), so cron can run it every few minutes. --watch runs until the channel has no candidate; Ctrl-C exits 130.
+    Broken: rolls the channel back (the record's reason names each broken rule's metric, value, threshold, window and sample count) and exits 20. Too little data: changes nothing and exits 21. Healthy: exits 0; with --advance it first takes the next step of the SLO's `steps` (10 -> 25 -> 50 -> promote). A channel with no candidate exits 0 (nothing to guard), so cron can run it every few minutes. --watch runs until the channel has no candidate (with --json: one line per evaluation); Ctrl-C exits 130.
 
     Examples:
       mvc guard bert prod --dry-run
@@ -106,7 +106,7 @@ def _watch(
         advance=advance,
         dry_run=dry_run,
     ):
-        _show(out, result)
+        _show(out, result, json_lines=True)
         sys_flush()
         last = result
         rolled_back = rolled_back or (result.action == "rollback" and result.move is not None)
@@ -150,9 +150,16 @@ def _exit_for(result: GuardResult | None) -> None:
 # --- rendering ------------------------------------------------------------------------------------
 
 
-def _show(out: Output, result: GuardResult) -> None:
+def _show(out: Output, result: GuardResult, *, json_lines: bool = False) -> None:
     if out.as_json:
-        out.json(result.to_json())
+        if json_lines:  # --watch: one compact document per evaluation (JSON lines)
+            import json
+
+            from mvc.cli.output import encode_json
+
+            out.line(json.dumps(json.loads(encode_json(result.to_json())), sort_keys=True))
+        else:
+            out.json(result.to_json())
         return
     for line in render_guard(result):
         out.line(line)

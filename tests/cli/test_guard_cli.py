@@ -215,3 +215,19 @@ def test_two_guard_processes_roll_back_once(live: Store) -> None:
     assert codes in ([20, 20], [0, 20]), results
     history = ops.history(Repo(live.root), M, C)
     assert [item.record.action for item in history] == ["set", "deploy", "rollback"]
+
+
+def test_watch_json_prints_one_document_per_line(live: Store) -> None:
+    import json
+
+    proc = _start(live, "--watch", "--interval", "0.2s", "--json")
+    try:
+        first = _wait_for(proc, '"status": "inconclusive"')
+        log_points(live.root, 1.0, time.time() - 0.1)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 20, err
+    docs = [json.loads(line) for line in (first + out).splitlines()]
+    assert docs[0]["status"] == "inconclusive" and docs[-1]["status"] == "broken"
+    assert docs[-1]["move"]["record"]["action"] == "rollback"
