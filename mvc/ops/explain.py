@@ -31,10 +31,11 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.metrics.model import Query, Summary
 from mvc.metrics.sqlite import MetricsDB
 from mvc.ops.channels import Namer, load_record, require_current
-from mvc.ops.diff import DiffResult, diff_versions
+from mvc.ops.diff import DiffResult, diff_config, diff_versions
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
 
+SHOWN_KEYS = 6  # keys of a changed config or tokenizer file named in a finding
 MOVED = 0.05  # a metric whose mean moved this much (relative) is a finding
 _TOKENIZER_HINTS = ("tokenizer", "vocab", "merges.txt", "special_tokens", "sentencepiece", ".spm")
 
@@ -184,7 +185,7 @@ def _model_changes(repo: Repo, arms: Arms, result: Explanation, stats: bool) -> 
             ensure_present(repo, a.version)
             ensure_present(repo, b.version)
         result.diff = diff_versions(repo, a.version, b.version, stats=stats)
-        result.findings.extend(_findings(result.diff, ""))
+        result.findings.extend(_findings(repo, result.diff, ""))
     if a.adapter != b.adapter:
         if a.adapter and b.adapter:
             if stats:
@@ -200,14 +201,14 @@ def _model_changes(repo: Repo, arms: Arms, result: Explanation, stats: bool) -> 
                     f"{b.adapter.model}@{short(b.adapter.version)}",
                 )
             )
-            result.findings.extend(_findings(result.adapter_diff, "adapter "))
+            result.findings.extend(_findings(repo, result.adapter_diff, "adapter "))
         else:
             old = f"{a.adapter.model}@{short(a.adapter.version)}" if a.adapter else "none"
             new = f"{b.adapter.model}@{short(b.adapter.version)}" if b.adapter else "none"
             result.findings.append(Finding("adapter", f"adapter {old} -> {new}"))
 
 
-def _findings(diff: DiffResult, prefix: str) -> list[Finding]:
+def _findings(repo: Repo, diff: DiffResult, prefix: str) -> list[Finding]:
     found: list[Finding] = []
     for group in diff.tensors:
         changed = list(group.changes)
@@ -224,22 +225,28 @@ def _findings(diff: DiffResult, prefix: str) -> list[Finding]:
             + (f"; most changed {worst}" if worst else "")
         )
         found.append(Finding("weights", detail))
-    for config in diff.configs:
+    configs = list(diff.configs)
+    config_paths = {c.path for c in configs}
+    for change in diff.files:
+        if change.path in config_paths or not _is_tokenizer(change.path):
+            continue
+        if change.path.endswith((".json", ".yaml", ".yml")) and change.old and change.new:
+            configs.append(diff_config(repo, diff.a, diff.b, change.path))  # key by key
+        else:
+            found.append(Finding("tokenizer", f"{prefix}{change.path} {change.status}"))
+    for config in configs:
         kind = "tokenizer" if _is_tokenizer(config.path) else "config"
         keys = [*config.changed, *config.added, *config.removed]
         shown = ", ".join(
             f"{k}: {config.changed[k][0]!r} -> {config.changed[k][1]!r}"
             if k in config.changed
             else (f"+{k}" if k in config.added else f"-{k}")
-            for k in keys[:6]
+            for k in keys[:SHOWN_KEYS]
         )
-        found.append(Finding(kind, f"{prefix}{config.path}: " + (shown or "changed (not parsed)")))
-    config_paths = {c.path for c in diff.configs}
-    for change in diff.files:
-        if change.path in config_paths:
-            continue
-        if _is_tokenizer(change.path):
-            found.append(Finding("tokenizer", f"{prefix}{change.path} {change.status}"))
+        more = f" (and {len(keys) - SHOWN_KEYS} more keys)" if len(keys) > SHOWN_KEYS else ""
+        found.append(
+            Finding(kind, f"{prefix}{config.path}: " + (shown + more or "changed (not parsed)"))
+        )
     meta = diff.metadata
     for name, value in meta.get("datasets", {}).get("changed", {}).items():
         old, new = value.get("old") or {}, value.get("new") or {}
@@ -268,9 +275,16 @@ def _findings(diff: DiffResult, prefix: str) -> list[Finding]:
         found.append(Finding("params", f"{prefix}param {name} removed"))
     for key, value in meta.get("lineage", {}).items():
         kind = "base" if key in ("base", "derived_from") else "adapter"
-        found.append(
-            Finding(kind, f"{prefix}lineage {key}: {_ref(value['old'])} -> {_ref(value['new'])}")
-        )
+        old, new = value["old"], value["new"]
+        if isinstance(old, dict) and isinstance(new, dict) and not _is_ref(old):
+            changes = ", ".join(
+                f"{k} {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k)
+            )
+            found.append(Finding(kind, f"{prefix}lineage {key}: {changes}"))
+        else:
+            found.append(Finding(kind, f"{prefix}lineage {key}: {_ref(old)} -> {_ref(new)}"))
     return found
 
 
@@ -289,6 +303,10 @@ def _most_changed(changes: list[Any]) -> str | None:
 def _is_tokenizer(path: str) -> bool:
     leaf = path.rsplit("/", 1)[-1].lower()
     return any(hint in leaf for hint in _TOKENIZER_HINTS)
+
+
+def _is_ref(value: dict[str, Any]) -> bool:
+    return bool(value.get("model")) and isinstance(value.get("version"), str)
 
 
 def _ref(value: Any) -> str:

@@ -8,6 +8,7 @@ little data changes nothing; two guards racing on the same record roll back once
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import threading
@@ -345,3 +346,58 @@ def test_serving_code_records_the_guard_rolls_back_the_router_follows(canary: St
     assert result.status == BROKEN and result.move is not None
     assert {router.route(f"user-{i}").label for i in range(200)} == {"stable"}
     assert router.record.id == result.move.record.id
+
+
+def test_explain_names_tokenizer_datasets_code_params_and_adapter(st: Store) -> None:
+    """Two versions with the same weights but another tokenizer, dataset, code commit and
+    learning rate, each served with another adapter: explain names each, and no weights."""
+    import json
+    import subprocess
+
+    from deployfix import write_model
+
+    from mvc.ops.commit import commit
+    from mvc.ops.lineage import dataset_entry
+    from mvc.ops.names import create_tag
+
+    folder = f"{st.root}/work/tok"
+    write_model(folder, seed=1)
+    git = {"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "A",
+           "GIT_COMMITTER_EMAIL": "a@x", "GIT_CONFIG_NOSYSTEM": "1", "HOME": st.root,
+           "PATH": os.environ["PATH"]}  # fmt: skip
+    subprocess.run(["git", "init", "-q", folder], check=True, env=git)
+    commits = {}
+    for tag, vocab, lr, data in (("v3.0.0", 100, 1e-5, "aaaa"), ("v3.1.0", 120, 2e-5, "bbbb")):
+        with open(f"{folder}/tokenizer.json", "w", encoding="utf-8") as handle:
+            json.dump({"model": {"type": "WordPiece", "vocab_size": vocab}}, handle)
+        subprocess.run(["git", "-C", folder, "add", "-A"], check=True, env=git)
+        subprocess.run(["git", "-C", folder, "commit", "-qm", tag], check=True, env=git)
+        commits[tag] = subprocess.run(
+            ["git", "-C", folder, "rev-parse", "HEAD"], check=True, env=git, capture_output=True,
+            text=True,
+        ).stdout.strip()  # fmt: skip
+        lineage = {"datasets": [dataset_entry(f"squad=hf://datasets/squad@{data}")]}
+        made = commit(st.repo, folder, message=tag, model=M, params={"lr": lr}, lineage=lineage)
+        create_tag(st.repo, M, tag, f"id={made.version_id}")
+        st.clock.tick()
+    ops.set_channel(st.repo, M, "tok", "v3.0.0 + sql-lora@v1.3.0")
+    ops.deploy_canary(st.repo, M, "tok", "v3.1.0 + sql-lora@v1.4.0", 10)
+    result = explain(st.repo, M, "tok")
+    kinds = result.kinds()
+    assert {"tokenizer", "datasets", "code", "params", "adapter"} <= set(kinds)
+    assert not any(f.kind == "weights" and "adapter" not in f.detail for f in result.findings)
+    details = {f.kind: [] for f in result.findings}
+    for f in result.findings:
+        details[f.kind].append(f.detail)
+    assert any(
+        "tokenizer.json" in d and "vocab_size: 100 -> 120" in d for d in details["tokenizer"]
+    )
+    assert details["code"] == [f"code commit {commits['v3.0.0'][:12]} -> {commits['v3.1.0'][:12]}"]
+    assert details["params"] == ["param lr: 1e-05 -> 2e-05"]
+    assert details["datasets"] == [
+        "dataset squad: hf://datasets/squad@aaaa -> hf://datasets/squad@bbbb"
+    ]
+    assert any(d.startswith("adapter sql-lora@") for d in details["adapter"])
+    assert result.adapter_diff is not None  # the adapters' own diff: rank 2 -> 4
+    assert any("adapter adapter_config.json:" in d and "r: 2 -> 4" in d for d in details["config"])
+    assert "adapter lineage adapter: alpha 4.0 -> 8.0, rank 2 -> 4" in details["adapter"]
