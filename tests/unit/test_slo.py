@@ -509,3 +509,14 @@ def test_any_slo_section_parses_or_is_a_policy_error(body):
         parse_policy(text)
     except PolicyError as exc:
         assert exc.message.startswith("mvc.yaml")
+
+
+def test_a_rule_may_put_a_colon_after_its_metric():
+    from mvc.policy.conditions import parse_rule
+
+    metric, condition = parse_rule("latency_p99_ms: no worse than stable + 10%")
+    assert metric == "latency_p99_ms" and condition.relative
+    assert condition.check(274, 250).ok and not condition.check(276, 250).ok
+    # Prometheus-style names keep their colons
+    assert parse_rule("job:latency:p99 <= 1")[0] == "job:latency:p99"
+    assert parse_rule("job:latency:p99: <= 1")[0] == "job:latency:p99"
