@@ -176,6 +176,9 @@ def _build(
         out_list: list[Any] = []
         built[id(node)] = out_list
         for index, child in enumerate(node.value):
+            item_line = _line(child)
+            if item_line is not None:  # list items have lines too: `slo.bert.rules[1]`
+                lines[f"{path}[{index}]"] = item_line
             out_list.append(_build(loader, child, f"{path}[{index}]", lines, finite, built))
         return out_list
     if node.tag != _MAP:

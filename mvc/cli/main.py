@@ -23,6 +23,7 @@ from mvc.cli import (
     checks,
     core,
     deploy,
+    guard,
     imports,
     lifecycle,
     lock,
@@ -92,6 +93,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     apply.register(app, wanted)
     signing.register(app, wanted)
     lifecycle.register(app, wanted)
+    guard.register(app, wanted)
     metrics.register(app, wanted)
     archiving.register(app, wanted)
     return app

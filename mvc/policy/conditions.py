@@ -10,7 +10,8 @@ A condition compares a measured value with a bound::
                                    where lower is better (latency, error rate), "<= stable +
                                    10%"; where higher is better (accuracy), ">= stable - 10%"
 
-A rule names its metric in front: ``"error_rate <= 0.01"``. ``parse_rule`` splits the two.
+A rule names its metric in front: ``"error_rate <= 0.01"``, or with a colon
+``"latency_p99_ms: no worse than stable + 10%"``. ``parse_rule`` splits the two.
 Conditions are values: ``check`` is pure and returns the numbers it compared, so a refusal can
 print the rule, the value and the bound.
 """
@@ -34,7 +35,7 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
 _ABSOLUTE = re.compile(rf"^(>=|<=|==|>|<)\s*({_NUMBER})$")
 _RELATIVE = re.compile(rf"^(>=|<=|>|<)\s*stable(?:\s*([-+])\s*({_NUMBER})\s*(%?))?$")
 _NO_WORSE = re.compile(rf"^no worse than stable(?:\s*([-+])\s*({_NUMBER})\s*(%?))?$")
-_RULE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.:/-]*)\s+(.+)$")
+_RULE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.:/-]*?)\s*:?\s+(.+)$")  # "m <= 1", "m: <= 1"
 
 # Metrics whose larger values are better, by name; everything else (latency, error rate,
 # loss, cost) is better smaller. A section may say so explicitly for a metric not named here.

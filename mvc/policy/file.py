@@ -21,6 +21,7 @@ from mvc.policy.deprecations import DEPRECATIONS
 from mvc.policy.desired import CHANNELS
 from mvc.policy.gates import GATES
 from mvc.policy.requires import REQUIRES
+from mvc.policy.slo import SLO
 from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
@@ -31,6 +32,7 @@ POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
 SECTIONS: tuple[Section[Any], ...] = (
+    SLO,
     SOURCES,
     GATES,
     DEPRECATIONS,

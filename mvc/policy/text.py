@@ -3,7 +3,7 @@
 A parser walks plain Python values (mappings, lists, scalars, as ``yamltext.load_yaml`` built
 them) and calls ``ctx.fail(path, message)`` for anything it refuses, so every error reads
 ``mvc.yaml:12: slo.bert.window: '10 minutes' is not a duration (e.g. 90s, 10m, 1h)``.
-Paths are the dotted key paths ``load_yaml`` records lines for (list items are ``key.N``).
+Paths are the dotted key paths ``load_yaml`` records lines for (list items are ``key[N]``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from mvc.errors import PolicyError
 T = TypeVar("T")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)$")
+_PARENT = re.compile(r"(\.[^.\[]*|\[\d+\]|^[^.\[]*)$")  # the last key or list index of a path
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -32,7 +33,7 @@ class PolicyText:
         while probe:
             if probe in self.lines:
                 return f"{self.source}:{self.lines[probe]}"
-            probe = probe.rpartition(".")[0]
+            probe = _PARENT.sub("", probe)
         return self.source
 
     def fail(self, path: str, message: str, *, hint: str | None = None) -> NoReturn:

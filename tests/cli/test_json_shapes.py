@@ -15,9 +15,11 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import shutil
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from deployfix import Clock as ManualClock
 from deployfix import write_adapter
 from deployfix import write_model as write_bert
 
@@ -142,6 +144,26 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("route-adapter", "route", "bert", "adapted", "-k", "user-1")
     shapes("export", "export", "bert", "prod", "--format", "dir", "--to", str(tmp / "serve"))
 
+    # guard and explain run in a copy of the store on a clock of their own, so the documents
+    # after them keep their objects and times
+    shared_clock = Repo.__init__.__kwdefaults__["clock"]
+    own_clock = ManualClock(datetime(2026, 4, 6, 9, 0, 0, tzinfo=UTC))  # moved by hand only
+    Repo.__init__.__kwdefaults__["clock"] = own_clock
+    guarded = tmp / "guarded"
+    shutil.copytree(root, guarded, symlinks=True)
+    os.chdir(guarded)
+    (guarded / "mvc.yaml").write_text(GUARD_POLICY, encoding="utf-8")
+    cli("channel", "set", "bert", "live", "v1.0.0")
+    canary = cli("deploy", "bert", "live", "v1.1.0", "--canary", "10", "--json").json()
+    own_clock.tick(0.5)
+    shapes("guard-inconclusive", "guard", "bert", "live", expect=21)
+    _log_guard_points(guarded, canary["record"])
+    shapes("guard-dry-run", "guard", "bert", "live", "--dry-run", expect=20)
+    shapes("explain", "explain", "bert", "live")
+    shapes("guard-rollback", "guard", "bert", "live", expect=20)
+    Repo.__init__.__kwdefaults__["clock"] = shared_clock
+    os.chdir(root)
+
     shapes("config-get", "config", "get", "user.email")
     shapes("config-list", "config", "list")
     remote = tmp / "remote"
@@ -221,6 +243,38 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
 
     # Every golden file is one of the documents above: none is left behind by a renamed case.
     assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(shapes.seen)
+
+
+GUARD_POLICY = """\
+slo:
+  bert:
+    window: 1h
+    min_samples: 5
+    rules:
+      - error_rate <= 0.01
+      - latency_p99_ms: no worse than stable + 10%
+"""
+
+
+def _log_guard_points(root: pathlib.Path, record: dict) -> None:
+    """Six points per arm of a canary record, just after it began: the canary errs."""
+    from mvc.instants import parse_instant
+    from mvc.metrics.model import Point, Source
+    from mvc.metrics.sqlite import MetricsDB
+
+    since = parse_instant(record["when"]).timestamp()
+    source = Source("web-1", "7", (("python", "3.12.1"), ("torch", "2.13.0")))
+    points = []
+    for arm in record["arms"]:
+        canary = arm["role"] == "canary"
+        for i in range(6):
+            at = since + 0.1 * (i + 1)
+            for name, value in (("error", float(canary)), ("latency_ms", 100.0 + 20 * canary)):
+                points.append(
+                    Point("bert", arm["version"], name, value, at, "live", arm["label"], source)
+                )
+    with MetricsDB.open(Repo(str(root))) as db:
+        db.append(points)
 
 
 def test_every_document_is_listed_in_the_docs() -> None:
