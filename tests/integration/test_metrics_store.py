@@ -160,6 +160,31 @@ def _log_points(root: str, worker: int, count: int) -> None:
     db.close()
 
 
+def _record_and_return(root: str, value: float) -> None:
+    """A multiprocessing worker that records and returns without closing anything."""
+    import mvc.metrics
+    from mvc.router import Router
+
+    decision = Router(root, "bert", "prod").route("worker")
+    mvc.metrics.record(decision, repo=root, latency_ms=value)
+
+
+def test_a_multiprocessing_worker_flushes_when_it_returns(st) -> None:
+    from mvc.ops import deploy as ops
+
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    # fork: such a worker leaves through os._exit, past atexit (spawn's leave normally)
+    worker = multiprocessing.get_context("fork").Process(
+        target=_record_and_return, args=(st.root, 42.0)
+    )
+    with warnings.catch_warnings():  # "multi-threaded process": other tests' server threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == 0
+    assert MetricsDB.open(st.repo).values(Query("bert", "latency_ms")) == [42.0]
+
+
 @pytest.mark.slow
 def test_eight_processes_logging_at_once_lose_no_point(store: Repo) -> None:
     workers, per_worker = 8, 10_000
