@@ -96,6 +96,22 @@ def test_a_batch_with_a_bad_point_writes_nothing(store: Repo) -> None:
     assert db.summary(Query("bert", "latency_ms")).count == 0
 
 
+def test_a_full_disk_fails_cleanly_and_writes_nothing_of_the_batch(store: Repo) -> None:
+    from mvc.errors import MvcError
+
+    db = MetricsDB.open(store)
+    db.append([lat(1, T0)])
+    assert db._db is not None
+    pages = db._db.execute("PRAGMA page_count").fetchone()[0]
+    db._db.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's "disk is full"
+    with pytest.raises(MvcError, match="cannot write the metric database .*full"):
+        db.append(lat(float(i), T0 + i) for i in range(20_000))
+    db._db.execute("PRAGMA max_page_count = 1000000")
+    assert db.summary(Query("bert", "latency_ms")).count == 1
+    db.append([lat(2, T0 + 1)])
+    assert db.values(Query("bert", "latency_ms")) == [1.0, 2.0]
+
+
 def test_sources_are_recorded_once_with_their_environment(store: Repo) -> None:
     db = MetricsDB.open(store)
     other = Source("web-2", "7", (("python", "3.11.9"),))
