@@ -136,6 +136,7 @@ class Recorder:
         self._kick = threading.Event()  # flush now (a full batch, or closing)
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._hooked = False  # the multiprocessing exit hook of this process is registered
         _LIVE.add(self)
 
     def record(
@@ -199,6 +200,9 @@ class Recorder:
 
     def _queued(self) -> bool:
         """Under the lock: start the timer on first use; whether a batch is full."""
+        if not self._hooked:
+            _hook_multiprocessing()
+            self._hooked = True
         if self._thread is None and self.max_delay > 0:
             self._thread = threading.Thread(
                 target=self._run, name="mvc-metrics-recorder", daemon=True
@@ -310,6 +314,7 @@ def _after_fork_in_child() -> None:
         recorder._write_lock = threading.Lock()
         recorder._kick = threading.Event()
         recorder._thread = None
+        recorder._hooked = False
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -326,6 +331,20 @@ def record(
     """Record one request's measurements for the arm ``decision`` routed it to, through the
     process's shared recorder for ``repo`` (buffered; flushed within a second and at exit)."""
     default_recorder(repo).record(decision, at=at, arm=arm, **values)
+
+
+_HOOKED_PID: int | None = None
+
+
+def _hook_multiprocessing() -> None:
+    """A ``multiprocessing`` worker ends with ``os._exit``, past the ``atexit`` hooks, but
+    runs its ``multiprocessing.util`` finalizers first: flush there too (once per process)."""
+    global _HOOKED_PID
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or os.getpid() == _HOOKED_PID:
+        return
+    util.Finalize(None, _flush_at_exit, exitpriority=100)
+    _HOOKED_PID = os.getpid()
 
 
 @atexit.register

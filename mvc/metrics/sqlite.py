@@ -221,7 +221,8 @@ class MetricsDB:
 
     @contextmanager
     def _transaction(self, db: sqlite3.Connection) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, retried while another writer holds the lock."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, retried while another writer holds the lock; an
+        SQLite failure (a full disk, a read-only file) is an ``MvcError`` naming the file."""
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.005
         while True:
@@ -229,7 +230,9 @@ class MetricsDB:
                 db.execute("BEGIN IMMEDIATE")
                 break
             except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() > deadline:
+                if not _busy(exc):
+                    raise self._failed(exc) from exc
+                if time.monotonic() > deadline:
                     raise LockTimeout(
                         f"the metric database {self.path} stayed locked for {self.lock_timeout:g}s",
                         hint="another process is writing a long batch; retry, or raise "
@@ -239,20 +242,27 @@ class MetricsDB:
                 delay = min(delay * 2, 0.2)
         try:
             yield
-        except BaseException:
-            db.execute("ROLLBACK")
+            while True:
+                try:
+                    db.execute("COMMIT")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _busy(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(delay)
+        except BaseException as exc:
+            if db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed(exc) from exc
             raise
-        while True:
-            try:
-                db.execute("COMMIT")
-                return
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc) or time.monotonic() > deadline:
-                    db.execute("ROLLBACK")
-                    raise LockTimeout(
-                        f"could not commit to the metric database {self.path}"
-                    ) from exc
-                time.sleep(delay)
+
+    def _failed(self, exc: sqlite3.Error) -> MvcError:
+        return MvcError(
+            f"cannot write the metric database {self.path}: {exc}",
+            hint="nothing of this batch was written; free disk space or fix the file's "
+            "permissions, then retry",
+        )
 
     # --- writing --------------------------------------------------------------------------------
 

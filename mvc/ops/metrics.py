@@ -31,7 +31,7 @@ from mvc.ops.channels import Namer
 from mvc.policy.text import parse_duration
 from mvc.refnames import validate_channel
 from mvc.repo import Repo
-from mvc.specs import Resolved, channel_arm, parse_spec, resolve
+from mvc.specs import Resolved, channel_arm, model_known, parse_spec, resolve
 
 #: Keys of a row that are not metric names.
 RESERVED = ("at", "channel", "arm", "host", "process")
@@ -396,22 +396,25 @@ def show_metrics(
     start = None if since is None else parse_since(since, now)
     if start is not None and end is None:
         end = now
-    db = MetricsDB.open(repo, create=False)
-    names = (
-        [metric]
-        if metric
-        else sorted({s.name for s in db.series(spec.model, channel=channel, version=version)})
-    )
-    namer = Namer(repo)
-    tables = []
-    for name in names:
-        query = Query(spec.model, name, channel=channel, version=version, since=start, until=end)
-        groups = [
-            _group(namer, spec.model, g.arm, g.version, g.channel, g.summary)
-            for g in db.groups(query, by=tuple(by))
-        ]
-        tables.append(MetricTable(name, groups))
-    db.close()
+    with MetricsDB.open(repo, create=False) as db:
+        names = (
+            [metric]
+            if metric
+            else sorted({s.name for s in db.series(spec.model, channel=channel, version=version)})
+        )
+        if not db.series(spec.model) and not model_known(repo, spec.model):
+            raise NotFound(f"no model named {spec.model!r} in this store", hint="see `mvc models`")
+        namer = Namer(repo)
+        tables = []
+        for name in names:
+            query = Query(
+                spec.model, name, channel=channel, version=version, since=start, until=end
+            )
+            groups = [
+                _group(namer, spec.model, g.arm, g.version, g.channel, g.summary)
+                for g in db.groups(query, by=tuple(by))
+            ]
+            tables.append(MetricTable(name, groups))
     return MetricsReport(
         model=spec.model,
         channel=channel,

@@ -191,3 +191,4 @@ def test_show_with_nothing_recorded_and_bad_flags(prod, cli) -> None:
     assert (
         "group metrics by 'host'" in cli("metrics", "show", "bert", "--by", "host", expect=2).stderr
     )
+    assert "no model named 'bret'" in cli("metrics", "show", "bret", "prod", expect=1).stderr

@@ -96,6 +96,22 @@ def test_a_batch_with_a_bad_point_writes_nothing(store: Repo) -> None:
     assert db.summary(Query("bert", "latency_ms")).count == 0
 
 
+def test_a_full_disk_fails_cleanly_and_writes_nothing_of_the_batch(store: Repo) -> None:
+    from mvc.errors import MvcError
+
+    db = MetricsDB.open(store)
+    db.append([lat(1, T0)])
+    assert db._db is not None
+    pages = db._db.execute("PRAGMA page_count").fetchone()[0]
+    db._db.execute(f"PRAGMA max_page_count = {pages + 2}")  # SQLite's "disk is full"
+    with pytest.raises(MvcError, match="cannot write the metric database .*full"):
+        db.append(lat(float(i), T0 + i) for i in range(20_000))
+    db._db.execute("PRAGMA max_page_count = 1000000")
+    assert db.summary(Query("bert", "latency_ms")).count == 1
+    db.append([lat(2, T0 + 1)])
+    assert db.values(Query("bert", "latency_ms")) == [1.0, 2.0]
+
+
 def test_sources_are_recorded_once_with_their_environment(store: Repo) -> None:
     db = MetricsDB.open(store)
     other = Source("web-2", "7", (("python", "3.11.9"),))
@@ -158,6 +174,31 @@ def _log_points(root: str, worker: int, count: int) -> None:
             batch = []
     db.append(batch)
     db.close()
+
+
+def _record_and_return(root: str, value: float) -> None:
+    """A multiprocessing worker that records and returns without closing anything."""
+    import mvc.metrics
+    from mvc.router import Router
+
+    decision = Router(root, "bert", "prod").route("worker")
+    mvc.metrics.record(decision, repo=root, latency_ms=value)
+
+
+def test_a_multiprocessing_worker_flushes_when_it_returns(st) -> None:
+    from mvc.ops import deploy as ops
+
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    # fork: such a worker leaves through os._exit, past atexit (spawn's leave normally)
+    worker = multiprocessing.get_context("fork").Process(
+        target=_record_and_return, args=(st.root, 42.0)
+    )
+    with warnings.catch_warnings():  # "multi-threaded process": other tests' server threads
+        warnings.simplefilter("ignore", DeprecationWarning)
+        worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == 0
+    assert MetricsDB.open(st.repo).values(Query("bert", "latency_ms")) == [42.0]
 
 
 @pytest.mark.slow
