@@ -59,6 +59,9 @@ class Annotation:
     deprecation: DeprecationNote | None = None
     previous: ObjectId | None = None
     id: ObjectId | None = None  # None until stored
+    # ``mvc sign``: a model-signing bundle (Sigstore JSON) over the version's files. Left out of
+    # the stored value when None, so annotations without one keep their ids.
+    signature: str | None = None
 
     def value(self) -> dict[str, Any]:
         """The canonical value stored (``mvc.objects.encode_object`` gives its bytes)."""
@@ -76,12 +79,16 @@ class Annotation:
         }
         if self.deprecation is not None:
             out["deprecation"] = self.deprecation.value()
+        if self.signature is not None:
+            out["signature"] = self.signature
         return out
 
     def to_json(self) -> dict[str, Any]:
         out = self.value()
         del out["type"], out["format"], out["refs"]
         out["id"] = self.id
+        if out.pop("signature", None) is not None:
+            out["signed"] = True  # the bundle itself: `mvc verify`, not every `show --json`
         return out
 
 
@@ -136,7 +143,14 @@ def decode_annotation(value: dict[str, Any], oid: str) -> Annotation:
         _decode_deprecation(value.get("deprecation"), oid),
         ObjectId(previous) if previous else None,
         ObjectId(oid),
+        _decode_signature(value.get("signature"), oid),
     )
+
+
+def _decode_signature(raw: Any, oid: str) -> str | None:
+    if raw is not None and not isinstance(raw, str):
+        raise _bad(oid, "signature is not text")
+    return raw
 
 
 def _decode_deprecation(raw: Any, oid: str) -> DeprecationNote | None:

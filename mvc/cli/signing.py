@@ -28,33 +28,33 @@ def sign(
     ],
     output: Annotated[
         str | None,
-        typer.Option(
-            "-o", "--output", help="Signature file (default MODEL-ID12.sig).", metavar="FILE"
-        ),
+        typer.Option("-o", "--output", help="Also write the signature to FILE.", metavar="FILE"),
     ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Sign a version's files with your key (OpenSSF model-signing format).
 
-    The predicate also names the version id, its tree and its lineage. The signature verifies
-    with `mvc verify` and with `model_signing verify key` on a checked-out folder.
+    The signature is stored with the version (it travels with push and pull); the predicate
+    also names the version id, its tree and its lineage. It verifies with `mvc verify` and,
+    written out with -o, with `model_signing verify key` on a checked-out folder.
 
+    Example: mvc sign bert@v1.2.0 --key signing-key.pem
     Example: mvc sign bert@v1.2.0 --key signing-key.pem -o bert-1.2.0.sig
     """
     from mvc.ops.signing import sign as do_sign
-    from mvc.specs import resolve
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    if output is None:
-        resolved = resolve(repo, spec)
-        output = f"{resolved.model}-{resolved.version[:12]}.sig"
     result = do_sign(repo, spec, private_key=key, output=output)
     if as_json:
         out.json(result.to_json())
         return
-    out.line(result.signature)
-    out.info(f"signed {result.model}@{result.version[:12]} ({result.files} files)")
+    out.line(result.annotation or "")
+    where = f", written to {result.signature}" if result.signature else ""
+    out.info(
+        f"signed {result.model}@{result.version[:12]} ({result.files} files) with {result.key[:19]}"
+        f"{where}"
+    )
 
 
 def verify(
@@ -64,16 +64,23 @@ def verify(
         str, typer.Option("--key", help="PEM public key of the signer.", metavar="FILE")
     ],
     signature: Annotated[
-        str, typer.Option("--signature", "-s", help="The signature file.", metavar="FILE")
-    ],
+        str | None,
+        typer.Option(
+            "--signature",
+            "-s",
+            help="A signature file (default: those stored with the version).",
+            metavar="FILE",
+        ),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Verify a version against a model-signing signature and the signer's public key.
 
-    Exit 12 when the files differ from what was signed, the key is not the signer's, or the
-    signature names another version.
+    Exit 12 when no signature verifies: the files differ from what was signed, the key is not
+    the signer's, or the signature names another version.
 
-    Example: mvc verify bert@v1.2.0 --key signer.pub --signature bert-1.2.0.sig
+    Example: mvc verify bert@v1.2.0 --key release.pub
+    Example: mvc verify bert@v1.2.0 --key release.pub --signature bert-1.2.0.sig
     """
     from mvc.ops.signing import verify as do_verify
 
@@ -84,6 +91,7 @@ def verify(
         out.json(result.to_json())
         return
     out.info(
-        f"{result.model}@{result.version[:12]}: signature verified ({result.files} files)",
+        f"{result.model}@{result.version[:12]}: signature verified ({result.files} files, "
+        f"{result.signature}, key {result.key[:19]})",
         lead="ok",
     )

@@ -94,6 +94,7 @@ def append(
     metrics: Mapping[str, float],
     note: str,
     deprecation: DeprecationNote | None,
+    signature: str | None = None,
 ) -> Annotation:
     """Store one annotation of a resolved version and move its notes ref onto it."""
     ref = notes(resolved.model, resolved.version)
@@ -118,6 +119,7 @@ def append(
             note,
             deprecation,
             previous,
+            signature=signature,
         )
         with repo.writing_objects():
             oid = repo.objects.put_meta(value.value())

@@ -55,6 +55,7 @@ from mvc.ops.channels import (
     require_current,
 )
 from mvc.ops.lifecycle import check_move, override_value
+from mvc.ops.signing import require_signed
 from mvc.peft import require_compatible
 from mvc.refnames import validate_channel, validate_model
 from mvc.refs import RefEntry
@@ -239,6 +240,11 @@ def _move(
     planned = plan(old, request, ctx)
     record = planned.record
     checked = check_move(repo, old, record, force=force, reason=message)
+    if record.action != "rollback":  # the way back is never held up (as with gates)
+        served = {a.target for a in old.arms} if old else set()
+        for arm in record.arms:
+            if arm.target not in served:
+                require_signed(repo, "deploy", model, arm.version)
     record = replace(record, override=override_value(checked, ctx.who, ctx.when, message))
 
     for oid in record.refs():

@@ -20,6 +20,7 @@ from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.lockfile import LOCK_FILE, Locked, parse_lock, render_lock
 from mvc.ops.remotes import fetch
+from mvc.ops.signing import require_signed
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.policy.file import read_policy
@@ -231,6 +232,7 @@ def install(
                 f"the lock says {short(entry.tree)} (mvc.lock edited by hand?)",
                 hint="run `mvc lock` to write it again",
             )
+        require_signed(repo, "install", entry.model, entry.version)
         folder = os.path.join(repo.root, *entry.path.split("/"))
         if _already_there(repo, folder, entry):
             count = len(repo.objects.get_tree(tree).files)

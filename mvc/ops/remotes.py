@@ -62,6 +62,7 @@ from mvc.lastuse import note_use
 from mvc.ops.channels import load_record
 from mvc.ops.lifecycle import deprecation_of
 from mvc.ops.setup import init_store
+from mvc.ops.signing import require_signed
 from mvc.ops.status import folder_state
 from mvc.ops.worktrees import checkout
 from mvc.progress import Progress
@@ -746,6 +747,7 @@ def pull(
         ]
         result.refs = changes
         moving = [c for c in changes if c.status not in ("up-to-date", "ahead")]
+        _require_signatures(repo, moving, wanted)
         folders = _clean_bound_folders(repo, moving, force)
         # Clean working folders on a moving branch get the new version first (checkout still
         # knows what they hold), then the refs move, then the folders follow their branch again.
@@ -765,6 +767,25 @@ def pull(
         for oid in [value] if ref.kind != CHANNELS else load_record(repo, value).refs():
             note_use(repo, ref.model, oid)
     return result
+
+
+def _require_signatures(
+    repo: Repo, moving: list[RefChange], wanted: dict[RefName, ObjectId]
+) -> None:
+    """With ``signing.require: [pull]`` in mvc.yaml, every version a moving branch, tag or
+    channel names must carry a valid signature (read from the annotations being pulled)
+    before any local ref moves."""
+    for change in moving:
+        if change.new is None or change.ref.kind == NOTES:
+            continue
+        model = change.ref.model
+        if change.ref.kind == CHANNELS:
+            versions = load_record(repo, change.new).refs()
+        else:
+            versions = [change.new]
+        for version in versions:
+            head = wanted.get(notes(model, version)) or repo.refs.get(notes(model, version))
+            require_signed(repo, "pull", model, version, notes_head=head)
 
 
 def _deprecated(repo: Repo, pulled: dict[RefName, ObjectId]) -> list[str]:

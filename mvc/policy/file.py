@@ -21,6 +21,7 @@ from mvc.policy.deprecations import DEPRECATIONS
 from mvc.policy.desired import CHANNELS
 from mvc.policy.gates import GATES
 from mvc.policy.requires import REQUIRES
+from mvc.policy.signing import SIGNING
 from mvc.policy.slo import SLO
 from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
@@ -40,6 +41,7 @@ SECTIONS: tuple[Section[Any], ...] = (
     RETENTION,
     CHANNELS,
     REQUIRES,
+    SIGNING,
 )
 
 

@@ -69,7 +69,11 @@ def test_sign_then_verify_and_model_signing_agrees(store, cli, keys, versions, t
     verified = cli(
         "verify", "bert@v1.0.0", "--key", keys["alice.pub"], "--signature", sig, "--json"
     ).json()
-    assert verified["signed_version"] == versions["v1"]
+    assert verified["version"] == versions["v1"] and verified["key"] == signed["key"]
+    # the signature is also stored with the version: verify needs no file
+    stored = cli("verify", "bert@v1.0.0", "--key", keys["alice.pub"], "--json").json()
+    assert stored["signature"] == "stored"
+    assert cli("show", "bert@v1.0.0", "--json").json()["annotations"][0]["signed"] is True
     # the predicate names the version and carries its lineage
     payload = json.loads(base64.b64decode(json.loads(sig.read_text())["dsseEnvelope"]["payload"]))
     ours = payload["predicate"]["mvc"]
@@ -108,11 +112,11 @@ def test_another_key_another_version_or_changed_files_fail(store, cli, keys, ver
         sig,
         expect=EXIT_CORRUPT,
     )
-    assert "does not verify" in wrong_key.stderr
+    assert "no signature of bert@" in wrong_key.stderr and "verifies with" in wrong_key.stderr
     other = cli(
         "verify", "bert@main", "--key", keys["alice.pub"], "--signature", sig, expect=EXIT_CORRUPT
     )
-    assert "does not verify" in other.stderr
+    assert "verifies with" in other.stderr
     # same files, other metadata: a version that re-commits v1's files with another message
     cli("checkout", "bert@v1.0.0", "--to", tmp_path / "again")
     twin = cli(
@@ -128,7 +132,7 @@ def test_another_key_another_version_or_changed_files_fail(store, cli, keys, ver
         sig,
         expect=EXIT_CORRUPT,
     )
-    assert f"is for version {versions['v1'][:12]}" in renamed.stderr
+    assert f"made for version {versions['v1'][:12]}" in renamed.stderr
 
 
 def test_a_key_that_is_not_a_key_is_a_clear_error(store, cli, keys, versions, tmp_path):
@@ -136,3 +140,45 @@ def test_a_key_that_is_not_a_key_is_a_clear_error(store, cli, keys, versions, tm
     bad.write_text("not a key")
     refused = cli("sign", "bert", "--key", bad, "-o", tmp_path / "x.sig", expect=1)
     assert "cannot use" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_version_without_a_signature_says_so(store, cli, keys, versions):
+    refused = cli("verify", "bert@main", "--key", keys["alice.pub"], expect=EXIT_CORRUPT)
+    assert "carries no signature" in refused.stderr and "mvc sign" in refused.stderr
+
+
+def test_the_policy_requires_a_signature_to_deploy_install_and_pull(
+    store, cli, keys, versions, tmp_path
+):
+    root = Path(store.root)
+    (root / "keys").mkdir()
+    (root / "keys" / "release.pub").write_bytes(keys["alice.pub"].read_bytes())
+    (root / "mvc.yaml").write_text(
+        "signing:\n  keys: [keys/release.pub]\n  require: [deploy, install, pull]\n"
+        "requires:\n  bert: v1.0.0\n"
+    )
+    refused = cli("channel", "set", "bert", "prod", "v1.0.0", expect=EXIT_CORRUPT)
+    assert "requires a valid signature to deploy" in refused.stderr
+    cli("lock")
+    assert "to install" in cli("install", "--locked", expect=EXIT_CORRUPT).stderr
+    cli("sign", "bert@v1.0.0", "--key", keys["mallory"])  # a key the policy does not list
+    assert (
+        "no signature"
+        in cli("channel", "set", "bert", "prod", "v1.0.0", expect=EXIT_CORRUPT).stderr
+    )
+    cli("sign", "bert@v1.0.0", "--key", keys["alice"])
+    cli("channel", "set", "bert", "prod", "v1.0.0")
+    cli("install", "--locked")
+    # a clone with the same policy pulls the signed tag (its signature comes along), not main
+    cli("remote", "add", "origin", tmp_path / "remote")
+    cli("push", "origin", "bert")
+    clone = tmp_path / "clone"
+    cli("-C", str(tmp_path), "init", str(clone))
+    for rel in ("mvc.yaml", "keys/release.pub"):
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        (clone / rel).write_bytes((root / rel).read_bytes())
+    cli("-C", clone, "remote", "add", "origin", tmp_path / "remote")
+    cli("-C", clone, "pull", "origin", "bert@v1.0.0")
+    unsigned = cli("-C", clone, "pull", "origin", "bert@main", expect=EXIT_CORRUPT)
+    assert "to pull" in unsigned.stderr
+    assert cli("-C", clone, "log", "bert@main", expect=None).exit_code != 0  # main did not move
