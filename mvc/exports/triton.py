@@ -6,13 +6,24 @@ append-only, so a target keeps its number in every later export. ``version_polic
 lists the numbers the current record serves (shadow, green and warm blue arms included: they
 must be loaded to receive mirrored or switched traffic); the traffic split travels in the
 ``mvc.routing`` parameter for the router in front of Triton.
+
+With ``--backend vllm`` each version folder gets the ``model.json`` Triton's vLLM backend turns
+into ``AsyncEngineArgs(**model.json)`` (only keys vLLM accepts: ``vllm_engine``), with
+``gpu_memory_utilization`` split between the versions loaded together, and for an adapter arm
+``multi_lora.json`` naming the adapter ``lora_name``, which that arm's requests must carry in
+their sampling parameters (without it the backend silently answers with the base model); each
+arm's ``lora_name`` is in ``mvc.routing``.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from mvc.exports.context import ExportContext, served_name
+from mvc.exports.vllm import adapter_rank
+from mvc.exports.vllm_engine import TESTED_VLLM, engine_arguments, lora_rank, memory_share
+from mvc.ids import short
 from mvc.ops.deploy import Record, Target, chain
 from mvc.repo import Repo
 
@@ -41,12 +52,39 @@ def render_config(name: str, backend: str, versions: list[int], parameters: dict
     ]
     if backend in BACKENDS_WITH_MODEL_JSON:
         lines.append("instance_group [ { count: 1, kind: KIND_MODEL } ]")
+        # The vLLM backend streams its answers: it refuses to start without this.
+        lines.append("model_transaction_policy { decoupled: true }")
     for key, value in parameters.items():
         lines.append(
             f"parameters: {{ key: {pbtxt_string(key)} value: {{ string_value: "
             f"{pbtxt_string(value)} }} }}"
         )
     return "\n".join(lines) + "\n"
+
+
+def lora_name(target: Target) -> str | None:
+    """The name an arm's requests carry (``lora_name``) to get its adapter: fixed per target, so
+    a version folder's multi_lora.json never changes while Triton has it loaded."""
+    if target.adapter is None:
+        return None
+    return served_name(f"{target.adapter.model}-{short(target.adapter.version)}")
+
+
+def _vllm_version(ctx: ExportContext, folder: str, target: Target, engines: int) -> None:
+    wanted: dict[str, Any] = {
+        "model": ctx.uri(f"{folder}/weights"),
+        "gpu_memory_utilization": memory_share(engines),
+    }
+    name = lora_name(target)
+    if target.adapter and name:
+        rank = adapter_rank(ctx, target.adapter.model, target.adapter.version)
+        wanted |= {"enable_lora": True, "max_lora_rank": lora_rank(rank, name), "max_loras": 1}
+        ctx.config(
+            f"{folder}/multi_lora.json",
+            json.dumps({name: ctx.uri(f"{folder}/adapter")}, indent=2) + "\n",
+        )
+    engine = engine_arguments(wanted, ctx.result.warnings)
+    ctx.config(f"{folder}/model.json", json.dumps(engine, indent=2) + "\n")
 
 
 def write_triton(ctx: ExportContext) -> None:
@@ -63,17 +101,7 @@ def write_triton(ctx: ExportContext) -> None:
         if target.adapter:
             ctx.sink.put_version(ctx.repo, target.adapter.version, f"{folder}/adapter")
         if backend == "vllm":
-            engine: dict[str, object] = {
-                "model": ctx.uri(f"{folder}/weights"),
-                "disable_log_requests": True,
-            }
-            if target.adapter:
-                engine["enable_lora"] = True
-                ctx.config(
-                    f"{folder}/multi_lora.json",
-                    json.dumps({name: ctx.uri(f"{folder}/adapter")}, indent=2) + "\n",
-                )
-            ctx.config(f"{folder}/model.json", json.dumps(engine, indent=2) + "\n")
+            _vllm_version(ctx, folder, target, len(serving))
         elif backend == "python" and options.python_model:
             with open(options.python_model, encoding="utf-8") as handle:
                 ctx.config(f"{folder}/model.py", handle.read())
@@ -81,8 +109,15 @@ def write_triton(ctx: ExportContext) -> None:
         ctx.result.warnings.append(
             "the python backend loads <N>/model.py: pass --python-model FILE, or add it yourself"
         )
-    routing = [
-        {"label": a.label, "version": numbers[a.target], "weight": a.weight, "role": a.role}
+    uses_lora = backend == "vllm"
+    routing: list[dict[str, Any]] = [
+        {
+            "label": a.label,
+            "version": numbers[a.target],
+            "weight": a.weight,
+            "role": a.role,
+            **({"lora_name": lora_name(a.target)} if uses_lora else {}),
+        }
         for a in record.arms
     ]
     parameters = {
@@ -104,4 +139,6 @@ def write_triton(ctx: ExportContext) -> None:
             for target, number in sorted(numbers.items(), key=lambda item: item[1])
         },
         "version_policy": sorted(serving),
+        "routing": routing,
+        **({"vllm": TESTED_VLLM} if backend == "vllm" else {}),
     }

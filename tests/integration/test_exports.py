@@ -3,11 +3,11 @@ KServe YAML parsed with pyyaml, vLLM arguments parsed as its command line, files
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import json
 import os
-import re
 import shlex
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,86 +36,70 @@ def assert_version_files(st: Store, version: str, folder: str) -> None:
         assert b3(os.path.join(folder, rel)) == entry.b3, rel
 
 
-# --- a protobuf text-format reader (google.protobuf is not installed here) -----------------------
-
-_TOKEN = re.compile(
-    r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>-?\d+(?:\.\d+)?)|(?P<id>[A-Za-z_][\w.]*)|(?P<p>[{}\[\]:,]))'
-)
+# --- the real parsers: Triton's model_config.proto, vLLM's own command line and engine args -----
 
 
-def tokens(text: str) -> list[tuple[str, Any]]:
-    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
-    found, pos = [], 0
-    while pos < len(text.rstrip()):
-        match = _TOKEN.match(text, pos)
-        assert match, f"bad pbtxt at {text[pos : pos + 30]!r}"
-        kind = match.lastgroup
-        raw = match.group(kind or "")
-        found.append(
-            (kind, json.loads(raw) if kind == "str" else int(raw) if kind == "num" else raw)
-        )
-        pos = match.end()
-    return found
+def require(name: str) -> Any:
+    """A real component the tests check against: CI installs it (.ci/run), so there a missing
+    one fails; elsewhere the test skips."""
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        return importlib.import_module(name)
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        pytest.skip(f"{name} is not installed (CI installs it; see .ci/run)")
 
 
-def parse_pbtxt(text: str) -> dict[str, list[Any]]:
-    """Fields -> list of values (every field may repeat), like protobuf's text format."""
-    items = tokens(text)
-    value, end = _message(items, 0, None)
-    assert end == len(items)
-    return value
-
-
-def _message(items: list, pos: int, close: str | None) -> tuple[dict[str, list[Any]], int]:
-    fields: dict[str, list[Any]] = {}
-    while pos < len(items) and items[pos] != ("p", close):
-        kind, name = items[pos]
-        assert kind == "id", items[pos]
-        pos += 1
-        if items[pos] == ("p", ":"):
-            pos += 1
-        if items[pos] == ("p", "["):
-            pos += 1
-            while items[pos] != ("p", "]"):
-                value, pos = _value(items, pos)
-                fields.setdefault(name, []).append(value)
-                if items[pos] == ("p", ","):
-                    pos += 1
-            pos += 1
-        else:
-            value, pos = _value(items, pos)
-            fields.setdefault(name, []).append(value)
-        if pos < len(items) and items[pos] == ("p", ","):
-            pos += 1
-    return fields, pos + (1 if close else 0)
-
-
-def _value(items: list, pos: int) -> tuple[Any, int]:
-    if items[pos] == ("p", "{"):
-        return _message(items, pos + 1, "}")
-    return items[pos][1], pos + 1
-
-
-def test_pbtxt_reader_reads_protobuf_text() -> None:
-    text = 'name: "a"\nv { s { versions: [1, 2] } }\np { key: "k" value { string_value: "x\\"y" } }\np { key: "j" }'
-    parsed = parse_pbtxt(text)
-    assert parsed["name"] == ["a"]
-    assert parsed["v"][0]["s"][0]["versions"] == [1, 2]
-    assert [p["key"][0] for p in parsed["p"]] == ["k", "j"]
-    assert parsed["p"][0]["value"][0]["string_value"] == ['x"y']
-
-
-def triton_config(folder: str) -> dict[str, list[Any]]:
+def triton_config(folder: str) -> Any:
+    """config.pbtxt parsed by protobuf's text format into Triton's own ModelConfig message
+    (tritonclient ships model_config_pb2): an unknown field or a bad value fails here."""
+    model_config = require("tritonclient.grpc.model_config_pb2")
+    text_format = require("google.protobuf.text_format")
     with open(os.path.join(folder, "config.pbtxt"), encoding="utf-8") as handle:
-        return parse_pbtxt(handle.read())
+        return text_format.Parse(handle.read(), model_config.ModelConfig())
 
 
-def parameters(config: dict[str, list[Any]]) -> dict[str, str]:
-    return {p["key"][0]: p["value"][0]["string_value"][0] for p in config.get("parameters", [])}
+def parameters(config: Any) -> dict[str, str]:
+    return {key: value.string_value for key, value in config.parameters.items()}
 
 
-def policy(config: dict[str, list[Any]]) -> list[int]:
-    return config["version_policy"][0]["specific"][0]["versions"]
+def policy(config: Any) -> list[int]:
+    return list(config.version_policy.specific.versions)
+
+
+_VLLM: dict[str, Any] = {}
+
+
+def vllm() -> dict[str, Any]:
+    """vLLM's own pieces, imported once: the ``vllm serve`` parser, AsyncEngineArgs, LoRAConfig
+    and PEFTHelper. vLLM is installed without its GPU dependencies (.ci/run lists the few its
+    parsers import); VLLM_TARGET_DEVICE=cpu selects its CPU platform, as on a machine without
+    a GPU it must be told."""
+    if not _VLLM:
+        os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # vLLM's and torch's import-time notices
+            require("vllm")
+            from vllm.config.lora import LoRAConfig
+            from vllm.engine.arg_utils import AsyncEngineArgs
+            from vllm.entrypoints.common.cli_args import make_arg_parser
+            from vllm.lora.peft_helper import PEFTHelper
+            from vllm.utils.argparse_utils import FlexibleArgumentParser
+
+            parser = make_arg_parser(FlexibleArgumentParser(prog="vllm serve"))
+        _VLLM.update(
+            parser=parser,
+            AsyncEngineArgs=AsyncEngineArgs,
+            LoRAConfig=LoRAConfig,
+            PEFTHelper=PEFTHelper,
+        )
+    return _VLLM
+
+
+def vllm_serve_args(words: list[str]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return vllm()["parser"].parse_args(words)
 
 
 # --- triton ---------------------------------------------------------------------------------------
@@ -130,8 +114,8 @@ def test_triton_repository_and_stable_version_numbers(st: Store, tmp_path) -> No
     ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
     result = export(st.repo, M, C, "triton", dest, options)
     config = triton_config(os.path.join(dest, "bert"))
-    assert config["name"] == ["bert"] and config["backend"] == ["python"]
-    assert config["max_batch_size"] == [0]
+    assert config.name == "bert" and config.backend == "python"
+    assert config.max_batch_size == 0
     assert policy(config) == [1, 2]
     params = parameters(config)
     assert params["mvc.channel"] == "prod" and params["mvc.record"] == result.record
@@ -162,15 +146,93 @@ def test_triton_vllm_backend_with_adapters(st: Store, tmp_path) -> None:
     ops.deploy_shadow(st.repo, M, C, "v1.5.0")
     result = export(st.repo, M, C, "triton", dest, ExportOptions(backend="vllm", name="bert-sql"))
     config = triton_config(os.path.join(dest, "bert-sql"))
-    assert config["backend"] == ["vllm"]
-    assert config["instance_group"][0]["kind"] == ["KIND_MODEL"]
+    assert config.backend == "vllm"
+    kind = require("tritonclient.grpc.model_config_pb2").ModelInstanceGroup.KIND_MODEL
+    assert config.instance_group[0].kind == kind
+    assert config.model_transaction_policy.decoupled  # the vLLM backend refuses to start without
     assert policy(config) == [1, 2]  # the shadow is loaded too: it receives mirrored traffic
     engine = json.loads((tmp_path / "repo/bert-sql/1/model.json").read_text())
     assert engine["model"] == os.path.join(dest, "bert-sql/1/weights") and engine["enable_lora"]
     loras = json.loads((tmp_path / "repo/bert-sql/1/multi_lora.json").read_text())
-    assert_version_files(st, st.ids["sql-lora@v1.3.0"], loras["bert-sql"])
-    assert "enable_lora" not in json.loads((tmp_path / "repo/bert-sql/2/model.json").read_text())
+    (lora_name,) = loras
+    assert_version_files(st, st.ids["sql-lora@v1.3.0"], loras[lora_name])
+    shadow_engine = json.loads((tmp_path / "repo/bert-sql/2/model.json").read_text())
+    assert "enable_lora" not in shadow_engine
     assert result.warnings == []
+    # each arm's requests carry the lora_name its version folder knows (none: the base)
+    routing = {r["label"]: r for r in json.loads(parameters(config)["mvc.routing"])}
+    assert routing["stable"]["lora_name"] == lora_name and routing["shadow"]["lora_name"] is None
+    assert result.details["routing"] == list(routing.values())
+    # two engines on one GPU: vLLM's 0.9 split between them
+    assert engine["gpu_memory_utilization"] == shadow_engine["gpu_memory_utilization"] == 0.45
+
+    # the real AsyncEngineArgs takes every model.json as it is (Triton's vLLM backend calls
+    # AsyncEngineArgs(**model.json)), and vLLM's LoRAConfig accepts its LoRA settings
+    real = vllm()
+    for folder in ("1", "2"):
+        document = json.loads((tmp_path / f"repo/bert-sql/{folder}/model.json").read_text())
+        args = real["AsyncEngineArgs"](**document)
+        assert args.model == document["model"]
+    lora = real["LoRAConfig"](max_lora_rank=engine["max_lora_rank"], max_loras=engine["max_loras"])
+    helper = real["PEFTHelper"].from_local_dir(loras[lora_name], max_position_embeddings=None)
+    helper.validate_legal(lora)  # vLLM's own check that this adapter fits the engine
+
+
+def test_triton_vllm_canary_of_adapters_ranks_and_names(st: Store, tmp_path) -> None:
+    dest = str(tmp_path / "repo")
+    ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")  # rank 2
+    ops.deploy_canary(st.repo, M, C, "v1.4.0 + sql-lora@v2.0.0", 10)  # rank 20
+    export(st.repo, M, C, "triton", dest, ExportOptions(backend="vllm"))
+    config = triton_config(os.path.join(dest, "bert"))
+    routing = {r["label"]: r for r in json.loads(parameters(config)["mvc.routing"])}
+    real = vllm()
+    for label, rank in (("stable", 8), ("canary", 32)):
+        folder = tmp_path / "repo/bert" / str(routing[label]["version"])
+        engine = json.loads((folder / "model.json").read_text())
+        assert engine["max_lora_rank"] == rank and engine["max_loras"] == 1
+        assert engine["gpu_memory_utilization"] == 0.45
+        assert list(json.loads((folder / "multi_lora.json").read_text())) == [
+            routing[label]["lora_name"]
+        ]
+        real["AsyncEngineArgs"](**engine)
+        real["LoRAConfig"](max_lora_rank=engine["max_lora_rank"], max_loras=1)
+    assert routing["stable"]["lora_name"] != routing["canary"]["lora_name"]
+    ops.promote(st.repo, M, C)  # one engine left: it gets vLLM's whole default share
+    export(st.repo, M, C, "triton", dest, ExportOptions(backend="vllm"))
+    (number,) = policy(triton_config(os.path.join(dest, "bert")))
+    engine = json.loads((tmp_path / "repo/bert" / str(number) / "model.json").read_text())
+    assert engine["gpu_memory_utilization"] == 0.9
+
+
+def test_engine_keys_are_asyncengineargs_fields_of_the_tested_vllm() -> None:
+    """The tested key list, and the source reading mvc does where vLLM is installed, both
+    agree with the real dataclass."""
+    import dataclasses
+    from importlib.metadata import version
+
+    from mvc.exports.vllm_engine import ENGINE_KEYS, TESTED_VLLM, installed_engine_fields
+
+    real = {f.name for f in dataclasses.fields(vllm()["AsyncEngineArgs"])}
+    assert version("vllm").startswith(TESTED_VLLM + ".")
+    assert ENGINE_KEYS[TESTED_VLLM] <= real
+    assert installed_engine_fields() == real
+    assert "disable_log_requests" not in real  # why the old model.json failed to load
+
+
+def test_engine_arguments_leave_out_what_vllm_lacks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mvc.exports import vllm_engine
+
+    monkeypatch.setattr(
+        vllm_engine, "installed_engine_fields", lambda: frozenset({"model", "max_loras"})
+    )
+    notes: list[str] = []
+    kept = vllm_engine.engine_arguments({"model": "/m", "max_lora_rank": 8, "max_loras": 1}, notes)
+    assert kept == {"model": "/m", "max_loras": 1}
+    assert notes and "max_lora_rank" in notes[0]
+    monkeypatch.setattr(vllm_engine, "installed_engine_fields", lambda: frozenset({"max_loras"}))
+    with pytest.raises(UsageError, match="needs 'model'"):
+        vllm_engine.engine_arguments({"model": "/m"}, notes)
+    assert vllm_engine.memory_share(3) == 0.3 and vllm_engine.memory_share(7) == 0.12
 
 
 # --- kserve ---------------------------------------------------------------------------------------
@@ -276,20 +338,6 @@ def test_kserve_to_s3(st: Store, s3_url) -> None:
 # --- vllm -----------------------------------------------------------------------------------------
 
 
-def vllm_parser() -> argparse.ArgumentParser:
-    """The part of `vllm serve`'s command line the export uses."""
-    parser = argparse.ArgumentParser(prog="vllm serve")
-    parser.add_argument("model")
-    parser.add_argument("--served-model-name", nargs="+")
-    parser.add_argument("--enable-lora", action="store_true")
-    parser.add_argument("--lora-modules", nargs="+", default=[])
-    parser.add_argument(
-        "--max-lora-rank", type=int, default=16, choices=(1, 8, 16, 32, 64, 128, 256, 320, 512)
-    )
-    parser.add_argument("--max-loras", type=int, default=1)
-    return parser
-
-
 def test_vllm_base_with_adapter_arms(st: Store, tmp_path) -> None:
     dest = str(tmp_path / "vllm")
     ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
@@ -297,12 +345,13 @@ def test_vllm_base_with_adapter_arms(st: Store, tmp_path) -> None:
     export(st.repo, M, C, "vllm", dest)
     words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
     assert words[:2] == ["vllm", "serve"]
-    args = vllm_parser().parse_args(words[2:])
+    args = vllm_serve_args(words[2:])
     assert args.served_model_name == ["bert"] and args.enable_lora
     assert args.max_loras >= len(args.lora_modules) == 2
-    modules = dict(item.split("=", 1) for item in args.lora_modules)
+    modules = {m.name: m.path for m in args.lora_modules}
+    assert {m.base_model_name for m in args.lora_modules} == {"bert"}
     assert set(modules) == {"prod-stable", "prod-canary"}
-    assert_version_files(st, st.ids["bert@v1.4.0"], args.model)
+    assert_version_files(st, st.ids["bert@v1.4.0"], args.model_tag)
     assert_version_files(st, st.ids["sql-lora@v1.3.0"], modules["prod-stable"])
     assert_version_files(st, st.ids["sql-lora@v1.4.0"], modules["prod-canary"])
     document = json.loads((tmp_path / "vllm/vllm.json").read_text())
@@ -321,8 +370,8 @@ def test_vllm_max_lora_rank_is_one_vllm_accepts(st: Store, tmp_path) -> None:
     ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v2.0.0")  # rank 20
     export(st.repo, M, C, "vllm", str(tmp_path / "vllm"))
     words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
-    args = vllm_parser().parse_args(words[2:])
-    assert args.max_lora_rank == 32 and args.lora_modules[0].startswith("prod-stable=")
+    args = vllm_serve_args(words[2:])
+    assert args.max_lora_rank == 32 and args.lora_modules[0].name == "prod-stable"
 
 
 def test_vllm_max_lora_rank_counts_rank_pattern(st: Store, tmp_path) -> None:
@@ -342,13 +391,120 @@ def test_vllm_max_lora_rank_counts_rank_pattern(st: Store, tmp_path) -> None:
             tensors[f"{key}.lora_B.weight"] = rng.normal(0, 1, (8, rank)).astype(np.float32)
     save_file(tensors, str(folder / "adapter_model.safetensors"))
     (folder / "adapter_config.json").write_text(
-        json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, "rank_pattern": {"value": 40}})
+        json.dumps(
+            {
+                "peft_type": "LORA",
+                "r": 2,
+                "lora_alpha": 4,
+                "target_modules": ["query", "value"],  # vLLM's PEFTHelper requires it
+                "rank_pattern": {"value": 40},
+            }
+        )
     )
     commit(st.repo, str(folder), message="patterned", model="wide-lora")
     ops.set_channel(st.repo, M, C, "v1.4.0 + wide-lora@main")
     export(st.repo, M, C, "vllm", str(tmp_path / "vllm"))
     words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
-    assert vllm_parser().parse_args(words[2:]).max_lora_rank == 64
+    args = vllm_serve_args(words[2:])
+    assert args.max_lora_rank == 64
+    # vLLM's own check agrees: rank 40 fits 64, and would not fit its default 16
+    real = vllm()
+    helper = real["PEFTHelper"].from_local_dir(args.lora_modules[0].path, None)
+    helper.validate_legal(real["LoRAConfig"](max_lora_rank=64))
+    with pytest.raises(ValueError, match="greater than max_lora_rank"):
+        helper.validate_legal(real["LoRAConfig"](max_lora_rank=16))
+
+
+def _adapter_version(st: Store, name: str, extra: dict[str, Any], tmp_path) -> None:
+    """An adapter like sql-lora@v1.3.0 with ``extra`` in its adapter_config.json."""
+    from deployfix import write_adapter
+
+    from mvc.ops.commit import commit
+
+    folder = os.path.join(st.root, "work", name)
+    write_adapter(folder, seed=3)
+    path = os.path.join(folder, "adapter_config.json")
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump({**config, **extra}, handle)
+    commit(st.repo, folder, message=name, model=name)
+
+
+VLLM_CASES = [
+    ({}, None),
+    ({"modules_to_save": ["classifier", "score"]}, None),
+    ({"init_lora_weights": "gaussian"}, None),
+    ({"use_rslora": True}, None),
+    ({"use_dora": True}, "DoRA"),
+    ({"lora_bias": True}, "LoRA bias"),
+    ({"bias": "all"}, "bias"),
+    ({"modules_to_save": ["pooler"]}, "modules_to_save"),
+    ({"init_lora_weights": "pissa"}, "init_lora_weights"),
+    ({"layer_replication": [[0, 1]]}, "layer_replication"),
+    ({"use_qalora": True}, "QA-LoRA"),
+]
+
+
+@pytest.mark.parametrize(("extra", "refused"), VLLM_CASES)
+def test_vllm_refuses_what_peft_helper_refuses(st: Store, tmp_path, extra, refused) -> None:
+    """mvc's verdict on each adapter_config.json equals vLLM's own PEFTHelper's; an adapter
+    mvc can deploy but vLLM cannot serve is refused by the vllm exports, with vLLM's reason
+    (DoRA, biases, QA-LoRA… are refused earlier still, by the deploy: mvc.peft)."""
+    from mvc.exports.vllm_engine import adapter_problems
+    from mvc.peft import UnsupportedAdapter
+
+    _adapter_version(st, "odd-lora", extra, tmp_path)
+    folder = os.path.join(st.root, "work", "odd-lora")
+    with open(os.path.join(folder, "adapter_config.json"), encoding="utf-8") as handle:
+        raw = json.load(handle)
+    helper_cls, lora_config = vllm()["PEFTHelper"], vllm()["LoRAConfig"](max_lora_rank=8)
+    problems = adapter_problems(raw)
+    if refused is None:
+        helper_cls.from_local_dir(folder, None).validate_legal(lora_config)
+        assert problems == []
+    else:
+        with pytest.raises(ValueError):
+            helper_cls.from_local_dir(folder, None).validate_legal(lora_config)
+        assert any(refused in p for p in problems), problems
+    try:
+        ops.set_channel(st.repo, M, C, "v1.4.0 + odd-lora@main")
+    except UnsupportedAdapter:
+        assert refused is not None  # mvc itself refuses more than vLLM; never less
+        return
+    if refused is None:
+        export(st.repo, M, C, "vllm", str(tmp_path / "vllm"))
+        export(st.repo, M, C, "triton", str(tmp_path / "t"), ExportOptions(backend="vllm"))
+        return
+    with pytest.raises(UnsupportedAdapter, match=refused) as caught:
+        export(st.repo, M, C, "vllm", str(tmp_path / "vllm"))
+    assert "vLLM cannot serve adapter odd-lora@" in caught.value.message
+    assert caught.value.hint and "merge-adapter" in caught.value.hint
+    with pytest.raises(UnsupportedAdapter, match=refused):
+        export(st.repo, M, C, "triton", str(tmp_path / "t"), ExportOptions(backend="vllm"))
+
+
+def test_vllm_requires_the_fields_peft_helper_requires() -> None:
+    from mvc.exports.vllm_engine import adapter_problems
+
+    raw = {"peft_type": "LORA", "r": 4, "lora_alpha": 8}
+    with pytest.raises(ValueError, match="target_modules"):
+        vllm()["PEFTHelper"].from_dict(raw)
+    assert adapter_problems(raw) == ["a required field is missing: target_modules"]
+
+
+def test_vllm_lora_modules_json_form_survives_a_comma(st: Store, tmp_path) -> None:
+    """name=path breaks on a comma in the path (vLLM then reads the item as JSON); the JSON
+    form carries any path."""
+    ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
+    root = "/srv/models,eu/bert"
+    export(st.repo, M, C, "vllm", str(tmp_path / "vllm"), ExportOptions(serve_root=root))
+    words = shlex.split((tmp_path / "vllm/vllm-args.txt").read_text())
+    (module,) = vllm_serve_args(words[2:]).lora_modules
+    assert module.path == f"{root}/adapters/sql-lora/{short(st.ids['sql-lora@v1.3.0'])}"
+    assert module.name == "prod-stable" and module.base_model_name == "bert"
+    with pytest.raises(SystemExit):  # what the old name=path form did with that path
+        vllm_serve_args(["/m", "--lora-modules", f"x={module.path}"])
 
 
 def test_vllm_refuses_two_base_versions(st: Store, tmp_path) -> None:
