@@ -25,11 +25,12 @@ from mvc.errors import MvcError, UsageError
 from mvc.exports.context import ExportContext, ExportOptions, ExportResult, served_name
 from mvc.exports.folders import write_dir
 from mvc.exports.kserve import write_kserve
-from mvc.exports.sink import Sink, default_serve_root
+from mvc.exports.sink import Sink, default_serve_root, is_url
 from mvc.exports.triton import write_triton
 from mvc.exports.vllm import write_vllm
 from mvc.ops.deploy import Namer, require_current
 from mvc.refnames import validate_channel, validate_model
+from mvc.remotes import list_remotes, validate_option
 from mvc.repo import Repo
 
 #: Each format's writer; adding a format is a module with a ``write_*(ctx)`` and a line here.
@@ -40,6 +41,27 @@ WRITERS: dict[str, Callable[[ExportContext], None]] = {
     "dir": write_dir,
 }
 FORMATS = tuple(WRITERS)
+
+
+def storage_options(repo: Repo, dest: str, given: dict[str, str]) -> dict[str, str]:
+    """The fsspec options for ``dest``: those of a remote whose URL holds ``dest`` (the longest
+    such URL), then ``given`` over them, each checked as ``remote add -o`` checks it (names like
+    endpoint_url; never a credential)."""
+    options: dict[str, str] = {}
+    if is_url(dest):
+        holders = [
+            r for r in list_remotes(repo) if is_url(r.url) and _holds(r.url.rstrip("/"), dest)
+        ]
+        if holders:
+            options.update(max(holders, key=lambda r: len(r.url)).options)
+    for key, value in given.items():
+        validate_option(key, value)
+    options.update(given)
+    return options
+
+
+def _holds(prefix: str, url: str) -> bool:
+    return url == prefix or url.startswith(prefix + "/")
 
 
 def export(
@@ -57,7 +79,7 @@ def export(
         raise UsageError(f"unknown export format {fmt!r}", hint="one of: " + ", ".join(FORMATS))
     record = require_current(repo, model, channel)
     assert record.id is not None
-    sink = Sink.open(dest, options.storage_options)
+    sink = Sink.open(dest, storage_options(repo, dest, options.storage_options))
     result = ExportResult(fmt, dest, model, channel, record.id)
     ctx = ExportContext(
         repo,

@@ -22,6 +22,7 @@ class ExportOptions:
     serve_root: str | None = None  # how the server sees the destination (default: it as given)
     python_model: str | None = None  # triton python backend: model.py copied into each version
     storage_options: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)  # kserve: runtime args (--task=…, --dtype=…)
 
 
 @dataclass

@@ -238,9 +238,48 @@ def test_engine_arguments_leave_out_what_vllm_lacks(monkeypatch: pytest.MonkeyPa
 # --- kserve ---------------------------------------------------------------------------------------
 
 
+SCHEMAS = os.path.join(os.path.dirname(__file__), "..", "data", "schemas")
+
+
+def crd_schema(file: str, kind: str) -> dict[str, Any]:
+    """The vendored subset of a CRD's openAPIV3Schema (tests/data/schemas: source and licence
+    inside), made strict: Kubernetes silently prunes a field its schema lacks, so here an
+    unknown field is an error rather than a setting the server would drop."""
+    with open(os.path.join(SCHEMAS, file), encoding="utf-8") as handle:
+        schema = json.load(handle)[kind]
+
+    def strict(node: Any) -> None:
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict) and "additionalProperties" not in node:
+                node["additionalProperties"] = False
+            for value in node.values():
+                strict(value)
+        elif isinstance(node, list):
+            for value in node:
+                strict(value)
+
+    strict(schema["properties"]["spec"])
+    return schema
+
+
 def kserve_docs(dest: str) -> list[dict[str, Any]]:
+    """inferenceservice.yaml, each document validated against KServe's CRD schema and the
+    storage rules of its admission webhook (inference_service_validation.go)."""
+    jsonschema = require("jsonschema")
     with open(os.path.join(dest, "inferenceservice.yaml"), encoding="utf-8") as handle:
-        return list(yaml.safe_load_all(handle))
+        docs = list(yaml.safe_load_all(handle))
+    for doc in docs:
+        jsonschema.validate(doc, crd_schema("kserve-crd-subset.json", doc["kind"]))
+        predictor = doc["spec"].get("predictor")
+        if predictor and "storageUris" in predictor:
+            # validateMultipleStorageURIs: never both; mount paths absolute, without '..',
+            # below one common parent other than '/'
+            assert "storageUri" not in predictor["model"]
+            paths = [u.get("mountPath", "/mnt/models") for u in predictor["storageUris"]]
+            assert all(p.startswith("/") and ".." not in p and p != "/" for p in paths)
+            assert os.path.commonpath(paths) != "/"
+    return docs
 
 
 def test_kserve_canary_and_staged(st: Store, tmp_path) -> None:
@@ -302,6 +341,89 @@ def test_kserve_ab_is_an_inference_graph_and_shadow_warns(st: Store, tmp_path) -
     )
 
 
+def test_kserve_adapter_channel_serves_every_adapter_from_one_revision(st: Store, tmp_path) -> None:
+    """Before: two identical base-only revisions split 80/20 and the adapters nowhere."""
+    dest = str(tmp_path / "serving")
+    ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
+    ops.deploy_canary(st.repo, M, C, "v1.4.0 + sql-lora@v2.0.0", 20)
+    options = ExportOptions(serve_root="s3://models/bert", args=["--dtype=float32"])
+    result = export(st.repo, M, C, "kserve", dest, options)
+    (service,) = kserve_docs(dest)
+    predictor = service["spec"]["predictor"]
+    assert "canaryTrafficPercent" not in predictor  # one revision; the router picks the adapter
+    mounts = {u["mountPath"]: u["uri"] for u in predictor["storageUris"]}
+    base = short(st.ids["bert@v1.4.0"])
+    assert mounts["/mnt/models/base"] == f"s3://models/bert/versions/{base}"
+    for label, tag in (("stable", "v1.3.0"), ("canary", "v2.0.0")):
+        uri = mounts[f"/mnt/models/adapters/prod-{label}"]
+        assert uri == f"s3://models/bert/adapters/sql-lora/{short(st.ids['sql-lora@' + tag])}"
+        assert_version_files(
+            st, st.ids[f"sql-lora@{tag}"], dest + uri.removeprefix("s3://models/bert")
+        )
+    args = predictor["model"]["args"]
+    assert args[:2] == ["--model_name=bert-prod", "--dtype=float32"]
+    # the huggingface runtime hands these to vLLM's own parser (its vllm backend)
+    parsed, _rest = vllm()["parser"].parse_known_args(args)
+    assert parsed.enable_lora and parsed.max_loras == 2 and parsed.max_lora_rank == 32
+    modules = {m.name: m.path for m in parsed.lora_modules}
+    assert modules == {
+        "prod-stable": "/mnt/models/adapters/prod-stable",
+        "prod-canary": "/mnt/models/adapters/prod-canary",
+    }
+    assert "--backend=vllm" in args and "--model_dir=/mnt/models/base" in args
+    routing = json.loads(service["metadata"]["annotations"]["mvc.dev/routing"])
+    assert {r["served_model"]: r["weight"] for r in routing} == {
+        "prod-stable": 80,
+        "prod-canary": 20,
+    }
+    assert any("`model` field" in w for w in result.warnings)
+    assert not any("cannot read" in w for w in result.warnings)  # s3:// is readable from a pod
+
+    ops.rollback(st.repo, M, C)
+    ops.deploy_canary(st.repo, M, C, "v1.5.0 + sql-lora@v1.3.0", 10)  # another base
+    with pytest.raises(UsageError, match="2 base versions") as caught:
+        export(st.repo, M, C, "kserve", dest, options)
+    assert caught.value.hint and "triton" in caught.value.hint
+    with pytest.raises(UsageError, match="huggingface runtime"):
+        export(st.repo, M, C, "kserve", dest, ExportOptions(backend="sklearn"))
+
+
+def test_kserve_staged_green_gets_tag_routing_and_host_paths_warn(st: Store, tmp_path) -> None:
+    dest = str(tmp_path / "serving")
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    first = export(st.repo, M, C, "kserve", dest)
+    assert any("cannot read" in w and "pvc://" in w for w in first.warnings)  # a host path
+    (service,) = kserve_docs(dest)
+    assert "serving.kserve.io/enable-tag-routing" not in service["metadata"]["annotations"]
+    ops.deploy_blue_green(st.repo, M, C, "v1.5.0")
+    options = ExportOptions(serve_root="pvc://models/bert", args=["--task=text_classification"])
+    staged = export(st.repo, M, C, "kserve", dest, options)
+    assert not any("cannot read" in w for w in staged.warnings)
+    (service,) = kserve_docs(dest)
+    notes = service["metadata"]["annotations"]
+    assert notes["serving.kserve.io/enable-tag-routing"] == "true"  # KServe's latest- URL
+    assert service["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    assert service["spec"]["predictor"]["model"]["args"] == [
+        "--model_name=bert-prod",
+        "--task=text_classification",
+    ]
+
+
+def test_kserve_says_how_to_retire_services_around_an_ab_test(st: Store, tmp_path) -> None:
+    dest = str(tmp_path / "serving")
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    export(st.repo, M, C, "kserve", dest)
+    ops.deploy_ab(st.repo, M, C, [("v1.5.0", 50), ("v1.6.0", 50)])
+    into = export(st.repo, M, C, "kserve", dest)
+    assert any("kubectl delete inferenceservice bert-prod" in w for w in into.warnings)
+    kserve_docs(dest)
+    ops.promote(st.repo, M, C, arm="b")
+    out = export(st.repo, M, C, "kserve", dest)
+    (note,) = [w for w in out.warnings if "left its A/B test" in w]
+    assert "kubectl delete inferencegraph bert-prod" in note
+    assert "inferenceservice bert-prod-a bert-prod-b" in note
+
+
 def test_kserve_to_an_fsspec_url(st: Store) -> None:
     import fsspec
 
@@ -333,6 +455,37 @@ def test_kserve_to_s3(st: Store, s3_url) -> None:
     assert uri == f"{dest}/versions/{short(st.ids['bert@v1.4.0'])}"
     key = uri.removeprefix(f"s3://{s3_url.bucket}/") + "/model.safetensors"
     assert client.head_object(Bucket=s3_url.bucket, Key=key)["ContentLength"] > 0
+
+
+@pytest.mark.s3
+def test_cli_export_to_s3_takes_storage_options_like_remote_add(
+    st: Store, s3_url, cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    monkeypatch.chdir(st.root)
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    endpoint = s3_url.options["endpoint_url"]
+    client = boto3.client("s3", endpoint_url=endpoint)
+    dest = f"s3://{s3_url.bucket}/serving/bert"
+    out = cli(
+        "export", "bert", "prod", "-f", "kserve", "--to", dest, "-o", f"endpoint_url={endpoint}"
+    )
+    assert out.stdout.splitlines() == ["inferenceservice.yaml"]
+    body = client.get_object(Bucket=s3_url.bucket, Key="serving/bert/inferenceservice.yaml")
+    (service,) = list(yaml.safe_load_all(body["Body"].read()))
+    assert service["spec"]["predictor"]["model"]["storageUri"].startswith(dest + "/versions/")
+    assert "cannot read" not in out.stderr  # s3:// is what KServe's initializer reads
+    # credentials are refused as `remote add -o` refuses them
+    bad = cli(
+        "export", "bert", "prod", "-f", "dir", "--to", dest + "-x", "-o", "secret=x", expect=2
+    )
+    assert "credential" in bad.stderr
+    # a remote whose URL holds the destination lends its options (its endpoint)
+    cli("remote", "add", "minio", f"s3://{s3_url.bucket}", "-o", f"endpoint_url={endpoint}")
+    cli("export", "bert", "prod", "-f", "dir", "--to", f"s3://{s3_url.bucket}/plain")
+    listed = client.list_objects_v2(Bucket=s3_url.bucket, Prefix="plain/")
+    assert any(o["Key"] == "plain/routing.json" for o in listed.get("Contents", []))
 
 
 # --- vllm -----------------------------------------------------------------------------------------
