@@ -11,6 +11,9 @@ a config never names files that are not there yet. Formats:
   ``canaryTrafficPercent`` from the record (an ``InferenceGraph`` splitter for A/B tests);
 - ``vllm``: ``vllm-args.txt`` and ``vllm.json``: one base model plus ``--lora-modules`` for the
   arms' adapters;
+- ``istio``: ``istio.yaml``, a ``DestinationRule`` (a subset per target) and a ``VirtualService``
+  (weighted routes per arm, an ``X-Model-Version`` header match per version, ``mirror`` for a
+  shadow), for a mesh in front of pods that load the files another format exported;
 - ``dir``: one plain folder per arm and ``routing.json``.
 
 What each server does with these files is in docs/deployment.md.
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from mvc.errors import MvcError, UsageError
 from mvc.exports.context import ExportContext, ExportOptions, ExportResult, served_name
 from mvc.exports.folders import write_dir
+from mvc.exports.istio import write_istio
 from mvc.exports.kserve import write_kserve
 from mvc.exports.sink import Sink, default_serve_root, is_url
 from mvc.exports.triton import write_triton
@@ -38,6 +42,7 @@ WRITERS: dict[str, Callable[[ExportContext], None]] = {
     "triton": write_triton,
     "kserve": write_kserve,
     "vllm": write_vllm,
+    "istio": write_istio,
     "dir": write_dir,
 }
 FORMATS = tuple(WRITERS)

@@ -668,6 +668,93 @@ def test_vllm_refuses_two_base_versions(st: Store, tmp_path) -> None:
     assert caught.value.hint and "triton" in caught.value.hint
 
 
+# --- istio ---------------------------------------------------------------------------------------
+
+
+def istio_docs(dest: str) -> dict[str, dict[str, Any]]:
+    """istio.yaml by kind, each validated against Istio's CRD schema (networking.istio.io/v1)."""
+    jsonschema = require("jsonschema")
+    with open(os.path.join(dest, "istio.yaml"), encoding="utf-8") as handle:
+        docs = list(yaml.safe_load_all(handle))
+    with open(os.path.join(SCHEMAS, "istio-crd-subset.json"), encoding="utf-8") as handle:
+        assert json.load(handle)["apiVersion"] == "networking.istio.io/v1"
+    for doc in docs:
+        assert doc["apiVersion"] == "networking.istio.io/v1"
+        jsonschema.validate(doc, crd_schema("istio-crd-subset.json", doc["kind"]))
+    return {d["kind"]: d for d in docs}
+
+
+def test_istio_weighted_routes_pins_and_mirror(st: Store, tmp_path) -> None:
+    dest = str(tmp_path / "mesh")
+    host = "bert.ml.svc.cluster.local"
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
+    result = export(st.repo, M, C, "istio", dest, ExportOptions(name=host))
+    docs = istio_docs(dest)
+    subsets = {s["name"]: s["labels"] for s in docs["DestinationRule"]["spec"]["subsets"]}
+    stable, canary = (f"v-{short(st.ids[f'bert@{t}'])}" for t in ("v1.4.0", "v1.5.0"))
+    assert subsets == {
+        canary: {"mvc.dev/version": short(st.ids["bert@v1.5.0"])},
+        stable: {"mvc.dev/version": short(st.ids["bert@v1.4.0"])},
+    }
+    assert docs["DestinationRule"]["spec"]["host"] == host
+    service = docs["VirtualService"]["spec"]
+    assert service["hosts"] == [host]
+    *pins, default = service["http"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in default["route"]] == [
+        (canary, 10),
+        (stable, 90),
+    ]
+    assert "mirror" not in default
+    by_subset = {p["route"][0]["destination"]["subset"]: p for p in pins}
+    values = [m["headers"]["x-model-version"]["exact"] for m in by_subset[canary]["match"]]
+    assert values[:2] == ["v1.5.0", "1.5.0"] and st.ids["bert@v1.5.0"] in values
+    assert short(st.ids["bert@v1.5.0"]) in values
+    assert any("mvc.dev/version=" in w for w in result.warnings)
+    assert result.configs == ["istio.yaml"]
+
+    ops.rollback(st.repo, M, C)
+    ops.deploy_shadow(st.repo, M, C, "v1.6.0")
+    export(st.repo, M, C, "istio", dest, ExportOptions(name=host))
+    *pins, default = istio_docs(dest)["VirtualService"]["spec"]["http"]
+    shadow = f"v-{short(st.ids['bert@v1.6.0'])}"
+    assert [r["destination"]["subset"] for r in default["route"]] == [stable]
+    assert default["route"][0]["weight"] == 100
+    assert default["mirror"] == {"host": host, "subset": shadow}
+    assert default["mirrorPercentage"] == {"value": 100.0}
+    assert shadow in {p["route"][0]["destination"]["subset"] for p in pins}  # pinnable too
+
+
+def test_istio_adapter_arms_get_their_own_subsets_and_a_bad_document_fails(
+    st: Store, tmp_path
+) -> None:
+    dest = str(tmp_path / "mesh")
+    ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
+    ops.deploy_ab(
+        st.repo, M, C, [("v1.4.0 + sql-lora@v1.3.0", 50), ("v1.4.0 + sql-lora@v1.4.0", 50)]
+    )
+    export(st.repo, M, C, "istio", dest)
+    docs = istio_docs(dest)
+    labels = [s["labels"] for s in docs["DestinationRule"]["spec"]["subsets"]]
+    assert {lab["mvc.dev/adapter"] for lab in labels} == {
+        short(st.ids["sql-lora@v1.3.0"]),
+        short(st.ids["sql-lora@v1.4.0"]),
+    }
+    *pins, default = docs["VirtualService"]["spec"]["http"]
+    assert [r["weight"] for r in default["route"]] == [50, 50]
+    assert len(pins) == 1  # one base version: its tags pin the first arm's target only
+    # the schema check is real: a field Istio does not have is refused
+    jsonschema = require("jsonschema")
+    broken = json.loads(json.dumps(docs["VirtualService"]))
+    broken["spec"]["http"][-1]["route"][0]["percent"] = 50
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schema("istio-crd-subset.json", "VirtualService"))
+    broken = json.loads(json.dumps(docs["VirtualService"]))
+    broken["spec"]["http"][-1]["route"][0]["weight"] = "half"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, crd_schema("istio-crd-subset.json", "VirtualService"))
+
+
 # --- dir ------------------------------------------------------------------------------------------
 
 
