@@ -20,11 +20,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from mvc.errors import UsageError
 from mvc.exports.context import ExportContext, served_name
+from mvc.exports.triton_python import MODEL_PY, io_config, task_of
 from mvc.exports.vllm import adapter_rank
 from mvc.exports.vllm_engine import TESTED_VLLM, engine_arguments, lora_rank, memory_share
 from mvc.ids import short
-from mvc.ops.deploy import Record, Target, chain
+from mvc.ops.deploy import Record, Target, chain, read_json_file
 from mvc.repo import Repo
 
 BACKENDS_WITH_MODEL_JSON = ("vllm",)
@@ -43,7 +45,13 @@ def pbtxt_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid pbtxt string
 
 
-def render_config(name: str, backend: str, versions: list[int], parameters: dict[str, str]) -> str:
+def render_config(
+    name: str,
+    backend: str,
+    versions: list[int],
+    parameters: dict[str, str],
+    io: list[str] | None = None,
+) -> str:
     lines = [
         f"name: {pbtxt_string(name)}",
         f"backend: {pbtxt_string(backend)}",
@@ -54,6 +62,7 @@ def render_config(name: str, backend: str, versions: list[int], parameters: dict
         lines.append("instance_group [ { count: 1, kind: KIND_MODEL } ]")
         # The vLLM backend streams its answers: it refuses to start without this.
         lines.append("model_transaction_policy { decoupled: true }")
+    lines.extend(io or [])
     for key, value in parameters.items():
         lines.append(
             f"parameters: {{ key: {pbtxt_string(key)} value: {{ string_value: "
@@ -87,6 +96,24 @@ def _vllm_version(ctx: ExportContext, folder: str, target: Target, engines: int)
     ctx.config(f"{folder}/model.json", json.dumps(engine, indent=2) + "\n")
 
 
+def _python_task(ctx: ExportContext, targets: list[Target]) -> str:
+    """The one task the generated model.py serves for every version loaded together."""
+    tasks = {
+        task_of(
+            read_json_file(ctx.repo, t.version, "config.json"),
+            f"{ctx.record.model}@{short(t.version)}",
+        )
+        for t in targets
+    }
+    if len(tasks) != 1:
+        raise UsageError(
+            f"the versions channel {ctx.record.channel!r} loads together serve different tasks "
+            f"({', '.join(sorted(tasks))}), and one config.pbtxt declares one set of outputs",
+            hint="pass --python-model FILE, or deploy versions of one architecture",
+        )
+    return tasks.pop()
+
+
 def write_triton(ctx: ExportContext) -> None:
     record, options = ctx.record, ctx.options
     backend = options.backend or "python"
@@ -95,6 +122,9 @@ def write_triton(ctx: ExportContext) -> None:
     serving: dict[int, Target] = {}
     for arm in record.arms:
         serving[numbers[arm.target]] = arm.target
+    task = None
+    if backend == "python" and not options.python_model:
+        task = _python_task(ctx, list(serving.values()))
     for number, target in sorted(serving.items()):
         folder = f"{name}/{number}"
         ctx.sink.put_version(ctx.repo, target.version, f"{folder}/weights")
@@ -105,9 +135,12 @@ def write_triton(ctx: ExportContext) -> None:
         elif backend == "python" and options.python_model:
             with open(options.python_model, encoding="utf-8") as handle:
                 ctx.config(f"{folder}/model.py", handle.read())
-    if backend == "python" and not options.python_model:
+        elif task is not None:
+            ctx.sink.put_text(f"{folder}/model.py", MODEL_PY)
+    if task is not None:
         ctx.result.warnings.append(
-            "the python backend loads <N>/model.py: pass --python-model FILE, or add it yourself"
+            f"wrote <N>/model.py ({task}, transformers): Triton's python environment needs "
+            "numpy, torch and transformers (peft for adapters); --python-model FILE to use yours"
         )
     uses_lora = backend == "vllm"
     routing: list[dict[str, Any]] = [
@@ -126,7 +159,12 @@ def write_triton(ctx: ExportContext) -> None:
         "mvc.record": record.id or "",
         "mvc.routing": json.dumps(routing, separators=(",", ":")),
     }
-    ctx.config(f"{name}/config.pbtxt", render_config(name, backend, sorted(serving), parameters))
+    if task is not None:
+        parameters["mvc.task"] = task
+    io = io_config(task) if task is not None else None
+    ctx.config(
+        f"{name}/config.pbtxt", render_config(name, backend, sorted(serving), parameters, io)
+    )
     ctx.result.details = {
         "name": name,
         "backend": backend,

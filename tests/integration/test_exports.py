@@ -235,6 +235,134 @@ def test_engine_arguments_leave_out_what_vllm_lacks(monkeypatch: pytest.MonkeyPa
     assert vllm_engine.memory_share(3) == 0.3 and vllm_engine.memory_share(7) == 0.12
 
 
+def _run_model_py(folder: str, number: int, config: Any, inputs: dict[str, Any]) -> Any:
+    """Load <number>/model.py the way Triton's python backend does (initialize with the args
+    Triton passes: model_config as its JSON form of the proto, the model's folder, the version)
+    and answer one request."""
+    import importlib.util
+    import sys
+
+    json_format = require("google.protobuf.json_format")
+    stub = os.path.join(os.path.dirname(__file__), "..", "triton_stub")
+    if stub not in sys.path:
+        sys.path.insert(0, stub)
+    path = os.path.join(folder, str(number), "model.py")
+    spec = importlib.util.spec_from_file_location(f"triton_model_{number}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    args = {
+        "model_config": json_format.MessageToJson(config, preserving_proto_field_name=True),
+        "model_repository": folder,
+        "model_version": str(number),
+        "model_name": config.name,
+        "model_instance_kind": "CPU",
+    }
+    import triton_python_backend_utils as pb_utils
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # transformers' and peft's load-time notices
+        model.initialize(args)
+        (response,) = model.execute([pb_utils.InferenceRequest(inputs)])
+    model.finalize()
+    assert not response.has_error(), response.error().message()
+    return response
+
+
+def test_triton_python_backend_model_py_serves_a_transformers_model(st: Store, tmp_path) -> None:
+    """A real (tiny) BERT and a peft LoRA on it: the exported model.py answers exactly what the
+    model built directly with transformers and peft answers."""
+    torch, transformers, peft = require("torch"), require("transformers"), require("peft")
+    from mvc.ops.commit import commit
+    from mvc.ops.names import create_tag
+
+    config = transformers.BertConfig(
+        vocab_size=64,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+    )
+    base_dir = os.path.join(st.root, "work", "tiny")
+    adapter_dir = os.path.join(st.root, "work", "tiny-lora")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.manual_seed(0)
+        transformers.BertModel(config).eval().save_pretrained(base_dir)
+        lora_config = peft.LoraConfig(
+            r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False
+        )
+        torch.manual_seed(1)
+        tuned = peft.get_peft_model(transformers.BertModel.from_pretrained(base_dir), lora_config)
+        tuned.save_pretrained(adapter_dir)
+    base = commit(st.repo, base_dir, message="tiny", model="tiny").version_id
+    assert base
+    create_tag(st.repo, "tiny", "v1.0.0", f"id={base}")
+    commit(st.repo, adapter_dir, message="tiny lora", model="tiny-lora")
+    ops.set_channel(st.repo, "tiny", C, "v1.0.0")
+    ops.deploy_canary(st.repo, "tiny", C, "v1.0.0 + tiny-lora@main", 10)
+    dest = str(tmp_path / "repo")
+    result = export(st.repo, "tiny", C, "triton", dest)
+    assert any("model.py" in w and "transformers" in w for w in result.warnings)
+    folder = os.path.join(dest, "tiny")
+    parsed = triton_config(folder)
+    types = require("tritonclient.grpc.model_config_pb2")
+    assert [(i.name, i.data_type, list(i.dims)) for i in parsed.input] == [
+        ("input_ids", types.TYPE_INT64, [-1, -1]),
+        ("attention_mask", types.TYPE_INT64, [-1, -1]),
+    ]
+    assert parsed.input[1].optional and not parsed.input[0].optional
+    assert [(o.name, o.data_type, list(o.dims)) for o in parsed.output] == [
+        ("last_hidden_state", types.TYPE_FP32, [-1, -1, -1])
+    ]
+    assert parameters(parsed)["mvc.task"] == "feature-extraction"
+
+    ids = np.array([[2, 7, 11, 5, 3], [2, 9, 4, 0, 0]], dtype=np.int64)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=np.int64)
+    routing = {r["label"]: r["version"] for r in json.loads(parameters(parsed)["mvc.routing"])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = transformers.BertModel.from_pretrained(base_dir).eval()
+        merged = peft.PeftModel.from_pretrained(
+            transformers.BertModel.from_pretrained(base_dir), adapter_dir
+        ).merge_and_unload()
+    answers = {}
+    for label, model in (("stable", reference), ("canary", merged.eval())):
+        response = _run_model_py(
+            folder, routing[label], parsed, {"input_ids": ids, "attention_mask": mask}
+        )
+        (tensor,) = response.output_tensors()
+        with torch.no_grad():
+            expected = model(
+                input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)
+            ).last_hidden_state.numpy()
+        assert tensor.name() == "last_hidden_state" and tensor.as_numpy().dtype == np.float32
+        np.testing.assert_allclose(tensor.as_numpy(), expected, rtol=1e-5, atol=1e-6)
+        answers[label] = tensor.as_numpy()
+    assert not np.allclose(answers["stable"], answers["canary"])  # the adapter is applied
+    # attention_mask is optional: all ones when left out
+    unmasked = _run_model_py(folder, routing["stable"], parsed, {"input_ids": ids[:1]})
+    np.testing.assert_allclose(
+        unmasked.output_tensors()[0].as_numpy(), answers["stable"][:1], rtol=1e-5, atol=1e-6
+    )
+
+
+def test_triton_python_backend_refuses_what_it_cannot_serve(st: Store, tmp_path) -> None:
+    from mvc.ops.commit import commit
+
+    folder = os.path.join(st.root, "work", "plain")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "weights.bin"), "wb") as handle:
+        handle.write(b"\0" * 64)
+    commit(st.repo, folder, message="plain", model="plain")
+    ops.set_channel(st.repo, "plain", C, "main")
+    with pytest.raises(UsageError, match="not a transformers model") as caught:
+        export(st.repo, "plain", C, "triton", str(tmp_path / "t"))
+    assert caught.value.hint and "--python-model" in caught.value.hint
+
+
 # --- kserve ---------------------------------------------------------------------------------------
 
 
