@@ -12,9 +12,10 @@
   ``1.2.0``), its 12-digit short id and its full id; then the **default route**, weighted per
   arm (arms that take traffic), with ``mirror`` (100%) to the shadow arm's subset.
 
-Istio's weighted routes pick per request, not per key: mvc's sticky hashing (``mvc.Router``)
-needs a router that hashes the key, e.g. ``mvc serve`` in front. The model files are not
-written here: the pods load them (export them with ``triton``, ``kserve``, ``vllm`` or ``dir``).
+The model files of each subset go to ``versions/<id12>/`` (its adapter to
+``adapters/<model>/<id12>/``) for the pods of that subset to load (``details.subsets`` gives
+each one's URIs). Istio's weighted routes pick per request, not per key: mvc's sticky hashing
+(``mvc.Router``) needs a router that hashes the key in front.
 """
 
 from __future__ import annotations
@@ -68,6 +69,15 @@ def write_istio(ctx: ExportContext) -> None:
     for arm in ordered:
         if arm.target not in targets:
             targets.append(arm.target)
+    files: dict[str, dict[str, str]] = {}
+    for target in targets:
+        key = f"versions/{short(target.version)}"
+        ctx.sink.put_version(ctx.repo, target.version, key)
+        files[subset_name(target)] = {"weights": ctx.uri(key)}
+        if target.adapter:
+            adapter = f"adapters/{target.adapter.model}/{short(target.adapter.version)}"
+            ctx.sink.put_version(ctx.repo, target.adapter.version, adapter)
+            files[subset_name(target)]["adapter"] = ctx.uri(adapter)
     notes = {
         "mvc.dev/model": record.model,
         "mvc.dev/channel": record.channel,
@@ -122,6 +132,7 @@ def write_istio(ctx: ExportContext) -> None:
             subset_name(t): {
                 "labels": subset_labels(t),
                 "arms": [a.label for a in record.arms if a.target == t],
+                **files[subset_name(t)],
             }
             for t in targets
         },

@@ -840,6 +840,10 @@ def test_istio_weighted_routes_pins_and_mirror(st: Store, tmp_path) -> None:
     assert short(st.ids["bert@v1.5.0"]) in values
     assert any("mvc.dev/version=" in w for w in result.warnings)
     assert result.configs == ["istio.yaml"]
+    for subset, tag in ((stable, "v1.4.0"), (canary, "v1.5.0")):  # the files each subset loads
+        assert_version_files(
+            st, st.ids[f"bert@{tag}"], result.details["subsets"][subset]["weights"]
+        )
 
     ops.rollback(st.repo, M, C)
     ops.deploy_shadow(st.repo, M, C, "v1.6.0")
