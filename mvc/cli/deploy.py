@@ -482,7 +482,10 @@ def export(
         ),
     ],
     name: Annotated[
-        str | None, typer.Option("--name", help="Served model name (default: from the model).")
+        str | None,
+        typer.Option(
+            "--name", help="Served model name; istio: the service host (default: from the model)."
+        ),
     ] = None,
     backend: Annotated[
         str | None,

@@ -22,7 +22,7 @@ from typing import Any
 
 from mvc.errors import UsageError
 from mvc.exports.context import ExportContext, served_name
-from mvc.exports.triton_python import MODEL_PY, io_config, task_of
+from mvc.exports.triton_python import MODEL_PY, io_config, not_transformers, task_of
 from mvc.exports.vllm import adapter_rank
 from mvc.exports.vllm_engine import TESTED_VLLM, engine_arguments, lora_rank, memory_share
 from mvc.ids import short
@@ -96,15 +96,17 @@ def _vllm_version(ctx: ExportContext, folder: str, target: Target, engines: int)
     ctx.config(f"{folder}/model.json", json.dumps(engine, indent=2) + "\n")
 
 
-def _python_task(ctx: ExportContext, targets: list[Target]) -> str:
-    """The one task the generated model.py serves for every version loaded together."""
-    tasks = {
-        task_of(
-            read_json_file(ctx.repo, t.version, "config.json"),
-            f"{ctx.record.model}@{short(t.version)}",
-        )
-        for t in targets
-    }
+def _python_task(ctx: ExportContext, targets: list[Target]) -> str | None:
+    """The one task the generated model.py serves for every version loaded together (None,
+    with a warning, for a version that is not a transformers model)."""
+    tasks: set[str] = set()
+    for target in targets:
+        task = task_of(read_json_file(ctx.repo, target.version, "config.json"))
+        if task is None:
+            label = f"{ctx.record.model}@{short(target.version)}"
+            ctx.result.warnings.append(not_transformers(label))
+            return None
+        tasks.add(task)
     if len(tasks) != 1:
         raise UsageError(
             f"the versions channel {ctx.record.channel!r} loads together serve different tasks "

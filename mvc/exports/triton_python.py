@@ -12,15 +12,14 @@ A version whose ``config.json`` has a ``model_type`` is a transformers model: th
   ``…ForSequenceClassification``).
 
 Triton's python environment needs numpy, torch and transformers (and peft for an adapter arm).
-Anything else (no ``config.json``, another kind of model) is refused, naming the backends that
-fit; ``--python-model FILE`` always wins.
+For anything else (no ``config.json``, another kind of model) no model.py is written and the
+export warns, naming ``--python-model FILE`` and the backends that fit (the files and the
+config are still exported, for a model.py of your own); ``--python-model FILE`` always wins.
 """
 
 from __future__ import annotations
 
 from typing import Any
-
-from mvc.errors import UsageError
 
 TASKS = {
     "feature-extraction": ("AutoModel", "last_hidden_state", [-1, -1, -1]),
@@ -28,15 +27,20 @@ TASKS = {
 }
 
 
-def task_of(config: dict[str, Any] | None, label: str) -> str:
-    """The task the generated model.py serves for a version with this ``config.json``."""
+def not_transformers(label: str) -> str:
+    """The warning for a version mvc writes no model.py for."""
+    return (
+        f"{label} is not a transformers model (no config.json with model_type), so mvc wrote "
+        "no model.py for Triton's python backend: pass --python-model FILE (your model.py), or "
+        "export with --backend onnxruntime / pytorch for those formats"
+    )
+
+
+def task_of(config: dict[str, Any] | None) -> str | None:
+    """The task the generated model.py serves for a version with this ``config.json`` (None:
+    not a transformers model)."""
     if not config or not isinstance(config.get("model_type"), str):
-        raise UsageError(
-            f"{label} is not a transformers model (no config.json with model_type), so mvc "
-            "cannot write the python backend's model.py for it",
-            hint="pass --python-model FILE (your model.py), or export with --backend "
-            "onnxruntime / pytorch for those formats, or --format dir",
-        )
+        return None
     architectures = config.get("architectures") or []
     if any(str(a).endswith("ForSequenceClassification") for a in architectures):
         return "text-classification"

@@ -349,7 +349,7 @@ def test_triton_python_backend_model_py_serves_a_transformers_model(st: Store, t
     )
 
 
-def test_triton_python_backend_refuses_what_it_cannot_serve(st: Store, tmp_path) -> None:
+def test_triton_python_backend_says_what_it_cannot_serve(st: Store, tmp_path) -> None:
     from mvc.ops.commit import commit
 
     folder = os.path.join(st.root, "work", "plain")
@@ -358,9 +358,12 @@ def test_triton_python_backend_refuses_what_it_cannot_serve(st: Store, tmp_path)
         handle.write(b"\0" * 64)
     commit(st.repo, folder, message="plain", model="plain")
     ops.set_channel(st.repo, "plain", C, "main")
-    with pytest.raises(UsageError, match="not a transformers model") as caught:
-        export(st.repo, "plain", C, "triton", str(tmp_path / "t"))
-    assert caught.value.hint and "--python-model" in caught.value.hint
+    result = export(st.repo, "plain", C, "triton", str(tmp_path / "t"))
+    (warning,) = result.warnings
+    assert "not a transformers model" in warning and "--python-model" in warning
+    assert not (tmp_path / "t/plain/1/model.py").exists()
+    config = triton_config(str(tmp_path / "t/plain"))
+    assert not config.input and not config.output and "mvc.task" not in parameters(config)
 
 
 # --- kserve ---------------------------------------------------------------------------------------
