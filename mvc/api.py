@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from mvc import peft
 from mvc._api_names import API_NAMES
@@ -51,6 +51,7 @@ from mvc.tensors import numpy_dtype as element_dtype
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
 # One list of public names: the lazy re-exports of ``mvc/__init__.py``.
 __all__ = sorted(API_NAMES)
@@ -185,13 +186,18 @@ def numpy_dtype(dtype: str) -> np.dtype[np.generic]:
 
 def read_tensors(path: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """Every tensor of one safetensors file; read-only memory maps unless ``mmap`` is False."""
+    return _read_tensors(path, mmap=mmap, mode="r")
+
+
+def _read_tensors(path: str, *, mmap: bool, mode: Literal["r", "c"]) -> dict[str, np.ndarray]:
+    """``read_tensors``; ``mode="c"`` maps copy-on-write (writable, writes stay in memory)."""
     import numpy as np
 
     header = read_header(path)
     tensors: dict[str, np.ndarray] = {}
     if not header.tensors:
         return tensors
-    raw: Any = np.memmap(path, dtype=np.uint8, mode="r")
+    raw: Any = np.memmap(path, dtype=np.uint8, mode=mode)
     for info in header.tensors:
         dtype = numpy_dtype(info.dtype)
         view = raw[info.start : info.end].view(dtype).reshape(tuple(info.shape))
@@ -201,6 +207,10 @@ def read_tensors(path: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
 
 def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
     """The tensors of every ``*.safetensors`` file below a folder (sharded models too)."""
+    return _read_folder(folder, mmap=mmap, mode="r")
+
+
+def _read_folder(folder: str, *, mmap: bool, mode: Literal["r", "c"]) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     origin: dict[str, str] = {}
     for here, dirs, files in os.walk(folder):
@@ -209,7 +219,7 @@ def read_folder(folder: str, *, mmap: bool = True) -> dict[str, np.ndarray]:
             if not name.endswith(".safetensors"):
                 continue
             path = os.path.join(here, name)
-            for tensor, array in read_tensors(path, mmap=mmap).items():
+            for tensor, array in _read_tensors(path, mmap=mmap, mode=mode).items():
                 if tensor in found:
                     raise InvalidInput(
                         f"tensor {tensor!r} is in both {origin[tensor]} and {path}",
@@ -240,6 +250,7 @@ def _resolve_load(
     return parsed.model, resolved.version, resolved.adapter
 
 
+@overload
 def load(
     spec: str,
     *,
@@ -248,7 +259,33 @@ def load(
     cache_dir: str | None = None,
     mmap: bool = True,
     allow_deprecated: bool = False,
-) -> dict[str, np.ndarray]:
+    framework: Literal["np"] = "np",
+) -> dict[str, np.ndarray]: ...
+
+
+@overload
+def load(
+    spec: str,
+    *,
+    repo: Repo | str | None = None,
+    adapter: str | None = None,
+    cache_dir: str | None = None,
+    mmap: bool = True,
+    allow_deprecated: bool = False,
+    framework: Literal["pt"],
+) -> dict[str, torch.Tensor]: ...
+
+
+def load(
+    spec: str,
+    *,
+    repo: Repo | str | None = None,
+    adapter: str | None = None,
+    cache_dir: str | None = None,
+    mmap: bool = True,
+    allow_deprecated: bool = False,
+    framework: Literal["np", "pt"] = "np",
+) -> dict[str, np.ndarray] | dict[str, torch.Tensor]:
     """A version's safetensors tensors as numpy arrays, memory-mapped from a local cache folder.
 
     ``spec`` is a version spec (``bert@v1.2.0``, ``bert@prod``), optionally with an adapter:
@@ -262,7 +299,16 @@ def load(
 
     A deprecated version (base or adapter) gives a ``VersionDeprecationWarning`` once per
     process; past its cutoff, ``mvc.errors.Deprecated`` unless ``allow_deprecated``.
+
+    ``framework="pt"`` returns torch tensors instead (torch is then needed), every dtype torch
+    has included: BF16 becomes ``torch.bfloat16`` and the F8 types torch's float8 dtypes, bit
+    for bit. They share memory with a copy-on-write map of the cache (writable; writes stay in
+    this process), so nothing is read until it is used.
     """
+    if framework not in ("np", "pt"):
+        raise UsageError(
+            f"unknown framework {framework!r}", hint='use "np" (numpy) or "pt" (torch)'
+        )
     if not isinstance(repo, Repo):
         repo = open_repo(repo)
     model, version, adapter_ref = _resolve_load(repo, spec, adapter)
@@ -273,14 +319,55 @@ def load(
         archived = read_archive(repo.storage, oid)  # even when a cache folder still has it
         if archived is not None:
             raise archived_error(archived)
-    tensors = read_folder(materialise(repo, model, version, cache_dir), mmap=mmap)
+    folder = materialise(repo, model, version, cache_dir)
+    tensors = _read_folder(folder, mmap=mmap, mode="c" if framework == "pt" else "r")
     note_use(repo, model, version)
     if adapter_ref is not None:
         note_use(repo, adapter_ref.model, adapter_ref.version)
-    if adapter_ref is None:
-        return tensors
-    _merge_adapter(repo, tensors, version, adapter_ref, f"{model}@{short(version)}")
-    return tensors
+        _merge_adapter(repo, tensors, version, adapter_ref, f"{model}@{short(version)}")
+    return _as_torch(tensors) if framework == "pt" else tensors
+
+
+# ml_dtypes' types -> (torch dtype name, the same-width integer dtype to view the bits through)
+_TORCH_VIEWS = {
+    "bfloat16": ("bfloat16", "<i2"),
+    "float8_e4m3fn": ("float8_e4m3fn", "u1"),
+    "float8_e5m2": ("float8_e5m2", "u1"),
+    "float8_e8m0fnu": ("float8_e8m0fnu", "u1"),
+    "float8_e4m3fnuz": ("float8_e4m3fnuz", "u1"),
+    "float8_e5m2fnuz": ("float8_e5m2fnuz", "u1"),
+}
+
+
+def _as_torch(arrays: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """numpy arrays as torch tensors sharing their memory; ``ml_dtypes`` types (bf16, float8)
+    become torch's own dtypes bit for bit, which ``torch.from_numpy`` alone refuses."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise UsageError(
+            'framework="pt" needs torch', hint="install torch, or load numpy arrays (the default)"
+        ) from exc
+    import warnings
+
+    out: dict[str, torch.Tensor] = {}
+    for name, array in arrays.items():
+        view = _TORCH_VIEWS.get(array.dtype.name)
+        if view is None and array.dtype.kind == "V":
+            raise UsageError(
+                f"tensor {name!r} has dtype {array.dtype.name}, which torch does not have",
+                hint='load it as numpy (framework="np")',
+            )
+        with warnings.catch_warnings():
+            # A read-only array (mmap=True without "c") is never handed out here; this notice
+            # is about arrays a caller passes in, whose writability is theirs to know.
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            if view is None:
+                out[name] = torch.from_numpy(array)
+            else:
+                bits = torch.from_numpy(array.view(view[1]))
+                out[name] = bits.view(getattr(torch, view[0]))
+    return out
 
 
 def _merge_adapter(

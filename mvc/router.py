@@ -10,6 +10,11 @@ current deployment record:
 - **shadows separate**: a shadow arm never answers a request; ``decision.shadows`` lists where to
   mirror it;
 - **live**: ``refresh()`` (or ``poll_interval``) notices a channel move without a restart;
+- **pins**: ``route(key, version="v1.2.0")`` (any spec of the model: a tag, a range such as
+  ``^1.2``, an id prefix, ``prod:canary``) answers with the channel's arm serving that version
+  (or, for a version the channel does not serve, an arm of weight 0), its role ``pinned``;
+  ``version=None`` routes by the channel. A pin is resolved once per channel record (a tag
+  created later is seen at the next channel move or ``refresh()``);
 - **local files**: ``path(arm)`` materialises a version into a cache folder on first use (a
   checkout into a temporary folder renamed into place, so a folder that exists is complete).
 """
@@ -28,7 +33,8 @@ from urllib.parse import quote
 
 import blake3
 
-from mvc.deployment.records import SHADOW, STABLE, Arm, Record
+from mvc.deployment.records import SHADOW, STABLE, AdapterRef, Arm, Record
+from mvc.errors import UsageError
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.lastuse import tracker
@@ -37,7 +43,11 @@ from mvc.ops.lifecycle import warn_use
 from mvc.ops.snapshot import stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.repo import Repo
-from mvc.specs import by_id
+from mvc.specs import by_id, parse_spec, resolve
+
+#: The role of the arm a pinned request is answered with (``RouteDecision.pinned`` holds the pin).
+PINNED = "pinned"
+_PIN_CACHE = 256  # pins remembered per channel record
 
 CACHE_FOLDER = "serve"
 _SCALE = 100.0 / float(1 << 64)
@@ -76,6 +86,7 @@ class RouteDecision(JsonShaped):
     bucket: float
     arm: Arm
     shadows: tuple[Arm, ...]
+    pinned: str | None = None  # the version pin the request carried, as given
 
     @property
     def version(self) -> ObjectId:
@@ -144,6 +155,7 @@ class Router:
         self._uses = tracker(
             self.repo.store_dir, self.repo.lock_timeout
         )  # batched: no write per pick
+        self._pins: dict[tuple[ObjectId | None, str], Arm] = {}
 
     def _checked_record(self) -> Record:
         """The channel's record, its versions checked for deprecation once per record (a
@@ -180,18 +192,22 @@ class Router:
         record = self._checked_record()
         with self._lock:
             self._record = record
+            self._pins = {}
         return True
 
     def _maybe_poll(self) -> None:
         if self.poll_interval is not None and self._clock() - self._checked >= self.poll_interval:
             self.refresh()
 
-    def route(self, key: str | bytes) -> RouteDecision:
+    def route(self, key: str | bytes, version: str | None = None) -> RouteDecision:
+        """The arm that serves ``key``: by the channel's sticky weights, or, with ``version``
+        (a spec of this model: ``v1.2.0``, ``^1.2``, an id prefix, ``prod:canary``), the arm
+        pinned to that version. Shadows are listed either way."""
         self._maybe_poll()
         record = self._record
         bucket = bucket_of(self.model, self.channel, key)
         assert record.id is not None
-        arm = pick(record.arms, bucket)
+        arm = pick(record.arms, bucket) if version is None else self._pinned(record, version)
         self._uses.note(self.model, arm.version, self.repo.clock)
         return RouteDecision(
             self.model,
@@ -201,7 +217,47 @@ class Router:
             bucket,
             arm,
             tuple(a for a in record.arms if a.role == SHADOW),
+            version,
         )
+
+    def _pinned(self, record: Record, pin: str) -> Arm:
+        """The arm a pin names, role ``pinned``: the channel's arm serving that version (its
+        label kept; an arm taking traffic first, then green, blue and shadow arms), or a weight-0 arm of it."""
+        cached = self._pins.get((record.id, pin))
+        if cached is not None:
+            return cached
+        text = pin.strip()
+        if not text:
+            raise UsageError("an empty version pin", hint="pin a tag, a range or a version id")
+        spec = parse_spec(text if "@" in text else f"{self.model}@{text}")
+        if spec.model != self.model:
+            raise UsageError(
+                f"version pin {pin!r} names model {spec.model!r}, but this router serves "
+                f"{self.model!r}",
+                hint=f"pin a version of {self.model} (a tag, a range or an id)",
+            )
+        resolved = resolve(self.repo, spec)
+        adapter: AdapterRef | None = resolved.adapter
+        answering = serving_order(record.arms)
+        ordered = answering + [a for a in record.arms if a not in answering]
+        matches = [
+            a
+            for a in ordered
+            if a.version == resolved.version and (adapter is None or a.adapter == adapter)
+        ]
+        found = matches[0] if matches else None
+        arm = Arm(
+            PINNED,
+            resolved.version,
+            0,
+            found.label if found else None,
+            found.adapter if found else adapter,
+        )
+        with self._lock:
+            if len(self._pins) >= _PIN_CACHE:
+                self._pins.clear()
+            self._pins[(record.id, pin)] = arm
+        return arm
 
     def path(self, arm: Arm | RouteDecision) -> str:
         """The local folder of an arm's base version (materialised on first use)."""

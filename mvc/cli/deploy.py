@@ -513,7 +513,10 @@ def export(
     model: ModelArg,
     channel: ChannelArg,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="triton, kserve, vllm or dir.", show_default=False)
+        str,
+        typer.Option(
+            "--format", "-f", help="triton, kserve, vllm, istio or dir.", show_default=False
+        ),
     ],
     to: Annotated[
         str,
@@ -522,7 +525,10 @@ def export(
         ),
     ],
     name: Annotated[
-        str | None, typer.Option("--name", help="Served model name (default: from the model).")
+        str | None,
+        typer.Option(
+            "--name", help="Served model name; istio: the service host (default: from the model)."
+        ),
     ] = None,
     backend: Annotated[
         str | None,
@@ -544,6 +550,22 @@ def export(
         typer.Option("--python-model", help="triton python backend: model.py for each version."),
     ] = None,
     allow_deprecated: bool = AllowDeprecatedOption,
+    arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg",
+            help="kserve: a runtime argument for the predictor (repeatable), e.g. --arg=--task=fill_mask.",
+        ),
+    ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            "-o",
+            help="Non-secret storage option KEY=VALUE for --to, as for `remote add` "
+            "(e.g. endpoint_url); a remote whose URL holds --to lends its options.",
+        ),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Write a channel's model files and server config where an inference server loads them.
@@ -553,9 +575,13 @@ def export(
     Examples:
       mvc export bert prod --format triton --to ./model_repository --backend vllm
       mvc export bert prod --format kserve --to s3://bucket/serving/bert
+      mvc export bert prod --format kserve --to s3://models/bert -o endpoint_url=http://minio:9000
+      mvc export bert prod --format kserve --to s3://b/bert --arg=--task=text_classification
       mvc export bert prod --format vllm --to /srv/bert
+      mvc export bert prod --format istio --to ./mesh --name bert.ml.svc.cluster.local
       mvc export bert prod --format dir --to /srv/bert-prod
     """
+    from mvc.cli.remotes import _parse_options
     from mvc.exports import ExportOptions
     from mvc.exports import export as do_export
 
@@ -567,6 +593,8 @@ def export(
         serve_root=serve_root,
         python_model=python_model,
         allow_deprecated=allow_deprecated,
+        storage_options=_parse_options(option),
+        args=list(arg or []),
     )
     result = do_export(repo, model, channel, fmt, to, options)
     if as_json:

@@ -11,6 +11,9 @@ a config never names files that are not there yet. Formats:
   ``canaryTrafficPercent`` from the record (an ``InferenceGraph`` splitter for A/B tests);
 - ``vllm``: ``vllm-args.txt`` and ``vllm.json``: one base model plus ``--lora-modules`` for the
   arms' adapters;
+- ``istio``: ``istio.yaml``, a ``DestinationRule`` (a subset per target) and a ``VirtualService``
+  (weighted routes per arm, an ``X-Model-Version`` header match per version, ``mirror`` for a
+  shadow), for a mesh in front of pods that load the files another format exported;
 - ``dir``: one plain folder per arm and ``routing.json``.
 
 What each server does with these files is in docs/deployment.md.
@@ -24,14 +27,16 @@ from collections.abc import Callable
 from mvc.errors import MvcError, UsageError
 from mvc.exports.context import ExportContext, ExportOptions, ExportResult, served_name
 from mvc.exports.folders import write_dir
+from mvc.exports.istio import write_istio
 from mvc.exports.kserve import write_kserve
-from mvc.exports.sink import Sink, default_serve_root
+from mvc.exports.sink import Sink, default_serve_root, is_url
 from mvc.exports.triton import write_triton
 from mvc.exports.vllm import write_vllm
 from mvc.lastuse import note_use
 from mvc.ops.deploy import Namer, require_current
 from mvc.ops.lifecycle import check_use
 from mvc.refnames import validate_channel, validate_model
+from mvc.remotes import list_remotes, validate_option
 from mvc.repo import Repo
 
 #: Each format's writer; adding a format is a module with a ``write_*(ctx)`` and a line here.
@@ -39,9 +44,31 @@ WRITERS: dict[str, Callable[[ExportContext], None]] = {
     "triton": write_triton,
     "kserve": write_kserve,
     "vllm": write_vllm,
+    "istio": write_istio,
     "dir": write_dir,
 }
 FORMATS = tuple(WRITERS)
+
+
+def storage_options(repo: Repo, dest: str, given: dict[str, str]) -> dict[str, str]:
+    """The fsspec options for ``dest``: those of a remote whose URL holds ``dest`` (the longest
+    such URL), then ``given`` over them, each checked as ``remote add -o`` checks it (names like
+    endpoint_url; never a credential)."""
+    options: dict[str, str] = {}
+    if is_url(dest):
+        holders = [
+            r for r in list_remotes(repo) if is_url(r.url) and _holds(r.url.rstrip("/"), dest)
+        ]
+        if holders:
+            options.update(max(holders, key=lambda r: len(r.url)).options)
+    for key, value in given.items():
+        validate_option(key, value)
+    options.update(given)
+    return options
+
+
+def _holds(prefix: str, url: str) -> bool:
+    return url == prefix or url.startswith(prefix + "/")
 
 
 def export(
@@ -65,7 +92,7 @@ def export(
         for m, v in [(model, arm.version)]
         + ([(arm.adapter.model, arm.adapter.version)] if arm.adapter else [])
     ]
-    sink = Sink.open(dest, options.storage_options)
+    sink = Sink.open(dest, storage_options(repo, dest, options.storage_options))
     result = ExportResult(fmt, dest, model, channel, record.id)
     result.warnings += [item.message for item in dict.fromkeys(told) if item is not None]
     ctx = ExportContext(

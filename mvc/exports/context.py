@@ -23,6 +23,7 @@ class ExportOptions:
     python_model: str | None = None  # triton python backend: model.py copied into each version
     storage_options: dict[str, str] = field(default_factory=dict)
     allow_deprecated: bool = False  # export a version past its deprecation cutoff anyway
+    args: list[str] = field(default_factory=list)  # kserve: runtime args (--task=…, --dtype=…)
 
 
 @dataclass

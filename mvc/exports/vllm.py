@@ -4,6 +4,10 @@ vLLM serves one base model per process; each arm's adapter becomes a LoRA module
 ``CHANNEL-LABEL`` (``prod-canary``), which clients select with the OpenAI ``model`` field. An arm
 without an adapter is the base itself, served as NAME. A channel whose arms use different base
 versions cannot be one vLLM server: the export refuses and says which formats can.
+
+``--lora-modules`` takes the JSON form (``{"name", "path", "base_model_name"}``: a comma in a
+path breaks ``name=path``); ``--max-lora-rank`` holds every module's rank, ``rank_pattern``
+included; an adapter vLLM refuses (``vllm_engine.adapter_problems``) is refused here first.
 """
 
 from __future__ import annotations
@@ -14,13 +18,10 @@ from typing import Any
 
 from mvc.errors import UsageError
 from mvc.exports.context import ExportContext, served_name
-from mvc.ids import short
+from mvc.exports.vllm_engine import lora_rank, require_servable
+from mvc.ids import ObjectId, short
 from mvc.ops.deploy import read_json_file
 from mvc.peft import config_from_dict
-
-DEFAULT_MAX_LORA_RANK = 16
-# vLLM accepts only these values for --max-lora-rank.
-LORA_RANK_CHOICES = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def write_vllm(ctx: ExportContext) -> None:
@@ -46,9 +47,7 @@ def write_vllm(ctx: ExportContext) -> None:
             ctx.sink.put_version(ctx.repo, arm.adapter.version, key)
             served = served_name(f"{record.channel}-{arm.label}")
             modules.append({"name": served, "path": ctx.uri(key), "base_model_name": name})
-            config = read_json_file(ctx.repo, arm.adapter.version, "adapter_config.json") or {}
-            where = f"{arm.adapter.model}@{short(arm.adapter.version)}: adapter_config.json"
-            max_rank = max(max_rank, config_from_dict(config, "", where).max_rank)
+            max_rank = max(max_rank, adapter_rank(ctx, arm.adapter.model, arm.adapter.version))
         routing.append(
             {"label": arm.label, "role": arm.role, "weight": arm.weight, "served_model": served}
         )
@@ -56,12 +55,8 @@ def write_vllm(ctx: ExportContext) -> None:
     if modules:
         args.append("--enable-lora")
         args.append("--lora-modules")
-        args.extend(f"{m['name']}={m['path']}" for m in modules)
-        if max_rank > DEFAULT_MAX_LORA_RANK:
-            allowed = [c for c in LORA_RANK_CHOICES if c >= max_rank]
-            if not allowed:
-                raise UsageError(f"vLLM supports LoRA ranks up to 512; an arm uses rank {max_rank}")
-            args.extend(["--max-lora-rank", str(allowed[0])])
+        args.extend(json.dumps(m, separators=(",", ":"), ensure_ascii=False) for m in modules)
+        args.extend(["--max-lora-rank", str(lora_rank(max_rank, f"channel {record.channel!r}"))])
         args.extend(["--max-loras", str(len(modules))])
     document = {
         "model": ctx.uri(base_key),
@@ -74,3 +69,17 @@ def write_vllm(ctx: ExportContext) -> None:
     ctx.config("vllm.json", json.dumps(document, indent=2) + "\n")
     ctx.config("vllm-args.txt", shlex.join(["vllm", "serve", *args]) + "\n")
     ctx.result.details = {"served_model_name": name, "lora_modules": modules, "args": args}
+
+
+def adapter_rank(ctx: ExportContext, model: str, version: ObjectId) -> int:
+    """The largest rank of an adapter's modules (``r`` and ``rank_pattern``), after checking
+    that vLLM loads it at all."""
+    label = f"{model}@{short(version)}"
+    raw = read_json_file(ctx.repo, version, "adapter_config.json")
+    if raw is None:
+        raise UsageError(
+            f"adapter {label} has no adapter_config.json; vLLM loads PEFT adapter folders",
+            hint="commit the adapter folder peft's save_pretrained writes",
+        )
+    require_servable(raw, label)
+    return config_from_dict(raw, "", f"{label}: adapter_config.json").max_rank

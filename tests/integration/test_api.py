@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from typing import Any
 
 import ml_dtypes
 import numpy as np
@@ -195,3 +196,69 @@ def test_sharded_models_load_together_and_clashes_are_refused(st: Store, tmp_pat
     save_file({"a": np.ones(1, np.float32)}, str(folder / "extra.safetensors"))
     with pytest.raises(InvalidInput, match="tensor 'a' is in both"):
         read_folder(str(folder))
+
+
+# --- framework="pt": torch tensors, bf16 included ----------------------------------------------
+
+
+def _torch() -> Any:
+    import importlib
+    import os
+
+    if os.environ.get("CI", "").lower() in ("true", "1"):
+        return importlib.import_module("torch")  # CI installs it (.ci/run): missing is a failure
+    return pytest.importorskip("torch")
+
+
+def test_load_as_torch_keeps_every_dtype_bit_for_bit(st: Store, tmp_path) -> None:
+    """torch.from_numpy refuses ml_dtypes' bfloat16; framework="pt" hands torch its own dtype."""
+    torch = _torch()
+    bf16 = np.array([[1.5, -2.0, 3.25], [0.1, 7.0, -0.0]], dtype=ml_dtypes.bfloat16)
+    f8 = np.array([0.5, -1.0, 448.0], dtype=ml_dtypes.float8_e4m3fn)
+    f32 = np.array([1.0, 2.5], dtype=np.float32)
+    with pytest.raises(TypeError):
+        torch.from_numpy(read_tensors_of(st, bf16, f8, f32)["bf16"])  # the bug this fixes
+    commit(st.repo, os.path.join(st.root, "work", "typed"), message="typed", model="typed")
+    loaded = mvc.load("typed", repo=st.repo, framework="pt")
+    assert loaded["bf16"].dtype == torch.bfloat16 and loaded["f8"].dtype == torch.float8_e4m3fn
+    assert loaded["f32"].dtype == torch.float32
+    reference = torch.tensor(bf16.astype(np.float32).tolist(), dtype=torch.bfloat16)
+    assert torch.equal(loaded["bf16"], reference)
+    assert loaded["bf16"].view(torch.int16).numpy().tobytes() == bf16.tobytes()
+    assert loaded["f8"].view(torch.uint8).numpy().tobytes() == f8.tobytes()
+    assert torch.equal(loaded["f32"], torch.tensor([1.0, 2.5]))
+    # copy-on-write: writable, and a write never reaches the cache the next load reads
+    loaded["f32"].add_(1)
+    again = mvc.load("typed", repo=st.repo, framework="pt")
+    assert torch.equal(again["f32"], torch.tensor([1.0, 2.5]))
+    # a model takes them as they are
+    layer = torch.nn.Linear(3, 2, bias=False).to(torch.bfloat16)
+    layer.load_state_dict({"weight": loaded["bf16"]})
+    assert torch.equal(layer.weight.detach(), reference)
+
+
+def read_tensors_of(st: Store, bf16, f8, f32) -> dict[str, np.ndarray]:
+    folder = os.path.join(st.root, "work", "typed")
+    os.makedirs(folder)
+    path = os.path.join(folder, "model.safetensors")
+    write_raw_safetensors(
+        path,
+        [
+            ("bf16", "BF16", list(bf16.shape), bf16.tobytes()),
+            ("f8", "F8_E4M3", list(f8.shape), f8.tobytes()),
+            ("f32", "F32", list(f32.shape), f32.tobytes()),
+        ],
+    )
+    return read_tensors(path)
+
+
+def test_load_as_torch_merges_adapters_like_numpy(st: Store) -> None:
+    torch = _torch()
+    spec = "bert@v1.4.0 + sql-lora@v1.3.0"
+    as_numpy = mvc.load(spec, repo=st.repo)
+    as_torch = mvc.load(spec, repo=st.repo, framework="pt")
+    assert set(as_numpy) == set(as_torch)
+    for name, array in as_numpy.items():
+        assert torch.equal(as_torch[name], torch.from_numpy(np.array(array))), name
+    with pytest.raises(UsageError, match="unknown framework"):
+        mvc.load(spec, repo=st.repo, framework="jax")  # type: ignore[call-overload]

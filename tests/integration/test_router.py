@@ -176,3 +176,57 @@ def test_cli_route(st: Store, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     assert data["arm"]["version"] == router.route("user-42").version
     assert os.path.isfile(os.path.join(data["path"], "config.json"))
     cli("route", "bert", "nowhere", "--key", "x", expect=1)
+
+
+# --- version pins (the gateway's X-Model-Version) -------------------------------------------------
+
+
+def test_route_with_a_version_pin(st: Store) -> None:
+    from mvc.router import PINNED
+
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
+    router = Router(st.repo, M, C)
+    keys = KEYS[:500]
+    by_channel = {router.route(k).label for k in keys}
+    assert by_channel == {"stable", "canary"}
+    for pin in (
+        "v1.5.0",
+        "1.5.0",
+        "~1.5",
+        st.ids["bert@v1.5.0"][:10],
+        "bert@v1.5.0",
+        "prod:canary",
+    ):
+        decisions = [router.route(k, version=pin) for k in keys]
+        assert {d.label for d in decisions} == {"canary"}, pin
+        assert {d.version for d in decisions} == {st.ids["bert@v1.5.0"]}
+        assert {d.arm.role for d in decisions} == {PINNED} and decisions[0].pinned == pin
+    pinned = router.route("user-1", version="~1.4")
+    assert pinned.label == "stable" and pinned.arm.role == PINNED
+    assert router.route("user-1", version="^1.4").version == st.ids["bert@v1.6.0"]  # highest 1.x
+    # a version the channel does not serve: still honoured, as an arm of weight 0
+    outside = router.route("user-1", version="v1.6.0")
+    assert outside.version == st.ids["bert@v1.6.0"] and outside.label == PINNED
+    assert outside.arm.weight == 0 and outside.to_json()["pinned"] == "v1.6.0"
+    # no pin: the channel decides, and the decision says nothing was pinned
+    plain = router.route("user-1")
+    assert plain.pinned is None and plain.arm.role in ("stable", "canary")
+    assert router.route("user-1", version=None) == plain
+
+
+def test_route_pins_follow_channel_moves_and_refuse_other_models(st: Store) -> None:
+    from mvc.errors import UsageError
+
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    router = Router(st.repo, M, C)
+    assert router.route("k", version="v1.5.0").label == "pinned"
+    ops.deploy_canary(st.repo, M, C, "v1.5.0", 10)
+    assert router.refresh()
+    assert router.route("k", version="v1.5.0").label == "canary"
+    with pytest.raises(NotFound):
+        router.route("k", version="v9.9.9")
+    with pytest.raises(UsageError, match="names model 'gpt'"):
+        router.route("k", version="gpt@v1.0.0")
+    with pytest.raises(UsageError, match="empty version pin"):
+        router.route("k", version=" ")
