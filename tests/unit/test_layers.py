@@ -48,6 +48,9 @@ PLACES = {
     "mvc.api": "api",
     "mvc.router": "serving",
     "mvc.exports.*": "serving",
+    "mvc.gateway.*": "serving",  # mvc serve: the HTTP gateway in front of inference servers
+    "mvc.audit": "serving",  # the decision log; routing replayed at an instant
+    "mvc.serving": "serving",  # several versions, and adapters, loaded at once in-process
     "mvc.ops.*": "ops",
     "mvc.specs": "resolution",
     "mvc.remotes": "resolution",
