@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import IO, Any, ClassVar
 
 from mvc.deployment.records import SHADOW, Record
+from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.channel_history import at
 from mvc.repo import Repo
@@ -83,7 +84,8 @@ class RouteAt(JsonShaped):
     at: str
     decision: RouteDecision
     since: str  # when that move was made
-    action: str
+    action: str  # the move (set, deploy, promote, rollback…)
+    state: str  # the state it left the channel in (stable, canary…)
 
     json_shape: ClassVar[Shape] = Shape(flatten=("decision",))
 
@@ -103,5 +105,6 @@ def route_at(repo: Repo, model: str, channel: str, key: str, moment: datetime | 
         pick(record.arms, bucket),
         tuple(a for a in record.arms if a.role == SHADOW),
     )
-    asked = moment if isinstance(moment, str) else _iso(moment)
-    return RouteAt(asked, decision, record.when, record.action)
+    when = parse_instant(moment) if isinstance(moment, str) else moment
+    asked = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return RouteAt(asked, decision, record.when, record.action, record.state)

@@ -619,7 +619,13 @@ class Gateway:
             await asyncio.gather(*list(self._shadow_tasks), return_exceptions=True)
 
 
-def open_gateway(repo: Repo, config: GatewayConfig, *, sinks: Sequence[Sink] = ()) -> Gateway:
+def open_gateway(
+    repo: Repo,
+    config: GatewayConfig,
+    *,
+    sinks: Sequence[Sink] = (),
+    clock: Callable[[], datetime] | None = None,
+) -> Gateway:
     """A gateway over ``repo``; every route's channel must exist."""
     for route in config.routes:
         if repo.refs.get(channel_ref(route.model, route.channel)) is None:
@@ -628,4 +634,4 @@ def open_gateway(repo: Repo, config: GatewayConfig, *, sinks: Sequence[Sink] = (
                 f"{route.model!r} does not exist",
                 hint=f"deploy it first: `mvc channel set {route.model} {route.channel} REV`",
             )
-    return Gateway(repo, config, sinks=sinks)
+    return Gateway(repo, config, sinks=sinks, clock=clock)
