@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from mvc import __version__
-from mvc.cli import admin, core, deploy, remotes, serve, versions
+from mvc.cli import admin, core, deploy, metrics, remotes, serve, versions
 from mvc.cli.common import Wanted, every_command, state
 
 
@@ -72,6 +72,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     versions.register(app, wanted)
     remotes.register(app, wanted)
     deploy.register(app, wanted)
+    metrics.register(app, wanted)
     serve.register(app, wanted)
     return app
 
