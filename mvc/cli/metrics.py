@@ -17,6 +17,7 @@ from mvc.cli.output import Output
 from mvc.errors import UsageError
 
 if TYPE_CHECKING:
+    from mvc.ops.compare import CompareReport
     from mvc.ops.metrics import MetricsReport
 
 ChannelOption = typer.Option(
@@ -242,8 +243,217 @@ def _render(out: Output, report: MetricsReport) -> None:
             out.line("  " + "  ".join(cells).rstrip())
 
 
+def compare(
+    ctx: typer.Context,
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="A: a channel arm (bert@prod:canary) or a version (bert@v1.5.0).",
+            show_default=False,
+        ),
+    ],
+    b: Annotated[
+        str | None,
+        typer.Argument(
+            help="B, the baseline (bert@prod:stable); omitted with --around.", show_default=False
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric",
+            help="Only this metric (repeat; default every metric both have).",
+            metavar="NAME",
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Window: a duration back from now (default 1h) or an instant; around a move, "
+            "the length before and after it.",
+        ),
+    ] = None,
+    around: Annotated[
+        str | None,
+        typer.Option(
+            "--around",
+            help="Compare A's channel arm after a move with before it: the move's record id "
+            "(mvc channel history) or 'last'.",
+            metavar="RECORD",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Where the points are: production (default), commit, or a source of mvc.yaml.",
+            metavar="NAME",
+        ),
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option("--confidence", help="Confidence level of the intervals.")
+    ] = 0.95,
+    min_samples: Annotated[
+        int, typer.Option("--min-samples", help="Fewer samples on a side: undecided.")
+    ] = 20,
+    as_json: bool = JsonOption,
+) -> None:
+    """Is A different from B? Per metric: both values, the difference, its confidence interval
+    and p-value (Welch's t-test; the two-proportion test for 0/1 metrics such as error).
+
+    Exits 21 (inconclusive) when no metric has enough samples to decide.
+
+    Examples:
+      mvc metrics compare bert@prod:canary bert@prod:stable --since 1h
+      mvc metrics compare bert@v1.5.0 bert@v1.4.0 --metric latency_ms --json
+      mvc metrics compare bert@prod --around last --since 30m
+      mvc metrics compare bert@prod:canary bert@prod:stable --source fleet
+    """
+    from mvc.errors import Inconclusive
+    from mvc.ops.compare import compare_metrics
+
+    repo = open_repo(ctx)
+    report = compare_metrics(
+        repo,
+        a,
+        b,
+        metrics=metric or (),
+        since=since,
+        around=around,
+        source=source,
+        confidence=confidence,
+        min_samples=min_samples,
+    )
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(report.to_json())
+    else:
+        _render_comparison(out, report)
+    if not report.decided:
+        raise Inconclusive(
+            "inconclusive: no metric has enough samples on both sides to decide"
+            if report.metrics
+            else f"inconclusive: no metric points of both {report.a.label} and "
+            f"{report.b.label} from {report.a.since} to {report.a.until}",
+            hint="widen the window (--since), wait for more traffic, or lower --min-samples",
+        )
+
+
+def _signed(value: float | None, percent: bool = False) -> str:
+    if value is None:
+        return "-"
+    if percent:
+        return f"{value * 100:+.1f}%"
+    return f"{value:+,.4g}" if abs(value) < 1e6 else f"{value:+,.0f}"
+
+
+def _render_comparison(out: Output, report: CompareReport) -> None:
+    a, b = report.a, report.b
+    if report.around:
+        out.info(
+            f"{a.model}@{a.channel}:{a.arm} around the move {report.around[:12]} "
+            f"({a.since}): after {a.since} to {a.until}, before {b.since} to {b.until}"
+        )
+    else:
+        out.info(f"{a.label} vs {b.label} (baseline), {a.since} to {a.until}")
+    if not report.metrics:
+        return
+    level = f"{report.confidence * 100:g}%"
+    for c in report.metrics:
+        out.line(f"{c.metric} ({'rate' if c.kind == 'rate' else 'mean'})")
+        for side in (c.a, c.b):
+            out.line(
+                f"  {side.label:<24} n={side.n:<8,} {_number(side.mean)}"
+                + (
+                    f"  sd {_number(side.stdev)}"
+                    if side.stdev is not None and c.kind != "rate"
+                    else ""
+                )
+            )
+        if c.decided:
+            out.line(
+                f"  difference {_signed(c.difference)} ({_signed(c.relative, percent=True)}), "
+                f"{level} CI [{_signed(c.ci_low)}, {_signed(c.ci_high)}], "
+                f"p = {c.p_value:.3g} ({c.test})"
+                + ("  significant" if c.significant else "  not significant")
+            )
+        if c.note:
+            out.line(f"  {c.note}")
+
+
+def plot(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    channel: Annotated[str, typer.Argument(help="Channel (prod, staging…).", show_default=False)],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="The PNG to write.", metavar="FILE.png")
+    ],
+    metric: Annotated[
+        str, typer.Option("--metric", help="Metric to plot.", metavar="NAME")
+    ] = "latency_ms",
+    stat: Annotated[
+        str,
+        typer.Option("--stat", help="Statistic per bucket: mean, p50, p95, p99, max, per_second…"),
+    ] = "mean",
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Window start: a duration back from now (default 6h) or an instant."
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Window end, an instant (default now).", metavar="TIME"),
+    ] = None,
+    step: Annotated[
+        str | None, typer.Option("--step", help="Bucket length (5m, 30s; default: 60 buckets).")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Where the points are: production (default) or a source of mvc.yaml.",
+            metavar="NAME",
+        ),
+    ] = None,
+    as_json: bool = JsonOption,
+) -> None:
+    """Draw each arm of a channel over time, with the channel's moves marked (needs matplotlib).
+
+    Examples:
+      mvc metrics plot bert prod -o latency.png
+      mvc metrics plot bert prod --metric latency_ms --stat p99 --since 24h --step 15m -o p99.png
+      mvc metrics plot bert prod --metric error --since 2h -o errors.png --json
+    """
+    from mvc.ops.plot import plot_channel
+
+    repo = open_repo(ctx)
+    result = plot_channel(
+        repo,
+        model,
+        channel,
+        output,
+        metric=metric,
+        statistic=stat,
+        since=since,
+        until=until,
+        step=step,
+        source=source,
+    )
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(result.to_json())
+        return
+    arms = ", ".join(f"{a.arm} ({a.points:,} points)" for a in result.arms)
+    out.info(
+        f"wrote {output}: {result.metric} {result.statistic} of {arms}, "
+        f"{len(result.moves)} channel move{'s' if len(result.moves) != 1 else ''} marked"
+    )
+
+
 #: The subcommands of ``mvc metrics``, in help order.
-COMMANDS: list[Callable[..., None]] = [log, show]
+COMMANDS: list[Callable[..., None]] = [log, show, compare, plot]
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from mvc.errors import PolicyError
+from mvc.policy.sources import SOURCES
 from mvc.policy.text import PolicyText, Section
 from mvc.yamltext import YamlProblem, load_yaml
 
@@ -24,7 +25,9 @@ T = TypeVar("T")
 POLICY_FILE = "mvc.yaml"
 
 #: Every section the policy file may have, in the order docs/policy.md describes them.
-SECTIONS: tuple[Section[object], ...] = ()
+SECTIONS: tuple[Section[object], ...] = (
+    SOURCES,  # type: ignore[assignment]  # a Section[T] is a Section[object] for reading
+)
 
 
 @dataclass(frozen=True)

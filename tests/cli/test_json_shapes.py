@@ -158,6 +158,35 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("fsck", "fsck")
     shapes("gc-dry-run", "gc", "--grace", "0s", "--dry-run")
     shapes("gc", "gc", "--grace", "0s")
+    # Last before the damage below: these commands move the shared clock for what follows.
+    at = ("--at", "2026-04-05T06:00:00Z")
+    for arm, value in (("a", 230), ("a", 212), ("b", 180), ("b", 190)):
+        cli("metrics", "log", "bert@prod", "--arm", arm, f"latency_ms={value}", *at)
+    since = ("--since", "2026-04-05T05:00")
+    shapes(
+        "metrics-compare",
+        "metrics",
+        "compare",
+        "bert@prod:a",
+        "bert@prod:b",
+        "--min-samples",
+        "2",
+        *since,
+    )
+    png = str(tmp / "latency.png")
+    shapes(
+        "metrics-plot",
+        "metrics",
+        "plot",
+        "bert",
+        "prod",
+        "--since",
+        "2026-04-05T05:59",
+        "--step",
+        "10m",
+        "-o",
+        png,
+    )
     first = cli("log", "bert@v1.0.0", "-n", "1", "--json").json()[0]["id"]
     damaged = root / ".mvc" / "objects" / first[:2] / first[2:]
     damaged.write_bytes(damaged.read_bytes()[:-1] + b"!")  # the v1.0.0 version object itself

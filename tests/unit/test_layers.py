@@ -47,6 +47,7 @@ PLACES = {
     "mvc": "package",
     "mvc.api": "api",
     "mvc.router": "serving",
+    "mvc.metrics.exposition": "serving",  # prometheus_client metrics labelled from RouteDecisions
     "mvc.exports.*": "serving",
     "mvc.gateway.*": "serving",  # mvc serve: the HTTP gateway in front of inference servers
     "mvc.audit": "serving",  # the decision log; routing replayed at an instant
@@ -63,6 +64,7 @@ PLACES = {
     "mvc.tensors": "infrastructure",  # tensors read from files and from the store
     "mvc.storage.*": "infrastructure",
     "mvc.worktree.*": "infrastructure",
+    "mvc.metrics.prometheus": "infrastructure",  # a Prometheus server as a metric source (HTTP)
     "mvc.versioning": "domain",
     "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
@@ -77,6 +79,8 @@ PLACES = {
     "mvc.paths": "domain",
     "mvc.progress": "domain",
     "mvc.yamltext": "domain",  # the one bounded YAML loader
+    "mvc.metrics.series": "domain",  # a metric bucketed over time, read through MetricSource
+    "mvc.metrics.compare": "domain",  # Welch's t-test and the two-proportion test, via scipy
     "mvc.policy": "domain",  # the policy file, mvc.yaml: sections, conditions
     "mvc.policy.*": "domain",
     "mvc.metrics": "package",  # version-tagged metrics; lazy re-export of record/Recorder
