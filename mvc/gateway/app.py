@@ -59,6 +59,7 @@ from mvc.gateway.protocols import (
     with_model,
 )
 from mvc.gateway.telemetry import Outcome, Sink, Telemetry
+from mvc.metrics.recorder import Recorder
 from mvc.ops.channels import channel_ref, load_names
 from mvc.ops.deploy import resolve_target, split_target
 from mvc.repo import Repo
@@ -317,7 +318,8 @@ class Gateway:
         self.config = config
         self.routes = {r.name: RouteState(repo, r) for r in config.routes}
         log = DecisionLog(config.decision_log) if config.decision_log else None
-        self.telemetry = Telemetry(decision_log=log, sinks=sinks)
+        store = Recorder(repo) if config.metric_store else None
+        self.telemetry = Telemetry(decision_log=log, store=store, sinks=sinks)
         self._now = clock or (lambda: datetime.now(UTC))
         self._client: httpx.AsyncClient | None = None
         self._shadow_pending = 0  # copies in flight (touched on the event loop only)

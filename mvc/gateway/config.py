@@ -9,6 +9,7 @@ Shape (docs/serving.md has the full reference)::
     poll_interval: 1s            # how often channels are re-read: the bound on seeing a move
     timeout: 30s                 # per upstream request
     decision_log: decisions.jsonl
+    metric_store: true           # outcomes into the store's metric database (buffered)
     shadow: {concurrency: 16, timeout: 10s}
     routes:
       bert:                      # the name clients use: Triton model name, OpenAI model, /bert/…
@@ -38,7 +39,7 @@ HEADER, COOKIE = "header", "cookie"
 NO_KEY_STABLE, NO_KEY_RANDOM = "stable", "random"
 PIN_HEADER = "X-Model-Version"
 
-_TOP = ("poll_interval", "timeout", "decision_log", "shadow", "routes")
+_TOP = ("poll_interval", "timeout", "decision_log", "metric_store", "shadow", "routes")
 _ROUTE = (
     "model",
     "channel",
@@ -106,6 +107,7 @@ class GatewayConfig:
     poll_interval: float = 1.0
     timeout: float = 30.0
     decision_log: str | None = None
+    metric_store: bool = True  # record every outcome in the store's metric database
     shadow_concurrency: int = 16
     shadow_timeout: float = 10.0
 
@@ -215,6 +217,7 @@ def parse_config(text: str, source: str) -> GatewayConfig:
         poll_interval=ctx.duration("poll_interval", raw.get("poll_interval", 1.0)),
         timeout=ctx.duration("timeout", raw.get("timeout", 30.0)),
         decision_log=ctx.string("decision_log", log) if log is not None else None,
+        metric_store=ctx.boolean("metric_store", raw.get("metric_store", True)),
         shadow_concurrency=ctx.integer(
             "shadow.concurrency", shadow.get("concurrency", 16), minimum=1
         ),

@@ -1,15 +1,19 @@
 """What the gateway records about each request: latency and status against model, version,
-channel and arm, for the arm that answered and for every shadow that got a copy.
+channel and arm, for the arm that answered and for every shadow that got a copy (arm=shadow,
+the shadow's version).
 
-Three places, each optional except the first:
-
-- Prometheus metrics in the gateway's own registry, served at ``/metrics`` (text format):
-  ``mvc_gateway_requests_total{model,version,channel,arm,status}``,
-  ``mvc_gateway_request_seconds{model,version,channel,arm}`` (a histogram),
-  ``mvc_gateway_shadow_agreement_total{model,version,channel,arm,agree}`` and
-  ``mvc_gateway_shadow_dropped_total{model,channel}`` (copies not sent: the bound was full);
-- sinks: callables given each ``Outcome`` (the metric store's buffered recorder is one);
-- the decision log (``mvc.audit.DecisionLog``), one JSON line per decision.
+- Prometheus, in the gateway's own registry, served at ``/metrics`` (text format): the series
+  ``mvc.metrics.exposition.PrometheusRecorder`` defines for all serving code
+  (``mvc_requests_total``, ``mvc_request_errors_total``, ``mvc_latency_ms`` labelled
+  ``model, version, channel, arm``), so the PromQL templates of ``mvc.yaml`` read the gateway
+  as they read any replica; and the gateway's own ``mvc_gateway_responses_total{...,status}``,
+  ``mvc_gateway_shadow_agreement_total{...,agree}`` and ``mvc_gateway_shadow_dropped_total``;
+- the store's metric database, through the buffered ``mvc.metrics.recorder.Recorder`` (a
+  request appends to a list; a background thread writes batches): ``latency_ms``, ``error``
+  (0/1), ``status`` and, for shadows, ``agree`` (0/1), so ``mvc metrics show/compare`` and
+  ``mvc guard`` read the gateway's traffic;
+- the decision log (``mvc.audit.DecisionLog``), one JSON line per decision;
+- any further sinks (callables given each ``Outcome``).
 
 Recording never raises into a request: a sink that fails is counted in
 ``mvc_gateway_sink_errors_total`` and the request goes on.
@@ -21,14 +25,16 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mvc.audit import DecisionLog, decision_line
+from mvc.metrics.exposition import PrometheusRecorder
 from mvc.router import RouteDecision
 
+if TYPE_CHECKING:
+    from mvc.metrics.recorder import Recorder
+
 SHADOW_ARM = "shadow"
-# Latency buckets (seconds): from a fast local model to a slow generation.
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -57,22 +63,22 @@ Sink = Callable[[Outcome], None]
 
 
 class Telemetry:
-    def __init__(self, *, decision_log: DecisionLog | None = None, sinks: Sequence[Sink] = ()):
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+    def __init__(
+        self,
+        *,
+        decision_log: DecisionLog | None = None,
+        store: Recorder | None = None,
+        sinks: Sequence[Sink] = (),
+    ) -> None:
+        from prometheus_client import CollectorRegistry, Counter
 
         self.registry = CollectorRegistry(auto_describe=True)
+        self.prometheus = PrometheusRecorder(self.registry)
         labels = ("model", "version", "channel", "arm")
-        self._requests = Counter(
-            "mvc_gateway_requests",
-            "Requests answered through the gateway (shadows included, arm=shadow).",
+        self._responses = Counter(
+            "mvc_gateway_responses",
+            "Upstream answers by status (0: none), shadows included (arm=shadow).",
             (*labels, "status"),
-            registry=self.registry,
-        )
-        self._seconds = Histogram(
-            "mvc_gateway_request_seconds",
-            "Upstream latency as the gateway saw it.",
-            labels,
-            buckets=BUCKETS,
             registry=self.registry,
         )
         self._agreement = Counter(
@@ -91,32 +97,58 @@ class Telemetry:
             "mvc_gateway_sink_errors", "Outcomes a sink failed to take.", registry=self.registry
         )
         self.decision_log = decision_log
+        self.store = store
         self.sinks = list(sinks)
         self._lock = threading.Lock()
 
     def record(self, outcome: Outcome) -> None:
-        decision = outcome.decision
+        decision = outcome.decision  # a shadow's: its arm is the shadow arm
         labels = (decision.model, decision.version, decision.channel, outcome.arm)
-        self._requests.labels(*labels, str(outcome.status)).inc()
-        self._seconds.labels(*labels).observe(outcome.latency_ms / 1000.0)
+        self.prometheus.observe(decision, latency_ms=outcome.latency_ms, error=outcome.error)
+        self._responses.labels(*labels, str(outcome.status)).inc()
+        agree: float | None = None
         if outcome.shadow:
-            agree = "unknown" if outcome.agree is None else str(outcome.agree).lower()
-            self._agreement.labels(*labels, agree).inc()
+            said = "unknown" if outcome.agree is None else str(outcome.agree).lower()
+            self._agreement.labels(*labels, said).inc()
+            agree = None if outcome.agree is None else float(outcome.agree)
         elif self.decision_log is not None:
-            self.decision_log.write(
-                decision_line(
-                    decision,
-                    when=outcome.when,
-                    pin=outcome.pin,
-                    status=outcome.status,
-                    latency_ms=outcome.latency_ms,
-                )
+            line = decision_line(
+                decision,
+                when=outcome.when,
+                pin=outcome.pin,
+                status=outcome.status,
+                latency_ms=outcome.latency_ms,
             )
+            self._safely(self.decision_log.write, line)
+        if self.store is not None:
+            self._safely(self._to_store, self.store, outcome, agree)
         for sink in self.sinks:
-            try:
-                sink(outcome)
-            except Exception:  # a failing sink must not fail the request it records
-                self._sink_errors.inc()
+            self._safely(sink, outcome)
+
+    @staticmethod
+    def _to_store(store: Recorder, outcome: Outcome, agree: float | None) -> None:
+        at = outcome.when.timestamp()
+        error = 1.0 if outcome.error else 0.0
+        status = float(outcome.status)
+        if agree is None:
+            store.record(
+                outcome.decision, at=at, latency_ms=outcome.latency_ms, error=error, status=status
+            )
+        else:
+            store.record(
+                outcome.decision,
+                at=at,
+                latency_ms=outcome.latency_ms,
+                error=error,
+                status=status,
+                agree=agree,
+            )
+
+    def _safely(self, action: Callable[..., object], *args: object) -> None:
+        try:
+            action(*args)
+        except Exception:  # a failing sink must not fail the request it records
+            self._sink_errors.inc()
 
     def dropped(self, model: str, channel: str) -> None:
         self._dropped.labels(model, channel).inc()
@@ -127,11 +159,8 @@ class Telemetry:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
+        """Flush the metric store's pending points and close the decision log."""
+        if self.store is not None:
+            self._safely(self.store.close)
         if self.decision_log is not None:
             self.decision_log.close()
-
-
-def sample(registry: Any, name: str, labels: dict[str, str]) -> float | None:
-    """One sample's value from a registry (for tests and the benchmark)."""
-    value = registry.get_sample_value(name, labels)
-    return None if value is None else float(value)

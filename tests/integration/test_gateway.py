@@ -20,6 +20,8 @@ from gatewayfix import OpenAI, Plain, Server, Triton, upstreams
 from mvc.errors import PolicyError
 from mvc.gateway.app import Gateway, open_gateway
 from mvc.gateway.config import parse_config
+from mvc.metrics.model import Query
+from mvc.metrics.sqlite import MetricsDB
 from mvc.ops import deploy as ops
 from mvc.router import Router
 
@@ -34,6 +36,7 @@ def gateway_for(st: Store, text: str, **kw: Any) -> Gateway:
 class Running:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.stopped = False
         self.server = Server(gateway.app())
         self.url = self.server.url
         self.client = httpx.Client(
@@ -41,8 +44,10 @@ class Running:
         )
 
     def stop(self) -> None:
-        self.client.close()
-        self.server.stop()
+        if not self.stopped:
+            self.stopped = True
+            self.client.close()
+            self.server.stop()
 
     def many(self, requests: list[dict[str, Any]], concurrency: int = 32) -> list[httpx.Response]:
         """Send requests concurrently (method, url, headers, json) and return the responses."""
@@ -205,16 +210,28 @@ def test_a_shadow_never_answers_and_both_outcomes_are_recorded(
     gw.wait_shadows(200, shadows_seen)
     assert tritons[2].hits["6"] == 200  # every request mirrored
     assert shadows_seen() == 200  # v1.6.0 answers x*6, stable x*4: they disagree
-    assert registry.get_sample_value("mvc_gateway_request_seconds_count", shadow_labels) == 200
+    assert registry.get_sample_value("mvc_latency_ms_count", shadow_labels) == 200
     stable_labels = {**shadow_labels, "version": st.ids["bert@v1.4.0"], "arm": "stable"}
     assert (
-        registry.get_sample_value("mvc_gateway_requests_total", {**stable_labels, "status": "200"})
+        registry.get_sample_value("mvc_gateway_responses_total", {**stable_labels, "status": "200"})
         == 200
     )
     text = gw.client.get("/metrics").text
-    assert 'mvc_gateway_requests_total{arm="stable",channel="prod"' in text
+    assert 'mvc_requests_total{arm="stable",channel="prod"' in text
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(lines) == 200 and {line["arm"] for line in lines} == {"stable"}
+    gw.stop()  # the lifespan's end flushes the metric store's buffered points
+    with MetricsDB.open(st.repo) as db:
+        stable = db.summary(Query(M, "latency_ms", channel=C, arm="stable"))
+        shadow_agree = db.summary(Query(M, "agree", channel=C, arm="shadow"))
+        status = db.summary(Query(M, "status", channel=C, arm="stable"))
+        errors = db.summary(
+            Query(M, "error", channel=C, arm="shadow", version=st.ids["bert@v1.6.0"])
+        )
+    assert stable.count == 200 and stable.min is not None and stable.min > 0
+    assert (shadow_agree.count, shadow_agree.mean) == (200, 0.0)
+    assert (status.min, status.max) == (200.0, 200.0)
+    assert (errors.count, errors.mean) == (200, 0.0)
     assert set(lines[0]) == {
         "time", "model", "channel", "key", "record", "arm", "version", "adapter", "pin",
         "status", "latency_ms",
@@ -328,7 +345,8 @@ def test_an_upstream_that_does_not_answer_is_a_502_and_recorded(st, running) -> 
     assert response.status_code == 502 and response.headers["X-Model-Arm"] == "stable"
     labels = {"model": M, "channel": C, "version": st.ids["bert@v1.4.0"], "arm": "stable"}
     registry = gw.gateway.telemetry.registry
-    assert registry.get_sample_value("mvc_gateway_requests_total", {**labels, "status": "0"}) == 1
+    assert registry.get_sample_value("mvc_gateway_responses_total", {**labels, "status": "0"}) == 1
+    assert registry.get_sample_value("mvc_request_errors_total", labels) == 1
 
 
 @pytest.mark.parametrize(
