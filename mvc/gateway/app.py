@@ -193,9 +193,11 @@ class RouteState:
         return served_name(f"{record.channel}-{label}")
 
     def refresh(self) -> bool:
-        """Re-read the channel (and the file's version texts); True if the channel moved."""
+        """Re-read the channel; True if it moved. A move rebuilds the view (the file's version
+        texts resolved again, Triton numbers and served names recomputed); pins are resolved
+        again after every look, so a new tag that a range now matches is seen."""
         moved = self.router.refresh()
-        view = self._build(self.router.record)
+        view = self._build(self.router.record) if moved else self.view
         with self._lock:
             self.view = view
             self._pins.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 import time
@@ -371,3 +372,63 @@ def test_config_errors_name_file_and_line(text: str, message: str) -> None:
     with pytest.raises(PolicyError) as caught:
         parse_config(text, "serve.yaml")
     assert caught.value.message.startswith(message), caught.value.message
+
+
+def test_mvc_serve_runs_the_gateway_and_sees_a_rollback_without_a_restart(
+    st, tritons, tmp_path, mvc_env
+) -> None:
+    """The real command in its own process: `mvc serve serve.yaml --port P`."""
+    import subprocess
+    import sys
+
+    ops.set_channel(st.repo, M, C, "v1.4.0")
+    ops.deploy_canary(st.repo, M, C, "v1.5.0", 50)
+    config = tmp_path / "serve.yaml"
+    config.write_text(triton_config(tritons))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvc", "-C", st.root, "serve", str(config), "--port", str(port)],
+        env={**os.environ, **mvc_env},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "mvc serve did not start"
+                )
+                time.sleep(0.1)
+        keys = [f"user-{i}" for i in range(60)]
+        with httpx.Client(base_url=url) as client:
+            arms = {client.post(**triton_request(k)).headers["X-Model-Arm"] for k in keys}
+            assert arms == {"stable", "canary"}
+            ops.rollback(st.repo, M, C)
+            time.sleep(0.1 + 0.5)  # poll_interval, plus the read
+            arms = {client.post(**triton_request(k)).headers["X-Model-Arm"] for k in keys}
+            assert arms == {"stable"}
+            assert "mvc_requests_total" in client.get("/metrics").text
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "serving bert (bert prod, triton)" in err
+
+
+def test_mvc_serve_refuses_a_bad_file_with_its_line(st, cli, tmp_path) -> None:
+    bad = tmp_path / "serve.yaml"
+    bad.write_text(
+        "routes:\n  bert:\n    channel: prod\n    protocol: grpc\n    upstream: http://x\n"
+    )
+    result = cli("-C", st.root, "serve", str(bad), expect=2)
+    assert "serve.yaml:4: routes.bert.protocol: 'grpc' is not one of" in result.stderr
+    missing = tmp_path / "other.yaml"
+    missing.write_text("routes:\n  bert:\n    channel: nope\n    upstream: http://127.0.0.1:9\n")
+    result = cli("-C", st.root, "serve", str(missing), expect=1)
+    assert "channel 'nope' of 'bert' does not exist" in result.stderr
