@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -27,7 +28,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 
@@ -158,7 +159,14 @@ class OpenAI(Upstream):
             self.hits[model] += 1
             self.bodies.append(body)
             created = time.time_ns()  # differs per call, as real servers' ids and times do
-            if request.url.path.endswith("/chat/completions"):
+            chat = request.url.path.endswith("/chat/completions")
+            if body.get("stream"):
+                prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+                return StreamingResponse(
+                    _stream(model, f"{model}: {prompt}", created, chat),
+                    media_type="text/event-stream",
+                )
+            if chat:
                 prompt = body["messages"][-1]["content"]
                 choice: dict[str, Any] = {
                     "index": 0,
@@ -185,6 +193,20 @@ class OpenAI(Upstream):
                 Route("/v1/chat/completions", complete, methods=["POST"]),
             ]
         )
+
+
+async def _stream(model: str, text: str, created: int, chat: bool) -> Any:
+    """vLLM's server-sent events: one chunk per word, then ``data: [DONE]``."""
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    for n, word in enumerate(text.split(" ")):
+        piece = word if n == 0 else " " + word
+        choice: dict[str, Any] = {"index": 0, "finish_reason": None}
+        choice.update({"delta": {"content": piece}} if chat else {"text": piece})
+        chunk = {"id": f"cmpl-{created}", "object": kind, "created": created, "model": model,
+                 "choices": [choice]}  # fmt: skip
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        await asyncio.sleep(0.01)
+    yield b"data: [DONE]\n\n"
 
 
 class Plain(Upstream):

@@ -78,6 +78,8 @@ RECORD_HEADER = "X-Model-Record"
 PINNED_ARM = "pinned"
 # Hop-by-hop headers (RFC 9110 7.6.1) and those the HTTP client recomputes.
 _DROP = {
+    "date",  # uvicorn writes its own date and server
+    "server",
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -89,9 +91,6 @@ _DROP = {
     "host",
     "content-length",
 }
-
-
-_TIMED_OUT: list[tuple[str, str]] = [("x-mvc-gateway", "timeout")]
 
 
 class GatewayError(Exception):
@@ -120,6 +119,21 @@ class View:
     record: Record
     places: dict[Target, Place]
     names: dict[Target, str]
+
+
+@dataclass
+class Answer:
+    """An upstream's answer: status (0: none), headers, the body read, or the open stream."""
+
+    status: int
+    data: bytes
+    headers: list[tuple[str, str]]
+    started: float
+    timed_out: bool = False
+    stream: httpx.Response | None = None
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
 
 
 @dataclass
@@ -337,8 +351,10 @@ class Gateway:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(self.config.poll_interval)
-            with contextlib.suppress(MvcError, OSError):  # a failed read: try again next tick
+            try:
                 await asyncio.to_thread(self.refresh)
+            except Exception:  # a failed read must not stop the polling: try again next tick
+                self.telemetry.refresh_failed()
 
     # --- the application ----------------------------------------------------------------------
 
@@ -498,24 +514,29 @@ class Gateway:
         primary: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
         for shadow, place in chosen.shadows:
             self._mirror(state, shadow, place, method, path_of, body_for, body, headers, primary)
-        status, data, upstream_headers = await self._call(
+        answer = await self._call(
             chosen.decision, chosen.place, method, path_of, body_for, body, headers, chosen.pin
         )
-        if not primary.done():
-            primary.set_result((status, data))
-        if status == 0:  # no answer: the gateway says why (504 timed out, 502 otherwise)
-            timed_out = upstream_headers == _TIMED_OUT
+        served = self._served_headers(chosen)
+        if answer.status == 0:  # no answer: the gateway says why (504 timed out, 502 otherwise)
+            if not primary.done():
+                primary.set_result((0, answer.data))
             return Response(
-                data,
-                status_code=504 if timed_out else 502,
+                answer.data,
+                status_code=504 if answer.timed_out else 502,
                 media_type="application/json",
-                headers=self._served_headers(chosen),
+                headers=served,
             )
-        out = [(k, v) for k, v in upstream_headers if k.lower() not in _DROP]
-        response = Response(data, status_code=status)
-        for k, v in out:
-            response.headers.append(k, v)
-        for k, v in self._served_headers(chosen).items():
+        passed = {k: v for k, v in answer.headers if k.lower() not in _DROP}
+        if answer.stream is not None:
+            return self._streamed(chosen, answer, primary, {**passed, **served})
+        if not primary.done():
+            primary.set_result((answer.status, answer.data))
+        response = Response(answer.data, status_code=answer.status)
+        for k, v in answer.headers:
+            if k.lower() not in _DROP:
+                response.headers.append(k, v)
+        for k, v in served.items():
             response.headers[k] = v
         return response
 
@@ -541,35 +562,87 @@ class Gateway:
         *,
         shadow: bool = False,
         timeout: float | None = None,
-    ) -> tuple[int, bytes, list[tuple[str, str]]]:
-        """One upstream call, recorded; status 0 (and an error body) when there is no answer."""
+    ) -> Answer:
+        """One upstream call; status 0 (and an error body) when there is no answer. A primary
+        call is recorded here unless its answer streams (``text/event-stream``: recorded when
+        the stream ends); a shadow's by its caller."""
         import httpx
 
         assert self._client is not None
         url = place.url + path_of(place)
         started = time.perf_counter()
-        status, data, answer_headers = 0, b"", []
+        answer = Answer(0, b"", [], started)
         try:
-            response = await self._client.request(
+            request = self._client.build_request(
                 method,
                 url,
                 content=body_for(place, body) if body else None,
                 headers=headers,
                 timeout=timeout if timeout is not None else self.config.timeout,
             )
-            status, data = response.status_code, response.content
-            answer_headers = list(response.headers.multi_items())
+            try:
+                upstream = await self._client.send(request, stream=True)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # A kept-alive connection the upstream closed as we reused it (servers drop
+                # idle ones after a few seconds): nothing was answered; once more, afresh.
+                upstream = await self._client.send(request, stream=True)
+            answer.status = upstream.status_code
+            answer.headers = list(upstream.headers.multi_items())
+            streams = upstream.headers.get("content-type", "").startswith("text/event-stream")
+            if streams and not shadow:
+                answer.stream = upstream
+                return answer
+            try:
+                answer.data = await upstream.aread()
+            finally:
+                await upstream.aclose()
         except httpx.TimeoutException:
-            data = b'{"error":"the upstream did not answer in time"}'
-            answer_headers = _TIMED_OUT
+            answer.data = b'{"error":"the upstream did not answer in time"}'
+            answer.status, answer.timed_out = 0, True
         except httpx.HTTPError as exc:
-            data = json.dumps(
+            answer.data = json.dumps(
                 {"error": f"the upstream did not answer: {type(exc).__name__}"}
             ).encode()
-        latency = (time.perf_counter() - started) * 1000.0
+            answer.status = 0
         if not shadow:
-            self.telemetry.record(Outcome(decision, status, latency, self._now(), pin))
-        return status, data, answer_headers
+            self.telemetry.record(
+                Outcome(decision, answer.status, answer.elapsed_ms(), self._now(), pin)
+            )
+        return answer
+
+    def _streamed(
+        self,
+        chosen: Chosen,
+        answer: Answer,
+        primary: asyncio.Future[tuple[int, bytes]],
+        headers: dict[str, str],
+    ) -> Response:
+        """Pass an event stream (``stream: true`` completions) through as it comes; record it,
+        and give shadows its bytes, when it ends."""
+        import httpx
+        from starlette.responses import StreamingResponse
+
+        upstream = answer.stream
+        assert upstream is not None
+        seen: list[bytes] = []
+
+        async def relay() -> AsyncIterator[bytes]:
+            status = answer.status
+            try:
+                async for chunk in upstream.aiter_raw():
+                    seen.append(chunk)
+                    yield chunk
+            except httpx.HTTPError:
+                status = 0  # cut off mid-stream: recorded as no answer
+            finally:
+                await upstream.aclose()
+                if not primary.done():
+                    primary.set_result((status, b"".join(seen)))
+                self.telemetry.record(
+                    Outcome(chosen.decision, status, answer.elapsed_ms(), self._now(), chosen.pin)
+                )
+
+        return StreamingResponse(relay(), status_code=answer.status, headers=headers)
 
     def _mirror(
         self,
@@ -592,23 +665,26 @@ class Gateway:
 
         async def run() -> None:
             try:
-                started = time.perf_counter()
-                status, data, _ = await self._call(
+                answer = await self._call(
                     decision, place, method, path_of, body_for, body, headers, None,
                     shadow=True, timeout=timeout,
                 )  # fmt: skip
-                latency = (time.perf_counter() - started) * 1000.0
+                latency = answer.elapsed_ms()
+                agreed: bool | None = None  # unknown: the answering arm had no answer in time
                 try:
                     their_status, their_data = await asyncio.wait_for(
                         asyncio.shield(primary), timeout
                     )
-                    agreed: bool | None = status != 0 and agree(
-                        protocol, status, data, their_status, their_data
-                    )
+                    if their_status != 0:
+                        agreed = answer.status != 0 and agree(
+                            protocol, answer.status, answer.data, their_status, their_data
+                        )
                 except TimeoutError:
-                    agreed = None
+                    pass
                 self.telemetry.record(
-                    Outcome(decision, status, latency, self._now(), shadow=True, agree=agreed)
+                    Outcome(
+                        decision, answer.status, latency, self._now(), shadow=True, agree=agreed
+                    )
                 )
             finally:
                 self._shadow_pending -= 1

@@ -52,9 +52,39 @@ def _loads(body: bytes) -> Any:
         return None
 
 
+def _events(body: bytes) -> list[Any] | None:
+    """The JSON events of a server-sent event stream (``data: {...}`` lines), or None."""
+    if not body.startswith(b"data:"):
+        return None
+    events = []
+    for line in body.splitlines():
+        if line.startswith(b"data:") and line[5:].strip() != b"[DONE]":
+            events.append(_loads(line[5:].strip()))
+    return events
+
+
+def _streamed_text(events: list[Any]) -> list[Any]:
+    """Each choice's text, joined over a stream's chunks (``text`` or ``delta.content``)."""
+    texts: dict[int, str] = {}
+    for event in events:
+        for choice in event.get("choices", []) if isinstance(event, dict) else []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
+            index = choice.get("index", 0)
+            texts[index] = texts.get(index, "") + (piece if isinstance(piece, str) else "")
+    return [texts[i] for i in sorted(texts)]
+
+
 def top_output(protocol: str, body: bytes) -> Any:
     """What must match for two answers to agree (the bytes, when the body is not the JSON the
-    protocol documents)."""
+    protocol documents). An OpenAI-style event stream (``stream: true``) compares its joined
+    choice texts, so a streamed answer agrees with the same answer in one piece."""
+    if protocol == OPENAI:
+        events = _events(body)
+        if events is not None:
+            return _streamed_text(events)
     value = _loads(body)
     if protocol == TRITON and isinstance(value, dict) and isinstance(value.get("outputs"), list):
         return [

@@ -93,6 +93,11 @@ class Telemetry:
             ("model", "channel"),
             registry=self.registry,
         )
+        self._refresh_errors = Counter(
+            "mvc_gateway_refresh_errors",
+            "Channel re-reads that failed (the routes keep their last view; retried next tick).",
+            registry=self.registry,
+        )
         self._sink_errors = Counter(
             "mvc_gateway_sink_errors", "Outcomes a sink failed to take.", registry=self.registry
         )
@@ -149,6 +154,9 @@ class Telemetry:
             action(*args)
         except Exception:  # a failing sink must not fail the request it records
             self._sink_errors.inc()
+
+    def refresh_failed(self) -> None:
+        self._refresh_errors.inc()
 
     def dropped(self, model: str, channel: str) -> None:
         self._dropped.labels(model, channel).inc()

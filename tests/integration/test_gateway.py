@@ -199,6 +199,9 @@ def test_a_shadow_never_answers_and_both_outcomes_are_recorded(
     )
     answers = gw.many([triton_request(f"k{i}") for i in range(200)])
     assert {r.headers["X-Model-Arm"] for r in answers} == {"stable"}
+    assert {r.status_code for r in answers} == {200}, [
+        r.text for r in answers if r.status_code != 200
+    ][:3]
     assert {r.json()["model_version"] for r in answers} == {"4"}  # never the shadow's answer
     registry = gw.gateway.telemetry.registry
     shadow_labels = {"model": M, "channel": C, "version": st.ids["bert@v1.6.0"], "arm": "shadow"}
@@ -432,3 +435,38 @@ def test_mvc_serve_refuses_a_bad_file_with_its_line(st, cli, tmp_path) -> None:
     missing.write_text("routes:\n  bert:\n    channel: nope\n    upstream: http://127.0.0.1:9\n")
     result = cli("-C", st.root, "serve", str(missing), expect=1)
     assert "channel 'nope' of 'bert' does not exist" in result.stderr
+
+
+def test_a_streamed_completion_passes_through_as_it_comes_and_its_shadow_is_compared(
+    st, running
+) -> None:
+    with upstreams(OpenAI("stable", ("prod-stable",)), OpenAI("shadow", ("prod-shadow",))) as (
+        stable,
+        shadow,
+    ):
+        ops.set_channel(st.repo, M, C, "v1.4.0 + sql-lora@v1.3.0")
+        ops.deploy_shadow(st.repo, M, C, "v1.4.0 + sql-lora@v1.4.0")
+        config = (
+            "routes:\n  sql:\n    model: bert\n    channel: prod\n    protocol: openai\n"
+            f"    versions:\n      v1.4.0 + sql-lora@v1.3.0: {{url: {stable.url}}}\n"
+            f"      v1.4.0 + sql-lora@v1.4.0: {{url: {shadow.url}}}\n"
+        )
+        gw = running(gateway_for(st, config))
+        body = {"model": "sql", "prompt": "one two three four", "stream": True}
+        with gw.client.stream("POST", "/v1/completions", json=body) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["X-Model-Arm"] == "stable"
+            chunks = [c for c in response.iter_raw() if c]
+        assert len(chunks) > 1  # not buffered into one piece
+        events = [json.loads(line[5:]) for line in b"".join(chunks).splitlines()
+                  if line.startswith(b"data: {")]  # fmt: skip
+        assert "".join(e["choices"][0]["text"] for e in events) == "prod-stable: one two three four"
+        registry = gw.gateway.telemetry.registry
+        labels = {"model": M, "channel": C, "version": st.ids["bert@v1.4.0"], "arm": "shadow"}
+        sample = lambda: registry.get_sample_value(  # noqa: E731
+            "mvc_gateway_shadow_agreement_total", {**labels, "agree": "false"}
+        )
+        gw.wait_shadows(1, sample)
+        assert sample() == 1  # "prod-shadow: …" is not "prod-stable: …"
+        stable_labels = {**labels, "arm": "stable"}
+        assert registry.get_sample_value("mvc_requests_total", stable_labels) == 1
