@@ -70,7 +70,9 @@ def serving(app: Any) -> Iterator[Server]:
         server.stop()
 
 
-async def _delay(request: Request) -> None:
+async def _delay(request: Request, upstream: Upstream | None = None) -> None:
+    if upstream is not None:
+        upstream.received += 1
     seconds = float(request.query_params.get("delay") or request.headers.get("x-delay") or 0)
     if seconds:
         await asyncio.sleep(seconds)
@@ -80,6 +82,7 @@ class Upstream:
     def __init__(self, name: str) -> None:
         self.name = name
         self.hits: Counter[str] = Counter()
+        self.received = 0  # requests that arrived (counted before any delay)
         self.bodies: list[Any] = []
         self.server: Server | None = None
 
@@ -102,7 +105,7 @@ class Triton(Upstream):
 
     def app(self) -> Starlette:
         async def infer(request: Request) -> JSONResponse:
-            await _delay(request)
+            await _delay(request, self)
             name, number = request.path_params["name"], int(request.path_params["n"])
             if name != self.model or number not in self.numbers:
                 return JSONResponse(
@@ -143,7 +146,7 @@ class OpenAI(Upstream):
 
     def app(self) -> Starlette:
         async def complete(request: Request) -> JSONResponse:
-            await _delay(request)
+            await _delay(request, self)
             body = await request.json()
             model = body.get("model")
             if model not in self.models:
@@ -218,7 +221,7 @@ class Plain(Upstream):
 
     def app(self) -> Starlette:
         async def any_path(request: Request) -> JSONResponse:
-            await _delay(request)
+            await _delay(request, self)
             self.hits[request.url.path] += 1
             body = await request.body()
             return JSONResponse(

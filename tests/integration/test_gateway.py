@@ -74,6 +74,15 @@ class Running:
             time.sleep(0.05)
 
 
+def wait_for_record(client: httpx.Client, record: str | None, timeout: float = 20) -> float:
+    """Seconds until /healthz shows ``record`` for route bert (the gateway's poller saw it)."""
+    started = time.monotonic()
+    while client.get("/healthz").json()["bert"]["record"] != record:
+        assert time.monotonic() - started < timeout, "the gateway never saw the move"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
 @pytest.fixture
 def running() -> Iterator[Any]:
     started: list[Running] = []
@@ -281,10 +290,15 @@ def test_a_rollback_is_seen_live_and_in_flight_requests_finish_on_their_arm(
             r=gw.client.post(**triton_request(canary_key, **{"X-Delay": "1.0"}))
         )
     )
+    received = tritons[1].received
     thread.start()
-    time.sleep(0.3)
-    ops.rollback(st.repo, M, C)
-    time.sleep(0.1 + 0.4)  # poll_interval 0.1s, plus the read
+    deadline = time.monotonic() + 20
+    while tritons[1].received == received:  # the canary's server has it: it is in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    moved = ops.rollback(st.repo, M, C).record.id
+    waited = wait_for_record(gw.client, moved)
+    assert waited < 5  # poll_interval is 0.1 s; the rest is this busy machine
     after = Counter(r.headers["X-Model-Arm"] for r in gw.many([triton_request(k) for k in keys]))
     assert after == {"stable": len(keys)}
     thread.join()
@@ -413,8 +427,8 @@ def test_mvc_serve_runs_the_gateway_and_sees_a_rollback_without_a_restart(
         with httpx.Client(base_url=url) as client:
             arms = {client.post(**triton_request(k)).headers["X-Model-Arm"] for k in keys}
             assert arms == {"stable", "canary"}
-            ops.rollback(st.repo, M, C)
-            time.sleep(0.1 + 0.5)  # poll_interval, plus the read
+            moved = ops.rollback(st.repo, M, C).record.id
+            assert wait_for_record(client, moved) < 5  # no restart: the poller saw it
             arms = {client.post(**triton_request(k)).headers["X-Model-Arm"] for k in keys}
             assert arms == {"stable"}
             assert "mvc_requests_total" in client.get("/metrics").text
