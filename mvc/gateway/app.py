@@ -219,6 +219,11 @@ class RouteState:
 
     # --- choosing -----------------------------------------------------------------------------
 
+    def pin_known(self, text: str) -> bool:
+        """Whether ``text`` is resolved already (choosing with it reads nothing)."""
+        with self._lock:
+            return text in self._pins
+
     def resolve_pin(self, text: str) -> Target:
         """The target a pin names (this is ``Router.route(key, version=...)``'s job once the
         Router has it; resolved against the store, cached until the next refresh)."""
@@ -499,8 +504,12 @@ class Gateway:
         key = state.key_of(request)
         if pin is not None and pin.strip() == "":
             pin = None
-        if pin is not None:
+        if pin is not None and not state.pin_known(pin.strip()):
+            # a pin not resolved since the last look at the channel: the store is read, off
+            # the event loop
             chosen = await asyncio.to_thread(state.choose, key, pin.strip())
+        elif pin is not None:
+            chosen = state.choose(key, pin.strip())
         else:
             chosen = state.choose(key, None)
         headers = [
