@@ -470,18 +470,32 @@ def route(
     path: Annotated[
         bool, typer.Option("--path", help="Also materialise and print the local folder.")
     ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Where the key was routed at this instant (ISO-8601, UTC unless a zone is "
+            "given), from the channel's history.",
+            metavar="TIME",
+        ),
+    ] = None,
     as_json: bool = JsonOption,
 ) -> None:
     """Print which arm serves each request key (sticky: the same key, the same arm).
 
-    Output per key: KEY LABEL VERSION [ADAPTER-VERSION] [PATH]
+    Output per key: KEY LABEL VERSION [ADAPTER-VERSION] [PATH]. With --at, which version
+    served the key at that instant (audit): the channel move in force then, and the same
+    bucket function as the Router, followed by the record's id and when it was made.
 
-    Example: mvc route bert prod --key user-42
+    Example: mvc route bert prod --key user-42 --at 2026-03-03T12:30:00Z
     """
     from mvc.router import Router
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if at is not None:
+        _route_at(repo, out, model, channel, key, at, path)
+        return
     router = Router(repo, model, channel)
     decisions = [router.route(k) for k in key]
     if as_json:
@@ -506,6 +520,31 @@ def route(
         out.line(" ".join(parts))
     for shadow in router.shadows:
         out.info(f"mirror a copy of each request to shadow {shadow.version[:12]}")
+
+
+def _route_at(
+    repo: Any, out: Output, model: str, channel: str, keys: list[str], at: str, path: bool
+) -> None:
+    from mvc.decisions import route_at
+
+    if path:
+        raise UsageError("--path and --at do not go together: --at answers from the history")
+    answers = [route_at(repo, model, channel, k, at) for k in keys]
+    if out.as_json:
+        rows = [answer.to_json() for answer in answers]
+        out.json(rows if len(rows) != 1 else rows[0])
+        return
+    for answer in answers:
+        decision = answer.decision
+        parts = [decision.key, decision.label, decision.version]
+        if decision.arm.adapter:
+            parts.append(decision.arm.adapter.version)
+        out.line(" ".join(parts))
+    first = answers[0]
+    out.info(
+        f"at {first.at}: record {first.decision.record[:12]} "
+        f"({first.action} -> {first.state}, made {first.since})"
+    )
 
 
 def export(

@@ -29,6 +29,7 @@ from mvc.cli import (
     lock,
     metrics,
     remotes,
+    serve,
     signing,
     versions,
 )
@@ -96,6 +97,7 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
     guard.register(app, wanted)
     metrics.register(app, wanted)
     archiving.register(app, wanted)
+    serve.register(app, wanted)
     return app
 
 

@@ -140,6 +140,7 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("deploy-ab", "deploy", "bert", "prod", "--ab", "v1.0.0=50,v1.1.0=50")
     shapes("channel-history", "channel", "history", "bert", "prod")
     shapes("channel-history-at", "channel", "history", "bert", "prod", "--at", "2026-04-05T06:08")
+    shapes("route-at", "route", "bert", "prod", "-k", "user-1", "--at", "2026-04-05T06:08")
     shapes("channel-set-adapter", "channel", "set", "bert", "adapted", "v1.1.0 + lora@main")
     shapes("route-adapter", "route", "bert", "adapted", "-k", "user-1")
     shapes("export", "export", "bert", "prod", "--format", "dir", "--to", str(tmp / "serve"))

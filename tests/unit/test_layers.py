@@ -49,6 +49,9 @@ PLACES = {
     "mvc.router": "serving",
     "mvc.metrics.exposition": "serving",  # prometheus_client metrics labelled from RouteDecisions
     "mvc.exports.*": "serving",
+    "mvc.gateway.*": "serving",  # mvc serve: the HTTP gateway in front of inference servers
+    "mvc.decisions": "serving",  # the decision log; routing replayed at an instant
+    "mvc.serving": "serving",  # several versions, and adapters, loaded at once in-process
     "mvc.ops.*": "ops",
     "mvc.specs": "resolution",
     "mvc.remotes": "resolution",
