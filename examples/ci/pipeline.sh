@@ -12,7 +12,7 @@ MODEL="${MODEL:-tiny-bert}"
 CHANNEL="${CHANNEL:-prod}"
 CANARY="${CANARY:-10}"
 SEED="${SEED:-$RANDOM}"
-: "${REMOTE_URL:?set REMOTE_URL to the team's mvc remote (s3://..., gs://..., or a folder)}"
+: "${REMOTE_URL:?set REMOTE_URL to the mvc remote of the team: s3://..., gs://..., or a folder}"
 json() { python -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 # A CI runner starts empty: make (or reuse) a store, and point it at the team's remote.
@@ -36,26 +36,36 @@ if [ "$version" = "None" ]; then
     exit 0
 fi
 
-tag=$(mvc tag "$MODEL" --bump auto --json | json "['tag']")
+# The first release is named by hand (v1.0.0); after that the evidence (weights, config,
+# interface) decides the level.
+if [ "$(mvc tag "$MODEL" --json | json "")" = "[]" ]; then
+    tag=v1.0.0
+    mvc tag "$MODEL" "$tag" -m "first release" --json > /dev/null
+else
+    tag=$(mvc tag "$MODEL" --bump auto --json | json "['tag']")
+fi
 echo "tagged $tag"
 mvc push origin "$MODEL"
 
-if mvc channel show "$MODEL" "$CHANNEL" --json >/dev/null 2>&1; then
-    mvc deploy "$MODEL" "$CHANNEL" "$tag" --canary "$CANARY" -m "CI: canary $tag" --json >/dev/null
-else
+if ! mvc channel show "$MODEL" "$CHANNEL" --json >/dev/null 2>&1; then
     mvc channel set "$MODEL" "$CHANNEL" "$tag" -m "CI: first release $tag" --json >/dev/null
+    mvc push origin "$MODEL"
+    echo "released $tag on $CHANNEL"
+    exit 0
 fi
+mvc deploy "$MODEL" "$CHANNEL" "$tag" --canary "$CANARY" -m "CI: canary $tag" --json >/dev/null
 mvc push origin "$MODEL"
 
-# The guard judges the canary against mvc.yaml's SLOs; schedule the same step every few minutes
-# (the example files do) so it advances 10 -> 25 -> 50 -> promote as traffic accumulates.
+# The guard judges the canary against the SLOs of mvc.yaml (examples/ci/mvc.yaml); schedule the
+# same step every few minutes (the example files do) so it advances 10 -> 25 -> 50 -> promote
+# as traffic accumulates.
 set +e
 mvc guard "$MODEL" "$CHANNEL" --advance --json > guard.json
 status=$?
 set -e
 case $status in
-    0) echo "guard: healthy (advanced where a step was due)" ;;
+    0) echo "guard: healthy (advanced where a step was due)"; mvc push origin "$MODEL" ;;
     21) echo "guard: not enough traffic yet; the scheduled job will judge it later" ;;
-    20) echo "guard: the canary broke an SLO and was rolled back"; cat guard.json; exit 20 ;;
+    20) echo "guard: the canary broke an SLO and was rolled back"; mvc push origin "$MODEL"; exit 20 ;;
     *) echo "guard failed with exit $status"; exit "$status" ;;
 esac

@@ -41,11 +41,12 @@ def pipeline(
 def test_two_runs_release_then_canary_and_the_guard_waits_for_traffic(tmp_path, mvc_env):
     remote = tmp_path / "team-remote"
     first_runner, second_runner = tmp_path / "runner-1", tmp_path / "runner-2"
-    first_runner.mkdir()
-    second_runner.mkdir()
+    for runner in (first_runner, second_runner):  # each a checkout of the model's repository
+        runner.mkdir()
+        (runner / "mvc.yaml").write_bytes((EXAMPLES / "mvc.yaml").read_bytes())
     first = pipeline(first_runner, remote, 1, mvc_env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "tagged v" in first.stdout
+    assert "tagged v1.0.0" in first.stdout and "released v1.0.0 on prod" in first.stdout
     # a fresh runner: the history comes from the remote, the new version is a canary
     second = pipeline(second_runner, remote, 2, mvc_env)
     assert second.returncode == 0, second.stdout + second.stderr
