@@ -14,6 +14,7 @@ a config never names files that are not there yet. Formats:
 - ``istio``: ``istio.yaml``, a ``DestinationRule`` (a subset per target) and a ``VirtualService``
   (weighted routes per arm, an ``X-Model-Version`` header match per version, ``mirror`` for a
   shadow), for a mesh in front of pods that load the files another format exported;
+- ``mlflow``: each arm as the MLflow model folder it was imported as (``MLmodel`` and all);
 - ``dir``: one plain folder per arm and ``routing.json``.
 
 What each server does with these files is in docs/deployment.md.
@@ -29,6 +30,7 @@ from mvc.exports.context import ExportContext, ExportOptions, ExportResult, serv
 from mvc.exports.folders import write_dir
 from mvc.exports.istio import write_istio
 from mvc.exports.kserve import write_kserve
+from mvc.exports.mlflow import write_mlflow
 from mvc.exports.sink import Sink, default_serve_root, is_url
 from mvc.exports.triton import write_triton
 from mvc.exports.vllm import write_vllm
@@ -45,6 +47,7 @@ WRITERS: dict[str, Callable[[ExportContext], None]] = {
     "kserve": write_kserve,
     "vllm": write_vllm,
     "istio": write_istio,
+    "mlflow": write_mlflow,
     "dir": write_dir,
 }
 FORMATS = tuple(WRITERS)

@@ -199,3 +199,29 @@ def test_mlmodel_parsing_refuses_what_is_not_an_mlmodel():
         parse_mlmodel("flavors: {}\nrun_id: '../../x'\n")
     facts = parse_mlmodel("flavors: {transformers: {}, python_function: {}}\nrun_id: r1\n")
     assert facts.flavors == ("python_function", "transformers") and facts.run_id == "r1"
+
+
+def test_export_mlflow_gives_back_a_folder_mlflow_loads(tracking, run_mvc, make_model, tmp_path):
+    mlflow = _mlflow()
+    store = tracking["store"]
+    imported = run_mvc(
+        "import", "mlflow", "models:/bert/1", "--tracking-uri", tracking["uri"], cwd=store
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert run_mvc("channel", "set", "bert", "prod", "main", cwd=store).returncode == 0
+    out = tmp_path / "exported"
+    done = run_mvc(
+        "export", "bert", "prod", "--format", "mlflow", "--to", str(out), "--json", cwd=store
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["details"]["flavors"]["stable"] == ["python_function"]
+    loaded = mlflow.pyfunc.load_model(str(out / "stable"))
+    assert loaded.metadata.run_id == tracking["run_id"]
+    # a version that is not an MLflow model is refused, not dressed up as one
+    make_model(store / "models" / "plain")
+    assert run_mvc("commit", "models/plain", "-m", "x", cwd=store).returncode == 0
+    assert run_mvc("channel", "set", "plain", "prod", "main", cwd=store).returncode == 0
+    refused = run_mvc(
+        "export", "plain", "prod", "--format", "mlflow", "--to", str(tmp_path / "p"), cwd=store
+    )
+    assert refused.returncode == 2 and "is not an MLflow model" in refused.stderr
