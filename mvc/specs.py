@@ -26,12 +26,17 @@ from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_mo
 from mvc.refs import RefStore
 from mvc.remotes import remote_names, tracking_refs
 from mvc.repo import Repo
-from mvc.versioning import highest_match, parse_range, parse_semver
+from mvc.versioning import (
+    RANGE_START,
+    highest_match,
+    looks_like_range,
+    parse_range,
+    parse_semver,
+)
 
 if TYPE_CHECKING:
     import semver
 
-RANGE_START = ("^", "~", "<", ">", "=")
 QUALIFIERS = ("branch", "tag", "channel", "id")
 _BACK = re.compile(r"^(?P<rev>.*?)~(?P<n>\d+)$")
 _RANGE_BACK = re.compile(r"^(?P<rev>.*[0-9A-Za-z*])~(?P<n>\d+)$")
@@ -270,6 +275,17 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
             raise NotFound(f"model {model!r} has no local branch {name!r}", hint=hint)
         return Resolved(model, value, "branch", name)
     if rev.startswith(RANGE_START):
+        name, version = resolve_range(repo, model, rev)
+        return Resolved(model, version, "range", name)
+    if looks_like_range(rev):
+        # 1, v2, 1.x, *, 1.0 - 1.4: a range, unless a branch, channel or id prefix has the name
+        named = _candidates(repo, model, rev, None)
+        if named:
+            listing = "; ".join(f"{c.kind} {c.name or rev} -> {short(c.version)}" for c in named)
+            raise AmbiguousSpec(
+                f"{model}@{rev} is ambiguous: a semver range, or {listing}",
+                hint=f"say which: {model}@{named[0].kind}={rev}, or {model}@={rev} for the range",
+            )
         name, version = resolve_range(repo, model, rev)
         return Resolved(model, version, "range", name)
     if rev == "latest" or _INSTANT.match(rev):

@@ -245,7 +245,10 @@ def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
         out.line(f"{key}={shown}  # {repo.config.source(key) or 'default'}")
 
 
-def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash") -> None:
+def shell_init(
+    ctx: typer.Context,
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash",
+) -> None:
     """Print a shell function `mv` that forwards mvc's subcommands to mvc.
 
     It forwards only when the first word is an mvc subcommand and no file or folder of that
@@ -253,6 +256,9 @@ def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] =
 
     Example: eval "$(mvc shell-init bash)"
     """
-    from mvc.cli.shell import shell_function
+    from mvc.cli.shell import SUBCOMMANDS, shell_function
 
-    Output().line(shell_function(shell))
+    root = ctx.find_root()
+    listing = getattr(root.command, "list_commands", None)  # the app's group (main.WHOLE_APP)
+    names = [n for n in (listing(root) if listing else []) if n != "shell-init"]
+    Output().line(shell_function(shell, names or SUBCOMMANDS))

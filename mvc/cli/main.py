@@ -113,6 +113,10 @@ def _invoked(argv: list[str]) -> tuple[str | None, bool]:
     return None, version
 
 
+WHOLE_APP = frozenset({"shell-init"})
+"""Commands that read the app's own command list (the ``mv`` function forwards every one)."""
+
+
 def _narrowed(argv: list[str]) -> typer.Typer:
     """The app with only the command this run invokes.
 
@@ -122,7 +126,7 @@ def _narrowed(argv: list[str]) -> typer.Typer:
     anything not recognised keep every command, so listings and "no such command" hints stay.
     """
     command, version_only = _invoked(argv)
-    if command is None and not version_only:
+    if (command is None and not version_only) or command in WHOLE_APP:
         return app
     found: list[str] = []
 

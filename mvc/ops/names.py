@@ -76,7 +76,9 @@ def delete_branch(repo: Repo, model: str, name: str) -> RefEntry:
 def create_tag(
     repo: Repo, model: str, name: str, rev: str | Resolved | None = None, message: str = ""
 ) -> RefEntry:
-    """Point a new tag at a version. Re-tagging a name that ever named another version is refused.
+    """Point a new tag at a version. Re-tagging a name that ever named another version is refused;
+    tagging a name at the version it already names is a success that changes nothing (the
+    entry that created the tag comes back).
 
     A semantic version is also refused when a tag of equal precedence (the same version with
     other build metadata) ever named another version: ranges could not choose between them.
@@ -104,7 +106,7 @@ def create_tag(
     log = repo.refs.entries(ref)
     current = log[-1].new if log else None
     if current == target:
-        raise UsageError(f"tag {name!r} already names {short(target)}")
+        return log[-1]  # already so: a CI job that re-runs `mvc tag` succeeds, nothing moves
     if current is not None or any(e.new not in (None, target) for e in log):
         previous = current or next(e.new for e in log if e.new)
         raise ImmutableRef(

@@ -569,6 +569,17 @@ def test_tags(store, cli, bert) -> None:
     assert cli("tag", "bert", "v1.2.0", "main", expect=EXIT_CONFLICT).stdout == ""
 
 
+def test_tagging_the_version_a_tag_already_names_is_a_success(store, cli, bert) -> None:
+    """A CI job that runs `mvc tag bert v1.1.0` twice succeeds twice; nothing moves."""
+    v1, v2 = bert
+    first = cli("tag", "bert", "v1.1.0", "--json").json()
+    again = cli("tag", "bert", "1.1.0", "main", "--json").json()  # same version, other spelling
+    assert again == first and again["new"] == v2
+    assert cli("tag", "bert", "v1.1.0").stdout.strip() == f"bert@v1.1.0 {v2}"
+    assert len(store.refs.entries(store.refs.list_refs("tags", "bert")[0])) == 1
+    assert cli("tag", "bert", "v1.1.0", "main~1", expect=EXIT_CONFLICT).stdout == ""
+
+
 def test_models(store, cli, bert, make_model) -> None:
     make_model("models/gpt", seed=3)
     cli("commit", "models/gpt", "-m", "g")
