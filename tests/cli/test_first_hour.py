@@ -59,3 +59,33 @@ def test_cloning_an_empty_store_is_an_explicit_choice(store, run_mvc, tmp_path) 
     assert "the remote is empty" in done.stderr
     assert (tmp_path / "dest" / ".mvc").is_dir()
     assert os.listdir(tmp_path / "dest") == [".mvc"]
+
+
+# --- auto-bump on a real retrain -----------------------------------------------------------------
+
+
+def test_a_retrain_saved_by_a_newer_framework_bumps_minor(store, run_mvc, make_model) -> None:
+    """Newer transformers drop the position_ids buffer and save bos_token_id: null."""
+    import json
+
+    from safetensors.numpy import load_file, save_file
+
+    folder = make_model("models/bert", seed=0)
+    assert run_mvc("commit", "models/bert", "-m", "v1", cwd=store.root).returncode == 0
+    assert run_mvc("tag", "bert", "v1.0.0", cwd=store.root).returncode == 0
+    tensors = load_file(str(folder / "model.safetensors"))
+    del tensors["position_ids"]
+    tensors["layer.0.weight"] = tensors["layer.0.weight"] * 1.01  # retrained
+    save_file(tensors, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "bos_token_id": None}))
+    assert run_mvc("commit", "models/bert", "-m", "retrain", cwd=store.root).returncode == 0
+    done = run_mvc("tag", "bert", "--bump", "auto", "--explain", cwd=store.root)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("bert@v1.1.0 ") and lines[1].startswith("minor since v1.0.0")
+    assert "  patch  framework buffer removed: model.safetensors: position_ids" in lines
+    assert "  patch  config key with its default value: config.json: bos_token_id added (null)" in (
+        lines
+    )
+    assert not any(line.startswith("  major") for line in lines)
