@@ -272,6 +272,10 @@ class Repo:
                     found.append(binding)
         return found
 
+    def remove_binding(self, model: str) -> None:
+        """Forget a model's working folder (the folder and its files stay as they are)."""
+        self.storage.delete(self._binding_key(model))
+
     def set_binding(self, binding: Binding) -> None:
         self.storage.write(self._binding_key(binding.model), [encode_canonical(binding.to_json())])
 

@@ -120,7 +120,7 @@ def fsck(
 def gc(
     ctx: typer.Context,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only say what would be deleted.")
+        bool, typer.Option("--dry-run", help="Only say what would be deleted.")
     ] = False,
     grace: Annotated[
         str | None,

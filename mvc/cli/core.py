@@ -1,4 +1,5 @@
-"""Everyday commands: init, commit, status, log, show, ls, cat, checkout, branch, tag, models."""
+"""Everyday commands: init, commit, status, log, show, ls, cat, checkout, branch, tag, models,
+rm, unbind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from mvc.cli.common import (
+    ForceOption,
     JsonOption,
     Wanted,
     every_command,
@@ -28,7 +30,8 @@ SpecArg = Annotated[
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
-    for command in (init, commit, status, log, show, ls, cat, checkout, branch, tag, models):
+    everyday = (init, commit, status, log, show, ls, cat, checkout, branch, tag, models, rm, unbind)
+    for command in everyday:
         name = command.__name__.rstrip("_")
         if wanted(name):
             app.command(name=name)(handles_errors(command))
@@ -482,7 +485,7 @@ def tag(
             "-d", "--delete", help="Delete this tag (needs --force; the name stays reserved)."
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Confirm a deletion.")] = False,
+    force: Annotated[bool, ForceOption("Confirm a deletion.")] = False,
     bump: Annotated[
         str | None,
         typer.Option(
@@ -628,3 +631,55 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             + ", ".join(m.model for m in damaged),
             hint="the other models are listed; `mvc fsck --repair-refs` sets torn entries aside",
         )
+
+
+ModelArg = Annotated[str, typer.Argument(help="Model name.", metavar="MODEL", show_default=False)]
+
+
+def rm(
+    ctx: typer.Context,
+    model: ModelArg,
+    force: Annotated[
+        bool, ForceOption("Also delete its tags and channels (tag names stay reserved).")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a model: delete its branches and forget its working folder.
+
+    A model with tags or channels is refused unless --force: releases and deployments may
+    need it. The folder's files stay; versions stay in the store until `mvc gc`.
+
+    Examples:
+      mvc rm scratch
+      mvc rm old-bert --force
+    """
+    from mvc.ops.names import remove_model
+
+    result = remove_model(open_repo(ctx), model, force=force)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(result.to_json())
+        return
+    names = [f"branch {n}" for n in result.branches] + [f"tag {n}" for n in result.tags]
+    names += [f"channel {n}" for n in result.channels]
+    out.info(f"removed model {model}: " + (", ".join(names) or "no refs"))
+    if result.unbound:
+        out.info(f"{result.unbound} is no longer its working folder (its files are untouched)")
+
+
+def unbind(ctx: typer.Context, model: ModelArg, as_json: bool = JsonOption) -> None:
+    """Forget a model's working folder; its files and versions stay.
+
+    Use it to undo a binding made by mistake (a commit of the wrong folder). The next
+    `mvc commit FOLDER --model MODEL` or `mvc checkout MODEL --to FOLDER --bind` binds again.
+
+    Example: mvc unbind bert
+    """
+    from mvc.ops.worktrees import unbind as do_unbind
+
+    binding = do_unbind(open_repo(ctx), model)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(binding.to_json())
+        return
+    out.info(f"{binding.path} is no longer the working folder of {model} (its files are untouched)")

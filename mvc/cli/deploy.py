@@ -470,7 +470,7 @@ def export(
     model: ModelArg,
     channel: ChannelArg,
     fmt: Annotated[
-        str, typer.Option("--format", "-f", help="triton, kserve, vllm or dir.", show_default=False)
+        str, typer.Option("--format", help="triton, kserve, vllm or dir.", show_default=False)
     ],
     to: Annotated[
         str,

@@ -17,7 +17,7 @@ import typer
 
 from mvc import __version__
 from mvc.cli import admin, core, deploy, remotes, versions
-from mvc.cli.common import Wanted, every_command, state
+from mvc.cli.common import HELP_NAMES, UsageErrorsAsOneLine, Wanted, every_command, state
 
 
 def _version(value: bool) -> None:
@@ -63,8 +63,9 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
         help="mvc — model version control: version, tag, ship and roll back ML models.",
         no_args_is_help=True,
         add_completion=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings={"help_option_names": HELP_NAMES},
         pretty_exceptions_enable=False,
+        cls=UsageErrorsAsOneLine,
     )
     app.callback()(main)
     core.register(app, wanted)
@@ -144,4 +145,4 @@ def _narrowed(argv: list[str]) -> typer.Typer:
 def run() -> None:
     import sys
 
-    _narrowed(sys.argv[1:])()
+    _narrowed(sys.argv[1:])(prog_name="mvc")

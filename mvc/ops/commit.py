@@ -60,6 +60,23 @@ def model_name_for(repo: Repo, target: str) -> str:
         raise UsageError(f"cannot use {base!r} as a model name", hint="pass --model NAME") from exc
 
 
+def _refuse_inside_another_binding(repo: Repo, model: str, target: str) -> None:
+    """A path inside (or equal to) another model's working folder is part of that model: as a
+    model of its own, checking one out would show the other as modified."""
+    rel = repo.relpath(target)
+    for binding in repo.bindings():
+        inside = binding.path == "." or rel == binding.path or rel.startswith(binding.path + "/")
+        if binding.model == model or not inside or rel.startswith("../"):
+            continue
+        where = "is" if rel == binding.path else "is inside"
+        raise UsageError(
+            f"{rel} {where} {binding.path}, the working folder of model {binding.model!r}",
+            hint=f"commit the whole folder (`mvc commit {binding.path}`), pass --model "
+            f"{binding.model} to make this path a version of {binding.model!r}, or commit a "
+            "folder outside it",
+        )
+
+
 def _plan_branch(
     repo: Repo, model: str, target: str, branch: str | None
 ) -> tuple[str, ObjectId | None, ObjectId | None, Binding | None]:
@@ -164,6 +181,8 @@ def commit(
     bound as a working folder and gets no stat cache."""
     target = os.path.abspath(target)
     model = validate_model(model) if model else model_name_for(repo, target)
+    if not temporary:
+        _refuse_inside_another_binding(repo, model, target)
     branch_name, expected, parent, bound = _plan_branch(repo, model, target, branch)
     is_folder = os.path.isdir(target)
     if is_folder:

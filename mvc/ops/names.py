@@ -1,4 +1,5 @@
-"""Branches and tags: create, list, delete — each a compare-and-swap on the ref's log."""
+"""Branches and tags: create, list, delete — each a compare-and-swap on the ref's log; and
+removing a model's names altogether (``mvc rm``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import ClassVar
 from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
-from mvc.refnames import HEADS, TAGS, RefName, branch, tag, validate_model
-from mvc.refs import RefEntry
+from mvc.refnames import HEADS, KIND_WORD, TAGS, RefName, branch, tag, validate_model
+from mvc.refs import RefEntry, RefUpdate
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
 from mvc.specs import Resolved, model_known, resolve_model_rev
@@ -136,3 +137,46 @@ def _point(
     ensure_present(repo, target)
     with repo.writing_objects():
         return repo.refs.set_if_equals(ref, expected, target, why)
+
+
+@dataclass
+class RemovedModel(JsonShaped):
+    """What ``mvc rm MODEL`` deleted: every live ref of the model, and its working-folder
+    binding (the folder's files stay). Versions stay in the store until ``gc``; deleted tag
+    names stay reserved."""
+
+    model: str
+    branches: list[str]
+    tags: list[str]
+    channels: list[str]
+    unbound: str | None  # the working folder it was bound to
+
+
+def remove_model(repo: Repo, model: str, *, force: bool = False) -> RemovedModel:
+    """Delete a model's branches (and, with ``force``, its tags and channels) in one
+    all-or-nothing ref transaction, and forget its working folder."""
+    validate_model(model)
+    refs = repo.refs.list_refs(model=model)
+    if not refs and repo.binding(model) is None:
+        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+    kept = [r for r in refs if r.kind != HEADS]
+    if kept and not force:
+        listing = ", ".join(f"{KIND_WORD[r.kind]} {r.name}" for r in kept[:5])
+        more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+        raise UsageError(
+            f"model {model!r} still has {listing}{more}: releases or deployments may need it",
+            hint=f"`mvc rm {model} --force` deletes them too (tag names stay reserved)",
+        )
+    updates = [RefUpdate(r, repo.refs.get(r), None) for r in refs]
+    if updates:
+        repo.refs.transaction(updates, f"rm: model {model} removed")
+    binding = repo.binding(model)
+    if binding is not None:
+        repo.remove_binding(model)
+    return RemovedModel(
+        model,
+        [r.name for r in refs if r.kind == HEADS],
+        [r.name for r in refs if r.kind == TAGS],
+        [r.name for r in refs if r.kind not in (HEADS, TAGS)],
+        binding.path if binding else None,
+    )

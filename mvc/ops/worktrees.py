@@ -162,3 +162,15 @@ def checkout(
         result.head = on_branch
         result.bound = True
     return result
+
+
+def unbind(repo: Repo, model: str) -> Binding:
+    """Forget ``model``'s working folder; its files and the model's versions stay. The next
+    commit of the folder binds it again; a commit elsewhere may bind another folder."""
+    binding = repo.binding(model)
+    if binding is None:
+        raise UsageError(
+            f"model {model!r} has no working folder here", hint="see `mvc status` for bound folders"
+        )
+    repo.remove_binding(model)
+    return binding

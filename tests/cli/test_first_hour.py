@@ -89,3 +89,65 @@ def test_a_retrain_saved_by_a_newer_framework_bumps_minor(store, run_mvc, make_m
         lines
     )
     assert not any(line.startswith("  major") for line in lines)
+
+
+# --- a path inside another model's working folder; mvc rm; unbind --------------------------------
+
+
+def test_a_path_inside_another_models_folder_is_refused(store, run_mvc, make_model) -> None:
+    folder = make_model("models/bert", extra={"1_Pooling/config.json": "{}"})
+    assert run_mvc("commit", "models/bert", "-m", "v1", cwd=store.root).returncode == 0
+    for path, cwd in (("models/bert/config.json", store.root), ("1_Pooling", folder)):
+        done = run_mvc("commit", path, "-m", "oops", cwd=cwd)
+        assert done.returncode == EXIT_USAGE, done.stderr
+        assert "the working folder of model 'bert'" in done.stderr
+        assert "--model bert" in done.stderr
+    other = run_mvc("commit", "models/bert", "--model", "gpt", "-m", "x", cwd=store.root)
+    assert other.returncode == EXIT_USAGE and "is models/bert, the working folder" in other.stderr
+    models = run_mvc("models", "--json", cwd=store.root)
+    assert [m["model"] for m in __import__("json").loads(models.stdout)] == ["bert"]
+    # naming the model that owns the folder is the explicit way to commit part of it
+    (folder / "1_Pooling" / "config.json").write_text('{"pooling": "mean"}')
+    done = run_mvc("commit", "1_Pooling", "--model", "bert", "-m", "pooling only", cwd=folder)
+    assert done.returncode == EXIT_OK, done.stderr
+
+
+def test_rm_refuses_a_model_with_tags_unless_forced_and_unbind_forgets_a_folder(
+    store, run_mvc, make_model
+) -> None:
+    import json
+
+    make_model("models/bert")
+    make_model("models/bert/nested", seed=2)
+    make_model("scratch", seed=3)
+    for args in (("models/bert", "-m", "v1"), ("scratch", "-m", "s")):
+        assert run_mvc("commit", *args, cwd=store.root).returncode == 0
+    assert run_mvc("tag", "bert", "v1.0.0", cwd=store.root).returncode == 0
+    done = run_mvc("rm", "bert", cwd=store.root)
+    assert done.returncode == EXIT_USAGE and "still has tag v1.0.0" in done.stderr
+    assert "mvc rm bert --force" in done.stderr
+    done = run_mvc("rm", "scratch", cwd=store.root)  # branches only: no need to force
+    assert done.returncode == EXIT_OK, done.stderr
+    assert "removed model scratch: branch main" in done.stderr
+    assert "scratch is no longer its working folder" in done.stderr
+    assert Path(store.root, "scratch", "model.safetensors").exists()
+    removed = json.loads(run_mvc("rm", "bert", "--force", "--json", cwd=store.root).stdout)
+    assert removed == {
+        "model": "bert",
+        "branches": ["main"],
+        "tags": ["v1.0.0"],
+        "channels": [],
+        "unbound": "models/bert",
+    }
+    assert json.loads(run_mvc("models", "--json", cwd=store.root).stdout) == []
+    assert run_mvc("rm", "bert", cwd=store.root).returncode == EXIT_ERROR  # no such model
+    # the tag name stays reserved for a model of the same name
+    assert run_mvc("commit", "models/bert", "-m", "again", cwd=store.root).returncode == 0
+    retag = run_mvc("tag", "bert", "v1.0.0", cwd=store.root)
+    assert retag.returncode != EXIT_OK and "already named" in retag.stderr
+    # a nested folder committed as its own model by mistake: unbind, then commit it right
+    done = run_mvc("unbind", "bert", cwd=store.root)
+    assert done.returncode == EXIT_OK and "models/bert is no longer" in done.stderr
+    done = run_mvc("commit", "models/bert/nested", "-m", "n", cwd=store.root)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert run_mvc("unbind", "nosuch", cwd=store.root).returncode == EXIT_USAGE
