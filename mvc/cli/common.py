@@ -19,6 +19,7 @@ from mvc.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     MvcError,
+    NotFound,
     UsageError,
     environment_error,
     is_environment_error,
@@ -214,7 +215,7 @@ def read_metrics_file(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError as exc:
-        raise UsageError(f"metrics file {path} does not exist") from exc
+        raise NotFound(f"metrics file {path} does not exist") from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"metrics file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

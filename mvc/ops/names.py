@@ -6,14 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mvc.errors import ImmutableRef, NotFound, RefConflict, UsageError
+from mvc.errors import ImmutableRef, RefConflict, UsageError
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.refnames import HEADS, KIND_WORD, TAGS, RefName, branch, tag, validate_model
 from mvc.refs import RefEntry, RefUpdate
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import Resolved, model_known, resolve_model_rev
+from mvc.specs import Resolved, model_known, resolve_model_rev, unknown_model
 from mvc.versioning import normalize_tag, parse_semver, same_release
 
 
@@ -32,7 +32,7 @@ def _known_model(repo: Repo, model: str) -> None:
     validate_model(model)
 
     if not model_known(repo, model):
-        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        raise unknown_model(repo, model)
 
 
 def list_refs(repo: Repo, model: str, kind: str) -> list[NamedRef]:
@@ -158,7 +158,7 @@ def remove_model(repo: Repo, model: str, *, force: bool = False) -> RemovedModel
     validate_model(model)
     refs = repo.refs.list_refs(model=model)
     if not refs and repo.binding(model) is None:
-        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        raise unknown_model(repo, model)
     kept = [r for r in refs if r.kind != HEADS]
     if kept and not force:
         listing = ", ".join(f"{KIND_WORD[r.kind]} {r.name}" for r in kept[:5])

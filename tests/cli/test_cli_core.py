@@ -242,7 +242,6 @@ def test_commit_records_metadata(store, cli, bert, tmp_path) -> None:
         ["--metric", "accuracy=high"],
         ["--metric", "accuracy"],
         ["--param", "=3"],
-        ["--metrics", "missing.json"],
         ["--branch", "bad..name"],
         ["--model", "bad name"],
     ],
@@ -252,6 +251,19 @@ def test_commit_usage_errors(store, cli, make_model, args) -> None:
     result = cli("commit", "models/bert", "-m", "v1", *args, expect=EXIT_USAGE)
     assert result.stdout == "" and result.stderr.startswith("error: ")
     assert not Path(".mvc/refs/heads/bert").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--metrics", "missing.json"], ["--dataset", "squad=no/such/folder"], ["--base", "./nope"]],
+)
+def test_a_missing_file_is_exit_1_like_everywhere(store, cli, make_model, args) -> None:
+    """docs/exit-codes.md: a file or folder that is not there is an error (1), not a usage one."""
+    make_model("models/bert")
+    result = cli("commit", "models/bert", "-m", "v1", *args, expect=EXIT_ERROR)
+    assert result.stdout == "" and result.stderr.startswith("error: ")
+    assert not Path(".mvc/refs/heads/bert").exists()
+    assert cli("diff", "./no-such-folder", expect=EXIT_ERROR).stderr.startswith("error: ")
 
 
 def test_commit_names_the_model_after_the_folder_or_asks(store, cli, make_model) -> None:

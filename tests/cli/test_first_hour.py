@@ -151,3 +151,24 @@ def test_rm_refuses_a_model_with_tags_unless_forced_and_unbind_forgets_a_folder(
     done = run_mvc("commit", "models/bert/nested", "-m", "n", cwd=store.root)
     assert done.returncode == EXIT_OK, done.stderr
     assert run_mvc("unbind", "nosuch", cwd=store.root).returncode == EXIT_USAGE
+
+
+# --- did you mean --------------------------------------------------------------------------------
+
+
+def test_mistyped_model_branch_tag_and_channel_names_get_a_suggestion(st, run_mvc) -> None:
+    from mvc.ops.deploy import set_channel
+
+    set_channel(st.repo, "bert", "prod", "v1.4.0")
+    cases = [
+        (("show", "bret"), "hint: did you mean 'bert'?"),
+        (("log", "bert@v1.4.1"), "did you mean 'v1.4.0'"),
+        (("show", "bert@prdo"), "did you mean 'prod'?"),
+        (("branch", "bert", "-d", "mian"), "hint: did you mean 'main'?"),
+        (("channel", "show", "bert", "prd"), "hint: did you mean 'prod'?"),
+        (("tag", "bret"), "hint: did you mean 'bert'?"),
+    ]
+    for args, hint in cases:
+        done = run_mvc(*args, cwd=st.root)
+        assert done.returncode == EXIT_ERROR, (args, done.stderr)
+        assert hint in done.stderr, (args, done.stderr)
