@@ -132,6 +132,8 @@ def commit(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if not message:
+        message = ask_for_message(out)
     metrics = parse_pairs(metric, "metric", numeric=True)
     if metrics_file:
         metrics = {**read_metrics_file(metrics_file), **metrics}
@@ -175,22 +177,47 @@ def commit(
     )
 
 
+def ask_for_message(out: Output) -> str:
+    """A commit message asked for on a terminal; in a script, none (with a warning)."""
+    import sys
+
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        text: str = typer.prompt("Commit message (what changed and why)", err=True)
+        return text.strip()
+    out.warn("no commit message (-m TEXT): the version is recorded without one")
+    return ""
+
+
 def status(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code", help="Exit 1 when a folder is modified, missing or behind its branch."
+        ),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Show which working folders differ from their HEAD (unchanged files are not re-read).
 
-    Exit code 0 either way; use --json for scripts.
+    Exit code 0 either way, unless --exit-code: then 1 when any folder is modified, missing,
+    or behind its branch (for scripts and hooks, like `git diff --exit-code`).
+
+    Examples:
+      mvc status
+      mvc status bert --exit-code || echo "bert has uncommitted changes"
     """
     from mvc.ops.status import status as do_status
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     results = do_status(repo, model, progress=out.progress())
+    dirty = any(not r.exists or not r.clean or r.behind for r in results)
     if as_json:
         out.json([r.to_json() for r in results])
+        if exit_code and dirty:
+            raise typer.Exit(1)
         return
     if not results:
         out.info("no working folders yet; `mvc commit FOLDER` makes one")
@@ -216,6 +243,8 @@ def status(
         ):
             for p in paths:
                 out.line(f"  {label:9} {p}")
+    if exit_code and dirty:
+        raise typer.Exit(1)
 
 
 def log(

@@ -199,6 +199,11 @@ def commit(
             progress=progress,
         )
         crashpoint("commit.objects")
+        if not snap.tree.files and not allow_empty:
+            raise MvcError(
+                f"{repo.relpath(target)} holds no files: an empty folder is no version",
+                hint="put the model's files there first (or pass --allow-empty)",
+            )
         _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
         parent_tree = (
             repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None

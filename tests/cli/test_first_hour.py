@@ -6,6 +6,7 @@ Each test is one rough edge a newcomer met: a typo'd path, a command run twice, 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from mvc.errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE
@@ -172,3 +173,83 @@ def test_mistyped_model_branch_tag_and_channel_names_get_a_suggestion(st, run_mv
         done = run_mvc(*args, cwd=st.root)
         assert done.returncode == EXIT_ERROR, (args, done.stderr)
         assert hint in done.stderr, (args, done.stderr)
+
+
+# --- commit asks for a message on a terminal; an empty folder is no version; status --exit-code ---
+
+
+def _on_a_terminal(args: list[str], cwd: str, answer: bytes) -> tuple[int, bytes]:
+    """Run ``mvc ARGS`` on a pseudo-terminal, type ``answer`` when it asks; (exit code, output)."""
+    import pty
+    import select
+    import sys
+    import time
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mvc", *args],
+        cwd=cwd,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        close_fds=True,
+    )
+    os.close(follower)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"Commit message" in seen:
+            os.write(leader, answer)
+            answered = True
+        if process.poll() is not None and not ready:
+            break
+    code = process.wait(timeout=60)
+    os.close(leader)
+    return code, seen
+
+
+def test_commit_without_a_message_asks_on_a_terminal(store, make_model) -> None:
+    make_model("models/bert")
+    code, seen = _on_a_terminal(["commit", "models/bert"], store.root, b"first version\n")
+    assert code == 0, seen
+    assert b"Commit message (what changed and why):" in seen
+    from mvc.repo import Repo
+
+    repo = Repo(store.root)
+    tip = repo.refs.get(repo.refs.list_refs("heads", "bert")[0])
+    assert tip is not None and repo.objects.get_version(tip).message == "first version"
+
+
+def test_commit_without_a_message_in_a_script_does_not_wait(store, run_mvc, make_model) -> None:
+    make_model("models/bert")
+    done = run_mvc("commit", "models/bert", cwd=store.root, stdin=subprocess.DEVNULL)
+    assert done.returncode == EXIT_OK and "no commit message (-m TEXT)" in done.stderr
+
+
+def test_an_empty_folder_is_no_version(store, run_mvc) -> None:
+    (Path(store.root) / "models" / "empty").mkdir(parents=True)
+    done = run_mvc("commit", "models/empty", "-m", "x", cwd=store.root)
+    assert done.returncode == EXIT_ERROR
+    assert "models/empty holds no files: an empty folder is no version" in done.stderr
+    assert run_mvc("models", "--json", cwd=store.root).stdout.strip() == "[]"
+
+
+def test_status_exit_code_says_whether_a_folder_is_dirty(store, run_mvc, make_model) -> None:
+    folder = make_model("models/bert")
+    assert run_mvc("commit", "models/bert", "-m", "v1", cwd=store.root).returncode == 0
+    assert run_mvc("status", "--exit-code", cwd=store.root).returncode == 0
+    (folder / "config.json").write_text('{"changed": true}')
+    assert run_mvc("status", cwd=store.root).returncode == 0
+    done = run_mvc("status", "--exit-code", cwd=store.root)
+    assert done.returncode == 1 and "modified  config.json" in done.stdout
+    assert run_mvc("status", "--exit-code", "--json", cwd=store.root).returncode == 1
