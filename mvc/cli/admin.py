@@ -13,7 +13,7 @@ from mvc.errors import CorruptObject, PartialFailure, UsageError
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
-    commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init]
+    commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init, completion]
     for command in commands:
         name = command.__name__.replace("_", "-")
         if wanted(name):
@@ -262,3 +262,18 @@ def shell_init(
     listing = getattr(root.command, "list_commands", None)  # the app's group (main.WHOLE_APP)
     names = [n for n in (listing(root) if listing else []) if n != "shell-init"]
     Output().line(shell_function(shell, names or SUBCOMMANDS))
+
+
+def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash") -> None:
+    """Print a shell completion script: commands, options, models, branches, tags, channels.
+
+    Names come from the store of the current folder (or -C DIR), read without loading models.
+
+    Examples:
+      eval "$(mvc completion bash)"        # in ~/.bashrc
+      eval "$(mvc completion zsh)"         # in ~/.zshrc, after compinit
+      mvc completion fish | source         # in ~/.config/fish/config.fish
+    """
+    from mvc.cli.shell import completion_script
+
+    Output().line(completion_script(shell))

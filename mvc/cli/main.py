@@ -145,4 +145,9 @@ def _narrowed(argv: list[str]) -> typer.Typer:
 def run() -> None:
     import sys
 
+    if sys.argv[1:2] == ["__complete"]:  # shell completion (cli/shell.py): fast, never fails
+        from mvc.cli.shell import complete
+
+        print("\n".join(complete(sys.argv[2:], build_app)))
+        return
     _narrowed(sys.argv[1:])(prog_name="mvc")
