@@ -43,7 +43,9 @@ def init(
 ) -> None:
     """Create a store (.mvc/) here or in PATH.
 
-    Inside a git work tree, .mvc/ is added to the .gitignore at the top of that tree.
+    Inside a git work tree, .mvc/ is added to the .gitignore at the top of that tree, and so is
+    each working folder a commit binds later (mvc versions its files, as `dvc add` does).
+    Inside another store's folder it says so: commands run below it then use the new store.
 
     Example: mvc init
     """
@@ -55,6 +57,11 @@ def init(
         out.json(result.to_json())
         return
     out.info(f"Initialised an empty mvc store in {result.store_dir}")
+    if result.inside:
+        out.warn(
+            f"it is inside the store at {result.inside}: commands run below "
+            f"{os.path.dirname(result.store_dir)} now use the new store"
+        )
     if result.gitignore:
         out.info(f"Added .mvc/ to {result.gitignore}")
 

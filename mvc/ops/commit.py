@@ -19,6 +19,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Version
 from mvc.ops.adapters import check_folder_against, folder_facts
 from mvc.ops.gitinfo import git_state
+from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
 from mvc.peft import require_compatible
 from mvc.progress import Progress
@@ -265,6 +266,7 @@ def commit(
     if is_folder and not temporary and (bound is not None or bind or repo.binding(model) is None):
         repo.set_binding(Binding(model, repo.relpath(target), branch_name, version_id))
         result.bound = True
+        ignore_folder_in_git(repo, target)
     if cache is not None:
         cache.save()
     return result

@@ -18,6 +18,7 @@ from mvc.faults import crashpoint
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Tree
+from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
 from mvc.progress import NullProgress, Progress
@@ -161,6 +162,8 @@ def checkout(
         repo.set_binding(Binding(model, repo.relpath(folder), on_branch, resolved.version))
         result.head = on_branch
         result.bound = True
+        if bind:
+            ignore_folder_in_git(repo, folder)
     return result
 
 

@@ -253,3 +253,48 @@ def test_status_exit_code_says_whether_a_folder_is_dirty(store, run_mvc, make_mo
     done = run_mvc("status", "--exit-code", cwd=store.root)
     assert done.returncode == 1 and "modified  config.json" in done.stdout
     assert run_mvc("status", "--exit-code", "--json", cwd=store.root).returncode == 1
+
+
+# --- init in a git work tree and inside a store ---------------------------------------------------
+
+
+def test_init_in_git_ignores_the_store_and_then_each_bound_folder(mvc_env, run_mvc, tmp_path):
+    import shutil
+
+    from deployfix import write_model
+
+    if shutil.which("git") is None:
+        raise AssertionError("git is needed (the base image has it)")
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    assert run_mvc("init", cwd=project).returncode == EXIT_OK
+    write_model(str(project / "models" / "bert"), seed=1)
+    done = run_mvc("commit", "models/bert", "-m", "v1", cwd=project, env={"MVC_USER_NAME": "A"})
+    assert done.returncode == EXIT_OK, done.stderr
+    ignore = (project / ".gitignore").read_text()
+    assert ".mvc/" in ignore.splitlines() and "/models/bert/" in ignore.splitlines()
+    untracked = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "model.safetensors" not in untracked and ".mvc" not in untracked
+    again = run_mvc("commit", "models/bert", "-m", "v2", "--allow-empty", cwd=project)
+    assert again.returncode == EXIT_OK and (project / ".gitignore").read_text() == ignore  # once
+
+
+def test_init_inside_an_existing_store_says_so(store, run_mvc) -> None:
+    inner = Path(store.root) / "models"
+    inner.mkdir()
+    done = run_mvc("init", cwd=inner)
+    assert done.returncode == EXIT_OK
+    assert f"it is inside the store at {store.root}" in done.stderr
+    outside = Path(store.root).parent / "elsewhere"
+    outside.mkdir()
+    done = run_mvc("init", cwd=outside)
+    assert done.returncode == EXIT_OK and "inside the store" not in done.stderr
+    done = run_mvc("init", cwd=store.root)
+    assert done.returncode == EXIT_ERROR and "a store already exists" in done.stderr
