@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated
 
@@ -199,27 +200,55 @@ def config_get(
         out.line(str(value).lower() if isinstance(value, bool) else str(value))
 
 
+GlobalOption = Annotated[
+    bool,
+    typer.Option("--global", help="The user config (~/.config/mvc/config.yaml), not the store's."),
+]
+
+
 def config_set(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="e.g. user.name")],
     value: Annotated[str, typer.Argument(help="The new value.")],
+    user: GlobalOption = False,
 ) -> None:
-    """Set a value in the store's config (validated).
+    """Set a value in the store's config, or with --global in your user config (validated).
 
-    Example: mvc config set user.name "Ada Lovelace"
+    The user config is the lowest layer: a store's config, MVC_* variables and flags override it.
+
+    Examples:
+      mvc config set user.name "Ada Lovelace"
+      mvc config set --global user.email ada@example.com
     """
     from mvc.config import validate
 
-    repo = open_repo(ctx)
     parsed = validate(key, value)
+    if user:
+        from mvc.repo import editing_user_config
+
+        with editing_user_config() as values:
+            values[key] = parsed
+        return
+    repo = open_repo(ctx)
     with repo.editing_config() as values:
         values[key] = parsed
 
 
 def config_unset(
-    ctx: typer.Context, key: Annotated[str, typer.Argument(help="e.g. user.name")]
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="e.g. user.name")],
+    user: GlobalOption = False,
 ) -> None:
-    """Remove a value from the store's config."""
+    """Remove a value from the store's config (or, with --global, from your user config)."""
+    if user:
+        from mvc.config import user_config_path
+        from mvc.repo import editing_user_config
+
+        with editing_user_config() as values:
+            if key not in values:
+                raise UsageError(f"{key} is not set in {user_config_path(os.environ)}")
+            del values[key]
+        return
     repo = open_repo(ctx)
     with repo.editing_config() as values:
         if key not in values:
@@ -228,7 +257,12 @@ def config_unset(
 
 
 def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """List every configuration value with where it comes from."""
+    """List every configuration value with where it comes from, and the identity in effect.
+
+    Layers, lowest first: user (~/.config/mvc/config.yaml) < store (.mvc/config.yaml) <
+    environment (MVC_USER_NAME, MVC_CORE_JOBS…) < flags. The identity versions are recorded
+    with is user.name/user.email, else git's, else the operating system's user.
+    """
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     items = repo.config.items()
@@ -243,6 +277,7 @@ def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     for key, value in sorted(items.items()):
         shown = str(value).lower() if isinstance(value, bool) else value
         out.line(f"{key}={shown}  # {repo.config.source(key) or 'default'}")
+    out.info(f"identity (recorded as author): {repo.identity()}  # {repo.identity_source()}")
 
 
 def shell_init(

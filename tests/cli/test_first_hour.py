@@ -298,3 +298,30 @@ def test_init_inside_an_existing_store_says_so(store, run_mvc) -> None:
     assert done.returncode == EXIT_OK and "inside the store" not in done.stderr
     done = run_mvc("init", cwd=store.root)
     assert done.returncode == EXIT_ERROR and "a store already exists" in done.stderr
+
+
+# --- configuration: the user config and the identity in effect -----------------------------------
+
+
+def test_config_set_global_and_the_identity_config_list_shows(store, run_mvc, tmp_path) -> None:
+    elsewhere = tmp_path / "no-store-here"
+    elsewhere.mkdir()
+    done = run_mvc("config", "set", "--global", "user.email", "ada@example.com", cwd=elsewhere)
+    assert done.returncode == EXIT_OK, done.stderr
+    user_file = Path(os.environ["XDG_CONFIG_HOME"]) / "mvc" / "config.yaml"
+    assert "ada@example.com" in user_file.read_text()
+    listed = run_mvc("config", "list", cwd=store.root)
+    lines = listed.stdout.splitlines()
+    assert f"user.email=ada@example.com  # {user_file}" in lines
+    assert f"user.name=Test User  # {store.root}/.mvc/config.yaml" in lines
+    assert (
+        "identity (recorded as author): Test User <ada@example.com>  "
+        f"# user.name from {store.root}/.mvc/config.yaml"
+    ) in listed.stderr
+    env = {"MVC_USER_NAME": "Env Ada"}
+    listed = run_mvc("config", "list", cwd=store.root, env=env)
+    assert "user.name=Env Ada  # environment" in listed.stdout
+    assert "Env Ada <ada@example.com>  # user.name from environment" in listed.stderr
+    assert run_mvc("config", "set", "--global", "core.jobs", "zero").returncode == EXIT_USAGE
+    assert run_mvc("config", "unset", "--global", "user.email").returncode == EXIT_OK
+    assert "ada@example.com" not in user_file.read_text()
