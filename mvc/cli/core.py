@@ -249,7 +249,7 @@ def status(
             ("removed", item.removed),
         ):
             for p in paths:
-                out.line(f"  {label:9} {p}")
+                out.line(f"  {label:9} {p}", {"added": "green", "removed": "red"}.get(label, "red"))
     if exit_code and dirty:
         raise typer.Exit(1)
 
@@ -287,8 +287,13 @@ def log(
         v = entry.version
         first = v.message.splitlines()[0] if v.message else ""
         extras = " ".join(f"{k}={val}" for k, val in sorted(v.metrics.items()))
-        out.line(
-            f"{entry.id[:12]}  {v.time}  {v.author}  {first}" + (f"  [{extras}]" if extras else "")
+        # The author's name only: e-mails made every line wrap (`mvc show` and --json have it).
+        author = v.author.split(" <", 1)[0] if v.author.endswith(">") else v.author
+        out.parts(
+            (entry.id[:12], "yellow"),
+            (f"  {v.time}  ", None),
+            (author, "cyan"),
+            (f"  {first}" + (f"  [{extras}]" if extras else ""), None),
         )
 
 

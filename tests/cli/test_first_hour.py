@@ -325,3 +325,48 @@ def test_config_set_global_and_the_identity_config_list_shows(store, run_mvc, tm
     assert run_mvc("config", "set", "--global", "core.jobs", "zero").returncode == EXIT_USAGE
     assert run_mvc("config", "unset", "--global", "user.email").returncode == EXIT_OK
     assert "ada@example.com" not in user_file.read_text()
+
+
+# --- readable output: diff summary first, --stat, --exit-code; colour; log ----------------------
+
+
+def test_diff_of_thousands_of_tensors_is_summary_first(store, run_mvc) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = Path(store.root) / "models" / "wide"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    tensors = {f"layer.{i}.w": rng.standard_normal(4).astype(np.float32) for i in range(1500)}
+    save_file(tensors, str(folder / "model.safetensors"))
+    assert run_mvc("commit", "models/wide", "-m", "v1", cwd=store.root).returncode == 0
+    save_file({k: v + 1 for k, v in tensors.items()}, str(folder / "model.safetensors"))
+    assert run_mvc("commit", "models/wide", "-m", "v2", cwd=store.root).returncode == 0
+    done = run_mvc("diff", "wide~1", "wide", cwd=store.root)
+    lines = done.stdout.splitlines()
+    assert lines[2].startswith("verdict: minor") and lines[-1] == lines[2]
+    assert "tensors in .: 1500 changed, 0 unchanged" in done.stdout
+    assert "  … 1460 more (mvc diff --json lists every one)" in lines
+    assert len(lines) < 60
+    stat = run_mvc("diff", "wide~1", "wide", "--stat", cwd=store.root).stdout.splitlines()
+    assert not any(line.startswith("  ") for line in stat) and "rel-L2" not in "".join(stat)
+    assert run_mvc("diff", "wide~1", "wide", "--exit-code", cwd=store.root).returncode == 1
+    assert run_mvc("diff", "wide", "wide", "--exit-code", cwd=store.root).returncode == 0
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(store, run_mvc, make_model) -> None:
+    folder = make_model("models/bert")
+    env = {"MVC_USER_NAME": "Ada", "MVC_USER_EMAIL": "ada.lovelace@analytical-engines.example"}
+    assert run_mvc("commit", "models/bert", "-m", "v1", cwd=store.root, env=env).returncode == 0
+    (folder / "config.json").write_text("{}")
+    plain = os.environ.copy()
+    plain.pop("NO_COLOR", None)
+    for args in (("status",), ("log", "bert"), ("diff", "bert")):
+        piped = run_mvc(*args, cwd=store.root, env={**plain, "NO_COLOR": ""})
+        assert "\x1b[" not in piped.stdout  # not a terminal
+        forced = run_mvc(*args, cwd=store.root, env={"FORCE_COLOR": "1", "NO_COLOR": ""})
+        assert "\x1b[" in forced.stdout, args
+        never = run_mvc(*args, cwd=store.root, env={"FORCE_COLOR": "1", "NO_COLOR": "1"})
+        assert "\x1b[" not in never.stdout
+    log = run_mvc("log", "bert", cwd=store.root).stdout
+    assert "  Ada  v1" in log and "analytical-engines" not in log  # no wrapping on e-mails
