@@ -91,7 +91,7 @@ def fsck(
             out.info(f"unverified {problem.object}  {problem.detail}")
         out.info(
             f"checked {report.objects_checked} objects and {report.refs_checked} refs: "
-            f"{report.reachable} reachable, {report.dangling} dangling, "
+            f"{report.reachable} reachable, {report.dangling} unreachable (dangling), "
             f"{len(report.problems)} problems"
         )
     if report.quarantined and not as_json:
@@ -154,7 +154,8 @@ def gc(
     verb = "would delete" if dry_run else "deleted"
     out.info(
         f"{verb} {len(result.deleted)} unreachable objects ({human_size(result.deleted_bytes)}); "
-        f"kept {result.reachable} reachable and {result.kept_young} recent ones"
+        f"kept {result.reachable} reachable, {result.kept_by_log} reached only by recent "
+        f"ref-log entries and {result.kept_young} recent ones"
     )
     if result.repack and result.repack.compressed:
         r = result.repack

@@ -366,7 +366,7 @@ def show(
         if mapping:
             out.line(f"{label:8} " + ", ".join(f"{k}={val}" for k, val in sorted(mapping.items())))
     for key, value in sorted(v.lineage.items()):
-        out.line(f"{key:8} {value}")
+        out.line(f"{key:8} {_fact(value)}")
     out.line("")
     for line in (v.message or "").splitlines():
         out.line(f"    {line}")
@@ -724,3 +724,20 @@ def unbind(ctx: typer.Context, model: ModelArg, as_json: bool = JsonOption) -> N
         out.json(binding.to_json())
         return
     out.info(f"{binding.path} is no longer the working folder of {model} (its files are untouched)")
+
+
+def _fact(value: Any) -> str:
+    """A lineage fact for people: ``type=LORA rank=8 alpha=16.0 target_modules=q_proj,v_proj``,
+    a list one item per ``;``, never a Python repr (--json has the exact value)."""
+    if isinstance(value, dict):
+        if "spec" in value or "version" in value:  # a base or source version
+            spec = value.get("spec") or f"{value.get('model')}@{str(value.get('version'))[:12]}"
+            return f"{spec} ({str(value.get('version'))[:12]})" if value.get("spec") else spec
+        return "  ".join(f"{k}={_fact(v)}" for k, v in value.items() if v not in (None, "", []))
+    if isinstance(value, list):
+        return (", " if all(not isinstance(v, dict) for v in value) else "; ").join(
+            _fact(v) for v in value
+        )
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

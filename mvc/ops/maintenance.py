@@ -297,6 +297,7 @@ class GcResult(JsonShaped):
     deleted: list[str] = field(default_factory=list)
     deleted_bytes: int = 0
     kept_young: int = 0
+    kept_by_log: int = 0  # unreachable from the refs, reached by a ref-log entry within grace
     temp_files_removed: int = 0
     repack: RepackResult | None = None
 
@@ -359,7 +360,11 @@ def gc(
     with repo.collecting_garbage():
         roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
         reachable = _mark(repo, roots, reachable)
-        result.reachable = len(reachable)
+        # Counted as fsck counts: reachable from the refs' current values; what only a recent
+        # ref-log entry (within the grace period) still reaches is kept, and counted apart.
+        live = len(_mark(repo, _gc_roots(repo, 0.0), set())) if grace > 0 else len(reachable)
+        result.reachable = min(live, len(reachable))
+        result.kept_by_log = len(reachable) - result.reachable
         crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():
             if oid in reachable:

@@ -370,3 +370,41 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(store, run_mvc, make_
         assert "\x1b[" not in never.stdout
     log = run_mvc("log", "bert", cwd=store.root).stdout
     assert "  Ada  v1" in log and "analytical-engines" not in log  # no wrapping on e-mails
+
+
+def test_show_formats_adapter_facts_not_python_reprs(st, run_mvc) -> None:
+    from deployfix import ENV, write_adapter
+
+    write_adapter(str(Path(st.root) / "out" / "lora"), seed=3)
+    done = run_mvc(
+        "commit", "out/lora", "--model", "my-lora", "--base", "bert@v1.4.0", "-m", "l",
+        cwd=st.root, env=ENV,
+    )  # fmt: skip
+    assert done.returncode == EXIT_OK, done.stderr
+    shown = run_mvc("show", "my-lora", cwd=st.root).stdout
+    adapter = next(line for line in shown.splitlines() if line.startswith("adapter "))
+    assert (
+        "type=LORA" in adapter and "rank=2" in adapter and "target_modules=query, value" in adapter
+    )
+    base = next(line for line in shown.splitlines() if line.startswith("base "))
+    assert base.startswith("base     bert@v1.4.0 (")
+    assert "{'" not in shown and "['" not in shown
+
+
+def test_gc_and_fsck_count_the_same_things(store, cli, make_model) -> None:
+    make_model("models/bert", seed=0)
+    cli("commit", "models/bert", "-m", "v1")
+    cli("branch", "bert", "tmp")
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "on tmp", "--branch", "tmp")
+    cli("checkout", "bert@main", "--force")
+    cli("branch", "bert", "-d", "tmp")  # its version is now reached only by the ref log
+    fsck = cli("fsck", "--json").json()
+    gc = cli("gc", "--dry-run", "--json").json()
+    assert fsck["dangling"] > 0
+    assert gc["reachable"] == fsck["reachable"] and gc["kept_by_log"] == fsck["dangling"]
+    assert gc["deleted"] == 0
+    gone = cli("gc", "--grace", "0s", "--dry-run", "--json").json()
+    assert gone["reachable"] == fsck["reachable"] and gone["deleted"] == fsck["dangling"]
+    text = cli("gc", "--dry-run").stderr
+    assert f"kept {fsck['reachable']} reachable, {fsck['dangling']} reached only by recent" in text
