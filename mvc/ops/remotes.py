@@ -158,8 +158,7 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None =
     """Record a remote and probe whether its backend honours create-if-absent.
 
     A URL that holds something other than an mvc store is refused before anything is written
-    there; a local folder that does not exist yet is recorded unprobed (the first push creates
-    it, and probes)."""
+    there (an empty or absent folder is probed, as the first push would create it)."""
     validate_remote(name)
     if name in remote_names(repo):
         raise UsageError(
@@ -173,11 +172,8 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None =
     warnings = []
     atomic: bool | None
     try:
-        if remote_place(storage, storage.url) == "absent":
-            atomic = None
-            warnings.append(f"{storage.url} does not exist yet; the first push creates it")
-        else:
-            atomic = _probe(storage)
+        remote_place(storage, storage.url)  # refuses a place holding something else
+        atomic = _probe(storage)
     except RemoteError as exc:
         atomic = None
         warnings.append(

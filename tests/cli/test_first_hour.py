@@ -41,13 +41,6 @@ def test_clone_and_remote_add_refuse_a_folder_that_is_not_a_store(store, run_mvc
     assert run_mvc("remote", "list", cwd=store.root).stdout == ""
 
 
-def test_remote_add_of_a_folder_not_made_yet_writes_nothing(store, run_mvc, tmp_path) -> None:
-    done = run_mvc("remote", "add", "backup", tmp_path / "later", cwd=store.root)
-    assert done.returncode == EXIT_OK, done.stderr
-    assert "does not exist yet; the first push creates it" in done.stderr
-    assert not (tmp_path / "later").exists()
-
-
 def test_cloning_an_empty_store_is_an_explicit_choice(store, run_mvc, tmp_path) -> None:
     empty = tmp_path / "empty"
     assert run_mvc("init", empty).returncode == EXIT_OK
