@@ -7,7 +7,12 @@ its level, and ``highest``/``verdict`` sum it up. The rules (published in docs/v
 
 - MAJOR when the interface changes: tensors added, removed, renamed, reshaped or re-typed; an
   uninspectable weights file added or removed; an adapter removed; an interface config key
-  (``INTERFACE_KEYS``, any nesting level); the tokenizer.
+  (``INTERFACE_KEYS``, any nesting level); the tokenizer; a ``config.json`` (or another of
+  ``INTERFACE_CONFIGS``) that cannot be parsed (conservative: whether its interface keys
+  changed cannot be told; another config file that cannot be parsed is MINOR).
+- Not interface changes: a buffer frameworks rebuild on load (``REBUILT_BUFFERS``:
+  ``position_ids``, ``inv_freq``…) added or removed, and a config key added or removed with a
+  null value or the value its absence means (``INTERFACE_DEFAULTS``): PATCH.
 - MINOR when the weights change with the interface intact: tensor values, a new adapter, an
   uninspectable weights file changed, a config key that changes the computed weights
   (``WEIGHT_KEYS``: ``lora_alpha``, ``fan_in_fan_out``…), a file of unknown role (conservative).
@@ -104,6 +109,25 @@ INTERFACE_KEYS = frozenset(
         "modules_to_save",
     )
 )
+# Interface keys whose absence means this value to the frameworks that read them
+# (transformers' PretrainedConfig): saving the key with it, as newer versions do, changes nothing.
+INTERFACE_DEFAULTS: Mapping[str, Any] = {
+    "is_encoder_decoder": False,
+    "problem_type": None,
+    "pad_token_id": None,
+    "bos_token_id": None,
+    "eos_token_id": None,
+    "decoder_start_token_id": None,
+    "architectures": None,
+    "modules_to_save": None,
+}
+# The config files frameworks read a model's interface from (transformers, peft, processors).
+INTERFACE_CONFIGS = frozenset(
+    ("config.json", "adapter_config.json", "preprocessor_config.json", "processor_config.json")
+)
+# Tensors that frameworks rebuild when they load a model (non-persistent buffers): a checkpoint
+# saved with or without them has the same interface. Matched on the last dotted part(s).
+REBUILT_BUFFERS = ("position_ids", "inv_freq", "masked_bias", "attn.bias")
 # Config keys that change the computed weights without changing the interface.
 WEIGHT_KEYS = frozenset(
     ("lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "use_dora", "fan_in_fan_out")
@@ -265,6 +289,23 @@ def config_level(key: str) -> str:
     return "minor" if parts[-1] in WEIGHT_KEYS else "patch"
 
 
+def is_rebuilt_buffer(name: str) -> bool:
+    """A tensor a framework rebuilds on load (``embeddings.position_ids``, ``rotary_emb.inv_freq``)."""
+    return any(name == b or name.endswith("." + b) for b in REBUILT_BUFFERS)
+
+
+def added_as_default(key: str, value: Any) -> bool:
+    """A config key added (or removed) with a null value, or with the value its absence means."""
+    if value is None:
+        return True
+    last = key.split(".")[-1]
+    return (
+        last in INTERFACE_DEFAULTS
+        and INTERFACE_DEFAULTS[last] == value
+        and (type(INTERFACE_DEFAULTS[last]) is type(value))
+    )
+
+
 def grade(changes: Changes) -> list[Evidence]:
     """The evidence, each item with its level, that ``changes`` call for (the rules above)."""
     found: list[Evidence] = []
@@ -319,12 +360,24 @@ def grade(changes: Changes) -> list[Evidence]:
         if config.path in new_adapter_configs:
             continue  # a new adapter: judged as a whole above
         if not config.parsed:
-            add("minor", "config changed (not parseable, compared as bytes)", config.path)
+            # What changed cannot be told; in a file the interface is read from, neither can
+            # whether the interface did.
+            interface = posixpath.basename(config.path).lower() in INTERFACE_CONFIGS
+            add(
+                "major" if interface else "minor",
+                "config changed (not parseable, compared as bytes)",
+                config.path,
+            )
             continue
         what = [(k, f"{json.dumps(o)} -> {json.dumps(n)}") for k, (o, n) in config.changed.items()]
         what += [(k, f"added ({json.dumps(v)})") for k, v in config.added.items()]
         what += [(k, "removed") for k in config.removed]
+        defaults = {k for k, v in config.added.items() if added_as_default(k, v)}
+        defaults |= {k for k, v in config.removed.items() if added_as_default(k, v)}
         for key, text in what:
+            if key in defaults:
+                add("patch", "config key with its default value", f"{config.path}: {key} {text}")
+                continue
             level = config_level(key)
             reason = "interface config changed" if level == "major" else "config changed"
             add(level, reason, f"{config.path}: {key} {text}")
@@ -339,6 +392,8 @@ def grade(changes: Changes) -> list[Evidence]:
                 add("minor", "weights changed", f"{file}: {tensor.name}{extra}")
             elif tensor.status == "added" and new_adapter:
                 new_adapter_tensors += 1
+            elif tensor.status in ("added", "removed") and is_rebuilt_buffer(tensor.name):
+                add("patch", f"framework buffer {tensor.status}", f"{file}: {tensor.name}")
             elif tensor.status == "renamed":
                 add("major", "tensor renamed", f"{file}: {tensor.renamed_from} -> {tensor.name}")
             elif tensor.status in ("reshaped", "retyped"):

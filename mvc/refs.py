@@ -160,8 +160,13 @@ class RefStore:
     def require(self, ref: RefName) -> ObjectId:
         value = self.get(ref)
         if value is None:
+            import difflib
+
+            names = [r.name for r in self.list_refs(ref.kind, ref.model)]
+            close = difflib.get_close_matches(ref.name, names, n=3, cutoff=0.6)
             raise NotFound(
-                f"{KIND_WORD[ref.kind]} {ref.name!r} of model {ref.model!r} does not exist"
+                f"{KIND_WORD[ref.kind]} {ref.name!r} of model {ref.model!r} does not exist",
+                hint="did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None,
             )
         return value
 

@@ -206,6 +206,14 @@ class Repo:
             self._identity = self._find_identity()
         return self._identity
 
+    def identity_source(self) -> str:
+        """Where :meth:`identity` comes from, for ``mvc config list``."""
+        if self.config.get("user.name"):
+            return f"user.name from {self.config.source('user.name')}"
+        if _git_identity(self.root):
+            return "git config user.name"
+        return "the operating system's user name (set user.name)"
+
     def _find_identity(self) -> str:
         name = self.config.get("user.name")
         email = self.config.get("user.email")
@@ -272,6 +280,10 @@ class Repo:
                     found.append(binding)
         return found
 
+    def remove_binding(self, model: str) -> None:
+        """Forget a model's working folder (the folder and its files stay as they are)."""
+        self.storage.delete(self._binding_key(model))
+
     def set_binding(self, binding: Binding) -> None:
         self.storage.write(self._binding_key(binding.model), [encode_canonical(binding.to_json())])
 
@@ -302,3 +314,20 @@ def _git_identity(cwd: str) -> tuple[str, str | None] | None:
 
     name = ask("user.name")
     return (name, ask("user.email")) if name else None
+
+
+@contextmanager
+def editing_user_config(env: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Read-modify-write of the user's configuration file (``~/.config/mvc/config.yaml``, or
+    under ``$XDG_CONFIG_HOME``), the lowest layer; no store is needed. Yields the values."""
+    path = user_config_path(os.environ if env is None else env)
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    with lock.hold(os.path.join(folder, "config.lock"), timeout=60.0):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                values = parse_config_text(handle.read(), path)
+        except FileNotFoundError:
+            values = {}
+        yield values
+        LocalStorage(folder).write(CONFIG_FILE, [render_config(values).encode()])

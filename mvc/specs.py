@@ -26,12 +26,17 @@ from mvc.refnames import HEADS, TAGS, RefName, branch, channel, tag, validate_mo
 from mvc.refs import RefStore
 from mvc.remotes import remote_names, tracking_refs
 from mvc.repo import Repo
-from mvc.versioning import highest_match, parse_range, parse_semver
+from mvc.versioning import (
+    RANGE_START,
+    highest_match,
+    looks_like_range,
+    parse_range,
+    parse_semver,
+)
 
 if TYPE_CHECKING:
     import semver
 
-RANGE_START = ("^", "~", "<", ">", "=")
 QUALIFIERS = ("branch", "tag", "channel", "id")
 _BACK = re.compile(r"^(?P<rev>.*?)~(?P<n>\d+)$")
 _RANGE_BACK = re.compile(r"^(?P<rev>.*[0-9A-Za-z*])~(?P<n>\d+)$")
@@ -85,6 +90,11 @@ def by_id(model: str, version: ObjectId) -> Resolved:
 def parse_spec(text: str) -> Spec:
     if not text or not isinstance(text, str):
         raise UsageError("empty version spec", hint="write MODEL or MODEL@REV, e.g. bert@v1.2.0")
+    if text.startswith(("./", "../", "/", "~/")):  # a path, not a model name: it is not there
+        raise NotFound(
+            f"{text}: no such file or folder",
+            hint="give an existing folder, or a version spec MODEL[@REV] (docs/versioning.md)",
+        )
     model, sep, rev = text.partition("@")
     back = 0
     # ~N ends the spec. In a range, ~ also starts a tilde comparator: there, ~N is a back
@@ -272,6 +282,17 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
     if rev.startswith(RANGE_START):
         name, version = resolve_range(repo, model, rev)
         return Resolved(model, version, "range", name)
+    if looks_like_range(rev):
+        # 1, v2, 1.x, *, 1.0 - 1.4: a range, unless a branch, channel or id prefix has the name
+        named = _candidates(repo, model, rev, None)
+        if named:
+            listing = "; ".join(f"{c.kind} {c.name or rev} -> {short(c.version)}" for c in named)
+            raise AmbiguousSpec(
+                f"{model}@{rev} is ambiguous: a semver range, or {listing}",
+                hint=f"say which: {model}@{named[0].kind}={rev}, or {model}@={rev} for the range",
+            )
+        name, version = resolve_range(repo, model, rev)
+        return Resolved(model, version, "range", name)
     if rev == "latest" or _INSTANT.match(rev):
         # a branch, tag or channel of the same name would make the REV mean two things
         named = _candidates(repo, model, rev, None)
@@ -299,9 +320,12 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
         )
     if not found:
         _require_model(repo, model)
+        names = [r.name for r in repo.refs.list_refs(model=model)]
+        suggestion = did_you_mean(rest if only else rev, names)
+        listing = f"list them with `mvc branch {model}`, `mvc tag {model}`, `mvc log {model}`"
         raise NotFound(
             f"{model}@{rev}: no branch, tag, channel or version id of that name",
-            hint=f"list them with `mvc branch {model}`, `mvc tag {model}`, `mvc log {model}`",
+            hint=f"{suggestion} ({listing})" if suggestion else listing,
         )
     return found[0]
 
@@ -316,9 +340,24 @@ def model_known(repo: Repo, model: str) -> bool:
     return bool(repo.refs.list_refs(model=model, live=False) or _remotes_tracking(repo, model))
 
 
+def did_you_mean(name: str, candidates: list[str]) -> str | None:
+    """ "did you mean 'bert'?" for the closest of ``candidates`` to a mistyped ``name``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=3, cutoff=0.6)
+    return "did you mean " + " or ".join(repr(c) for c in close) + "?" if close else None
+
+
+def unknown_model(repo: Repo, model: str) -> NotFound:
+    """The error for a model this store does not know, with the closest names it does."""
+    suggestion = did_you_mean(model, repo.refs.models())
+    hint = f"{suggestion} (see `mvc models`)" if suggestion else "see `mvc models`"
+    return NotFound(f"no model named {model!r} in this store", hint=hint)
+
+
 def _require_model(repo: Repo, model: str) -> None:
     if not model_known(repo, model):
-        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        raise unknown_model(repo, model)
 
 
 def _remote_candidate(repo: Repo, model: str, rev: str) -> Resolved | None:
@@ -353,7 +392,7 @@ def resolve_range(
     best = highest_match(tags, rng, include_prerelease=include_prerelease)
     if not best:
         if not repo.refs.list_refs(model=model, live=False):
-            raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+            raise unknown_model(repo, model)
         releases = sorted((v for _, v in tags if not v.prerelease), reverse=True)
         listing = ", ".join(f"v{v}" for v in releases[:8]) or "none"
         hint = f"list tags with `mvc tag {model}`"

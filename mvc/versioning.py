@@ -302,6 +302,25 @@ def parse_range(text: str) -> Range:
     return Range(text, tuple(sets))
 
 
+RANGE_START = ("^", "~", "<", ">", "=")
+_LOOSE_START = re.compile(r"^[vV]?(\d|[xX*](\.|$|\s))")
+
+
+def looks_like_range(text: str) -> bool:
+    """A REV that is a range: it starts with ``^ ~ < > =``, or it is a partial version, an
+    x-range, ``*``, a hyphen range or an OR of ranges (``1``, ``v2``, ``1.x``, ``*``,
+    ``1.0 - 1.4``, ``1.x || 2.x``). An exact version (``1.2.0``) is a tag, not a range."""
+    if text.startswith(RANGE_START):
+        return True
+    if not _LOOSE_START.match(text) or parse_semver(text) is not None:
+        return False
+    try:
+        parse_range(text)
+    except UsageError:
+        return False
+    return True
+
+
 def highest_match(
     candidates: Iterable[tuple[str, semver.Version]],
     rng: Range,

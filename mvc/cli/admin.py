@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from mvc.errors import CorruptObject, PartialFailure, UsageError
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
-    commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init]
+    commands: list[Callable[..., None]] = [fsck, gc, repack, shell_init, completion]
     for command in commands:
         name = command.__name__.replace("_", "-")
         if wanted(name):
@@ -91,7 +92,7 @@ def fsck(
             out.info(f"unverified {problem.object}  {problem.detail}")
         out.info(
             f"checked {report.objects_checked} objects and {report.refs_checked} refs: "
-            f"{report.reachable} reachable, {report.dangling} dangling, "
+            f"{report.reachable} reachable, {report.dangling} unreachable (dangling), "
             f"{len(report.problems)} problems"
         )
     if report.quarantined and not as_json:
@@ -121,7 +122,7 @@ def fsck(
 def gc(
     ctx: typer.Context,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Only say what would be deleted.")
+        bool, typer.Option("--dry-run", help="Only say what would be deleted.")
     ] = False,
     grace: Annotated[
         str | None,
@@ -154,7 +155,8 @@ def gc(
     verb = "would delete" if dry_run else "deleted"
     out.info(
         f"{verb} {len(result.deleted)} unreachable objects ({human_size(result.deleted_bytes)}); "
-        f"kept {result.reachable} reachable and {result.kept_young} recent ones"
+        f"kept {result.reachable} reachable, {result.kept_by_log} reached only by recent "
+        f"ref-log entries and {result.kept_young} recent ones"
     )
     if result.repack and result.repack.compressed:
         r = result.repack
@@ -200,27 +202,55 @@ def config_get(
         out.line(str(value).lower() if isinstance(value, bool) else str(value))
 
 
+GlobalOption = Annotated[
+    bool,
+    typer.Option("--global", help="The user config (~/.config/mvc/config.yaml), not the store's."),
+]
+
+
 def config_set(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(help="e.g. user.name")],
     value: Annotated[str, typer.Argument(help="The new value.")],
+    user: GlobalOption = False,
 ) -> None:
-    """Set a value in the store's config (validated).
+    """Set a value in the store's config, or with --global in your user config (validated).
 
-    Example: mvc config set user.name "Ada Lovelace"
+    The user config is the lowest layer: a store's config, MVC_* variables and flags override it.
+
+    Examples:
+      mvc config set user.name "Ada Lovelace"
+      mvc config set --global user.email ada@example.com
     """
     from mvc.config import validate
 
-    repo = open_repo(ctx)
     parsed = validate(key, value)
+    if user:
+        from mvc.repo import editing_user_config
+
+        with editing_user_config() as values:
+            values[key] = parsed
+        return
+    repo = open_repo(ctx)
     with repo.editing_config() as values:
         values[key] = parsed
 
 
 def config_unset(
-    ctx: typer.Context, key: Annotated[str, typer.Argument(help="e.g. user.name")]
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="e.g. user.name")],
+    user: GlobalOption = False,
 ) -> None:
-    """Remove a value from the store's config."""
+    """Remove a value from the store's config (or, with --global, from your user config)."""
+    if user:
+        from mvc.config import user_config_path
+        from mvc.repo import editing_user_config
+
+        with editing_user_config() as values:
+            if key not in values:
+                raise UsageError(f"{key} is not set in {user_config_path(os.environ)}")
+            del values[key]
+        return
     repo = open_repo(ctx)
     with repo.editing_config() as values:
         if key not in values:
@@ -229,7 +259,12 @@ def config_unset(
 
 
 def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """List every configuration value with where it comes from."""
+    """List every configuration value with where it comes from, and the identity in effect.
+
+    Layers, lowest first: user (~/.config/mvc/config.yaml) < store (.mvc/config.yaml) <
+    environment (MVC_USER_NAME, MVC_CORE_JOBS…) < flags. The identity versions are recorded
+    with is user.name/user.email, else git's, else the operating system's user.
+    """
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     items = repo.config.items()
@@ -244,9 +279,13 @@ def config_list(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     for key, value in sorted(items.items()):
         shown = str(value).lower() if isinstance(value, bool) else value
         out.line(f"{key}={shown}  # {repo.config.source(key) or 'default'}")
+    out.info(f"identity (recorded as author): {repo.identity()}  # {repo.identity_source()}")
 
 
-def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash") -> None:
+def shell_init(
+    ctx: typer.Context,
+    shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash",
+) -> None:
     """Print a shell function `mv` that forwards mvc's subcommands to mvc.
 
     It forwards only when the first word is an mvc subcommand and no file or folder of that
@@ -254,6 +293,24 @@ def shell_init(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] =
 
     Example: eval "$(mvc shell-init bash)"
     """
-    from mvc.cli.shell import shell_function
+    from mvc.cli.shell import SUBCOMMANDS, shell_function
 
-    Output().line(shell_function(shell))
+    root = ctx.find_root()
+    listing = getattr(root.command, "list_commands", None)  # the app's group (main.WHOLE_APP)
+    names = [n for n in (listing(root) if listing else []) if n != "shell-init"]
+    Output().line(shell_function(shell, names or SUBCOMMANDS))
+
+
+def completion(shell: Annotated[str, typer.Argument(help="bash, zsh or fish")] = "bash") -> None:
+    """Print a shell completion script: commands, options, models, branches, tags, channels.
+
+    Names come from the store of the current folder (or -C DIR), read without loading models.
+
+    Examples:
+      eval "$(mvc completion bash)"        # in ~/.bashrc
+      eval "$(mvc completion zsh)"         # in ~/.zshrc, after compinit
+      mvc completion fish | source         # in ~/.config/fish/config.fish
+    """
+    from mvc.cli.shell import completion_script
+
+    Output().line(completion_script(shell))

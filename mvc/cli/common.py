@@ -6,11 +6,12 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import typer
+import typer.core
 
 from mvc.canonical import parse_scalar
 from mvc.cli.output import Output
@@ -18,6 +19,7 @@ from mvc.errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     MvcError,
+    NotFound,
     UsageError,
     environment_error,
     is_environment_error,
@@ -31,6 +33,88 @@ Wanted = Callable[[str], bool]
 
 def every_command(name: str) -> bool:
     return True
+
+
+# --- one spelling per option, one meaning per short option -----------------------------------
+#
+# Short options mean the same in every command (tests/cli/test_cli_conventions.py walks the app):
+# -m --message, -f --force, -n --limit, -b --branch, -d --delete, -p --param, -o --option,
+# -j --jobs, -v --verbose, -l --long, -k --key, -C (global) DIR. A new command that takes one of
+# these long options gives it that short form (or none), and never gives the short form another
+# meaning. The helpers below spell the common ones once.
+
+
+def ForceOption(help: str) -> Any:  # noqa: N802 - reads like the typer.Option it returns
+    """``--force`` / ``-f``, with what forcing means in this command."""
+    return typer.Option("--force", "-f", help=help)
+
+
+def LimitOption(help: str = "Show at most N.") -> Any:  # noqa: N802
+    """``--limit`` / ``-n``."""
+    return typer.Option("-n", "--limit", help=help, metavar="N")
+
+
+def MessageOption(help: str = "What changed and why.") -> Any:  # noqa: N802
+    """``--message`` / ``-m``."""
+    return typer.Option("-m", "--message", help=help, metavar="TEXT")
+
+
+HELP_NAMES = ["-h", "--help"]
+"""The help options of every command (the app's ``context_settings``)."""
+
+
+def settle_metavars(command: Any) -> None:
+    """Give every option and argument under a click command (the group ``typer.main.get_command``
+    makes) a metavar, so help shows ``MODEL``, ``SPEC``, ``KEY=VALUE`` or nothing (a flag),
+    never a Python type such as ``<bool>`` or ``list[str]``. An explicit ``metavar=`` wins;
+    otherwise a flag gets none and anything else its parameter's name in capitals
+    (``--branch`` -> BRANCH, argument ``model`` -> MODEL)."""
+    params = list(getattr(command, "params", ()))
+    help_option = command.get_help_option(typer.Context(command, help_option_names=HELP_NAMES))
+    for param in [*params, *([help_option] if help_option else [])]:
+        if getattr(param, "metavar", None) is not None:
+            continue
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            param.metavar = ""
+        elif param.name:
+            param.metavar = param.name.strip("_").upper().replace("_", "-")
+    for sub in getattr(command, "commands", {}).values():
+        settle_metavars(sub)
+
+
+class UsageErrorsAsOneLine(typer.core.TyperGroup):
+    """The root group: a usage error (unknown option, missing argument…) is reported like every
+    other error, ``error: ...`` and ``hint: ...`` on stderr with exit 2, not in a Rich box."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        settle_metavars(self)
+        run = functools.partial(
+            super().main, args, prog_name, complete_var, windows_expand_args=windows_expand_args
+        )
+        if not standalone_mode:
+            return run(standalone_mode=False, **extra)
+        try:
+            code = run(standalone_mode=False, **extra)
+        except typer.Abort:
+            Output().error("aborted")
+            sys.exit(EXIT_ERROR)
+        except typer.TyperException as exc:  # typer's click UsageError and the like
+            ctx = getattr(exc, "ctx", None)
+            if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+                typer.echo(ctx.get_help())
+                sys.exit(exc.exit_code)
+            hint = f"see `{ctx.command_path} --help`" if ctx is not None else None
+            Output().error(exc.format_message(), hint)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 JsonOption = typer.Option(
@@ -145,7 +229,7 @@ def read_metrics_file(path: str) -> dict[str, Any]:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
     except FileNotFoundError as exc:
-        raise UsageError(f"metrics file {path} does not exist") from exc
+        raise NotFound(f"metrics file {path} does not exist") from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"metrics file {path} is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):

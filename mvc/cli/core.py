@@ -1,4 +1,5 @@
-"""Everyday commands: init, commit, status, log, show, ls, cat, checkout, branch, tag, models."""
+"""Everyday commands: init, commit, status, log, show, ls, cat, checkout, branch, tag, models,
+rm, unbind."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import typer
 
 from mvc.cli.common import (
     AllowDeprecatedOption,
+    ForceOption,
     JsonOption,
     Wanted,
     every_command,
@@ -29,7 +31,8 @@ SpecArg = Annotated[
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
-    for command in (init, commit, status, log, show, ls, cat, checkout, branch, tag, models):
+    everyday = (init, commit, status, log, show, ls, cat, checkout, branch, tag, models, rm, unbind)
+    for command in everyday:
         name = command.__name__.rstrip("_")
         if wanted(name):
             app.command(name=name)(handles_errors(command))
@@ -41,7 +44,9 @@ def init(
 ) -> None:
     """Create a store (.mvc/) here or in PATH.
 
-    Inside a git work tree, .mvc/ is added to the .gitignore at the top of that tree.
+    Inside a git work tree, .mvc/ is added to the .gitignore at the top of that tree, and so is
+    each working folder a commit binds later (mvc versions its files, as `dvc add` does).
+    Inside another store's folder it says so: commands run below it then use the new store.
 
     Example: mvc init
     """
@@ -53,6 +58,11 @@ def init(
         out.json(result.to_json())
         return
     out.info(f"Initialised an empty mvc store in {result.store_dir}")
+    if result.inside:
+        out.warn(
+            f"it is inside the store at {result.inside}: commands run below "
+            f"{os.path.dirname(result.store_dir)} now use the new store"
+        )
     if result.gitignore:
         out.info(f"Added .mvc/ to {result.gitignore}")
 
@@ -130,6 +140,8 @@ def commit(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
+    if not message:
+        message = ask_for_message(out)
     metrics = parse_pairs(metric, "metric", numeric=True)
     if metrics_file:
         metrics = {**read_metrics_file(metrics_file), **metrics}
@@ -173,22 +185,47 @@ def commit(
     )
 
 
+def ask_for_message(out: Output) -> str:
+    """A commit message asked for on a terminal; in a script, none (with a warning)."""
+    import sys
+
+    if sys.stdin.isatty() and sys.stderr.isatty():
+        text: str = typer.prompt("Commit message (what changed and why)", err=True)
+        return text.strip()
+    out.warn("no commit message (-m TEXT): the version is recorded without one")
+    return ""
+
+
 def status(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Argument(help="Only this model.")] = None,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code", help="Exit 1 when a folder is modified, missing or behind its branch."
+        ),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Show which working folders differ from their HEAD (unchanged files are not re-read).
 
-    Exit code 0 either way; use --json for scripts.
+    Exit code 0 either way, unless --exit-code: then 1 when any folder is modified, missing,
+    or behind its branch (for scripts and hooks, like `git diff --exit-code`).
+
+    Examples:
+      mvc status
+      mvc status bert --exit-code || echo "bert has uncommitted changes"
     """
     from mvc.ops.status import status as do_status
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
     results = do_status(repo, model, progress=out.progress())
+    dirty = any(not r.exists or not r.clean or r.behind for r in results)
     if as_json:
         out.json([r.to_json() for r in results])
+        if exit_code and dirty:
+            raise typer.Exit(1)
         return
     if not results:
         out.info("no working folders yet; `mvc commit FOLDER` makes one")
@@ -213,7 +250,9 @@ def status(
             ("removed", item.removed),
         ):
             for p in paths:
-                out.line(f"  {label:9} {p}")
+                out.line(f"  {label:9} {p}", {"added": "green", "removed": "red"}.get(label, "red"))
+    if exit_code and dirty:
+        raise typer.Exit(1)
 
 
 def log(
@@ -249,8 +288,13 @@ def log(
         v = entry.version
         first = v.message.splitlines()[0] if v.message else ""
         extras = " ".join(f"{k}={val}" for k, val in sorted(v.metrics.items()))
-        out.line(
-            f"{entry.id[:12]}  {v.time}  {v.author}  {first}" + (f"  [{extras}]" if extras else "")
+        # The author's name only: e-mails made every line wrap (`mvc show` and --json have it).
+        author = v.author.split(" <", 1)[0] if v.author.endswith(">") else v.author
+        out.parts(
+            (entry.id[:12], "yellow"),
+            (f"  {v.time}  ", None),
+            (author, "cyan"),
+            (f"  {first}" + (f"  [{extras}]" if extras else ""), None),
         )
 
 
@@ -323,7 +367,7 @@ def show(
         if mapping:
             out.line(f"{label:8} " + ", ".join(f"{k}={val}" for k, val in sorted(mapping.items())))
     for key, value in sorted(v.lineage.items()):
-        out.line(f"{key:8} {value}")
+        out.line(f"{key:8} {_fact(value)}")
     for item in reversed(details.annotations):  # oldest first, like a log read downwards
         shown = ", ".join(f"{k}={val}" for k, val in sorted(item.metrics.items()))
         text = "; ".join(x for x in (shown, item.note) if x)
@@ -521,7 +565,7 @@ def tag(
             "-d", "--delete", help="Delete this tag (needs --force; the name stays reserved)."
         ),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Confirm a deletion.")] = False,
+    force: Annotated[bool, ForceOption("Confirm a deletion.")] = False,
     bump: Annotated[
         str | None,
         typer.Option(
@@ -667,3 +711,72 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             + ", ".join(m.model for m in damaged),
             hint="the other models are listed; `mvc fsck --repair-refs` sets torn entries aside",
         )
+
+
+ModelArg = Annotated[str, typer.Argument(help="Model name.", metavar="MODEL", show_default=False)]
+
+
+def rm(
+    ctx: typer.Context,
+    model: ModelArg,
+    force: Annotated[
+        bool, ForceOption("Also delete its tags and channels (tag names stay reserved).")
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Remove a model: delete its branches and forget its working folder.
+
+    A model with tags or channels is refused unless --force: releases and deployments may
+    need it. The folder's files stay; versions stay in the store until `mvc gc`.
+
+    Examples:
+      mvc rm scratch
+      mvc rm old-bert --force
+    """
+    from mvc.ops.names import remove_model
+
+    result = remove_model(open_repo(ctx), model, force=force)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(result.to_json())
+        return
+    names = [f"branch {n}" for n in result.branches] + [f"tag {n}" for n in result.tags]
+    names += [f"channel {n}" for n in result.channels]
+    out.info(f"removed model {model}: " + (", ".join(names) or "no refs"))
+    if result.unbound:
+        out.info(f"{result.unbound} is no longer its working folder (its files are untouched)")
+
+
+def unbind(ctx: typer.Context, model: ModelArg, as_json: bool = JsonOption) -> None:
+    """Forget a model's working folder; its files and versions stay.
+
+    Use it to undo a binding made by mistake (a commit of the wrong folder). The next
+    `mvc commit FOLDER --model MODEL` or `mvc checkout MODEL --to FOLDER --bind` binds again.
+
+    Example: mvc unbind bert
+    """
+    from mvc.ops.worktrees import unbind as do_unbind
+
+    binding = do_unbind(open_repo(ctx), model)
+    out = Output(as_json=as_json)
+    if as_json:
+        out.json(binding.to_json())
+        return
+    out.info(f"{binding.path} is no longer the working folder of {model} (its files are untouched)")
+
+
+def _fact(value: Any) -> str:
+    """A lineage fact for people: ``type=LORA rank=8 alpha=16.0 target_modules=q_proj,v_proj``,
+    a list one item per ``;``, never a Python repr (--json has the exact value)."""
+    if isinstance(value, dict):
+        if "spec" in value or "version" in value:  # a base or source version
+            spec = value.get("spec") or f"{value.get('model')}@{str(value.get('version'))[:12]}"
+            return f"{spec} ({str(value.get('version'))[:12]})" if value.get("spec") else spec
+        return "  ".join(f"{k}={_fact(v)}" for k, v in value.items() if v not in (None, "", []))
+    if isinstance(value, list):
+        return (", " if all(not isinstance(v, dict) for v in value) else "; ").join(
+            _fact(v) for v in value
+        )
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

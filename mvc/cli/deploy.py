@@ -554,7 +554,7 @@ def export(
     fmt: Annotated[
         str,
         typer.Option(
-            "--format", "-f", help="triton, kserve, vllm, istio, mlflow or dir.", show_default=False
+            "--format", help="triton, kserve, vllm, istio, mlflow or dir.", show_default=False
         ),
     ],
     to: Annotated[

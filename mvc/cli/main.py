@@ -33,7 +33,7 @@ from mvc.cli import (
     signing,
     versions,
 )
-from mvc.cli.common import Wanted, every_command, state
+from mvc.cli.common import HELP_NAMES, UsageErrorsAsOneLine, Wanted, every_command, state
 
 
 def _version(value: bool) -> None:
@@ -79,8 +79,9 @@ def build_app(wanted: Wanted = every_command) -> typer.Typer:
         help="mvc — model version control: version, tag, ship and roll back ML models.",
         no_args_is_help=True,
         add_completion=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
+        context_settings={"help_option_names": HELP_NAMES},
         pretty_exceptions_enable=False,
+        cls=UsageErrorsAsOneLine,
     )
     app.callback()(main)
     core.register(app, wanted)
@@ -139,6 +140,10 @@ def _invoked(argv: list[str]) -> tuple[str | None, bool]:
     return None, version
 
 
+WHOLE_APP = frozenset({"shell-init"})
+"""Commands that read the app's own command list (the ``mv`` function forwards every one)."""
+
+
 def _narrowed(argv: list[str]) -> typer.Typer:
     """The app with only the command this run invokes.
 
@@ -148,7 +153,7 @@ def _narrowed(argv: list[str]) -> typer.Typer:
     anything not recognised keep every command, so listings and "no such command" hints stay.
     """
     command, version_only = _invoked(argv)
-    if command is None and not version_only:
+    if (command is None and not version_only) or command in WHOLE_APP:
         return app
     found: list[str] = []
 
@@ -166,4 +171,9 @@ def _narrowed(argv: list[str]) -> typer.Typer:
 def run() -> None:
     import sys
 
-    _narrowed(sys.argv[1:])()
+    if sys.argv[1:2] == ["__complete"]:  # shell completion (cli/shell.py): fast, never fails
+        from mvc.cli.shell import complete
+
+        print("\n".join(complete(sys.argv[2:], build_app)))
+        return
+    _narrowed(sys.argv[1:])(prog_name="mvc")

@@ -110,6 +110,20 @@ def _stdout_console(width: int | None = None) -> Any:
     return _sanitising(Console(highlight=False, soft_wrap=True, width=width))
 
 
+#: ANSI SGR codes of the colours data lines use (as git does: green added, red removed).
+COLOURS = {"green": "32", "red": "31", "yellow": "33", "cyan": "36", "bold": "1", "dim": "2"}
+
+
+def colour_wanted() -> bool:
+    """Colour for stdout: a terminal, and neither ``NO_COLOR`` (https://no-color.org) nor a dumb
+    terminal; ``FORCE_COLOR`` turns it on anyway (for pagers that pass colour through)."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+
+
 class Output:
     def __init__(self, *, as_json: bool = False, quiet: bool = False) -> None:
         self.as_json = as_json
@@ -120,8 +134,22 @@ class Output:
         sys.stdout.write(encode_json(value) + "\n")
         sys.stdout.flush()
 
-    def line(self, text: str = "") -> None:
-        sys.stdout.write(safe_text(text) + "\n")
+    def line(self, text: str = "", colour: str | None = None) -> None:
+        """A line of data; ``colour`` (a key of ``COLOURS``) only on a terminal, never with
+        ``NO_COLOR`` set or ``TERM=dumb``."""
+        shown = safe_text(text)
+        if colour and colour_wanted():
+            shown = f"\x1b[{COLOURS[colour]}m{shown}\x1b[0m"
+        sys.stdout.write(shown + "\n")
+
+    def parts(self, *pieces: tuple[str, str | None]) -> None:
+        """A line of data made of (text, colour or None) pieces, each made safe."""
+        wanted = colour_wanted()
+        shown = [
+            f"\x1b[{COLOURS[c]}m{safe_text(t)}\x1b[0m" if c and wanted else safe_text(t)
+            for t, c in pieces
+        ]
+        sys.stdout.write("".join(shown) + "\n")
 
     def write_bytes(self, data: bytes) -> None:
         sys.stdout.buffer.write(data)
@@ -178,11 +206,20 @@ class RichProgress:
         )
 
         self.finish()
+
+        class BinarySpeed(TransferSpeedColumn):  # rich's is decimal (MB/s): one unit system
+            def render(self, task: Any) -> Any:
+                from rich.text import Text
+
+                speed = task.finished_speed or task.speed
+                shown = f"{human_size(int(speed))}/s" if speed is not None else "?"
+                return Text(shown, style="progress.data.speed")
+
         self._bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            DownloadColumn(binary_units=True),
+            BinarySpeed(),
             TimeRemainingColumn(),
             console=_stderr_console(),
             transient=True,

@@ -388,6 +388,10 @@ def clone(
         bool,
         typer.Option("--checkout", help="Check out each model's main branch into DIR/MODEL."),
     ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Clone a store that has no models yet."),
+    ] = False,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", help="Non-secret storage option KEY=VALUE."),
@@ -397,7 +401,9 @@ def clone(
 ) -> None:
     """Create a store in DIRECTORY with remote origin, and pull every model (or --model).
 
-    An interrupted clone keeps the new store; `mvc -C DIR pull origin --all` resumes it.
+    The source must be an mvc store; nothing is written before that is checked. An empty
+    store is cloned only with --allow-empty. An interrupted clone keeps the new store; the
+    error's hint says how to resume it (and check out, with --checkout).
 
     Examples:
       mvc clone s3://ml-models/registry ./registry
@@ -412,6 +418,7 @@ def clone(
         model=model,
         options=_parse_options(option),
         checkout=checkout,
+        allow_empty=allow_empty,
         jobs=jobs,
         progress=_progress(out),
     )

@@ -43,14 +43,24 @@ def diff(
             "--no-stats", help="Only say which tensors changed; do not compute their statistics."
         ),
     ] = False,
+    stat: Annotated[
+        bool, typer.Option("--stat", help="Only the summary: counts of what changed, the verdict.")
+    ] = False,
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when A and B differ (for scripts).")
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Show what changed from A to B: files, tensors, config, metadata, and the bump it implies.
 
     Changed tensors get the fraction of elements changed, max |difference|, relative L2 change and cosine similarity, computed chunk by chunk; unchanged tensors are skipped unread.
 
+    The verdict comes first (and last); a section with many items lists the first 40 (--json has all).
+
     Examples:
       mvc diff bert@v1.0.0 bert@v1.1.0
+      mvc diff bert@v1.0.0 bert@v1.1.0 --stat
+      mvc diff bert --exit-code || echo "bert's folder has changes"
       mvc diff bert                     # HEAD against the working folder
       mvc diff bert@main~1 bert --json
     """
@@ -58,12 +68,50 @@ def diff(
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    result = do_diff(repo, a, b, stats=not no_stats, progress=out.progress())
+    result = do_diff(repo, a, b, stats=not (no_stats or stat), progress=out.progress())
     if as_json:
         out.json(result.to_json())
-        return
-    for line in render_diff(result):
-        out.line(line)
+    else:
+        for line in summary_first(render_diff(result), stat=stat):
+            out.line(line, _DIFF_COLOURS.get(line.lstrip()[:1]) if line[:2] == "  " else None)
+    if exit_code and _differs(result):
+        raise typer.Exit(1)
+
+
+_DIFF_COLOURS = {"+": "green", "A": "green", "-": "red", "D": "red", "~": "yellow", "M": "yellow"}
+#: Items listed per section before "… N more": a model with thousands of tensors stays readable.
+LISTED = 40
+
+
+def _differs(result: DiffResult) -> bool:
+    return bool(
+        result.files
+        or result.configs
+        or any(g.changes or g.metadata for g in result.tensors)
+        or {k for k in result.metadata if k != "time"}
+    )
+
+
+def summary_first(lines: list[str], *, stat: bool = False) -> list[str]:
+    """The verdict right after the header (and again at the end), then each section's summary
+    line with at most ``LISTED`` of its items (``stat``: none); ``--json`` has every item."""
+    verdict = [line for line in lines if line.startswith("verdict:")]
+    head, body = lines[:2], [line for line in lines[2:] if not line.startswith("verdict:")]
+    out = head + verdict
+    run = 0
+    for line in body:
+        if not line.startswith("  "):
+            if run > LISTED and not stat:
+                out.append(f"  … {run - LISTED} more (mvc diff --json lists every one)")
+            run = 0
+            out.append(line)
+            continue
+        run += 1
+        if not stat and run <= LISTED:
+            out.append(line)
+    if run > LISTED and not stat:
+        out.append(f"  … {run - LISTED} more (mvc diff --json lists every one)")
+    return out + verdict  # and last again, where the eye lands after a long listing
 
 
 def _number(value: Any) -> str:

@@ -12,8 +12,9 @@ from mvc.deployment.records import STABLE, Arm, Record, decode_record, serving_a
 from mvc.errors import NotFound
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped
-from mvc.refnames import TAGS, RefName, channel, validate_model
+from mvc.refnames import CHANNELS, TAGS, RefName, channel, validate_model
 from mvc.repo import Repo
+from mvc.specs import did_you_mean
 
 
 def load_record(repo: Repo, oid: str) -> Record:
@@ -32,9 +33,11 @@ def current(repo: Repo, model: str, name: str) -> Record | None:
 def require_current(repo: Repo, model: str, name: str) -> Record:
     record = current(repo, model, name)
     if record is None:
+        suggestion = did_you_mean(name, [r.name for r in repo.refs.list_refs(CHANNELS, model)])
+        create = f"create it with `mvc channel set {model} {name} REV`"
         raise NotFound(
             f"channel {name!r} of model {model!r} does not exist",
-            hint=f"create it with `mvc channel set {model} {name} REV`",
+            hint=f"{suggestion} Or {create}" if suggestion else create,
         )
     return record
 

@@ -19,6 +19,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Version
 from mvc.ops.adapters import check_folder_against, folder_facts
 from mvc.ops.gitinfo import git_state
+from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
 from mvc.peft import require_compatible
 from mvc.progress import Progress
@@ -58,6 +59,23 @@ def model_name_for(repo: Repo, target: str) -> str:
         return validate_model(base)
     except MvcError as exc:
         raise UsageError(f"cannot use {base!r} as a model name", hint="pass --model NAME") from exc
+
+
+def _refuse_inside_another_binding(repo: Repo, model: str, target: str) -> None:
+    """A path inside (or equal to) another model's working folder is part of that model: as a
+    model of its own, checking one out would show the other as modified."""
+    rel = repo.relpath(target)
+    for binding in repo.bindings():
+        inside = binding.path == "." or rel == binding.path or rel.startswith(binding.path + "/")
+        if binding.model == model or not inside or rel.startswith("../"):
+            continue
+        where = "is" if rel == binding.path else "is inside"
+        raise UsageError(
+            f"{rel} {where} {binding.path}, the working folder of model {binding.model!r}",
+            hint=f"commit the whole folder (`mvc commit {binding.path}`), pass --model "
+            f"{binding.model} to make this path a version of {binding.model!r}, or commit a "
+            "folder outside it",
+        )
 
 
 def _plan_branch(
@@ -164,6 +182,8 @@ def commit(
     bound as a working folder and gets no stat cache."""
     target = os.path.abspath(target)
     model = validate_model(model) if model else model_name_for(repo, target)
+    if not temporary:
+        _refuse_inside_another_binding(repo, model, target)
     branch_name, expected, parent, bound = _plan_branch(repo, model, target, branch)
     is_folder = os.path.isdir(target)
     if is_folder:
@@ -180,6 +200,11 @@ def commit(
             progress=progress,
         )
         crashpoint("commit.objects")
+        if not snap.tree.files and not allow_empty:
+            raise MvcError(
+                f"{repo.relpath(target)} holds no files: an empty folder is no version",
+                hint="put the model's files there first (or pass --allow-empty)",
+            )
         _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
         parent_tree = (
             repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None
@@ -255,6 +280,7 @@ def commit(
     if is_folder and not temporary and (bound is not None or bind or repo.binding(model) is None):
         repo.set_binding(Binding(model, repo.relpath(target), branch_name, version_id))
         result.bound = True
+        ignore_folder_in_git(repo, target)
     if cache is not None:
         cache.save()
     return result

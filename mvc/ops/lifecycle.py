@@ -46,8 +46,8 @@ from mvc.policy.facts import VersionFacts
 from mvc.policy.file import Policy, read_policy
 from mvc.policy.gates import GATES, Broken, Gate, evaluate, evaluate_production
 from mvc.repo import Repo
-from mvc.specs import RANGE_START, Resolved, parse_spec, resolve
-from mvc.versioning import parse_range, parse_semver
+from mvc.specs import Resolved, parse_spec, resolve
+from mvc.versioning import looks_like_range, parse_range, parse_semver
 
 _WARNED: set[tuple[str, str]] = set()  # (version id, cutoff) warned about in this process
 
@@ -146,7 +146,7 @@ def _matching(repo: Repo, spec_text: str, model: str | None, tags: ModelTags) ->
     if model is not None and spec.model != model:
         return set()
     rev = spec.rev or ""
-    if rev.startswith(RANGE_START) and not spec.back:
+    if looks_like_range(rev) and not spec.back:
         rng = parse_range(rev)
         return {
             version

@@ -101,7 +101,7 @@ def dataset_entry(text: str) -> dict[str, Any]:
     if local is None:
         return entry
     if not os.path.exists(local):
-        raise UsageError(
+        raise NotFound(
             f"dataset {name!r}: {local} does not exist here",
             hint="give an existing file or folder (it is hashed), or a URI with a scheme "
             "(s3://, hf://, https://) and optionally @HASH",

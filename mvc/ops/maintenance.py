@@ -300,6 +300,7 @@ class GcResult(JsonShaped):
     deleted_bytes: int = 0
     kept_young: int = 0
     kept_by_retention: int = 0  # unreachable versions the retention rules keep (and their data)
+    kept_by_log: int = 0  # unreachable from the refs, reached by a ref-log entry within grace
     temp_files_removed: int = 0
     repack: RepackResult | None = None
 
@@ -362,10 +363,15 @@ def gc(
     with repo.collecting_garbage():
         roots = [r for r in _gc_roots(repo, grace) if r not in reachable]
         reachable = _mark(repo, roots, reachable)
+        # Counted as fsck counts: reachable from the refs' current values; what only a recent
+        # ref-log entry (within the grace period) still reaches is kept, and counted apart.
+        live = len(_mark(repo, _gc_roots(repo, 0.0), set())) if grace > 0 else len(reachable)
+        by_refs = len(reachable)
         retained = retained_versions(repo, reachable)  # retention: not collectable yet
         result.kept_by_retention = len(retained)
         reachable = _mark(repo, retained, reachable)
-        result.reachable = len(reachable)
+        result.reachable = min(live, by_refs)
+        result.kept_by_log = by_refs - result.reachable
         crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():
             if oid in reachable:

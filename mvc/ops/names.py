@@ -1,20 +1,31 @@
-"""Branches and tags: create, list, delete — each a compare-and-swap on the ref's log."""
+"""Branches and tags: create, list, delete — each a compare-and-swap on the ref's log; and
+removing a model's names altogether (``mvc rm``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from mvc.errors import ImmutableRef, MvcError, NotFound, RefConflict, UsageError
+from mvc.errors import ImmutableRef, MvcError, RefConflict, UsageError
 from mvc.graph import ANCESTRY, reachable
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.channels import chain, load_record
-from mvc.refnames import CHANNELS, HEADS, NOTES, TAGS, RefName, branch, tag, validate_model
-from mvc.refs import RefEntry
+from mvc.refnames import (
+    CHANNELS,
+    HEADS,
+    KIND_WORD,
+    NOTES,
+    TAGS,
+    RefName,
+    branch,
+    tag,
+    validate_model,
+)
+from mvc.refs import RefEntry, RefUpdate
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
-from mvc.specs import Resolved, model_known, resolve_model_rev
+from mvc.specs import Resolved, model_known, resolve_model_rev, unknown_model
 from mvc.versioning import normalize_tag, parse_semver, same_release
 
 
@@ -33,7 +44,7 @@ def _known_model(repo: Repo, model: str) -> None:
     validate_model(model)
 
     if not model_known(repo, model):
-        raise NotFound(f"no model named {model!r} in this store", hint="see `mvc models`")
+        raise unknown_model(repo, model)
 
 
 def list_refs(repo: Repo, model: str, kind: str) -> list[NamedRef]:
@@ -108,7 +119,9 @@ def unreachable_without(repo: Repo, ref: RefName, tip: ObjectId) -> set[ObjectId
 def create_tag(
     repo: Repo, model: str, name: str, rev: str | Resolved | None = None, message: str = ""
 ) -> RefEntry:
-    """Point a new tag at a version. Re-tagging a name that ever named another version is refused.
+    """Point a new tag at a version. Re-tagging a name that ever named another version is refused;
+    tagging a name at the version it already names is a success that changes nothing (the
+    entry that created the tag comes back).
 
     A semantic version is also refused when a tag of equal precedence (the same version with
     other build metadata) ever named another version: ranges could not choose between them.
@@ -136,7 +149,7 @@ def create_tag(
     log = repo.refs.entries(ref)
     current = log[-1].new if log else None
     if current == target:
-        raise UsageError(f"tag {name!r} already names {short(target)}")
+        return log[-1]  # already so: a CI job that re-runs `mvc tag` succeeds, nothing moves
     if current is not None or any(e.new not in (None, target) for e in log):
         previous = current or next(e.new for e in log if e.new)
         raise ImmutableRef(
@@ -166,3 +179,46 @@ def _point(
     ensure_present(repo, target)
     with repo.writing_objects():
         return repo.refs.set_if_equals(ref, expected, target, why)
+
+
+@dataclass
+class RemovedModel(JsonShaped):
+    """What ``mvc rm MODEL`` deleted: every live ref of the model, and its working-folder
+    binding (the folder's files stay). Versions stay in the store until ``gc``; deleted tag
+    names stay reserved."""
+
+    model: str
+    branches: list[str]
+    tags: list[str]
+    channels: list[str]
+    unbound: str | None  # the working folder it was bound to
+
+
+def remove_model(repo: Repo, model: str, *, force: bool = False) -> RemovedModel:
+    """Delete a model's branches (and, with ``force``, its tags and channels) in one
+    all-or-nothing ref transaction, and forget its working folder."""
+    validate_model(model)
+    refs = repo.refs.list_refs(model=model)
+    if not refs and repo.binding(model) is None:
+        raise unknown_model(repo, model)
+    kept = [r for r in refs if r.kind != HEADS]
+    if kept and not force:
+        listing = ", ".join(f"{KIND_WORD[r.kind]} {r.name}" for r in kept[:5])
+        more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+        raise UsageError(
+            f"model {model!r} still has {listing}{more}: releases or deployments may need it",
+            hint=f"`mvc rm {model} --force` deletes them too (tag names stay reserved)",
+        )
+    updates = [RefUpdate(r, repo.refs.get(r), None) for r in refs]
+    if updates:
+        repo.refs.transaction(updates, f"rm: model {model} removed")
+    binding = repo.binding(model)
+    if binding is not None:
+        repo.remove_binding(model)
+    return RemovedModel(
+        model,
+        [r.name for r in refs if r.kind == HEADS],
+        [r.name for r in refs if r.kind == TAGS],
+        [r.name for r in refs if r.kind not in (HEADS, TAGS)],
+        binding.path if binding else None,
+    )

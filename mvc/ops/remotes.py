@@ -97,11 +97,12 @@ from mvc.remotes import (
     validate_option,
     with_archived_data,
 )
-from mvc.repo import FORMAT_FILE, FORMAT_LINE, Binding, Repo
+from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
 from mvc.specs import by_id, parse_spec, resolve_branch, tag_candidates
 from mvc.storage import lock
 from mvc.storage.base import Storage
-from mvc.storage.remote import probe_atomic_create
+from mvc.storage.local import LocalStorage
+from mvc.storage.remote import open_storage, probe_atomic_create
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Names a folder or bucket prefix may hold before it is first pushed to.
@@ -141,8 +142,30 @@ class AddResult(JsonShaped):
     json_shape: ClassVar[Shape] = Shape(flatten=("remote",))
 
 
+def remote_place(storage: Storage, label: str) -> str:
+    """What is at a remote's URL, read without writing: ``"store"`` (an mvc store with refs),
+    ``"empty store"`` (a store with no refs yet, or an empty folder or prefix, which the first
+    push makes a store), or ``"absent"`` (a local folder that does not exist). A place that
+    holds anything else is refused: mvc writes nothing into a folder that is not its own."""
+    if storage.exists(FORMAT_FILE):
+        return "store" if storage.list("refs") else "empty store"
+    foreign = [n for n in storage.list("") if n not in _LAYOUT]
+    if foreign:
+        raise UsageError(
+            f"{label} is neither an mvc store nor empty (it holds {', '.join(foreign[:3])})",
+            hint="check the path; a remote is an mvc store, or an empty folder or bucket prefix",
+        )
+    root = storage.local_root()
+    if root is not None and not os.path.isdir(root):
+        return "absent"
+    return "empty store"
+
+
 def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None = None) -> AddResult:
-    """Record a remote and probe whether its backend honours create-if-absent."""
+    """Record a remote and probe whether its backend honours create-if-absent.
+
+    A URL that holds something other than an mvc store is refused before anything is written
+    there (an empty or absent folder is probed, as the first push would create it)."""
     validate_remote(name)
     if name in remote_names(repo):
         raise UsageError(
@@ -156,6 +179,7 @@ def add_remote(repo: Repo, name: str, url: str, options: dict[str, str] | None =
     warnings = []
     atomic: bool | None
     try:
+        remote_place(storage, storage.url)  # refuses a place holding something else
         atomic = _probe(storage)
     except RemoteError as exc:
         atomic = None
@@ -884,21 +908,35 @@ def clone(
     model: str | None = None,
     options: dict[str, str] | None = None,
     checkout: bool = False,
+    allow_empty: bool = False,
     jobs: int | None = None,
     progress: Progress | None = None,
 ) -> CloneResult:
     """A new store in ``directory`` with remote ``origin``: every model's refs (or ``model``'s)
-    and the data they need; with ``checkout``, each model's main branch in ``directory/MODEL``."""
+    and the data they need; with ``checkout``, each model's main branch in ``directory/MODEL``.
+
+    The source is checked before anything is written anywhere: it must be an mvc store; an
+    empty one (no refs, or an empty folder or prefix) is cloned only with ``allow_empty``."""
     target = os.path.abspath(directory)
     if os.path.isdir(target) and os.listdir(target):
         raise UsageError(f"{target} exists and is not empty", hint="clone into a new folder")
     if "://" not in url:
         url = os.path.abspath(url)
+    place = remote_place(_source_storage(url, options), url)
+    if place == "absent":
+        raise NotFound(f"no mvc store at {url}: the folder does not exist", hint="check the path")
+    if place == "empty store" and not allow_empty:
+        raise UsageError(
+            f"{url} is an empty store: there is nothing to clone",
+            hint="clone it anyway with --allow-empty (the first push fills it)",
+        )
     init_store(target)
     repo = Repo(target)
+    models: list[str] = []
     try:
         added = add_remote(repo, "origin", url, options)
         fetched = fetch(repo, "origin", model=model, jobs=jobs, progress=progress)
+        models = sorted({c.ref.model for c in fetched.refs if c.new and c.ref.kind == HEADS})
         result = CloneResult(repo.root, added.remote, fetched, None, warnings=list(added.warnings))
         if not any(c.new for c in fetched.refs):
             if model is not None:
@@ -913,8 +951,22 @@ def clone(
         return result
     except MvcError as exc:
         resume = f"the new store in {target} is kept: `mvc -C {target} pull origin --all` resumes"
+        if checkout:
+            resume += ", then " + (
+                ", ".join(f"`mvc -C {target} checkout {m} --to {m} --bind`" for m in models)
+                or f"`mvc -C {target} checkout MODEL --to MODEL --bind` for each model"
+            )
         exc.hint = f"{exc.hint}; {resume}" if exc.hint else resume
         raise
+
+
+def _source_storage(url: str, options: dict[str, str] | None) -> Storage:
+    """A clone's source, opened to look at it (a working store's root means its .mvc/)."""
+    storage = open_storage(url, options or {})
+    root = storage.local_root()
+    if root is not None and storage.exists(f"{STORE_DIR}/{FORMAT_FILE}"):
+        return LocalStorage(os.path.join(root, STORE_DIR), fsync=False)
+    return storage
 
 
 def _checkout_models(repo: Repo, pulled: PullResult) -> list[str]:

@@ -20,6 +20,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.lastuse import note_use
 from mvc.objects import Tree
 from mvc.ops.lifecycle import check_use
+from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
 from mvc.policy.deprecations import Deprecation
@@ -170,5 +171,19 @@ def checkout(
         repo.set_binding(Binding(model, repo.relpath(folder), on_branch, resolved.version))
         result.head = on_branch
         result.bound = True
+        if bind:
+            ignore_folder_in_git(repo, folder)
     note_use(repo, model, resolved.version)
     return result
+
+
+def unbind(repo: Repo, model: str) -> Binding:
+    """Forget ``model``'s working folder; its files and the model's versions stay. The next
+    commit of the folder binds it again; a commit elsewhere may bind another folder."""
+    binding = repo.binding(model)
+    if binding is None:
+        raise UsageError(
+            f"model {model!r} has no working folder here", hint="see `mvc status` for bound folders"
+        )
+    repo.remove_binding(model)
+    return binding

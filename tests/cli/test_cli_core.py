@@ -242,7 +242,6 @@ def test_commit_records_metadata(store, cli, bert, tmp_path) -> None:
         ["--metric", "accuracy=high"],
         ["--metric", "accuracy"],
         ["--param", "=3"],
-        ["--metrics", "missing.json"],
         ["--branch", "bad..name"],
         ["--model", "bad name"],
     ],
@@ -252,6 +251,19 @@ def test_commit_usage_errors(store, cli, make_model, args) -> None:
     result = cli("commit", "models/bert", "-m", "v1", *args, expect=EXIT_USAGE)
     assert result.stdout == "" and result.stderr.startswith("error: ")
     assert not Path(".mvc/refs/heads/bert").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--metrics", "missing.json"], ["--dataset", "squad=no/such/folder"], ["--base", "./nope"]],
+)
+def test_a_missing_file_is_exit_1_like_everywhere(store, cli, make_model, args) -> None:
+    """docs/exit-codes.md: a file or folder that is not there is an error (1), not a usage one."""
+    make_model("models/bert")
+    result = cli("commit", "models/bert", "-m", "v1", *args, expect=EXIT_ERROR)
+    assert result.stdout == "" and result.stderr.startswith("error: ")
+    assert not Path(".mvc/refs/heads/bert").exists()
+    assert cli("diff", "./no-such-folder", expect=EXIT_ERROR).stderr.startswith("error: ")
 
 
 def test_commit_names_the_model_after_the_folder_or_asks(store, cli, make_model) -> None:
@@ -567,6 +579,17 @@ def test_tags(store, cli, bert) -> None:
     assert cli("show", "bert@v1.2.0", "--json").json()["id"] == v1
     assert cli("show", "bert@1.2.0", "--json").json()["id"] == v1
     assert cli("tag", "bert", "v1.2.0", "main", expect=EXIT_CONFLICT).stdout == ""
+
+
+def test_tagging_the_version_a_tag_already_names_is_a_success(store, cli, bert) -> None:
+    """A CI job that runs `mvc tag bert v1.1.0` twice succeeds twice; nothing moves."""
+    v1, v2 = bert
+    first = cli("tag", "bert", "v1.1.0", "--json").json()
+    again = cli("tag", "bert", "1.1.0", "main", "--json").json()  # same version, other spelling
+    assert again == first and again["new"] == v2
+    assert cli("tag", "bert", "v1.1.0").stdout.strip() == f"bert@v1.1.0 {v2}"
+    assert len(store.refs.entries(store.refs.list_refs("tags", "bert")[0])) == 1
+    assert cli("tag", "bert", "v1.1.0", "main~1", expect=EXIT_CONFLICT).stdout == ""
 
 
 def test_models(store, cli, bert, make_model) -> None:

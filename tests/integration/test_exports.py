@@ -949,11 +949,11 @@ def test_cli_export(st: Store, cli, monkeypatch: pytest.MonkeyPatch, tmp_path) -
     assert out.stdout.splitlines() == ["inferenceservice.yaml"]
     assert "exported bert prod" in out.stderr
     data = cli(
-        "export", "bert", "prod", "-f", "triton", "--to", str(tmp_path / "t"), "--json"
+        "export", "bert", "prod", "--format", "triton", "--to", str(tmp_path / "t"), "--json"
     ).json()
     assert data["configs"] == ["bert/config.pbtxt"] and data["details"]["version_policy"] == [1]
     assert any("model.py" in w for w in data["warnings"])
-    bad = cli("export", "bert", "prod", "-f", "onnx", "--to", str(tmp_path / "o"), expect=2)
+    bad = cli("export", "bert", "prod", "--format", "onnx", "--to", str(tmp_path / "o"), expect=2)
     assert "unknown export format" in bad.stderr
 
 

@@ -85,7 +85,8 @@ def test_commit_records_datasets_base_and_sources(store, cli, make_model) -> Non
 
 def test_dataset_errors(store, cli, make_model) -> None:
     make_model("models/m", seed=0)
-    result = cli("commit", "models/m", "--dataset", "x=missing/path", expect=EXIT_USAGE)
+    # a missing file is an error (1) everywhere, not a usage error (docs/exit-codes.md, issue 12)
+    result = cli("commit", "models/m", "--dataset", "x=missing/path", expect=EXIT_ERROR)
     assert "does not exist" in result.stderr
     Path("d.txt").write_text("data")
     result = cli("commit", "models/m", "--dataset", "x=d.txt@blake3:00000000ff", expect=EXIT_ERROR)

@@ -334,6 +334,38 @@ def test_interrupted_pull_resumes_with_only_what_is_missing(
     assert report["ok"] and report["promised"] == []
 
 
+def test_an_interrupted_clone_with_checkout_hints_a_resume_that_also_checks_out(
+    store, cli, make_model, tmp_path, monkeypatch
+) -> None:
+    _many_chunks(make_model, "models/bert", 0)
+    cli("commit", "models/bert", "-m", "big")
+    url = f"file://{tmp_path}/remote"
+    cli("remote", "add", "origin", url)
+    cli("push", "origin", "bert")
+    fresh = tmp_path / "fresh"
+    faulty = Faulty(None, op="read", limit=25)  # one count across the clone's opens
+
+    def wrap(inner: Any) -> Faulty:
+        faulty.inner = inner
+        return faulty
+
+    with monkeypatch.context() as patch:
+        wrap_remote(patch, wrap)  # metadata is read while fetching, chunks fail while pulling
+        failed = cli("clone", url, fresh, "--checkout", "--jobs", "2", expect=1)
+    hint = failed.stderr.splitlines()[-1]
+    steps = [part.split("`")[1] for part in hint.split("; ")[-1].split(", then ")]
+    assert steps == [
+        f"mvc -C {fresh} pull origin --all",
+        f"mvc -C {fresh} checkout bert --to bert --bind",
+    ]
+    for step in steps:
+        cli(*step.split()[1:])
+    assert (fresh / "bert" / "model.safetensors").read_bytes() == (
+        tmp_path / "work" / "models" / "bert" / "model.safetensors"
+    ).read_bytes()
+    assert cli("-C", fresh, "status").stdout == "bert (bert, on main): clean\n"
+
+
 KILLING_MVC = """
 import os, signal, sys, threading
 import mvc.storage.remote as remote
@@ -833,7 +865,13 @@ def test_cli_usage_and_not_found_errors(store, cli, make_model, tmp_path) -> Non
     # a remote folder holding something else is not taken over
     os.makedirs(tmp_path / "busy")
     (tmp_path / "busy" / "notes.txt").write_text("mine")
+    assert "neither an mvc store nor empty" in (
+        cli("remote", "add", "busy", tmp_path / "busy", expect=2).stderr
+    )
+    # ... nor when it was empty when added and filled with something else since
+    (tmp_path / "busy" / "notes.txt").unlink()
     cli("remote", "add", "busy", tmp_path / "busy")
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
     assert "neither an mvc store nor empty" in cli("push", "busy", "bert", expect=2).stderr
 
 

@@ -120,6 +120,15 @@ def history(store):
         (">=1 <1.1", "v1", "range", "v1.0.0"),
         ("=1.0.0", "v1", "range", "v1.0.0"),
         ("^2.0.0-rc.0", "v3", "range", "v2.0.0-rc.1"),
+        # the x-ranges, partial versions, * and hyphen ranges docs/versioning.md promises
+        ("1.x", "v2", "range", "v1.1.0"),
+        ("1", "v2", "range", "v1.1.0"),
+        ("v1", "v2", "range", "v1.1.0"),
+        ("1.0.x", "v1", "range", "v1.0.0"),
+        ("*", "v2", "range", "v1.1.0"),
+        ("1.0 - 1.4", "v2", "range", "v1.1.0"),
+        ("1.0.0 - 1.0.9", "v1", "range", "v1.0.0"),
+        ("1.0.x || 3", "v1", "range", "v1.0.0"),
         ("prod", "v1", "channel", "prod"),
         ("prod:canary", "v2", "channel", "prod:canary"),
         ("latest", "v3", "latest", None),
@@ -135,6 +144,15 @@ def test_resolve(history, rev, expected, kind, name) -> None:
     want = dict(zip(("v1", "v2", "v3"), ids, strict=True))[expected]
     resolved = resolve(repo, "bert" if rev is None else f"bert@{rev}")
     assert (resolved.version, resolved.kind, resolved.name) == (want, kind, name)
+
+
+def test_a_loose_range_that_is_also_a_branch_name_is_refused(history) -> None:
+    repo, v1, _v2, _v3 = history
+    create_branch(repo, "bert", "1.x", f"id={v1}")
+    with pytest.raises(AmbiguousSpec, match="a semver range, or branch 1.x"):
+        resolve(repo, "bert@1.x")
+    assert resolve(repo, "bert@branch=1.x").version == v1
+    assert resolve(repo, "bert@=1.x").name == "v1.1.0"
 
 
 def test_back_steps(history) -> None:

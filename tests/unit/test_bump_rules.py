@@ -70,6 +70,48 @@ def test_interface_changes_are_major(changes: Changes) -> None:
     assert level(changes) == "major"
 
 
+def test_an_unparseable_config_json_is_major_other_configs_minor() -> None:
+    assert level(Changes(configs=[ConfigDiff("config.json", parsed=False)])) == "major"
+    assert level(Changes(configs=[ConfigDiff("bert/adapter_config.json", parsed=False)])) == "major"
+    assert level(Changes(configs=[ConfigDiff("train_config.yaml", parsed=False)])) == "minor"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # a newer transformers drops the non-persistent buffers it rebuilds on load ...
+        tensors(TensorChange("embeddings.position_ids", "removed", old_file="m.safetensors")),
+        tensors(TensorChange("position_ids", "added", new_file="m.safetensors")),
+        tensors(TensorChange("layers.0.rotary_emb.inv_freq", "removed", old_file="m.safetensors")),
+        tensors(TensorChange("h.0.attn.bias", "removed", old_file="m.safetensors")),
+        # ... and saves keys with the value their absence means
+        Changes(configs=[ConfigDiff("config.json", added={"bos_token_id": None})]),
+        Changes(configs=[ConfigDiff("config.json", added={"text_config.eos_token_id": None})]),
+        Changes(configs=[ConfigDiff("config.json", added={"is_encoder_decoder": False})]),
+        Changes(configs=[ConfigDiff("config.json", removed={"pad_token_id": None})]),
+    ],
+    ids=lambda c: grade(c)[0].reason + ": " + grade(c)[0].detail,
+)
+def test_what_frameworks_rebuild_or_default_is_not_an_interface_change(changes: Changes) -> None:
+    assert level(changes) == "patch"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        tensors(TensorChange("h.0.attn.c_attn.bias", "removed", old_file="m.safetensors")),
+        tensors(TensorChange("position_ids", "reshaped", "m.safetensors", "m.safetensors")),
+        Changes(configs=[ConfigDiff("config.json", added={"bos_token_id": 1})]),
+        Changes(configs=[ConfigDiff("config.json", added={"is_encoder_decoder": 0})]),
+        Changes(configs=[ConfigDiff("config.json", changed={"bos_token_id": (None, 1)})]),
+        Changes(configs=[ConfigDiff("config.json", removed={"eos_token_id": 2})]),
+    ],
+    ids=lambda c: grade(c)[0].detail,
+)
+def test_a_real_weight_or_a_set_token_id_still_is(changes: Changes) -> None:
+    assert level(changes) == "major"
+
+
 @pytest.mark.parametrize(
     "changes",
     [
