@@ -11,7 +11,7 @@ from mvc.cli.output import Output
 
 Files = Annotated[
     list[str] | None,
-    typer.Argument(help="Files to check (pre-commit passes the staged ones).", metavar="FILE..."),
+    typer.Argument(help="Files to check (pre-commit passes the staged ones)."),
 ]
 
 

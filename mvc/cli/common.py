@@ -78,8 +78,16 @@ def settle_metavars(command: Any) -> None:
             param.metavar = ""
         elif param.name:
             param.metavar = param.name.strip("_").upper().replace("_", "-")
+        if getattr(param, "param_type_name", "") == "argument" and param.nargs != 1:
+            # Typer prints a variadic argument's Python type (``<list[str]>``) in a column of
+            # its own, whatever its metavar; the name column (``[FILES]...``) already says it.
+            param.display_type_rich = _no_type
     for sub in getattr(command, "commands", {}).values():
         settle_metavars(sub)
+
+
+def _no_type(ctx: Any) -> None:
+    return None
 
 
 class UsageErrorsAsOneLine(typer.core.TyperGroup):

@@ -32,6 +32,7 @@ MessageOption = typer.Option(
 ForceOption = typer.Option(
     False,
     "--force",
+    "-f",
     help="Move even though a promotion gate refuses it (needs -m WHY; recorded in the record).",
 )
 ExpectOption = typer.Option(

@@ -41,7 +41,7 @@ def annotate(
     metrics_file: Annotated[
         str | None, typer.Option("--metrics", help="JSON file of metric: number.")
     ] = None,
-    note: Annotated[str, typer.Option("--note", "-m", help="A note for people.")] = "",
+    note: Annotated[str, typer.Option("--note", help="A note for people.")] = "",
     as_json: bool = JsonOption,
 ) -> None:
     """Attach metrics or a note to an existing version (its id never changes).

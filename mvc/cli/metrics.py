@@ -57,7 +57,6 @@ def log(
         str | None,
         typer.Option(
             "--file",
-            "-f",
             help="JSON lines or CSV (header line) of points; '-' reads stdin. Keys at, channel, "
             "arm, host, process; every other key is a metric.",
             metavar="F",
@@ -386,9 +385,7 @@ def plot(
     ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     channel: Annotated[str, typer.Argument(help="Channel (prod, staging…).", show_default=False)],
-    output: Annotated[
-        str, typer.Option("-o", "--output", help="The PNG to write.", metavar="FILE.png")
-    ],
+    output: Annotated[str, typer.Option("--output", help="The PNG to write.", metavar="FILE.png")],
     metric: Annotated[
         str, typer.Option("--metric", help="Metric to plot.", metavar="NAME")
     ] = "latency_ms",
@@ -422,9 +419,9 @@ def plot(
     """Draw each arm of a channel over time, with the channel's moves marked (needs matplotlib).
 
     Examples:
-      mvc metrics plot bert prod -o latency.png
-      mvc metrics plot bert prod --metric latency_ms --stat p99 --since 24h --step 15m -o p99.png
-      mvc metrics plot bert prod --metric error --since 2h -o errors.png --json
+      mvc metrics plot bert prod --output latency.png
+      mvc metrics plot bert prod --metric latency_ms --stat p99 --since 24h --step 15m --output p99.png
+      mvc metrics plot bert prod --metric error --since 2h --output errors.png --json
     """
     from mvc.ops.plot import plot_channel
 

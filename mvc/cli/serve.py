@@ -25,7 +25,7 @@ def serve(
         str, typer.Argument(help="The gateway's file (serve.yaml).", show_default=False)
     ],
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
 ) -> None:
     """Run an HTTP gateway that routes each request to a version by its channel.
 

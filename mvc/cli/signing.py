@@ -28,7 +28,7 @@ def sign(
     ],
     output: Annotated[
         str | None,
-        typer.Option("-o", "--output", help="Also write the signature to FILE.", metavar="FILE"),
+        typer.Option("--output", help="Also write the signature to FILE.", metavar="FILE"),
     ] = None,
     as_json: bool = JsonOption,
 ) -> None:
@@ -36,10 +36,10 @@ def sign(
 
     The signature is stored with the version (it travels with push and pull); the predicate
     also names the version id, its tree and its lineage. It verifies with `mvc verify` and,
-    written out with -o, with `model_signing verify key` on a checked-out folder.
+    written out with --output, with `model_signing verify key` on a checked-out folder.
 
     Example: mvc sign bert@v1.2.0 --key signing-key.pem
-    Example: mvc sign bert@v1.2.0 --key signing-key.pem -o bert-1.2.0.sig
+    Example: mvc sign bert@v1.2.0 --key signing-key.pem --output bert-1.2.0.sig
     """
     from mvc.ops.signing import sign as do_sign
 

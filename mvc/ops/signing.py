@@ -187,7 +187,8 @@ def _verify(
     if signature is not None:
         if not os.path.isfile(signature):
             raise UsageError(
-                f"no signature file {signature}", hint="mvc sign SPEC --key KEY -o FILE writes one"
+                f"no signature file {signature}",
+                hint="mvc sign SPEC --key KEY --output FILE writes one",
             )
         bundles = [(signature, pathlib.Path(signature).read_text(encoding="utf-8"))]
     else:

@@ -391,7 +391,7 @@ def test_gc_and_fsck_count_the_same_things(store, cli, make_model) -> None:
     make_model("models/bert", seed=1)
     cli("commit", "models/bert", "-m", "on tmp", "--branch", "tmp")
     cli("checkout", "bert@main", "--force")
-    cli("branch", "bert", "-d", "tmp")  # its version is now reached only by the ref log
+    cli("branch", "bert", "-D", "tmp")  # its version is now reached only by the ref log
     fsck = cli("fsck", "--json").json()
     gc = cli("gc", "--dry-run", "--json").json()
     assert fsck["dangling"] > 0

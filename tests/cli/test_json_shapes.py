@@ -210,7 +210,7 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
         "2026-04-05T05:59",
         "--step",
         "10m",
-        "-o",
+        "--output",
         png,
     )
     # Lifecycle documents come last, so the moves above keep their times and ids.

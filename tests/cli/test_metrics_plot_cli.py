@@ -82,7 +82,7 @@ def test_plot_writes_a_png_of_the_bucketed_series_with_the_moves(prod, cli, tmp_
         "3h",
         "--step",
         "15m",
-        "-o",
+        "--output",
         str(out),
         "--json",
     )
@@ -121,22 +121,32 @@ def test_plot_writes_a_png_of_the_bucketed_series_with_the_moves(prod, cli, tmp_
     ]
     assert moves[1]["label"] == "deploy: stable v1.4.0 90%, canary v1.5.0 10%"
 
-    text = cli("metrics", "plot", "bert", "prod", "--stat", "p99", "-o", str(out))
+    text = cli("metrics", "plot", "bert", "prod", "--stat", "p99", "--output", str(out))
     assert f"wrote {out}: latency_ms p99 of stable (180 points), canary (90 points)" in text.stderr
     assert "3 channel moves marked" in text.stderr
 
 
 def test_plot_refuses_clearly(prod, cli, tmp_path) -> None:
     out = str(tmp_path / "x.png")
-    none = cli("metrics", "plot", "bert", "prod", "--metric", "error", "-o", out, expect=2)
+    none = cli("metrics", "plot", "bert", "prod", "--metric", "error", "--output", out, expect=2)
     assert "no error points of bert@prod from" in none.stderr
-    stat = cli("metrics", "plot", "bert", "prod", "--stat", "count", "-o", out, expect=2)
+    stat = cli("metrics", "plot", "bert", "prod", "--stat", "count", "--output", out, expect=2)
     assert "cannot plot statistic 'count'" in stat.stderr
     fine = cli(
-        "metrics", "plot", "bert", "prod", "--step", "1s", "--since", "3h", "-o", out, expect=2
+        "metrics",
+        "plot",
+        "bert",
+        "prod",
+        "--step",
+        "1s",
+        "--since",
+        "3h",
+        "--output",
+        out,
+        expect=2,
     )
     assert "too short" in fine.stderr
-    missing = cli("metrics", "plot", "bert", "staging", "-o", out, expect=1)
+    missing = cli("metrics", "plot", "bert", "staging", "--output", out, expect=1)
     assert "channel 'staging' of model 'bert' does not exist" in missing.stderr
 
 
@@ -177,6 +187,6 @@ def test_without_matplotlib_the_error_says_how_to_install_it(
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    done = cli("metrics", "plot", "bert", "prod", "-o", str(tmp_path / "x.png"), expect=1)
+    done = cli("metrics", "plot", "bert", "prod", "--output", str(tmp_path / "x.png"), expect=1)
     assert "metrics plot needs matplotlib, which is not installed" in done.stderr
     assert "pip install 'mvc[plot]'" in done.stderr

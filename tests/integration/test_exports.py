@@ -600,7 +600,15 @@ def test_cli_export_to_s3_takes_storage_options_like_remote_add(
     client = boto3.client("s3", endpoint_url=endpoint)
     dest = f"s3://{s3_url.bucket}/serving/bert"
     out = cli(
-        "export", "bert", "prod", "-f", "kserve", "--to", dest, "-o", f"endpoint_url={endpoint}"
+        "export",
+        "bert",
+        "prod",
+        "--format",
+        "kserve",
+        "--to",
+        dest,
+        "-o",
+        f"endpoint_url={endpoint}",
     )
     assert out.stdout.splitlines() == ["inferenceservice.yaml"]
     body = client.get_object(Bucket=s3_url.bucket, Key="serving/bert/inferenceservice.yaml")
@@ -609,12 +617,12 @@ def test_cli_export_to_s3_takes_storage_options_like_remote_add(
     assert "cannot read" not in out.stderr  # s3:// is what KServe's initializer reads
     # credentials are refused as `remote add -o` refuses them
     bad = cli(
-        "export", "bert", "prod", "-f", "dir", "--to", dest + "-x", "-o", "secret=x", expect=2
+        "export", "bert", "prod", "--format", "dir", "--to", dest + "-x", "-o", "secret=x", expect=2
     )
     assert "credential" in bad.stderr
     # a remote whose URL holds the destination lends its options (its endpoint)
     cli("remote", "add", "minio", f"s3://{s3_url.bucket}", "-o", f"endpoint_url={endpoint}")
-    cli("export", "bert", "prod", "-f", "dir", "--to", f"s3://{s3_url.bucket}/plain")
+    cli("export", "bert", "prod", "--format", "dir", "--to", f"s3://{s3_url.bucket}/plain")
     listed = client.list_objects_v2(Bucket=s3_url.bucket, Prefix="plain/")
     assert any(o["Key"] == "plain/routing.json" for o in listed.get("Contents", []))
 

@@ -64,7 +64,7 @@ def versions(store, cli, make_model) -> dict[str, str]:
 
 def test_sign_then_verify_and_model_signing_agrees(store, cli, keys, versions, tmp_path):
     sig = tmp_path / "bert.sig"
-    signed = cli("sign", "bert@v1.0.0", "--key", keys["alice"], "-o", sig, "--json").json()
+    signed = cli("sign", "bert@v1.0.0", "--key", keys["alice"], "--output", sig, "--json").json()
     assert signed["version"] == versions["v1"] and signed["files"] == 3
     verified = cli(
         "verify", "bert@v1.0.0", "--key", keys["alice.pub"], "--signature", sig, "--json"
@@ -102,7 +102,7 @@ def test_sign_then_verify_and_model_signing_agrees(store, cli, keys, versions, t
 
 def test_another_key_another_version_or_changed_files_fail(store, cli, keys, versions, tmp_path):
     sig = tmp_path / "bert.sig"
-    cli("sign", "bert@v1.0.0", "--key", keys["alice"], "-o", sig)
+    cli("sign", "bert@v1.0.0", "--key", keys["alice"], "--output", sig)
     wrong_key = cli(
         "verify",
         "bert@v1.0.0",
@@ -138,7 +138,7 @@ def test_another_key_another_version_or_changed_files_fail(store, cli, keys, ver
 def test_a_key_that_is_not_a_key_is_a_clear_error(store, cli, keys, versions, tmp_path):
     bad = tmp_path / "bad.pem"
     bad.write_text("not a key")
-    refused = cli("sign", "bert", "--key", bad, "-o", tmp_path / "x.sig", expect=1)
+    refused = cli("sign", "bert", "--key", bad, "--output", tmp_path / "x.sig", expect=1)
     assert "cannot use" in refused.stderr and "Traceback" not in refused.stderr
 
 
