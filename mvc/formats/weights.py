@@ -9,35 +9,14 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from mvc.bump_rules import WEIGHT_SUFFIXES
 from mvc.chunking import looks_like_pickle
 
 #: How many bytes ``sniff`` wants (the safetensors length prefix, a zip entry name, an npy header).
 HEAD_BYTES = 4096
 
-_WEIGHT_SUFFIXES = (
-    ".safetensors",
-    ".bin",
-    ".pt",
-    ".pth",
-    ".ckpt",
-    ".pkl",
-    ".pickle",
-    ".gguf",
-    ".ggml",
-    ".onnx",
-    ".h5",
-    ".hdf5",
-    ".keras",
-    ".npy",
-    ".npz",
-    ".msgpack",
-    ".tflite",
-    ".pb",
-    ".joblib",
-    ".mlmodel",
-    ".engine",
-    ".plan",
-)
+# The extensions bump_rules grades as weights, plus a few more formats that only carry weights.
+_WEIGHT_SUFFIXES = (*WEIGHT_SUFFIXES, ".hdf5", ".joblib", ".mlmodel", ".engine", ".plan")
 
 
 @dataclass(frozen=True)
