@@ -188,6 +188,12 @@ def encode(
     return _frame(header, payload)
 
 
+def is_delta(stored: Buffer) -> bool:
+    """Whether an envelope (or its first part, which holds the header) is a delta."""
+    header, _ = read_header(stored)
+    return bool(header["c"] == "delta")
+
+
 def is_meta(stored: Buffer) -> bool:
     header, _ = read_header(stored)
     return header.get("m") == 1
@@ -365,7 +371,11 @@ def stored_size_limit(size: int) -> int:
 
 def delta_base(stored: Buffer) -> tuple[str, int] | None:
     """(base id, depth) of a delta envelope, or None for a self-contained one."""
-    header, _ = read_header(stored)
+    return header_delta_base(read_header(stored)[0])
+
+
+def header_delta_base(header: dict[str, Any]) -> tuple[str, int] | None:
+    """(base id, depth) an envelope header names, or None for a self-contained object."""
     if header["c"] != "delta":
         return None
     base, depth = header.get("base"), header.get("d")

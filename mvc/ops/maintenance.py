@@ -26,6 +26,7 @@ from mvc.objects import (
     decode_tree,
     decode_version,
 )
+from mvc.ops import deltas as planner
 from mvc.ops.archive import retained_versions
 from mvc.ops.remotes import _remote_has_store as remote_has_store
 from mvc.progress import NullProgress, Progress
@@ -33,6 +34,7 @@ from mvc.refnames import RefName
 from mvc.refs import RefStore
 from mvc.remotes import open_remote, promised_objects, tracking_roots
 from mvc.repo import Repo
+from mvc.storage import lock
 from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore, object_key
 
@@ -343,6 +345,26 @@ def _mark(repo: Repo, roots: Iterable[ObjectId], known: set[ObjectId]) -> set[Ob
         ) from exc
 
 
+def _delta_bases(repo: Repo, reached: set[ObjectId]) -> set[ObjectId]:
+    """The delta bases of ``reached`` objects (and theirs) that it lacks, read from headers
+    under the exclusive lock: a repack between gc's first mark and the lock may have made a
+    chunk marked then (whole, at the time) a delta against a chunk nothing else keeps."""
+    found: set[ObjectId] = set()
+    todo = list(reached)
+    while todo:
+        new: list[ObjectId] = []
+        for oid in todo:
+            try:
+                base = codec.header_delta_base(repo.objects.read_header(oid))
+            except (NotFound, CorruptObject):
+                continue
+            if base is not None and base[0] not in reached and base[0] not in found:
+                found.add(ObjectId(base[0]))
+                new.append(ObjectId(base[0]))
+        todo = new
+    return found
+
+
 def gc(
     repo: Repo,
     *,
@@ -365,6 +387,7 @@ def gc(
         retained = retained_versions(repo, reachable)  # retention: not collectable yet
         result.kept_by_retention = len(retained)
         reachable = _mark(repo, retained, reachable)
+        reachable |= _delta_bases(repo, reachable)
         result.reachable = len(reachable)
         crashpoint("gc.marked")
         for oid in repo.objects.iter_ids():
@@ -422,6 +445,25 @@ class RepackResult(JsonShaped):
     compressed: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    deltas: int = 0  # chunks now stored as a delta against their parent's chunk
+
+
+def live_versions(repo: Repo) -> list[ObjectId]:
+    """Every version the refs (and remote-tracking refs) reach, history included, oldest
+    first where history says so (a parent before its children)."""
+    import time
+
+    roots = _ref_roots(repo.refs, None, time.time())[0] + _tracking_roots(repo, None, time.time())
+    history = graph.Rule(graph.Edges.HISTORY, graph.Missing.REPORT, graph.Unreadable.SKIP)
+    order: list[ObjectId] = []
+    for oid in graph.Walk(graph.StoreReader(repo.objects), history).run(roots):
+        try:
+            if repo.objects.get_meta(oid).get("type") == "version":
+                order.append(oid)
+        except MvcError:
+            continue
+    order.reverse()  # the walk meets children before parents
+    return order
 
 
 def repack(
@@ -430,15 +472,43 @@ def repack(
     *,
     progress: Progress | None = None,
     locked: bool = False,
+    deltas: bool = True,
 ) -> RepackResult:
-    """Compress loose (raw) objects where it pays. Ids never change; only envelopes do."""
+    """Compress loose (raw) objects where it pays and, with ``deltas``, store each chunk of a
+    fine-tuned tensor as a delta against its parent's chunk where that is smaller (see
+    ``ops.deltas``). Ids never change; only envelopes do, each replaced atomically, so a repack
+    killed at any point leaves every object readable. One repack that makes deltas runs at a
+    time per store (two could otherwise make two chunks deltas of each other)."""
+    import os
     from contextlib import nullcontext
 
     progress = progress or NullProgress()
     result = RepackResult()
-    todo = list(ids if ids is not None else repo.objects.iter_ids())
-    progress.start("compressing", len(todo))
+    one_at_a_time = os.path.join(repo.store_dir, "locks", "repack")
+    with (
+        lock.hold(one_at_a_time, timeout=repo.lock_timeout) if deltas else nullcontext(),
+        nullcontext() if locked else repo.writing_objects(),
+    ):
+        levels: list[list[planner.Pair]] = []
+        if deltas:
+            wanted = set(ids) if ids is not None else None
+            pairs = planner.candidate_pairs(repo.objects, live_versions(repo))
+            if wanted is not None:
+                pairs = [p for p in pairs if p.chunk in wanted]
+            levels = planner.plan_levels(repo.objects, pairs)
+        as_delta = {pair.chunk for level in levels for pair in level}
+        todo = [
+            o for o in (ids if ids is not None else repo.objects.iter_ids()) if o not in as_delta
+        ]
+        progress.start("compressing", len(todo) + len(as_delta))
+        _compress(repo, todo, result, progress)
+        for level in levels:
+            _encode_deltas(repo, level, result, progress)
+        progress.finish()
+    return result
 
+
+def _compress(repo: Repo, todo: list[ObjectId], result: RepackResult, progress: Progress) -> None:
     def one(oid: ObjectId) -> tuple[int, int]:
         try:
             stored = repo.objects.read_stored(oid)
@@ -458,15 +528,38 @@ def repack(
         finally:
             progress.advance(1)
 
-    with (
-        nullcontext() if locked else repo.writing_objects(),
-        ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool,
-    ):
+    with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
         for before, after in pool.map(one, todo):
             result.examined += 1
             result.bytes_before += before
             result.bytes_after += after
             if after < before:
                 result.compressed += 1
-    progress.finish()
-    return result
+
+
+def _encode_deltas(
+    repo: Repo, level: list[planner.Pair], result: RepackResult, progress: Progress
+) -> None:
+    """One level of delta pairs (their bases have their final encodings already)."""
+
+    def one(pair: planner.Pair) -> tuple[int, int, bool]:
+        try:
+            found = planner.encode_against(repo.objects, pair)
+            if found is None:
+                return 0, 0, False
+            parts, before, after = found
+            if after < before:
+                repo.objects.replace_encoding(pair.chunk, parts)
+                crashpoint("repack.delta")
+            return before, after, codec.is_delta(parts[0]) if after < before else False
+        finally:
+            progress.advance(1)
+
+    with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
+        for before, after, delta in pool.map(one, level):
+            result.examined += 1
+            result.bytes_before += before
+            result.bytes_after += after
+            if after < before:
+                result.compressed += 1
+            result.deltas += int(delta)
