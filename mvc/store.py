@@ -243,6 +243,12 @@ class ObjectStore:
                 check_stored=False,
             )
         except CorruptObject as exc:
+            if exc.object_id is not None and exc.object_id != oid:  # a delta base's damage
+                raise CorruptObject(
+                    f"object {oid[:12]} is stored as a delta on a damaged base: {exc.message}",
+                    object_id=exc.object_id,
+                    hint=exc.hint,
+                ) from exc
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
             ) from exc

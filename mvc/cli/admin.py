@@ -79,7 +79,7 @@ def fsck(
     if as_json:
         out.json(report.to_json())
     else:
-        for problem in report.problems:
+        for problem in report.problems + report.broken_versions:
             out.line(f"{problem.kind:8} {problem.object or '-'}  {problem.detail}")
         if report.promised:
             out.info(
@@ -97,6 +97,7 @@ def fsck(
     if report.quarantined and not as_json:
         out.info(
             f"moved {len(report.quarantined)} corrupt object(s) to .mvc/quarantine/; "
+            f"{len(report.broken_versions)} version(s) cannot be read until "
             "`mvc pull REMOTE MODEL` fetches good copies"
         )
     if not report.ok:

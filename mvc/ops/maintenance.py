@@ -41,7 +41,7 @@ from mvc.store import ObjectStore, object_key
 
 @dataclass
 class Problem(JsonShaped):
-    kind: str  # corrupt, missing, ref
+    kind: str  # corrupt, missing, ref, delta (its base is damaged or missing), version
     object: str | None
     detail: str
 
@@ -61,6 +61,9 @@ class FsckReport(JsonShaped):
     unverified: list[Problem] = field(default_factory=list)
     offline: bool = False
     quarantined: list[str] = field(default_factory=list)  # corrupt objects moved aside
+    # Live versions that cannot be read whole because of the problems (a corrupt delta base
+    # takes down every version whose chunks are stored against it).
+    broken_versions: list[Problem] = field(default_factory=list)
     repaired_refs: list[str] = field(default_factory=list)  # torn log entries set aside
 
     @property
@@ -141,13 +144,23 @@ def fsck(
     def check(oid: ObjectId) -> Problem | None:
         try:
             stored = repo.objects.read_stored(oid)
-            data = repo.objects.decode_stored(oid, stored)
+        except NotFound as exc:
+            progress.advance(1)
+            return Problem("missing", oid, exc.message)
+        except CorruptObject as exc:
+            progress.advance(1)
+            return Problem("corrupt", oid, exc.message)
+        try:
+            data = repo.objects.decode_stored(oid, stored)  # a delta: its whole chain, hashed
             if codec.is_meta(stored):
                 _check_structure(data, oid)
         except (CorruptObject, UnknownFormat) as exc:
+            below = exc.object_id if isinstance(exc, CorruptObject) else None
+            if below is not None and below != oid:  # the object is fine; a base below is not
+                return Problem("delta", oid, f"its delta base cannot be read: {exc.message}")
             return Problem("corrupt", oid, exc.message)
-        except NotFound as exc:
-            return Problem("missing", oid, exc.message)
+        except NotFound as exc:  # present itself: what is missing is a delta base
+            return Problem("delta", oid, f"its delta base is missing: {exc.message}")
         finally:
             progress.advance(1)
         return None
@@ -190,9 +203,61 @@ def fsck(
             )
     report.reachable = len(walked.reached)
     report.dangling = len(set(ids) - walked.reached - corrupt)
+    if corrupt or walked.missing:
+        report.broken_versions = _broken_versions(repo, corrupt, set(promised))
     if quarantine:
         report.quarantined = [_quarantine(repo, oid) for oid in sorted(o for o in corrupt if o)]
     return report
+
+
+class _CachedReader:
+    """A graph reader that reads each object once across many walks."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.inner = graph.StoreReader(objects)
+        self.nodes: dict[ObjectId, graph.Node | MvcError] = {}
+
+    def read_node(self, oid: ObjectId) -> graph.Node:
+        found = self.nodes.get(oid)
+        if found is None:
+            try:
+                found = self.inner.read_node(oid)
+            except MvcError as exc:
+                found = exc
+            self.nodes[oid] = found
+        if isinstance(found, MvcError):
+            raise found
+        return found
+
+
+def _broken_versions(
+    repo: Repo, corrupt: set[str | None], promised: set[ObjectId]
+) -> list[Problem]:
+    """Every live version that cannot be read whole: its data (delta bases included) needs an
+    object that is corrupt or missing here (and not merely expected from a remote)."""
+    reader = _CachedReader(_SkippingStore(repo.objects, corrupt))
+    broken: list[Problem] = []
+    for version in live_versions(repo):
+        walked = graph.walk(reader, [version], graph.FSCK_DATA)
+        lost = [m for m in walked.missing if m.object not in promised]
+        if not lost:
+            continue
+        try:
+            model = repo.objects.get_version(version).model
+        except MvcError:
+            model = "?"
+        first = lost[0]
+        what = "corrupt" if first.object in corrupt else "missing"
+        broken.append(
+            Problem(
+                "version",
+                version,
+                f"{model} version {version[:12]} cannot be read: it needs {len(lost)} "
+                f"object(s) that are corrupt or missing, e.g. {what} {first.object[:12]} "
+                f"({first.trail})",
+            )
+        )
+    return broken
 
 
 def _repair_refs(repo: Repo) -> list[str]:

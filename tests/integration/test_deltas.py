@@ -227,3 +227,32 @@ def test_gc_keeps_a_base_that_a_repack_made_needed_after_gc_marked(
 
 def hashed(repo: Repo, oid: ObjectId) -> bool:
     return repo.objects.get_bytes(oid) is not None
+
+
+def test_fsck_names_every_version_a_corrupt_base_takes_down(store, cli, family, tmp_path):
+    """Damage one chunk of the base version that both fine-tunes' chunks are deltas against
+    (directly and through the first fine-tune): fsck reports the base as corrupt, the deltas
+    as needing it, and names all three versions; --quarantine moves only the damaged object
+    aside, never the good deltas stored on it."""
+    ids, _files = family
+    cli("repack")
+    repo = Repo(str(store.root))
+    deltas = _deltas(repo)
+    child = next(c for c in _chunk_ids(repo, ids[2]) if c in deltas)
+    middle = ObjectId(deltas[child][0])
+    base = ObjectId(deltas[middle][0])
+    assert base in _chunk_ids(repo, ids[0])
+    path = pathlib.Path(repo.storage.local_path(object_key(base)))
+    damaged = bytearray(path.read_bytes())
+    damaged[-100] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    report = cli("fsck", "--json", expect=12).json()
+    kinds = {(p["kind"], p["object"]) for p in report["problems"]}
+    assert ("corrupt", base) in kinds
+    assert ("delta", middle) in kinds and ("delta", child) in kinds
+    assert {p["object"] for p in report["broken_versions"]} == set(ids)
+    done = cli("fsck", "--quarantine", expect=12)
+    for version in ids:
+        assert version in done.stdout
+    assert "3 version(s) cannot be read" in done.stderr
+    assert not path.exists() and repo.objects.has(middle) and repo.objects.has(child)
