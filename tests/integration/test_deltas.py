@@ -256,3 +256,85 @@ def test_fsck_names_every_version_a_corrupt_base_takes_down(store, cli, family, 
         assert version in done.stdout
     assert "3 version(s) cannot be read" in done.stderr
     assert not path.exists() and repo.objects.has(middle) and repo.objects.has(child)
+
+
+# --- remotes: the compact form travels, with the bases it needs ----------------------------------
+
+
+def _data_reach(repo: Repo, version: str) -> set[ObjectId]:
+    from mvc import graph
+
+    return graph.reachable(repo.objects, [ObjectId(version)], graph.DATA).reached
+
+
+def test_push_sends_deltas_and_a_pull_of_one_version_fetches_its_bases(
+    store, cli, family, tmp_path
+):
+    ids, files = family
+    cli("tag", "bert", "v1.2.0", ids[2])
+    cli("repack")
+    remote = tmp_path / "remote"
+    cli("remote", "add", "origin", f"file://{remote}")
+    cli("push", "origin", "bert")
+    from mvc.storage.local import LocalStorage
+    from mvc.store import ObjectStore
+
+    remote_objects = ObjectStore(LocalStorage(str(remote)))  # the remote is a bare store
+    local = Repo(str(store.root))
+    for oid in _deltas(local):  # the remote holds the compact form, byte for byte
+        assert remote_objects.read_stored(oid) == local.objects.read_stored(oid)
+
+    fresh = tmp_path / "fresh"
+    cli("init", fresh)
+    cli("-C", fresh, "remote", "add", "origin", f"file://{remote}")
+    cli("-C", fresh, "pull", "origin", "bert@v1.2.0")
+    pulled = Repo(str(fresh))
+    chunks = {
+        o for o in pulled.objects.iter_ids() if not codec.is_meta(pulled.objects.read_stored(o))
+    }
+    # The newest fine-tune's chunks and the bases of their chains (in both older versions);
+    # of the older versions' other chunks only what a fetch brings (safetensors headers and
+    # small files: their history is metadata), no tensor data.
+    needed = {
+        o for o in _data_reach(local, ids[2]) if not codec.is_meta(local.objects.read_stored(o))
+    }
+    assert needed <= chunks
+    described = set()
+    for version in ids[:2]:
+        tree = local.objects.get_tree(local.objects.get_version(version).tree)
+        for path, entry in tree.files.items():
+            manifest = local.objects.get_manifest(entry.manifest)
+            described |= {c.id for c in manifest.chunks[: 1 if path.endswith("tensors") else None]}
+    assert chunks - needed <= described
+    bases = {ObjectId(b) for b, _d in _deltas(local).values()}
+    assert needed & bases & set(_chunk_ids(local, ids[0]))  # bases came from the base version
+    assert set(_chunk_ids(local, ids[0])) - chunks  # some of the base's chunks stayed behind
+    out = tmp_path / "fresh-out"
+    cli("-C", fresh, "checkout", f"bert@{ids[2]}", "--to", out)
+    assert (out / "model.safetensors").read_bytes() == files[2]
+    assert cli("-C", fresh, "fsck", "--json").json()["ok"]
+
+
+def test_a_remote_holding_deltas_without_their_bases_is_refused(store, cli, family, tmp_path):
+    ids, _files = family
+    cli("tag", "bert", "v1.1.0", ids[1])
+    cli("repack")
+    remote = tmp_path / "remote"
+    cli("remote", "add", "origin", f"file://{remote}")
+    cli("push", "origin", "bert")
+    local = Repo(str(store.root))
+    delta, (base, _depth) = next(
+        (c, b) for c, b in _deltas(local).items() if c in _chunk_ids(local, ids[1])
+    )
+    (remote / "objects" / base[:2] / base[2:]).unlink()
+    fresh = tmp_path / "fresh"
+    cli("init", fresh)
+    cli("-C", fresh, "remote", "add", "origin", f"file://{remote}")
+    done = cli("-C", fresh, "pull", "origin", "bert@v1.1.0", expect=1)
+    assert f"object {base[:12]}" in done.stderr and f"delta {delta[:12]}" in done.stderr
+    assert "missing from remote origin" in done.stderr
+    pulled = Repo(str(fresh))
+    assert not pulled.objects.has(ObjectId(delta))  # the delta never arrived without its base
+    assert pulled.refs.list_refs() == [] or all(
+        pulled.refs.get(r) != ids[1] for r in pulled.refs.list_refs()
+    )
