@@ -6,7 +6,8 @@ tensor: the tensor has the same name, dtype and shape in the version's first par
 that, in its ``lineage.base`` (an adapter's or merged model's base), and both chunks have the
 same length (chunks are cut per tensor, in equal element-aligned pieces, so piece ``k`` of a
 tensor covers the same elements in every version). The chunk is then stored as the XOR against
-that base chunk, byte-grouped, when that is smaller than its best self-contained encoding.
+that base chunk, or the integer difference of their elements, whichever is smaller, byte-grouped,
+when that is smaller than its best self-contained encoding.
 
 Invariants this planner keeps, whatever order versions come in and whatever the store holds:
 
@@ -210,13 +211,19 @@ def encode_against(objects: ObjectStore, pair: Pair) -> tuple[list[Buffer], int,
     plain = codec.encode(data, elem_width=width, compress=True)
     if sum(len(p) for p in plain) < best_size:
         best, best_size = plain, sum(len(p) for p in plain)
-    delta = codec.encode_delta(
-        data, pair.base, base, base_depth=found[1] if found else 0, elem_width=width
-    )
-    if delta is not None and sum(len(p) for p in delta) < best_size:
-        joined = b"".join(bytes(p) for p in delta)
-        decoded = codec.decode(joined, lambda _base: base, expected_size=len(data))
-        if hash_bytes(decoded) != pair.chunk:
-            raise CorruptObject(f"a delta of {pair.chunk[:12]} does not decode to it")
-        best, best_size = [joined], len(joined)
+    for transform in codec.TRANSFORMS:  # XOR, then integer difference: the smaller wins
+        delta = codec.encode_delta(
+            data,
+            pair.base,
+            base,
+            base_depth=found[1] if found else 0,
+            elem_width=width,
+            transform=transform,
+        )
+        if delta is not None and sum(len(p) for p in delta) < best_size:
+            joined = b"".join(bytes(p) for p in delta)
+            decoded = codec.decode(joined, lambda _base: base, expected_size=len(data))
+            if hash_bytes(decoded) != pair.chunk:
+                raise CorruptObject(f"a delta of {pair.chunk[:12]} does not decode to it")
+            best, best_size = [joined], len(joined)
     return best, len(stored), best_size
