@@ -10,8 +10,9 @@ Codecs:
   group  bytes are regrouped by position within fixed-width elements (byte ``k`` of every
          element forms stream ``k``), each stream stored raw or zstd, whichever is smaller. The
          exponent bytes of floats compress; most mantissa bytes are noise and stay raw.
-  delta  the bytes are XOR'd with those of a base object of equal length and the result encoded
-         with an inner codec (typically group). Chains are bounded (``MAX_DELTA_DEPTH``).
+  delta  the bytes are XOR'd with those of a base object of equal length (or, with ``x: sub``,
+         the base's ``w``-byte elements subtracted) and the result encoded with an inner codec
+         (typically group). Chains are bounded (``MAX_DELTA_DEPTH``).
 
 Compressed envelopes carry ``sb3``, the blake3 of the payload, so a transfer can verify stored
 bytes without decoding them.
@@ -188,27 +189,81 @@ def encode(
     return _frame(header, payload)
 
 
+def is_delta(stored: Buffer) -> bool:
+    """Whether an envelope (or its first part, which holds the header) is a delta."""
+    header, _ = read_header(stored)
+    return bool(header["c"] == "delta")
+
+
 def is_meta(stored: Buffer) -> bool:
     header, _ = read_header(stored)
     return header.get("m") == 1
 
 
-def encode_delta(
-    data: Buffer, base_id: str, base: Buffer, *, base_depth: int, elem_width: int | None
-) -> list[Buffer] | None:
-    """A delta envelope against ``base``, or None when it would not be smaller or is not allowed."""
+#: Delta transforms: ``xor`` (the default, no ``x`` field) and ``sub``, the difference of
+#: little-endian unsigned ``w``-byte elements modulo 2**(8w).
+TRANSFORMS = ("xor", "sub")
+
+
+def _uints(width: int) -> Any:
     import numpy as np
 
+    return {2: np.uint16, 4: np.uint32, 8: np.uint64}[width]
+
+
+def _apply(transform: str, width: int | None, a: Buffer, b: Buffer, *, undo: bool) -> bytes:
+    """``a`` XOR ``b``; for ``sub``, ``a - b`` (``undo``: ``a + b``) element-wise."""
+    import numpy as np
+
+    if transform == "sub":
+        if width not in (2, 4, 8) or len(a) % width:
+            raise CorruptObject("subtraction delta without a whole number of elements")
+        kind = np.dtype(_uints(width)).newbyteorder("<")
+        x, y = np.frombuffer(a, dtype=kind), np.frombuffer(b, dtype=kind)
+        return (x + y if undo else x - y).astype(kind).tobytes()
+    return np.bitwise_xor(
+        np.frombuffer(a, dtype=np.uint8), np.frombuffer(b, dtype=np.uint8)
+    ).tobytes()
+
+
+def encode_delta(
+    data: Buffer,
+    base_id: str,
+    base: Buffer,
+    *,
+    base_depth: int,
+    elem_width: int | None,
+    transform: str = "xor",
+) -> list[Buffer] | None:
+    """A delta envelope against ``base``, or None when it would not be smaller or is not allowed
+    (``sub`` needs an element width that divides the length)."""
     if len(base) != len(data) or base_depth + 1 > MAX_DELTA_DEPTH:
         return None
-    xored = np.bitwise_xor(
-        np.frombuffer(data, dtype=np.uint8), np.frombuffer(base, dtype=np.uint8)
-    ).tobytes()
-    inner, payload = _encode_plain(xored, elem_width, compress=True)
+    if transform == "sub" and (elem_width not in (2, 4, 8) or len(data) % (elem_width or 1)):
+        return None
+    with np_errstate():
+        diff = _apply(transform, elem_width, data, base, undo=False)
+    inner, payload = _encode_plain(diff, elem_width, compress=True)
     if inner["c"] == "raw":
         return None
-    header = {"c": "delta", "n": len(data), "base": base_id, "d": base_depth + 1, "i": inner}
+    header: dict[str, Any] = {
+        "c": "delta",
+        "n": len(data),
+        "base": base_id,
+        "d": base_depth + 1,
+        "i": inner,
+    }
+    if transform == "sub":
+        header = {**header, "x": "sub", "w": elem_width}
     return _frame(header, payload)
+
+
+def np_errstate() -> Any:
+    """Wrapping integer arithmetic is intended: no overflow warnings (numpy raises none for
+    arrays, but keep it explicit and cheap)."""
+    import numpy as np
+
+    return np.errstate(over="ignore")
 
 
 def read_header(stored: Buffer) -> tuple[dict[str, Any], int]:
@@ -310,15 +365,16 @@ def decode(
         raise CorruptObject("delta envelope without a base or inner codec")
     if load_base is None:
         raise CorruptObject("delta object needs its base, which is not available here")
-    import numpy as np
-
-    xored = _decode_plain(inner, payload)
+    transform = header.get("x", "xor")
+    width = header.get("w") if transform == "sub" else None
+    if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
+        raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
+    diff = _decode_plain(inner, payload)
     base = load_base(base_id)
-    if len(base) != len(xored) or len(xored) != _int(header, "n"):
+    if len(base) != len(diff) or len(diff) != _int(header, "n"):
         raise CorruptObject("delta and its base differ in size")
-    return np.bitwise_xor(
-        np.frombuffer(xored, dtype=np.uint8), np.frombuffer(base, dtype=np.uint8)
-    ).tobytes()
+    with np_errstate():
+        return _apply(transform, width, diff, base, undo=True)
 
 
 def check_size(header: dict[str, Any], expected_size: int | None = None) -> int:
@@ -365,7 +421,11 @@ def stored_size_limit(size: int) -> int:
 
 def delta_base(stored: Buffer) -> tuple[str, int] | None:
     """(base id, depth) of a delta envelope, or None for a self-contained one."""
-    header, _ = read_header(stored)
+    return header_delta_base(read_header(stored)[0])
+
+
+def header_delta_base(header: dict[str, Any]) -> tuple[str, int] | None:
+    """(base id, depth) an envelope header names, or None for a self-contained object."""
     if header["c"] != "delta":
         return None
     base, depth = header.get("base"), header.get("d")

@@ -29,6 +29,7 @@ rule           edges                          missing  unreadable read_chunks
 ``FIRST``      first parent                   raise    raise      —
 ``LOG``        first parent                   report   raise      —
 ``DATA``       closure, delta bases           report   raise      yes
+``FSCK_DATA``  closure, delta bases           report   skip       yes
 ============== ============================== ======== ========== ===========
 
 gc raises on an unreadable object because what it names would otherwise look unreachable and
@@ -100,6 +101,8 @@ LOG = Rule(Edges.FIRST_PARENT, Missing.REPORT, Unreadable.RAISE)
 #: The data some versions need, without their history: tree, manifests, chunks and the bases
 #: those chunks are stored against (what archiving must leave in place for live versions).
 DATA = Rule(Edges.CLOSURE | Edges.DELTA_BASES, Missing.REPORT, Unreadable.RAISE)
+#: The same, for fsck: an unreadable object is reported on its own and not followed.
+FSCK_DATA = Rule(Edges.CLOSURE | Edges.DELTA_BASES, Missing.REPORT, Unreadable.SKIP)
 
 
 @dataclass(frozen=True)

@@ -205,6 +205,26 @@ class ObjectStore:
             )
         return stored
 
+    def read_header(self, oid: str) -> dict[str, Any]:
+        """An object's envelope header, reading no more of it than the header (locally: a
+        small ``pread``; elsewhere the stored bytes). ``NotFound`` when absent."""
+        path = self.storage.local_path(object_key(oid))
+        if path is None:
+            return codec.read_header(self.read_stored(oid))[0]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError as exc:
+            raise NotFound(f"object {oid[:12]} is missing from {self.storage.url}") from exc
+        try:
+            head = os.pread(fd, _RAW_HEAD, 0)
+            if len(head) >= 8:
+                length = 8 + int.from_bytes(head[4:8], "little")
+                if len(head) < length <= 8 + codec.MAX_HEADER:
+                    head = os.pread(fd, length, 0)
+            return codec.read_header(head)[0]
+        finally:
+            os.close(fd)
+
     def decode_stored(
         self, oid: str, stored: bytes, *, size: int | None = None, _depth: int = 0
     ) -> bytes:
@@ -223,6 +243,12 @@ class ObjectStore:
                 check_stored=False,
             )
         except CorruptObject as exc:
+            if exc.object_id is not None and exc.object_id != oid:  # a delta base's damage
+                raise CorruptObject(
+                    f"object {oid[:12]} is stored as a delta on a damaged base: {exc.message}",
+                    object_id=exc.object_id,
+                    hint=exc.hint,
+                ) from exc
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
             ) from exc

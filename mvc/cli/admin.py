@@ -80,7 +80,7 @@ def fsck(
     if as_json:
         out.json(report.to_json())
     else:
-        for problem in report.problems:
+        for problem in report.problems + report.broken_versions:
             out.line(f"{problem.kind:8} {problem.object or '-'}  {problem.detail}")
         if report.promised:
             out.info(
@@ -98,6 +98,7 @@ def fsck(
     if report.quarantined and not as_json:
         out.info(
             f"moved {len(report.quarantined)} corrupt object(s) to .mvc/quarantine/; "
+            f"{len(report.broken_versions)} version(s) cannot be read until "
             "`mvc pull REMOTE MODEL` fetches good copies"
         )
     if not report.ok:
@@ -161,22 +162,38 @@ def gc(
     if result.repack and result.repack.compressed:
         r = result.repack
         out.info(
-            f"compressed {r.compressed} objects: {human_size(r.bytes_before)} -> {human_size(r.bytes_after)}"
+            f"compressed {r.compressed} objects ({r.deltas} as deltas): "
+            f"{human_size(r.bytes_before)} -> {human_size(r.bytes_after)}"
         )
 
 
-def repack(ctx: typer.Context, as_json: bool = JsonOption) -> None:
-    """Compress loose objects where it pays (byte-grouped floats, zstd). Ids never change."""
+def repack(
+    ctx: typer.Context,
+    no_deltas: Annotated[
+        bool,
+        typer.Option(
+            "--no-deltas", help="Only compress; store no chunk as a delta against its parent's."
+        ),
+    ] = False,
+    as_json: bool = JsonOption,
+) -> None:
+    """Compress loose objects where it pays (byte-grouped floats, zstd), and store each chunk
+    of a fine-tuned tensor as a delta against its parent version's chunk where that is
+    smaller. Ids never change.
+
+    Example: mvc repack
+    """
     from mvc.ops.maintenance import repack as do_repack
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    result = do_repack(repo, progress=out.progress())
+    result = do_repack(repo, progress=out.progress(), deltas=not no_deltas)
     if as_json:
         out.json(result.to_json())
         return
     out.info(
-        f"examined {result.examined} objects, compressed {result.compressed}: "
+        f"examined {result.examined} objects, compressed {result.compressed} "
+        f"({result.deltas} as deltas): "
         f"{human_size(result.bytes_before)} -> {human_size(result.bytes_after)}"
     )
 

@@ -26,6 +26,7 @@ from mvc.objects import (
     decode_tree,
     decode_version,
 )
+from mvc.ops import deltas as planner
 from mvc.ops.archive import retained_versions
 from mvc.ops.remotes import _remote_has_store as remote_has_store
 from mvc.progress import NullProgress, Progress
@@ -33,13 +34,14 @@ from mvc.refnames import RefName
 from mvc.refs import RefStore
 from mvc.remotes import open_remote, promised_objects, tracking_roots
 from mvc.repo import Repo
+from mvc.storage import lock
 from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore, object_key
 
 
 @dataclass
 class Problem(JsonShaped):
-    kind: str  # corrupt, missing, ref
+    kind: str  # corrupt, missing, ref, delta (its base is damaged or missing), version
     object: str | None
     detail: str
 
@@ -59,6 +61,9 @@ class FsckReport(JsonShaped):
     unverified: list[Problem] = field(default_factory=list)
     offline: bool = False
     quarantined: list[str] = field(default_factory=list)  # corrupt objects moved aside
+    # Live versions that cannot be read whole because of the problems (a corrupt delta base
+    # takes down every version whose chunks are stored against it).
+    broken_versions: list[Problem] = field(default_factory=list)
     repaired_refs: list[str] = field(default_factory=list)  # torn log entries set aside
 
     @property
@@ -139,13 +144,23 @@ def fsck(
     def check(oid: ObjectId) -> Problem | None:
         try:
             stored = repo.objects.read_stored(oid)
-            data = repo.objects.decode_stored(oid, stored)
+        except NotFound as exc:
+            progress.advance(1)
+            return Problem("missing", oid, exc.message)
+        except CorruptObject as exc:
+            progress.advance(1)
+            return Problem("corrupt", oid, exc.message)
+        try:
+            data = repo.objects.decode_stored(oid, stored)  # a delta: its whole chain, hashed
             if codec.is_meta(stored):
                 _check_structure(data, oid)
         except (CorruptObject, UnknownFormat) as exc:
+            below = exc.object_id if isinstance(exc, CorruptObject) else None
+            if below is not None and below != oid:  # the object is fine; a base below is not
+                return Problem("delta", oid, f"its delta base cannot be read: {exc.message}")
             return Problem("corrupt", oid, exc.message)
-        except NotFound as exc:
-            return Problem("missing", oid, exc.message)
+        except NotFound as exc:  # present itself: what is missing is a delta base
+            return Problem("delta", oid, f"its delta base is missing: {exc.message}")
         finally:
             progress.advance(1)
         return None
@@ -188,9 +203,61 @@ def fsck(
             )
     report.reachable = len(walked.reached)
     report.dangling = len(set(ids) - walked.reached - corrupt)
+    if corrupt or walked.missing:
+        report.broken_versions = _broken_versions(repo, corrupt, set(promised))
     if quarantine:
         report.quarantined = [_quarantine(repo, oid) for oid in sorted(o for o in corrupt if o)]
     return report
+
+
+class _CachedReader:
+    """A graph reader that reads each object once across many walks."""
+
+    def __init__(self, objects: ObjectStore) -> None:
+        self.inner = graph.StoreReader(objects)
+        self.nodes: dict[ObjectId, graph.Node | MvcError] = {}
+
+    def read_node(self, oid: ObjectId) -> graph.Node:
+        found = self.nodes.get(oid)
+        if found is None:
+            try:
+                found = self.inner.read_node(oid)
+            except MvcError as exc:
+                found = exc
+            self.nodes[oid] = found
+        if isinstance(found, MvcError):
+            raise found
+        return found
+
+
+def _broken_versions(
+    repo: Repo, corrupt: set[str | None], promised: set[ObjectId]
+) -> list[Problem]:
+    """Every live version that cannot be read whole: its data (delta bases included) needs an
+    object that is corrupt or missing here (and not merely expected from a remote)."""
+    reader = _CachedReader(_SkippingStore(repo.objects, corrupt))
+    broken: list[Problem] = []
+    for version in live_versions(repo):
+        walked = graph.walk(reader, [version], graph.FSCK_DATA)
+        lost = [m for m in walked.missing if m.object not in promised]
+        if not lost:
+            continue
+        try:
+            model = repo.objects.get_version(version).model
+        except MvcError:
+            model = "?"
+        first = lost[0]
+        what = "corrupt" if first.object in corrupt else "missing"
+        broken.append(
+            Problem(
+                "version",
+                version,
+                f"{model} version {version[:12]} cannot be read: it needs {len(lost)} "
+                f"object(s) that are corrupt or missing, e.g. {what} {first.object[:12]} "
+                f"({first.trail})",
+            )
+        )
+    return broken
 
 
 def _repair_refs(repo: Repo) -> list[str]:
@@ -344,6 +411,26 @@ def _mark(repo: Repo, roots: Iterable[ObjectId], known: set[ObjectId]) -> set[Ob
         ) from exc
 
 
+def _delta_bases(repo: Repo, reached: set[ObjectId]) -> set[ObjectId]:
+    """The delta bases of ``reached`` objects (and theirs) that it lacks, read from headers
+    under the exclusive lock: a repack between gc's first mark and the lock may have made a
+    chunk marked then (whole, at the time) a delta against a chunk nothing else keeps."""
+    found: set[ObjectId] = set()
+    todo = list(reached)
+    while todo:
+        new: list[ObjectId] = []
+        for oid in todo:
+            try:
+                base = codec.header_delta_base(repo.objects.read_header(oid))
+            except (NotFound, CorruptObject):
+                continue
+            if base is not None and base[0] not in reached and base[0] not in found:
+                found.add(ObjectId(base[0]))
+                new.append(ObjectId(base[0]))
+        todo = new
+    return found
+
+
 def gc(
     repo: Repo,
     *,
@@ -370,6 +457,9 @@ def gc(
         retained = retained_versions(repo, reachable)  # retention: not collectable yet
         result.kept_by_retention = len(retained)
         reachable = _mark(repo, retained, reachable)
+        # A repack between the mark above and now may have made a kept chunk a delta of one the
+        # mark did not reach: keep every base of what is kept.
+        reachable |= _delta_bases(repo, reachable)
         result.reachable = min(live, by_refs)
         result.kept_by_log = by_refs - result.reachable
         crashpoint("gc.marked")
@@ -428,6 +518,25 @@ class RepackResult(JsonShaped):
     compressed: int = 0
     bytes_before: int = 0
     bytes_after: int = 0
+    deltas: int = 0  # chunks now stored as a delta against their parent's chunk
+
+
+def live_versions(repo: Repo) -> list[ObjectId]:
+    """Every version the refs (and remote-tracking refs) reach, history included, oldest
+    first where history says so (a parent before its children)."""
+    import time
+
+    roots = _ref_roots(repo.refs, None, time.time())[0] + _tracking_roots(repo, None, time.time())
+    history = graph.Rule(graph.Edges.HISTORY, graph.Missing.REPORT, graph.Unreadable.SKIP)
+    order: list[ObjectId] = []
+    for oid in graph.Walk(graph.StoreReader(repo.objects), history).run(roots):
+        try:
+            if repo.objects.get_meta(oid).get("type") == "version":
+                order.append(oid)
+        except MvcError:
+            continue
+    order.reverse()  # the walk meets children before parents
+    return order
 
 
 def repack(
@@ -436,15 +545,43 @@ def repack(
     *,
     progress: Progress | None = None,
     locked: bool = False,
+    deltas: bool = True,
 ) -> RepackResult:
-    """Compress loose (raw) objects where it pays. Ids never change; only envelopes do."""
+    """Compress loose (raw) objects where it pays and, with ``deltas``, store each chunk of a
+    fine-tuned tensor as a delta against its parent's chunk where that is smaller (see
+    ``ops.deltas``). Ids never change; only envelopes do, each replaced atomically, so a repack
+    killed at any point leaves every object readable. One repack that makes deltas runs at a
+    time per store (two could otherwise make two chunks deltas of each other)."""
+    import os
     from contextlib import nullcontext
 
     progress = progress or NullProgress()
     result = RepackResult()
-    todo = list(ids if ids is not None else repo.objects.iter_ids())
-    progress.start("compressing", len(todo))
+    one_at_a_time = os.path.join(repo.store_dir, "locks", "repack")
+    with (
+        lock.hold(one_at_a_time, timeout=repo.lock_timeout) if deltas else nullcontext(),
+        nullcontext() if locked else repo.writing_objects(),
+    ):
+        levels: list[list[planner.Pair]] = []
+        if deltas:
+            wanted = set(ids) if ids is not None else None
+            pairs = planner.candidate_pairs(repo.objects, live_versions(repo))
+            if wanted is not None:
+                pairs = [p for p in pairs if p.chunk in wanted]
+            levels = planner.plan_levels(repo.objects, pairs)
+        as_delta = {pair.chunk for level in levels for pair in level}
+        todo = [
+            o for o in (ids if ids is not None else repo.objects.iter_ids()) if o not in as_delta
+        ]
+        progress.start("compressing", len(todo) + len(as_delta))
+        _compress(repo, todo, result, progress)
+        for level in levels:
+            _encode_deltas(repo, level, result, progress)
+        progress.finish()
+    return result
 
+
+def _compress(repo: Repo, todo: list[ObjectId], result: RepackResult, progress: Progress) -> None:
     def one(oid: ObjectId) -> tuple[int, int]:
         try:
             stored = repo.objects.read_stored(oid)
@@ -464,15 +601,38 @@ def repack(
         finally:
             progress.advance(1)
 
-    with (
-        nullcontext() if locked else repo.writing_objects(),
-        ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool,
-    ):
+    with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
         for before, after in pool.map(one, todo):
             result.examined += 1
             result.bytes_before += before
             result.bytes_after += after
             if after < before:
                 result.compressed += 1
-    progress.finish()
-    return result
+
+
+def _encode_deltas(
+    repo: Repo, level: list[planner.Pair], result: RepackResult, progress: Progress
+) -> None:
+    """One level of delta pairs (their bases have their final encodings already)."""
+
+    def one(pair: planner.Pair) -> tuple[int, int, bool]:
+        try:
+            found = planner.encode_against(repo.objects, pair)
+            if found is None:
+                return 0, 0, False
+            parts, before, after = found
+            if after < before:
+                repo.objects.replace_encoding(pair.chunk, parts)
+                crashpoint("repack.delta")
+            return before, after, codec.is_delta(parts[0]) if after < before else False
+        finally:
+            progress.advance(1)
+
+    with ThreadPoolExecutor(max_workers=int(repo.config.get("core.jobs"))) as pool:
+        for before, after, delta in pool.map(one, level):
+            result.examined += 1
+            result.bytes_before += before
+            result.bytes_after += after
+            if after < before:
+                result.compressed += 1
+            result.deltas += int(delta)

@@ -383,6 +383,38 @@ def test_gc_killed(point, versions, mvc_proc, make_model, nothing_lost) -> None:
     assert again["deleted"] == 0 and again["repack"]["compressed"] == 0  # nothing left to do
 
 
+def _with_fine_tunes(versions, mvc_proc) -> None:
+    """Two fine-tunes of ``bert``'s latest weights (low bits changed), stored whole, for repack
+    to turn into deltas."""
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+
+    weights = pathlib.Path(versions.root) / "models/bert/model.safetensors"
+    rng = np.random.default_rng(5)
+    for n in range(2):
+        tensors = load_file(str(weights))
+        for name, value in tensors.items():
+            if value.dtype == np.float32:
+                noise = rng.normal(0, 1e-4, value.shape).astype(np.float32)
+                tensors[name] = (value * (1 + noise)).astype(np.float32)
+        save_file(tensors, str(weights))
+        mvc_proc("commit", "models/bert", "-m", f"fine-tune {n}", cwd=versions.root)
+
+
+@pytest.mark.parametrize("point", ["repack.delta:1", "repack.delta:3"])
+def test_repack_making_deltas_killed(point, versions, mvc_proc, nothing_lost) -> None:
+    """Killed between two delta rewrites (or compressions), every version still reads back;
+    run again, repack finishes the job and a third run has nothing left to do."""
+    _with_fine_tunes(versions, mvc_proc)
+    before = snapshot(versions.repo)
+    mvc_proc.crashes("repack", point=point, cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    mvc_proc("repack", cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    again = json.loads(mvc_proc("repack", "--json", cwd=versions.root).stdout)
+    assert again["deltas"] == 0 and again["compressed"] == 0
+
+
 def test_crash_hook_is_inert_without_its_variable(versions, mvc_proc) -> None:
     """The hook costs nothing and does nothing unless set (and a bad count means the 1st hit)."""
     from mvc import faults
