@@ -19,9 +19,14 @@ from mvc.storage import LocalStorage
 from mvc.store import ObjectStore
 
 
-def deploy(cli: Any, make_model: Any, seed: int = 1, *, size: int = 0) -> None:
-    """bert v1.0.0 committed from models/bert and set as channel prod (one arm, 'stable')."""
-    extra = {"big.bin": os.urandom(size)} if size else None
+def deploy(
+    cli: Any, make_model: Any, seed: int = 1, *, size: int = 0, mlflow: bool = False
+) -> None:
+    """bert v1.0.0 committed from models/bert and set as channel prod (one arm, 'stable');
+    ``mlflow``: the folder is an MLflow model (it has an ``MLmodel``), as the mlflow export needs."""
+    extra: dict[str, Any] = {"big.bin": os.urandom(size)} if size else {}
+    if mlflow:
+        extra["MLmodel"] = "flavors:\n  python_function: {loader_module: mlflow.pyfunc.model}\n"
     make_model("models/bert", seed=seed, extra=extra)
     cli("commit", "models/bert", "-m", f"seed {seed}")
     cli("tag", "bert", "v1.0.0")

@@ -38,7 +38,7 @@ def _model_folder(layout: dict[str, bytes]) -> str:
 def test_export_refuses_a_symlinked_folder_in_its_destination(
     store, cli, make_model, tmp_path, fmt
 ) -> None:
-    deploy(cli, make_model)
+    deploy(cli, make_model, mlflow=fmt == "mlflow")
     layout = _layout(cli, fmt, tmp_path)
     if not any(k.endswith("model.safetensors") for k in layout):
         pytest.fail(f"{fmt} export wrote no model files: {sorted(layout)}")
@@ -58,7 +58,7 @@ def test_export_refuses_a_symlinked_folder_in_its_destination(
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_planted_manifest_never_deletes_outside(store, cli, make_model, tmp_path, fmt) -> None:
-    deploy(cli, make_model)
+    deploy(cli, make_model, mlflow=fmt == "mlflow")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "precious.txt").write_text("keep me")
@@ -86,7 +86,7 @@ def test_a_symlinked_manifest_is_refused(store, cli, make_model, tmp_path) -> No
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_killed_first_export_can_be_rerun(store, cli, make_model, tmp_path, fmt) -> None:
-    deploy(cli, make_model, size=3 << 20)
+    deploy(cli, make_model, size=3 << 20, mlflow=fmt == "mlflow")
     layout = _layout(cli, fmt, tmp_path)
     dest = tmp_path / "dest"
     killed = run_killed(

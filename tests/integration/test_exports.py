@@ -621,9 +621,12 @@ def test_cli_export_to_s3_takes_storage_options_like_remote_add(
     )
     assert "credential" in bad.stderr
     # a remote whose URL holds the destination lends its options (its endpoint)
-    cli("remote", "add", "minio", f"s3://{s3_url.bucket}", "-o", f"endpoint_url={endpoint}")
-    cli("export", "bert", "prod", "--format", "dir", "--to", f"s3://{s3_url.bucket}/plain")
-    listed = client.list_objects_v2(Bucket=s3_url.bucket, Prefix="plain/")
+    # (a bucket of its own: `remote add` refuses a bucket that holds files but no store)
+    registry = f"{s3_url.bucket}-registry"
+    client.create_bucket(Bucket=registry)
+    cli("remote", "add", "minio", f"s3://{registry}", "-o", f"endpoint_url={endpoint}")
+    cli("export", "bert", "prod", "--format", "dir", "--to", f"s3://{registry}/plain")
+    listed = client.list_objects_v2(Bucket=registry, Prefix="plain/")
     assert any(o["Key"] == "plain/routing.json" for o in listed.get("Contents", []))
 
 

@@ -168,7 +168,9 @@ def test_pins_are_honoured(st, tritons, running) -> None:
         ("~1.4", "v1.4.0", "stable"),
         ("1.4.0", "v1.4.0", "stable"),
         ("bert@v1.5.0", "v1.5.0", "canary"),
-        (st.ids["bert@v1.6.0"][:12], "v1.6.0", "pinned"),
+        # a short id made only of digits reads as a version range too: id= says which
+        ("id=" + st.ids["bert@v1.6.0"][:12], "v1.6.0", "pinned"),
+        (st.ids["bert@v1.6.0"], "v1.6.0", "pinned"),
     ]:
         for key in ("user-1", "user-2", "user-3", "user-4"):
             response = gw.client.post(**triton_request(key, **{"X-Model-Version": pin}))
