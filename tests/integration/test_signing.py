@@ -182,3 +182,23 @@ def test_the_policy_requires_a_signature_to_deploy_install_and_pull(
     unsigned = cli("-C", clone, "pull", "origin", "bert@main", expect=EXIT_CORRUPT)
     assert "to pull" in unsigned.stderr
     assert cli("-C", clone, "log", "bert@main", expect=None).exit_code != 0  # main did not move
+
+
+def test_deploying_a_new_adapter_on_a_served_base_needs_its_signature(st, keys):
+    """The adapter is what is new when only it changes: its signature is required (a base that
+    is signed does not vouch for an unsigned adapter put on it)."""
+    from mvc.errors import SignatureInvalid
+    from mvc.ops import deploy
+    from mvc.ops.signing import sign
+
+    root = Path(st.root)
+    (root / "keys").mkdir()
+    (root / "keys" / "release.pub").write_bytes(keys["alice.pub"].read_bytes())
+    (root / "mvc.yaml").write_text("signing:\n  keys: [keys/release.pub]\n  require: [deploy]\n")
+    sign(st.repo, "bert@v1.4.0", private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    with pytest.raises(SignatureInvalid, match="to deploy sql-lora@"):
+        deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    sign(st.repo, "sql-lora@v1.3.0", private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+
