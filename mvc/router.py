@@ -246,6 +246,13 @@ class Router:
             if a.version == resolved.version and (adapter is None or a.adapter == adapter)
         ]
         found = matches[0] if matches else None
+        if found is None:  # not checked with the record: a use of a version it does not serve
+            for model, version in [(self.model, resolved.version)] + (
+                [(adapter.model, adapter.version)] if adapter else []
+            ):
+                warn_use(
+                    self.repo, model, version, allow_deprecated=self.allow_deprecated, stacklevel=4
+                )
         arm = Arm(
             PINNED,
             resolved.version,
