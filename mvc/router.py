@@ -209,6 +209,8 @@ class Router:
         assert record.id is not None
         arm = pick(record.arms, bucket) if version is None else self._pinned(record, version)
         self._uses.note(self.model, arm.version, self.repo.clock)
+        if arm.adapter is not None:  # served with its base: used too (as load notes it)
+            self._uses.note(arm.adapter.model, arm.adapter.version, self.repo.clock)
         return RouteDecision(
             self.model,
             self.channel,
