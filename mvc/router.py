@@ -209,6 +209,8 @@ class Router:
         assert record.id is not None
         arm = pick(record.arms, bucket) if version is None else self._pinned(record, version)
         self._uses.note(self.model, arm.version, self.repo.clock)
+        if arm.adapter is not None:  # served with its base: used too (as load notes it)
+            self._uses.note(arm.adapter.model, arm.adapter.version, self.repo.clock)
         return RouteDecision(
             self.model,
             self.channel,
@@ -246,6 +248,13 @@ class Router:
             if a.version == resolved.version and (adapter is None or a.adapter == adapter)
         ]
         found = matches[0] if matches else None
+        if found is None:  # not checked with the record: a use of a version it does not serve
+            for model, version in [(self.model, resolved.version)] + (
+                [(adapter.model, adapter.version)] if adapter else []
+            ):
+                warn_use(
+                    self.repo, model, version, allow_deprecated=self.allow_deprecated, stacklevel=4
+                )
         arm = Arm(
             PINNED,
             resolved.version,

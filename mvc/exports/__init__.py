@@ -119,6 +119,8 @@ def export(
     sink.finish(about)
     for arm in record.arms:
         note_use(repo, model, arm.version)
+        if arm.adapter is not None:
+            note_use(repo, arm.adapter.model, arm.adapter.version)
     result.written, result.skipped = sink.written, sink.skipped
     result.bytes_written, result.removed = sink.bytes_written, sink.removed
     return result

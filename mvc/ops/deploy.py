@@ -245,6 +245,8 @@ def _move(
         for arm in record.arms:
             if arm.target not in served:
                 require_signed(repo, "deploy", model, arm.version)
+                if arm.adapter is not None:  # the adapter is new too (or alone is)
+                    require_signed(repo, "deploy", arm.adapter.model, arm.adapter.version)
     record = replace(record, override=override_value(checked, ctx.who, ctx.when, message))
 
     for oid in record.refs():

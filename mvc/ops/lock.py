@@ -29,6 +29,7 @@ from mvc.progress import Progress
 from mvc.remotes import missing_in_closure, remote_names
 from mvc.repo import Repo
 from mvc.specs import by_id, resolve
+from mvc.worktree.materialise import remove_file
 
 
 @dataclass
@@ -234,14 +235,28 @@ def install(
             )
         require_signed(repo, "install", entry.model, entry.version)
         folder = os.path.join(repo.root, *entry.path.split("/"))
-        if _already_there(repo, folder, entry):
+        held = _held_tree(repo, folder)
+        if held == entry.tree:
             count = len(repo.objects.get_tree(tree).files)
             result.installed.append(
                 Installed(entry.name, entry.version, entry.path, 0, 0, count, source)
             )
             continue
+        # Exactly the files of a stored version (what an earlier install wrote): nothing of
+        # the user's is lost by replacing them; its files the new version lacks go.
+        replacing = held is not None and repo.objects.has(held)
+        gone: list[str] = []
+        if replacing and held is not None:
+            wanted = repo.objects.get_tree(tree).files
+            gone = [p for p in repo.objects.get_tree(held).files if p not in wanted]
+        for rel in gone:
+            remove_file(folder, rel)
         done = checkout(
-            repo, by_id(entry.model, entry.version), to=folder, force=force, progress=progress
+            repo,
+            by_id(entry.model, entry.version),
+            to=folder,
+            force=force or replacing,
+            progress=progress,
         )
         result.installed.append(
             Installed(
@@ -249,7 +264,7 @@ def install(
                 entry.version,
                 entry.path,
                 len(done.written),
-                len(done.removed),
+                len(done.removed) + len(gone),
                 done.unchanged,
                 source,
             )
@@ -257,15 +272,15 @@ def install(
     return result
 
 
-def _already_there(repo: Repo, folder: str, entry: Locked) -> bool:
-    """Whether ``folder`` holds exactly the locked version (through the stat cache: no re-hash
-    of files checkout wrote). A bound working folder is left to checkout, which knows it."""
+def _held_tree(repo: Repo, folder: str) -> ObjectId | None:
+    """The tree of what ``folder`` holds (through the stat cache: no re-hash of files checkout
+    wrote); None for an absent or empty folder, or a bound working folder (checkout knows it)."""
     if not os.path.isdir(folder) or not os.listdir(folder) or repo.binding_for_path(folder):
-        return False
+        return None
     cache = stat_cache_for(repo, folder)
     snap = snapshot(repo, folder, store=False, cache=cache)
     cache.save()
-    return snap.tree_id == entry.tree
+    return snap.tree_id
 
 
 def _bring(repo: Repo, entry: Locked, remote: str | None, progress: Progress | None) -> str | None:

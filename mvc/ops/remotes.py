@@ -802,12 +802,16 @@ def _require_signatures(
     for change in moving:
         if change.new is None or change.ref.kind == NOTES:
             continue
-        model = change.ref.model
-        if change.ref.kind == CHANNELS:
-            versions = load_record(repo, change.new).refs()
+        if change.ref.kind == CHANNELS:  # an arm's adapter is a version of its own model
+            versions = [
+                (model, version)
+                for arm in load_record(repo, change.new).arms
+                for model, version in [(change.ref.model, arm.version)]
+                + ([(arm.adapter.model, arm.adapter.version)] if arm.adapter else [])
+            ]
         else:
-            versions = [change.new]
-        for version in versions:
+            versions = [(change.ref.model, change.new)]
+        for model, version in dict.fromkeys(versions):
             head = wanted.get(notes(model, version)) or repo.refs.get(notes(model, version))
             require_signed(repo, "pull", model, version, notes_head=head)
 

@@ -275,3 +275,20 @@ def test_a_bare_on_key_is_explained(at_root: Store) -> None:
         )
     with pytest.raises(PolicyError, match=r"mvc.yaml:\d+: .*write the date as `cutoff:`"):
         lifecycle.list_deprecations(at_root.repo)
+
+
+def test_a_router_pin_outside_the_channel_is_checked_too(at_root: Store) -> None:
+    """A pin to a version the channel does not serve is a use of that version: warned before
+    its cutoff, refused after it (as load and checkout are), unless allowed."""
+    st = at_root
+    ops.set_channel(st.repo, M, "prod", "v1.6.0")
+    _deprecate(st)
+    router = mvc.Router(st.repo, M, "prod")
+    _at(st, BEFORE)
+    with pytest.warns(VersionDeprecationWarning, match="bert@v1.4.0 is deprecated"):
+        assert router.route("k", version="v1.4.0").version == st.ids["bert@v1.4.0"]
+    _at(st, AFTER)
+    with pytest.raises(Deprecated):
+        router.route("k", version="~1.4")  # another pin of it: not the one resolved before
+    lenient = mvc.Router(st.repo, M, "prod", allow_deprecated=True)
+    assert lenient.route("k", version="~1.4").version == st.ids["bert@v1.4.0"]

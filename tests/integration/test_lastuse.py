@@ -94,3 +94,16 @@ def test_a_failed_flush_keeps_its_batch(st: Store, tmp_path) -> None:
     assert blocked.flush() == 0 and blocked.failures == 2
     blocked.path = lastuse.tracker(st.repo.store_dir).path  # the folder is back
     assert blocked.flush() == 1 and uses(st.repo)[version][1] == 1
+
+
+def test_an_adapter_served_by_a_channel_is_noted_as_used(st: Store, tmp_path) -> None:
+    """A channel arm's adapter is used with its base (as load notes both): routing to it and
+    exporting it note the adapter version too."""
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    Router(st.repo, "bert", "prod").route("user-1")
+    flush_all()
+    assert st.ids["sql-lora@v1.3.0"] in uses(st.repo)
+    ops.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.4.0")
+    export(st.repo, "bert", "prod", "dir", str(tmp_path / "export"))
+    flush_all()
+    assert st.ids["sql-lora@v1.4.0"] in uses(st.repo)

@@ -153,3 +153,23 @@ def test_the_lock_text_round_trips_and_is_one_fact_per_line():
     text = render_lock(entries)
     assert parse_lock(text) == entries
     assert "  yes:" not in text  # YAML would read a bare yes as true: names are quoted then
+
+
+def test_install_after_a_relock_replaces_what_it_installed_before(store, cli, released, tmp_path):
+    """The folder install wrote for the old lock gets the new locked version (as a second
+    `npm ci` does), with no file of the old version left over."""
+    write_policy(
+        store, "requires:\n  served:\n    model: bert\n    version: prod\n    path: serving/bert\n"
+    )
+    cli("lock")
+    cli("install", "--locked")
+    cli("channel", "set", "bert", "prod", "v3.0.0")
+    cli("lock")
+    cli("install", "--locked")
+    cli("checkout", "bert@v3.0.0", "--to", tmp_path / "expected")
+    assert files_in(Path(store.root, "serving", "bert")) == files_in(tmp_path / "expected")
+    Path(store.root, "serving", "bert", "notes.txt").write_text("mine")  # the user's own file
+    cli("channel", "set", "bert", "prod", "v2.0.0")
+    cli("lock")
+    assert "is not empty" in cli("install", "--locked", expect=1).stderr  # never lost
+    assert Path(store.root, "serving", "bert", "notes.txt").read_text() == "mine"

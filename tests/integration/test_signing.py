@@ -182,3 +182,52 @@ def test_the_policy_requires_a_signature_to_deploy_install_and_pull(
     unsigned = cli("-C", clone, "pull", "origin", "bert@main", expect=EXIT_CORRUPT)
     assert "to pull" in unsigned.stderr
     assert cli("-C", clone, "log", "bert@main", expect=None).exit_code != 0  # main did not move
+
+
+def test_deploying_a_new_adapter_on_a_served_base_needs_its_signature(st, keys):
+    """The adapter is what is new when only it changes: its signature is required (a base that
+    is signed does not vouch for an unsigned adapter put on it)."""
+    from mvc.errors import SignatureInvalid
+    from mvc.ops import deploy
+    from mvc.ops.signing import sign
+
+    root = Path(st.root)
+    (root / "keys").mkdir()
+    (root / "keys" / "release.pub").write_bytes(keys["alice.pub"].read_bytes())
+    (root / "mvc.yaml").write_text("signing:\n  keys: [keys/release.pub]\n  require: [deploy]\n")
+    sign(st.repo, "bert@v1.4.0", private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0")
+    with pytest.raises(SignatureInvalid, match="to deploy sql-lora@"):
+        deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    sign(st.repo, "sql-lora@v1.3.0", private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+
+
+def test_pulling_a_channel_checks_its_adapter_under_the_adapter_model(st, keys, tmp_path):
+    """A channel arm's adapter is a version of the adapter's model: its signature is read from
+    that model's annotations (under the base model's name none is ever found)."""
+    from mvc.deployment.records import AdapterRef
+    from mvc.ops import deploy, remotes
+    from mvc.ops.channels import current
+    from mvc.ops.signing import sign
+    from mvc.repo import Repo
+
+    for name in ("bert@v1.4.0", "sql-lora@v1.3.0"):
+        sign(st.repo, name, private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    remotes.add_remote(st.repo, "origin", str(tmp_path / "remote"))
+    remotes.push(st.repo, "origin", "sql-lora")
+    remotes.push(st.repo, "origin", "bert")
+    clone = tmp_path / "clone"
+    Repo.init(str(clone))
+    (clone / "keys").mkdir()
+    (clone / "keys" / "release.pub").write_bytes(keys["alice.pub"].read_bytes())
+    (clone / "mvc.yaml").write_text("signing:\n  keys: [keys/release.pub]\n  require: [pull]\n")
+    repo = Repo(str(clone), env={"MVC_USER_NAME": "Ada", "MVC_CORE_FSYNC": "false"})
+    remotes.add_remote(repo, "origin", str(tmp_path / "remote"))
+    remotes.pull(repo, "origin", "sql-lora@v1.3.0")
+    remotes.pull(repo, "origin", "bert@v1.4.0")  # its notes (a channel's do not travel alone)
+    remotes.pull(repo, "origin", "bert@prod")
+    record = current(repo, "bert", "prod")
+    assert record is not None
+    assert record.arms[0].adapter == AdapterRef("sql-lora", st.ids["sql-lora@v1.3.0"])
