@@ -49,7 +49,10 @@ def import_mlflow(
         if not os.path.isdir(local):
             registered = _registered(uri, tracking_uri)
         run_id = facts.run_id or (registered or {}).get("run_id")
-        run = _run(run_id, tracking_uri) if run_id and (tracking_uri or registered) else None
+        # A URI went through the MLflow client, which knows its tracking store; a local folder's
+        # run is looked up only when a tracking store is named.
+        remote = not os.path.isdir(local)
+        run = _run(run_id, tracking_uri) if run_id and (tracking_uri or remote) else None
         name = model or (registered or {}).get("name") or os.path.basename(os.path.abspath(local))
         try:
             name = validate_model(str(name))
