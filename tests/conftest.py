@@ -308,3 +308,34 @@ def st(deploy_template: Any, tmp_path) -> Any:
     shutil.copytree(deploy_template.root, root, symlinks=True)
     clock = type(deploy_template.clock)(deploy_template.clock.now)
     return Store(Repo(root, env=ENV, clock=clock), clock, root, dict(deploy_template.ids))
+
+
+# --- a frozen clock for every store a test opens ---------------------------------------------------
+
+
+class FrozenClock:
+    """The time stands still until a test moves it (``advance``); every ``Repo`` a test opens
+    reads it, so ages, cutoffs and last uses are exact."""
+
+    def __init__(self, start: Any = None) -> None:
+        from datetime import UTC, datetime
+
+        self.now = start or datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+    def __call__(self) -> Any:
+        return self.now
+
+    def advance(self, days: float) -> None:
+        from datetime import timedelta
+
+        self.now += timedelta(days=days)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
+    """A ``FrozenClock`` (2026-01-01 12:00 UTC) that every ``Repo`` opened in the test uses."""
+    from mvc.repo import Repo
+
+    frozen = FrozenClock()
+    monkeypatch.setitem(Repo.__init__.__kwdefaults__, "clock", frozen)
+    return frozen

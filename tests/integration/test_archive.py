@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-from datetime import UTC, datetime, timedelta
 
 import blake3
 import pytest
@@ -15,26 +14,6 @@ from mvc.archives import read_archive
 from mvc.errors import EXIT_ARCHIVED, EXIT_USAGE
 from mvc.repo import Repo
 from mvc.store import object_key
-
-
-class FrozenClock:
-    """The time stands still until a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> None:
-        self.now += timedelta(days=days)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setitem(Repo.__init__.__kwdefaults__, "clock", frozen)
-    return frozen
 
 
 def b3(path: pathlib.Path) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import os
 import pathlib
 import signal
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -25,22 +26,11 @@ archive:
 """
 
 
-class FrozenClock:
-    def __init__(self) -> None:
-        self.now = datetime(2020, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> None:
-        self.now += timedelta(days=days)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setitem(Repo.__init__.__kwdefaults__, "clock", frozen)
-    return frozen
+def clock(clock: Any) -> Any:
+    """The shared frozen clock, started in 2020 here."""
+    clock.now = datetime(2020, 1, 1, 12, 0, 0, tzinfo=UTC)
+    return clock
 
 
 @pytest.fixture

@@ -6,32 +6,11 @@ needs is collected."""
 from __future__ import annotations
 
 import pathlib
-from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from mvc.lastuse import flush_all
 from mvc.ops.commit import commit
 from mvc.refnames import branch
 from mvc.repo import Repo
-
-
-class FrozenClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, days: float) -> None:
-        self.now += timedelta(days=days)
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FrozenClock:
-    frozen = FrozenClock()
-    monkeypatch.setitem(Repo.__init__.__kwdefaults__, "clock", frozen)
-    return frozen
 
 
 def side_version(repo: Repo, make_model, root: pathlib.Path, name: str, seed: int) -> str:
