@@ -8,7 +8,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import typer.core
@@ -61,6 +61,19 @@ def MessageOption(help: str = "What changed and why.") -> Any:  # noqa: N802
 
 HELP_NAMES = ["-h", "--help"]
 """The help options of every command (the app's ``context_settings``)."""
+
+
+# The arguments most commands take, one definition each (help shows MODEL, SPEC, CHANNEL).
+SpecArg = Annotated[
+    str,
+    typer.Argument(
+        help="Version spec: MODEL\\[@REV]\\[~N] (see docs/versioning.md).", show_default=False
+    ),
+]
+ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
+ChannelArg = Annotated[
+    str, typer.Argument(help="Channel name (prod, staging, eu-west…).", show_default=False)
+]
 
 
 def settle_metavars(command: Any) -> None:

@@ -12,6 +12,8 @@ from mvc.cli.common import (
     AllowDeprecatedOption,
     ForceOption,
     JsonOption,
+    ModelArg,
+    SpecArg,
     Wanted,
     every_command,
     handles_errors,
@@ -21,13 +23,6 @@ from mvc.cli.common import (
 )
 from mvc.cli.output import Output, human_size
 from mvc.errors import PartialFailure, UsageError
-
-SpecArg = Annotated[
-    str,
-    typer.Argument(
-        help="Version spec: MODEL\\[@REV]\\[~N] (see docs/versioning.md).", show_default=False
-    ),
-]
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
@@ -711,9 +706,6 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
             + ", ".join(m.model for m in damaged),
             hint="the other models are listed; `mvc fsck --repair-refs` sets torn entries aside",
         )
-
-
-ModelArg = Annotated[str, typer.Argument(help="Model name.", metavar="MODEL", show_default=False)]
 
 
 def rm(

@@ -10,7 +10,9 @@ import typer
 
 from mvc.cli.common import (
     AllowDeprecatedOption,
+    ChannelArg,
     JsonOption,
+    ModelArg,
     Wanted,
     every_command,
     handles_errors,
@@ -22,10 +24,6 @@ from mvc.errors import UsageError
 if TYPE_CHECKING:
     from mvc.ops.deploy import Move, Namer, Record
 
-ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
-ChannelArg = Annotated[
-    str, typer.Argument(help="Channel name (prod, staging, eu-west…).", show_default=False)
-]
 MessageOption = typer.Option(
     "", "-m", "--message", help="Why (kept in the record and the ref log)."
 )

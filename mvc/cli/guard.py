@@ -7,15 +7,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
+from mvc.cli.common import (
+    ChannelArg,
+    JsonOption,
+    ModelArg,
+    Wanted,
+    every_command,
+    handles_errors,
+    open_repo,
+)
 from mvc.cli.output import Output
 
 if TYPE_CHECKING:
     from mvc.ops.explain import Explanation
     from mvc.ops.guard import GuardResult
 
-ModelArg = Annotated[str, typer.Argument(help="Model name.", show_default=False)]
-ChannelArg = Annotated[str, typer.Argument(help="Channel name (prod…).", show_default=False)]
 ArmOption = typer.Option(
     None, "--arm", help="The candidate arm of an A/B test (needed with three or more arms)."
 )

@@ -8,6 +8,7 @@ import typer
 
 from mvc.cli.common import (
     JsonOption,
+    SpecArg,
     Wanted,
     every_command,
     handles_errors,
@@ -16,13 +17,6 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output
-
-SpecArg = Annotated[
-    str,
-    typer.Argument(
-        help="Version spec: MODEL\\[@REV]\\[~N] (see docs/versioning.md).", show_default=False
-    ),
-]
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:

@@ -6,12 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
+from mvc.cli.common import JsonOption, SpecArg, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output
-
-SpecArg = Annotated[
-    str, typer.Argument(help="Version spec: MODEL[@REV][~N].", metavar="SPEC", show_default=False)
-]
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
