@@ -8,7 +8,6 @@ Without Prometheus installed, the server tests skip with the reason, except unde
 from __future__ import annotations
 
 import http.server
-import os
 import pathlib
 import threading
 import time
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from promserver import PrometheusServer, PrometheusUnavailable, free_port
+from promserver import PrometheusServer, free_port, start_or_skip
 
 from mvc.deployment.records import Arm
 from mvc.errors import PolicyError, RemoteError, UsageError
@@ -99,12 +98,7 @@ def fleet(deploy_template) -> Iterator[Fleet]:  # type: ignore[no-untyped-def]
     port = free_port()
     exporter, thread = start_http_server(port, addr="127.0.0.1", registry=registry)
     try:
-        try:
-            server = PrometheusServer.start([f"127.0.0.1:{port}"])
-        except PrometheusUnavailable as exc:
-            if os.environ.get("CI", "").lower() in ("true", "1"):
-                pytest.fail(f"Prometheus did not start: {exc}", pytrace=False)
-            pytest.skip(f"Prometheus unavailable: {str(exc).splitlines()[0]}")
+        server = start_or_skip([f"127.0.0.1:{port}"])
         try:
             server.wait_for("sum(mvc_requests_total)", 141)
             yield Fleet(server, PrometheusSource(spec(server.url)), stable, canary)
