@@ -153,20 +153,22 @@ class Md5Check:
     """Feed the bytes of one cache object; ``matches(md5)`` says whether DVC would agree.
 
     DVC 2 hashed files that look like text after turning CRLF into LF; a legacy entry accepts
-    that digest too."""
+    that digest too. "Looks like text" is DVC's own test (``dvc_data.hashfile.istextfile``):
+    the first 512 bytes hold no NUL and at most 30% bytes outside printable ASCII and
+    ``\n\r\t\f\b``. Only that first block decides; a NUL later does not."""
 
     def __init__(self, legacy: bool) -> None:
         self._plain = hashlib.md5(usedforsecurity=False)
         self._unix = hashlib.md5(usedforsecurity=False) if legacy else None
-        self._binary = False
+        self._head = b""
         self._pending_cr = False
 
     def update(self, block: bytes) -> None:
         self._plain.update(block)
         if self._unix is None:
             return
-        if b"\0" in block:
-            self._binary = True
+        if len(self._head) < _TEXT_BLOCK:
+            self._head += block[: _TEXT_BLOCK - len(self._head)]
         if self._pending_cr:
             block = b"\r" + block
         self._pending_cr = block.endswith(b"\r")
@@ -177,12 +179,25 @@ class Md5Check:
     def matches(self, md5: str) -> bool:
         if self._plain.hexdigest() == md5:
             return True
-        if self._unix is None or self._binary:
+        if self._unix is None or not looks_like_text(self._head):
             return False
         unix = self._unix.copy()
         if self._pending_cr:
             unix.update(b"\r")
         return unix.hexdigest() == md5
+
+
+_TEXT_BLOCK = 512
+_TEXT_BYTES = bytes(range(32, 127)) + b"\n\r\t\f\b"
+
+
+def looks_like_text(block: bytes) -> bool:
+    """DVC 2's text test on a file's first 512 bytes (an empty file is text)."""
+    if not block:
+        return True
+    if b"\0" in block:
+        return False
+    return len(block.translate(None, _TEXT_BYTES)) / len(block) <= 0.30
 
 
 def _where(source: str, line: int | None) -> str:

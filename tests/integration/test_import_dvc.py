@@ -204,3 +204,32 @@ def test_dvc2_text_files_match_their_crlf_to_lf_md5():
     strict = Md5Check(legacy=False)
     strict.update(text)
     assert not strict.matches(unix_md5)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"plain\nunix\n",
+        b"dos\r\nlines\r\n" * 100,
+        b"text first\r\n" * 60 + b"\0 a NUL after the first 512 bytes\r\n",
+        b"\0binary at once\r\n" * 50,
+        bytes(range(256)) * 8 + b"\r\n",  # mostly non-text: binary to DVC
+        "ünïcödé\r\n".encode() * 40,  # non-ASCII, but under 30%
+        b"\r" * 700,  # a lone CR at every block edge
+    ],
+)
+def test_dvc2_text_rule_agrees_with_dvc_data(content, tmp_path):
+    """A DVC 2 (``md5-dos2unix``) digest made by dvc-data itself is accepted, whatever the
+    file holds; and the plain md5 is accepted too."""
+    from dvc_data.hashfile.hash import file_md5
+
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    dvc2 = file_md5(str(path), name="md5-dos2unix")
+    for block in (1, 7, 512, 1 << 20):
+        check = Md5Check(legacy=True)
+        for start in range(0, len(content), block):
+            check.update(content[start : start + block])
+        assert check.matches(dvc2), (block, content[:20])
+        assert check.matches(hashlib.md5(content).hexdigest())
