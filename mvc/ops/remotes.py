@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from mvc.deployment.records import decode_record
 from mvc.errors import (
     AmbiguousSpec,
     CorruptObject,
@@ -103,6 +104,7 @@ from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.remote import open_storage, probe_atomic_create
+from mvc.store import ObjectStore
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Names a folder or bucket prefix may hold before it is first pushed to.
@@ -447,8 +449,11 @@ def _live_refs(refs: RefStore, model: str | None) -> list[tuple[RefName, ObjectI
     return found
 
 
-def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefName, ObjectId]]:
-    """The refs a push/pull spec names: ``MODEL`` (all its refs) or ``MODEL@BRANCH|TAG|CHANNEL``."""
+def _named_refs(
+    refs: RefStore, objects: ObjectStore, spec_text: str, where: str
+) -> list[tuple[RefName, ObjectId]]:
+    """The refs a push/pull spec names: ``MODEL`` (all its refs) or ``MODEL@BRANCH|TAG|CHANNEL``,
+    with the annotations of the versions they name (``objects`` holds those refs' records)."""
     spec = parse_spec(spec_text)
     if spec.back:
         raise UsageError(
@@ -493,18 +498,28 @@ def _named_refs(refs: RefStore, spec_text: str, where: str) -> list[tuple[RefNam
         )
     if not hits:
         raise NotFound(f"{where} has no branch, tag or channel {name!r} of model {model!r}")
-    return hits + _notes_of(refs, hits)
+    return hits + _notes_of(refs, objects, hits)
 
 
 def _notes_of(
-    refs: RefStore, hits: list[tuple[RefName, ObjectId]]
+    refs: RefStore, objects: ObjectStore, hits: list[tuple[RefName, ObjectId]]
 ) -> list[tuple[RefName, ObjectId]]:
-    """The annotations of the versions named refs point at travel with them."""
-    found = []
+    """The annotations of the versions named refs point at travel with them: a branch's or
+    tag's version, and every version (base and adapter) a channel's arms serve, so that a
+    pull of ``bert@prod`` alone brings the signatures and deprecations of what prod serves."""
+    versions: list[tuple[str, ObjectId]] = []
     for ref, value in hits:
-        if ref.kind == CHANNELS:
-            continue  # a record's versions: pushing the model carries all its notes
-        note_ref = notes(ref.model, value)
+        if ref.kind != CHANNELS:
+            versions.append((ref.model, value))
+            continue
+        record = decode_record(objects.get_meta(value), value)
+        for arm in record.arms:
+            versions.append((ref.model, arm.version))
+            if arm.adapter is not None:
+                versions.append((arm.adapter.model, arm.adapter.version))
+    found = []
+    for model, version in dict.fromkeys(versions):
+        note_ref = notes(model, version)
         head = refs.get(note_ref)
         if head is not None:
             found.append((note_ref, head))
@@ -556,7 +571,9 @@ def push(
     remote = open_remote(repo, remote_name)
     relies_on_single_writer = _writers_checked(repo, remote, single_writer)
     local = (
-        _live_refs(repo.refs, None) if spec is None else _named_refs(repo.refs, spec, "this store")
+        _live_refs(repo.refs, None)
+        if spec is None
+        else _named_refs(repo.refs, repo.objects, spec, "this store")
     )
     if not local:
         raise NotFound("this store has no refs to push", hint="commit a version first")
@@ -740,7 +757,7 @@ def pull(
         wanted = _readable_refs(remote, None, result.damaged)
     else:
         with _reading(remote):
-            wanted = dict(_named_refs(remote.refs, spec, remote.label))
+            wanted = dict(_named_refs(remote.refs, remote.objects, spec, remote.label))
     if not wanted:
         return result
     # Objects and the refs that reach them under one hold of the objects lock (see fetch).

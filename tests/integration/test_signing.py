@@ -226,8 +226,37 @@ def test_pulling_a_channel_checks_its_adapter_under_the_adapter_model(st, keys, 
     repo = Repo(str(clone), env={"MVC_USER_NAME": "Ada", "MVC_CORE_FSYNC": "false"})
     remotes.add_remote(repo, "origin", str(tmp_path / "remote"))
     remotes.pull(repo, "origin", "sql-lora@v1.3.0")
-    remotes.pull(repo, "origin", "bert@v1.4.0")  # its notes (a channel's do not travel alone)
+    remotes.pull(repo, "origin", "bert@v1.4.0")
     remotes.pull(repo, "origin", "bert@prod")
     record = current(repo, "bert", "prod")
     assert record is not None
     assert record.arms[0].adapter == AdapterRef("sql-lora", st.ids["sql-lora@v1.3.0"])
+
+
+def test_pulling_a_channel_alone_brings_the_signatures_of_what_it_serves(st, keys, tmp_path):
+    """`pull origin bert@prod` into an empty store: the annotations of every version prod's
+    arms serve (the base under bert, the adapter under sql-lora) travel with the channel, so a
+    `signing.require: [pull]` policy is satisfied without pulling the tags first."""
+    from mvc.ops import deploy, remotes
+    from mvc.ops.annotate import chain
+    from mvc.ops.channels import current
+    from mvc.ops.signing import sign
+    from mvc.repo import Repo
+
+    for name in ("bert@v1.4.0", "sql-lora@v1.3.0"):
+        sign(st.repo, name, private_key=str(keys["alice"]))
+    deploy.set_channel(st.repo, "bert", "prod", "v1.4.0 + sql-lora@v1.3.0")
+    remotes.add_remote(st.repo, "origin", str(tmp_path / "remote"))
+    remotes.push(st.repo, "origin", "bert@prod")  # the channel alone carries its notes too
+    clone = tmp_path / "clone"
+    Repo.init(str(clone))
+    (clone / "keys").mkdir()
+    (clone / "keys" / "release.pub").write_bytes(keys["alice.pub"].read_bytes())
+    (clone / "mvc.yaml").write_text("signing:\n  keys: [keys/release.pub]\n  require: [pull]\n")
+    repo = Repo(str(clone), env={"MVC_USER_NAME": "Ada", "MVC_CORE_FSYNC": "false"})
+    remotes.add_remote(repo, "origin", str(tmp_path / "remote"))
+    remotes.pull(repo, "origin", "bert@prod")
+    record = current(repo, "bert", "prod")
+    assert record is not None and record.arms[0].version == st.ids["bert@v1.4.0"]
+    for model, name in (("sql-lora", "sql-lora@v1.3.0"), ("bert", "bert@v1.4.0")):
+        assert any(note.signature for note in chain(repo, model, st.ids[name])), name
