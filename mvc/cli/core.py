@@ -369,6 +369,12 @@ def show(
         if item.deprecation:
             text += f"{'; ' if text else ''}deprecation: {item.deprecation.reason}"
         out.line(f"note     {item.when} {item.who}: {text}")
+    if details.archived is not None:
+        record = details.archived
+        out.line(
+            f"archived on cold remote {record.remote} since {record.when} ({record.rule}); "
+            f"bring it back with `mvc restore {v.model}@{details.resolved.version[:12]}`"
+        )
     out.line("")
     for line in (v.message or "").splitlines():
         out.line(f"    {line}")

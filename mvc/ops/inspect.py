@@ -8,6 +8,7 @@ from itertools import islice
 from typing import Any, ClassVar
 
 from mvc.annotations import Annotation
+from mvc.archives import ArchiveRecord, read_archive
 from mvc.errors import CorruptObject, InvalidInput, NotFound
 from mvc.formats.safetensors import SafetensorsHeader, parse_header
 from mvc.formats.shards import BadIndex, check_index, is_index, parse_index
@@ -108,6 +109,7 @@ class VersionDetails(JsonShaped):
     names: dict[str, list[str]] = field(default_factory=dict)  # branches/tags/channels here
     shards: list[ShardInfo] | None = None  # one per shard index the version holds
     annotations: list[Annotation] = field(default_factory=list)  # newest first
+    archived: ArchiveRecord | None = None  # its data is on a cold remote (`mvc restore`)
 
     @property
     def size(self) -> int:
@@ -119,10 +121,11 @@ class VersionDetails(JsonShaped):
             "resolved": lambda resolved: resolved.version,
             "version": lambda v: _version_json(v),
             "annotations": lambda notes: [n.to_json() for n in notes],
+            "archived": lambda record: record.to_json(),
         },
         flatten=("version",),
         computed={"size": "size"},
-        optional=("shards",),
+        optional=("shards", "archived"),
     )
 
 
@@ -185,6 +188,7 @@ def show(repo: Repo, spec: SpecLike, *, tensors: bool = True) -> VersionDetails:
         names_at(repo, resolved.model, resolved.version),
         _shards(repo, tree) or None,
         annotation_chain(repo, resolved.model, resolved.version),
+        read_archive(repo.storage, resolved.version),
     )
 
 

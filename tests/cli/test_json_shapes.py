@@ -244,6 +244,7 @@ def test_every_json_document_keeps_its_shape(shapes, cli) -> None:
     shapes("policy-apply", "policy", "apply")
     shapes("restore", "restore", "bert~1")
     shapes("archive", "archive", "bert~1", "--remote", "cold")
+    shapes("show-archived", "show", "bert~1")
     shapes("policy-log", "policy", "log")
 
     # Every golden file is one of the documents above: none is left behind by a renamed case.

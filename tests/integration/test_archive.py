@@ -72,8 +72,13 @@ def test_archive_moves_only_unshared_chunks_and_restore_brings_them_back(
     record = read_archive(repo.storage, v2)
     assert record is not None and set(record.chunks) == own and record.remote == "cold"
 
-    # still listed and resolvable, metadata local; the neighbours check out as before
-    assert cli("show", f"bert@{v2}", "--json").json()["id"] == v2
+    # still listed and resolvable, metadata local, and show says where its data went
+    shown = cli("show", f"bert@{v2}", "--json").json()
+    assert shown["id"] == v2 and shown["archived"]["remote"] == "cold"
+    assert "archived" not in cli("show", f"bert@{v1}", "--json").json()
+    text = cli("show", f"bert@{v2}").stdout
+    assert "archived on cold remote cold" in text and f"mvc restore bert@{v2[:12]}" in text
+    # the neighbours check out as before
     assert [e["id"] for e in cli("log", "bert", "--json").json()] == [_v3, v2, v1]
     cli("checkout", f"bert@{v1}", "--to", str(tmp_path / "one"))
     refused = cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "two"), expect=EXIT_ARCHIVED)
@@ -82,6 +87,7 @@ def test_archive_moves_only_unshared_chunks_and_restore_brings_them_back(
     restored = cli("restore", f"bert@{v2}", "--json").json()
     assert restored["was_archived"] and restored["chunks_restored"] == len(own)
     assert read_archive(repo.storage, v2) is None
+    assert "archived" not in cli("show", f"bert@{v2}", "--json").json()
     cli("checkout", f"bert@{v2}", "--to", str(tmp_path / "after"))
     for name in ("model.safetensors", "notes.txt", "config.json", "tokenizer.json"):
         assert b3(tmp_path / "after" / name) == b3(tmp_path / "before" / name)
