@@ -239,7 +239,7 @@ def _check_not_deprecated(ctx: Context, target: Target) -> None:
         if reason:
             raise UsageError(
                 f"{which}@{short(version)} is deprecated ({reason}); it cannot be deployed",
-                hint="deploy another version, or lift the deprecation by deleting that tag",
+                hint=f"deploy another version, or end the deprecation: mvc deprecate {which}@{short(version)} --lift",
             )
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
+from mvc.annotations import deprecation_of as annotated_deprecation
 from mvc.deployment.names import ModelTags, Names
 from mvc.deployment.records import STABLE, Arm, Record, decode_record, serving_arm
 from mvc.errors import NotFound
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped
+from mvc.ops.annotate import chain as annotation_chain
 from mvc.refnames import CHANNELS, TAGS, RefName, channel, validate_model
 from mvc.repo import Repo
 from mvc.specs import did_you_mean
@@ -82,13 +84,26 @@ def list_channels(repo: Repo, model: str | None = None) -> list[ChannelSummary]:
 
 
 def load_model_tags(repo: Repo, model: str) -> ModelTags:
+    """A model's tags. A ``deprecated/*`` tag (older stores) no longer counts once the
+    version's deprecation is lifted (``mvc deprecate --lift``): the annotation is newer."""
+
     def tags() -> Iterator[tuple[str, ObjectId, str]]:
         for ref in repo.refs.list_refs(TAGS, model):
             entry = repo.refs.latest(ref)
             if entry is not None and entry.new:
                 yield ref.name, entry.new, entry.why
 
-    return ModelTags.from_tags(tags())
+    found = ModelTags.from_tags(tags())
+    lifted = {v for v in found.deprecated if _lifted(repo, model, v)}
+    if not lifted:
+        return found
+    still = {v: why for v, why in found.deprecated.items() if v not in lifted}
+    return ModelTags(found.names, still)
+
+
+def _lifted(repo: Repo, model: str, version: ObjectId) -> bool:
+    notes = annotation_chain(repo, model, version)
+    return any(n.deprecation for n in notes) and annotated_deprecation(notes) is None
 
 
 def load_names(repo: Repo, models: Iterable[str]) -> Names:

@@ -17,10 +17,11 @@ import pytest
 from deployfix import Store
 
 import mvc
-from mvc.errors import Deprecated, VersionDeprecationWarning
+from mvc.errors import Deprecated, UsageError, VersionDeprecationWarning
 from mvc.ops import deploy as ops
 from mvc.ops import lifecycle
 from mvc.ops.names import create_tag
+from mvc.refnames import tag as tag_ref
 
 M = "bert"
 BEFORE = "2027-01-15T12:00:00Z"
@@ -206,6 +207,19 @@ def test_the_policy_file_deprecates_ranges_and_old_tags_still_count(at_root: Sto
     # An annotation wins over the policy file: lifting it ends the deprecation.
     lifecycle.deprecate(st.repo, "bert@v1.5.0", on=None, reason="", lift=True)
     assert lifecycle.deprecation_of(st.repo, M, st.ids["bert@v1.5.0"]) is None
+
+
+def test_lifting_ends_an_old_deprecated_tag_for_deploys_too(at_root: Store) -> None:
+    """A deprecated/* tag refuses deploys (as it always did) until `deprecate --lift`; then
+    the version deploys again, and the tag still exists."""
+    st = at_root
+    create_tag(st.repo, M, "deprecated/v1.4.0", "v1.4.0", "bad fit")
+    with pytest.raises(UsageError, match="is deprecated"):
+        ops.set_channel(st.repo, M, "live", "v1.4.0")
+    lifecycle.deprecate(st.repo, "bert@v1.4.0", on=None, reason="", lift=True)
+    assert lifecycle.deprecation_of(st.repo, M, st.ids["bert@v1.4.0"]) is None
+    ops.set_channel(st.repo, M, "live", "v1.4.0")
+    assert st.repo.refs.get(tag_ref(M, "deprecated/v1.4.0")) == st.ids["bert@v1.4.0"]
 
 
 class _Hook(BaseHTTPRequestHandler):
