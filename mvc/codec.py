@@ -139,8 +139,8 @@ def _join_array(streams: Sequence[Buffer], width: int) -> Any:
     count, tail = len(streams[0]), len(streams[width])
     out = np.empty(count * width + tail, dtype=np.uint8)
     grid = out[: count * width].reshape(count, width)
-    for k in range(width):
-        grid[:, k] = np.frombuffer(streams[k], dtype=np.uint8)
+    # One interleaving pass (about twice as fast as filling the columns one by one).
+    np.stack([np.frombuffer(streams[k], dtype=np.uint8) for k in range(width)], axis=1, out=grid)
     if tail:
         out[count * width :] = np.frombuffer(streams[width], dtype=np.uint8)
     return out
@@ -352,7 +352,21 @@ def decode(
     expected_size: int | None = None,
     check_stored: bool = True,
 ) -> bytes:
-    """The object's bytes. The caller verifies them against the id.
+    """The object's bytes (see ``decode_view``). The caller verifies them against the id."""
+    out = decode_view(stored, load_base, expected_size=expected_size, check_stored=check_stored)
+    return out if isinstance(out, bytes) else out.tobytes()
+
+
+def decode_view(
+    stored: Buffer,
+    load_base: BaseLoader | None = None,
+    *,
+    expected_size: int | None = None,
+    check_stored: bool = True,
+) -> bytes | memoryview:
+    """The object's bytes, as ``bytes`` or, for a grouped envelope or a delta over one, a view
+    of the new array they were decoded into (no final copy: for a caller that writes them out
+    and lets them go). The caller verifies them against the id.
 
     Before anything is decoded: the size the header claims is at most ``MAX_OBJECT`` and, when
     the caller knows it (a chunk's size from its file manifest), equal to ``expected_size``;
@@ -373,7 +387,8 @@ def decode(
     ):
         raise CorruptObject("its stored bytes do not match their checksum (sb3)")
     if header["c"] != "delta":
-        return _decode_plain(header, payload)
+        plain = _decode_plain_any(header, payload)
+        return plain if isinstance(plain, bytes) else memoryview(plain)
     base_id = header.get("base")
     inner = header.get("i")
     if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
@@ -394,7 +409,7 @@ def decode(
         return _undo_in_place(transform, width, diff, base)
 
 
-def _undo_in_place(transform: str, width: int | None, diff: Any, base: Buffer) -> bytes:
+def _undo_in_place(transform: str, width: int | None, diff: Any, base: Buffer) -> memoryview:
     """``_apply(..., undo=True)`` into ``diff``, a writable uint8 array: one copy fewer."""
     import numpy as np
 
@@ -405,7 +420,7 @@ def _undo_in_place(transform: str, width: int | None, diff: Any, base: Buffer) -
         np.add(diff.view(kind), np.frombuffer(base, dtype=kind), out=diff.view(kind))
     else:
         np.bitwise_xor(diff, np.frombuffer(base, dtype=np.uint8), out=diff)
-    return bytes(diff.tobytes())
+    return memoryview(diff)
 
 
 def check_size(header: dict[str, Any], expected_size: int | None = None) -> int:

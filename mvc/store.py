@@ -264,19 +264,22 @@ class ObjectStore:
             os.close(fd)
 
     def decode_stored(
-        self,
-        oid: str,
-        stored: bytes,
-        *,
-        size: int | None = None,
-        verify: bool = True,
-        _depth: int = 0,
+        self, oid: str, stored: bytes, *, size: int | None = None, _depth: int = 0
     ) -> bytes:
         """An object's bytes from its envelope, hashed and compared with ``oid``. Delta bases
-        are always verified, and kept in a small cache (``BASE_CACHE``) so a chain shared by
-        several chunks is decoded once. ``verify=False`` skips only the hash of the result, for
-        a caller that checks those bytes otherwise (``write_file``: the whole file's blake3)."""
-        if _depth > codec.MAX_DELTA_DEPTH:
+        are verified too, and kept in a small cache (``BASE_CACHE``) so a chain shared by
+        several chunks is decoded once."""
+        view = self._decode(oid, stored, size, _depth)
+        if hash_bytes(view) != oid:
+            raise CorruptObject(
+                f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
+            )
+        return view if isinstance(view, bytes) else view.tobytes()
+
+    def _decode(self, oid: str, stored: bytes, size: int | None, depth: int) -> bytes | memoryview:
+        """``codec.decode_view`` of an object's envelope, its errors naming the object (or the
+        damaged base); not hashed against ``oid`` (the caller does that, or checks otherwise)."""
+        if depth > codec.MAX_DELTA_DEPTH:
             # Hostile or damaged envelopes could chain deltas in a cycle: never recurse unbounded.
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: its delta chain is longer than "
@@ -284,9 +287,9 @@ class ObjectStore:
                 object_id=oid,
             )
         try:
-            data = codec.decode(  # no sb3 pass: the id check below verifies every byte
+            return codec.decode_view(  # no sb3 pass: the id check verifies every byte
                 stored,
-                lambda base: self._delta_base(base, _depth + 1),
+                lambda base: self._delta_base(base, depth + 1),
                 expected_size=size,
                 check_stored=False,
             )
@@ -300,11 +303,6 @@ class ObjectStore:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
             ) from exc
-        if verify and hash_bytes(data) != oid:
-            raise CorruptObject(
-                f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
-            )
-        return data
 
     def _delta_base(self, base: str, depth: int) -> bytes:
         if not is_object_id(base):
@@ -443,7 +441,9 @@ class ObjectStore:
             start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
             return view
 
-        hasher = new_hasher()  # the workers mostly copy in the kernel: blake3 may use threads
+        # blake3's own threads only where cores are spare: on a busy or small machine a
+        # fork-join hash waits for a preempted helper thread.
+        hasher = new_hasher() if (os.cpu_count() or 1) > max(2, jobs) else _single_thread_hasher()
         count = len(manifest.chunks)
         ahead = max(1, jobs) * 2  # bounds the memory held by decoded chunks not yet hashed
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -505,8 +505,8 @@ class ObjectStore:
                             object_id=oid,
                         )
                     return view, (fd, start)
-        stored = self.read_stored(oid, size=size)
-        return memoryview(self.decode_stored(oid, stored, size=size, verify=False)), None
+        decoded = self._decode(oid, self.read_stored(oid, size=size), size, 0)
+        return memoryview(decoded), None
 
 
 def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
@@ -524,6 +524,13 @@ def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
     mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     # Slicing a view of a view keeps the mapping alive until the slice is released.
     return memoryview(mapped)[start:], start
+
+
+def _single_thread_hasher() -> Any:
+    """blake3 on the calling thread (the same digests as ``mvc.ids``)."""
+    import blake3
+
+    return blake3.blake3()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
