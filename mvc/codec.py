@@ -129,13 +129,21 @@ def split_streams(data: Buffer, width: int) -> list[bytes]:
 
 
 def join_streams(streams: Sequence[Buffer], width: int) -> bytes:
+    return bytes(_join_array(streams, width).tobytes())
+
+
+def _join_array(streams: Sequence[Buffer], width: int) -> Any:
+    """``split_streams`` undone, into one new writable uint8 array (the odd tail included)."""
     import numpy as np
 
-    count = len(streams[0])
-    grid = np.empty((count, width), dtype=np.uint8)
-    for k in range(width):
-        grid[:, k] = np.frombuffer(streams[k], dtype=np.uint8)
-    return grid.tobytes() + bytes(streams[width])
+    count, tail = len(streams[0]), len(streams[width])
+    out = np.empty(count * width + tail, dtype=np.uint8)
+    grid = out[: count * width].reshape(count, width)
+    # One interleaving pass (about twice as fast as filling the columns one by one).
+    np.stack([np.frombuffer(streams[k], dtype=np.uint8) for k in range(width)], axis=1, out=grid)
+    if tail:
+        out[count * width :] = np.frombuffer(streams[width], dtype=np.uint8)
+    return out
 
 
 def _raw_header(size: int, elem_width: int | None) -> dict[str, Any]:
@@ -291,6 +299,13 @@ def _int(header: dict[str, Any], key: str) -> int:
 
 
 def _decode_plain(header: dict[str, Any], payload: memoryview) -> bytes:
+    out = _decode_plain_any(header, payload)
+    return out if isinstance(out, bytes) else bytes(out.tobytes())
+
+
+def _decode_plain_any(header: dict[str, Any], payload: memoryview) -> Any:
+    """A self-contained payload decoded: bytes, or for a grouped one the writable numpy uint8
+    array its streams were joined into (a delta is undone in it, in place, saving a copy)."""
     codec = header["c"] if isinstance(header, dict) else None
     size = _int(header, "n")
     if codec == "raw":
@@ -304,7 +319,7 @@ def _decode_plain(header: dict[str, Any], payload: memoryview) -> bytes:
         specs = header.get("s")
         if width not in (2, 4, 8) or not isinstance(specs, list) or len(specs) != width + 1:
             raise CorruptObject("grouped envelope has a bad stream table")
-        streams: list[bytes] = []
+        streams: list[Buffer] = []
         offset = 0
         for spec in specs:
             if not isinstance(spec, dict):
@@ -317,13 +332,13 @@ def _decode_plain(header: dict[str, Any], payload: memoryview) -> bytes:
             elif spec.get("c") == "raw":
                 if offset + n > len(payload):
                     raise CorruptObject("grouped envelope stream runs past the payload")
-                streams.append(bytes(payload[offset : offset + n]))
+                streams.append(payload[offset : offset + n])  # read in place, not copied
                 offset += n
             else:
                 raise CorruptObject("grouped envelope has an unknown stream codec")
         if offset != len(payload) or any(len(s) != len(streams[0]) for s in streams[:width]):
             raise CorruptObject("grouped envelope streams do not match the payload")
-        out = join_streams(streams, width)
+        out = _join_array(streams, width)
         if len(out) != size:
             raise CorruptObject("grouped envelope decodes to the wrong size")
         return out
@@ -337,7 +352,21 @@ def decode(
     expected_size: int | None = None,
     check_stored: bool = True,
 ) -> bytes:
-    """The object's bytes. The caller verifies them against the id.
+    """The object's bytes (see ``decode_view``). The caller verifies them against the id."""
+    out = decode_view(stored, load_base, expected_size=expected_size, check_stored=check_stored)
+    return out if isinstance(out, bytes) else out.tobytes()
+
+
+def decode_view(
+    stored: Buffer,
+    load_base: BaseLoader | None = None,
+    *,
+    expected_size: int | None = None,
+    check_stored: bool = True,
+) -> bytes | memoryview:
+    """The object's bytes, as ``bytes`` or, for a grouped envelope or a delta over one, a view
+    of the new array they were decoded into (no final copy: for a caller that writes them out
+    and lets them go). The caller verifies them against the id.
 
     Before anything is decoded: the size the header claims is at most ``MAX_OBJECT`` and, when
     the caller knows it (a chunk's size from its file manifest), equal to ``expected_size``;
@@ -358,7 +387,8 @@ def decode(
     ):
         raise CorruptObject("its stored bytes do not match their checksum (sb3)")
     if header["c"] != "delta":
-        return _decode_plain(header, payload)
+        plain = _decode_plain_any(header, payload)
+        return plain if isinstance(plain, bytes) else memoryview(plain)
     base_id = header.get("base")
     inner = header.get("i")
     if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
@@ -369,12 +399,28 @@ def decode(
     width = header.get("w") if transform == "sub" else None
     if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
         raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
-    diff = _decode_plain(inner, payload)
+    diff = _decode_plain_any(inner, payload)
     base = load_base(base_id)
     if len(base) != len(diff) or len(diff) != _int(header, "n"):
         raise CorruptObject("delta and its base differ in size")
     with np_errstate():
-        return _apply(transform, width, diff, base, undo=True)
+        if isinstance(diff, bytes):
+            return _apply(transform, width, diff, base, undo=True)
+        return _undo_in_place(transform, width, diff, base)
+
+
+def _undo_in_place(transform: str, width: int | None, diff: Any, base: Buffer) -> memoryview:
+    """``_apply(..., undo=True)`` into ``diff``, a writable uint8 array: one copy fewer."""
+    import numpy as np
+
+    if transform == "sub":
+        if width not in (2, 4, 8) or len(diff) % width:
+            raise CorruptObject("subtraction delta without a whole number of elements")
+        kind = np.dtype(_uints(width)).newbyteorder("<")
+        np.add(diff.view(kind), np.frombuffer(base, dtype=kind), out=diff.view(kind))
+    else:
+        np.bitwise_xor(diff, np.frombuffer(base, dtype=np.uint8), out=diff)
+    return memoryview(diff)
 
 
 def check_size(header: dict[str, Any], expected_size: int | None = None) -> int:

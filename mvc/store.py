@@ -1,13 +1,16 @@
 """The object store: content-addressed, write-once, verified objects on a storage.
 
 Objects live at ``objects/<2 hex>/<62 hex>`` as envelopes (see ``codec``). Every read is
-hashed and compared with the id; a mismatch is ``CorruptObject``, never wrong bytes. Writing an
+hashed and compared with the id (or, for a file written out whole by ``write_file``, with the
+blake3 of the file that its verified manifest records, so each byte is hashed once); a
+mismatch is ``CorruptObject``, never wrong bytes. Writing an
 object that already exists is a no-op, which makes interrupted work safe to run again.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -32,16 +35,51 @@ from mvc.storage.local import copy_range, start_writeback
 OBJECTS = "objects"
 _META_CACHE = 4096
 _RAW_HEAD = 4096  # a raw envelope's header fits in this many bytes
+#: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
+#: the size of the model, so memory stays bounded while chains that share a base decode it once.
+BASE_CACHE = 32 << 20
 
 
 def object_key(oid: str) -> str:
     return f"{OBJECTS}/{oid[:2]}/{oid[2:]}"
 
 
+class BaseCache:
+    """Verified bytes of delta bases, least recently used dropped first, at most ``limit``
+    bytes in all (an object larger than that is not kept). Shared by the threads of a
+    checkout. Objects never change, so an entry is never stale."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = BASE_CACHE if limit is None else limit
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, oid: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(oid)
+            if data is not None:
+                self._items.move_to_end(oid)
+            return data
+
+    def put(self, oid: str, data: bytes) -> None:
+        if len(data) > self.limit:
+            return
+        with self._lock:
+            if oid in self._items:
+                return
+            self._items[oid] = data
+            self.size += len(data)
+            while self.size > self.limit:
+                _old, dropped = self._items.popitem(last=False)
+                self.size -= len(dropped)
+
+
 class ObjectStore:
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.bases = BaseCache()
 
     # --- presence -----------------------------------------------------------------------------
 
@@ -228,7 +266,20 @@ class ObjectStore:
     def decode_stored(
         self, oid: str, stored: bytes, *, size: int | None = None, _depth: int = 0
     ) -> bytes:
-        if _depth > codec.MAX_DELTA_DEPTH:
+        """An object's bytes from its envelope, hashed and compared with ``oid``. Delta bases
+        are verified too, and kept in a small cache (``BASE_CACHE``) so a chain shared by
+        several chunks is decoded once."""
+        view = self._decode(oid, stored, size, _depth)
+        if hash_bytes(view) != oid:
+            raise CorruptObject(
+                f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
+            )
+        return view if isinstance(view, bytes) else view.tobytes()
+
+    def _decode(self, oid: str, stored: bytes, size: int | None, depth: int) -> bytes | memoryview:
+        """``codec.decode_view`` of an object's envelope, its errors naming the object (or the
+        damaged base); not hashed against ``oid`` (the caller does that, or checks otherwise)."""
+        if depth > codec.MAX_DELTA_DEPTH:
             # Hostile or damaged envelopes could chain deltas in a cycle: never recurse unbounded.
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: its delta chain is longer than "
@@ -236,9 +287,9 @@ class ObjectStore:
                 object_id=oid,
             )
         try:
-            data = codec.decode(  # no sb3 pass: the id check below verifies every byte
+            return codec.decode_view(  # no sb3 pass: the id check verifies every byte
                 stored,
-                lambda base: self._delta_base(base, _depth + 1),
+                lambda base: self._delta_base(base, depth + 1),
                 expected_size=size,
                 check_stored=False,
             )
@@ -252,16 +303,16 @@ class ObjectStore:
             raise CorruptObject(
                 f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
             ) from exc
-        if hash_bytes(data) != oid:
-            raise CorruptObject(
-                f"object {oid[:12]} is corrupt: its content does not hash to its id", object_id=oid
-            )
-        return data
 
     def _delta_base(self, base: str, depth: int) -> bytes:
         if not is_object_id(base):
             raise CorruptObject(f"delta base {base[:80]!r} is not an object id")
-        return self.decode_stored(base, self.read_stored(base), _depth=depth)
+        cached = self.bases.get(base)
+        if cached is not None:
+            return cached
+        data = self.decode_stored(base, self.read_stored(base), _depth=depth)
+        self.bases.put(base, data)  # verified above: the cache holds nothing else
+        return data
 
     def get_bytes(self, oid: str, size: int | None = None) -> bytes:
         """The verified bytes of an object; ``size``, when known (a chunk's, from its file
@@ -354,10 +405,14 @@ class ObjectStore:
     ) -> None:
         """Write a file's bytes into the open file ``fd``, each chunk at its offset.
 
-        Chunks are read, verified and written by ``jobs`` threads; each is verified before it
-        is written, and the whole file's blake3 is checked as chunks complete, in order. On a
-        mismatch this raises ``CorruptObject`` and the caller discards ``fd``'s file (a staged
-        temp file), so wrong bytes never reach their final name.
+        Every byte is hashed once. ``jobs`` threads read (or decode) chunks and write them at
+        their offsets (a raw chunk of a local store is copied in the kernel), and the whole
+        file's blake3 is computed from the same bytes, in file order, as chunks complete. The
+        manifest is a verified object that records that blake3, so this one check vouches for
+        every chunk (a delta's bases are verified on their own when decoded). When it fails,
+        each chunk is verified on its own to name the damaged one; either way this raises
+        ``CorruptObject`` and the caller discards ``fd``'s file (a staged temp file), so wrong
+        bytes never reach their final name.
         """
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -373,19 +428,22 @@ class ObjectStore:
                     raise CorruptObject(
                         f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
                     )
-                if source is not None:  # the verified object file itself: copy in the kernel
+                if source is not None:  # the object file itself: copy in the kernel
                     copy_range(source[0], fd, source[1], offsets[index], ref.size)
                 else:
                     _pwrite_all(fd, view, offsets[index])
+            except BaseException:
+                view.release()
+                raise
             finally:
                 if source is not None:
                     os.close(source[0])
             start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
             return view
 
-        # Workers verify chunks on their own threads; blake3's threads help the serial
-        # whole-file hash only where cores are spare.
-        hasher = new_hasher() if (os.cpu_count() or 1) > 2 else _single_thread_hasher()
+        # blake3's own threads only where cores are spare: on a busy or small machine a
+        # fork-join hash waits for a preempted helper thread.
+        hasher = new_hasher() if (os.cpu_count() or 1) > max(2, jobs) else _single_thread_hasher()
         count = len(manifest.chunks)
         ahead = max(1, jobs) * 2  # bounds the memory held by decoded chunks not yet hashed
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -404,18 +462,29 @@ class ObjectStore:
                 for future in pending.values():
                     future.cancel()
         if hasher.hexdigest() != manifest.b3:
+            self._verify_chunks(manifest, name)  # raises for the first damaged chunk
             raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
 
+    def _verify_chunks(self, manifest: FileManifest, name: str) -> None:
+        """Check each chunk of a file against its own id, one at a time: after the whole file's
+        hash failed, this names the damaged object (or finds none: the manifest lies)."""
+        for ref in manifest.chunks:
+            if len(self.get_bytes(ref.id, ref.size)) != ref.size:
+                raise CorruptObject(
+                    f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
+                )
+
     def _chunk_view(self, oid: str, size: int) -> tuple[memoryview, tuple[int, int] | None]:
-        """The verified bytes of a chunk, and for a raw object of a local store, its open file
-        and payload offset (for the caller to close). Such an object is mapped, not copied (the
-        mapping closes when the view is released); anything else is read and decoded."""
+        """A chunk's bytes, *not* hashed against ``oid`` (the caller checks them otherwise; a
+        delta's bases are verified when decoded), and for a raw object of a local store, its
+        open file and payload offset (for the caller to close). Such an object is mapped, not
+        copied (the mapping closes when the view is released); anything else is decoded."""
         path = self.storage.local_path(object_key(oid))
         if path is not None:
             try:
                 fd = os.open(path, os.O_RDONLY)
             except FileNotFoundError:
-                fd = -1  # get_bytes below raises the NotFound with its hint
+                fd = -1  # read_stored below raises the NotFound with its hint
             if fd >= 0:
                 try:
                     mapped = _mapped_raw_payload(fd)
@@ -426,15 +495,18 @@ class ObjectStore:
                     os.close(fd)
                 else:
                     view, start = mapped
-                    if len(view) != size or _single_thread_hasher(view).hexdigest() != oid:
+                    if len(view) != size:
+                        held = len(view)
                         view.release()
                         os.close(fd)
                         raise CorruptObject(
-                            f"object {oid[:12]} is corrupt: its content does not hash to its id",
+                            f"object {oid[:12]} is corrupt: it holds {held} bytes where "
+                            f"{size} are expected",
                             object_id=oid,
                         )
                     return view, (fd, start)
-        return memoryview(self.get_bytes(oid, size)), None
+        decoded = self._decode(oid, self.read_stored(oid, size=size), size, 0)
+        return memoryview(decoded), None
 
 
 def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
@@ -454,12 +526,11 @@ def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
     return memoryview(mapped)[start:], start
 
 
-def _single_thread_hasher(data: Buffer = b"") -> Any:
-    """blake3 on the calling thread (the same digests as ``mvc.ids``), for work that is already
-    spread over a thread pool."""
+def _single_thread_hasher() -> Any:
+    """blake3 on the calling thread (the same digests as ``mvc.ids``)."""
     import blake3
 
-    return blake3.blake3(data)
+    return blake3.blake3()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

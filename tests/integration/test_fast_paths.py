@@ -10,10 +10,10 @@ import pytest
 
 from mvc import codec
 from mvc.errors import CorruptObject
-from mvc.ids import hash_bytes
+from mvc.ids import ObjectId, hash_bytes
 from mvc.objects import ChunkRef, FileManifest
 from mvc.storage.local import TMP_PREFIX, LocalStorage
-from mvc.store import ObjectStore, object_key
+from mvc.store import BASE_CACHE, BaseCache, ObjectStore, object_key
 
 
 def _files(root: str) -> list[str]:
@@ -152,6 +152,134 @@ def test_get_bytes_reads_raw_and_encoded_objects_alike(tmp_path) -> None:
     assert codec.read_header(stored)[0]["c"] != "raw"
     assert other.get_bytes(packed_id) == data
     assert store.get_bytes(store.put_bytes(b"")) == b""
+
+
+def _tuned(data: bytes, seed: int) -> bytes:
+    """``data``'s float32 values with their low bits changed, like a few training steps."""
+    import numpy as np
+
+    values = np.frombuffer(data, dtype=np.float32)
+    noise = np.random.default_rng(seed).normal(0, 1e-4, values.shape).astype(np.float32)
+    return (values * (1 + noise)).astype(np.float32).tobytes()
+
+
+def _as_delta(store: ObjectStore, data: bytes, base: bytes) -> ObjectId:
+    """Store ``data`` as a delta against ``base`` (both stored), as repack does."""
+    oid, base_id = store.put_bytes(data), store.put_bytes(base)
+    parts = codec.encode_delta(data, base_id, base, base_depth=0, elem_width=4)
+    assert parts is not None
+    store.replace_encoding(oid, parts)
+    assert codec.header_delta_base(store.read_header(oid)) == (base_id, 1)
+    return oid
+
+
+def _manifest(pieces: list[tuple[ObjectId, bytes]]) -> FileManifest:
+    whole = b"".join(data for _oid, data in pieces)
+    refs = tuple(ChunkRef(oid, len(data)) for oid, data in pieces)
+    return FileManifest(size=len(whole), b3=hash_bytes(whole), kind="blob", chunks=refs)
+
+
+def _write_out(store: ObjectStore, manifest: FileManifest, out: Path) -> bytes:
+    fd = os.open(out, os.O_RDWR | os.O_CREAT)
+    try:
+        store.write_file(manifest, fd, "out.bin", jobs=2)
+    finally:
+        os.close(fd)
+    return out.read_bytes()
+
+
+class _Hashed:
+    """Counts the bytes given to blake3, whoever hashes them (ids, hashers, threads)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import blake3
+
+        real = blake3.blake3
+        counter = self
+
+        class Counting:
+            AUTO = real.AUTO
+
+            def __init__(self, data: bytes = b"", **options: int) -> None:
+                self.real = real(**options)
+                self.update(data)
+
+            def update(self, data: bytes) -> Counting:
+                counter.total += len(data)
+                self.real.update(data)
+                return self
+
+            def hexdigest(self) -> str:
+                return str(self.real.hexdigest())
+
+        self.total = 0
+        monkeypatch.setattr(blake3, "blake3", Counting)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_write_file_hashes_every_byte_once(tmp_path, monkeypatch, compress) -> None:
+    """Raw or compressed, each chunk is read once and hashed once, as part of the whole
+    file's blake3 (which the verified manifest records): no second pass per chunk."""
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    pieces = [p for p in _pieces() if p]
+    manifest = _store_file(store, pieces, compress=compress)
+    hashed = _Hashed(monkeypatch)
+    assert _write_out(store, manifest, tmp_path / "out.bin") == b"".join(pieces)
+    assert hashed.total == manifest.size
+
+
+def test_write_file_decodes_a_shared_delta_base_once(tmp_path, monkeypatch) -> None:
+    """Two chunks stored as deltas against one base: the base is read, verified and hashed
+    once (the store's base cache holds it), and each delta's result only as part of the file."""
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    base = _pieces()[0]
+    first, second = _tuned(base, 1), _tuned(base, 2)
+    base_id = hash_bytes(base)
+    manifest = _manifest(
+        [(_as_delta(store, first, base), first), (_as_delta(store, second, base), second)]
+    )
+    reads: list[str] = []
+    real_read = store.read_stored
+    monkeypatch.setattr(
+        store, "read_stored", lambda oid, **kw: reads.append(oid) or real_read(oid, **kw)
+    )
+    hashed = _Hashed(monkeypatch)
+    assert _write_out(store, manifest, tmp_path / "out.bin") == first + second
+    assert reads.count(base_id) == 1
+    assert hashed.total == manifest.size + len(base)
+    assert store.bases.get(base_id) == base
+
+
+def test_the_delta_base_cache_is_bounded_by_bytes() -> None:
+    cache = BaseCache(1000)
+    for n in range(10):
+        cache.put(f"{n:064x}", bytes([n]) * 300)
+        assert cache.size <= 1000
+    assert cache.get(f"{9:064x}") == bytes([9]) * 300  # the newest are kept
+    assert cache.get(f"{0:064x}") is None  # the oldest went first
+    cache.put("f" * 64, b"x" * 1001)  # larger than the whole cache: not kept
+    assert cache.get("f" * 64) is None and cache.size <= 1000
+    assert BaseCache().limit == BASE_CACHE
+
+
+@pytest.mark.parametrize("damaged", ["base", "delta"])
+def test_write_file_names_a_damaged_delta_or_base(tmp_path, damaged) -> None:
+    """Damage in a delta's payload or in its base: refused, naming the damaged object, and
+    nothing damaged is left in the base cache."""
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    base = _pieces()[0]
+    tuned = _tuned(base, 1)
+    delta = _as_delta(store, tuned, base)
+    bad = delta if damaged == "delta" else hash_bytes(base)
+    path = Path(str(store.storage.local_path(object_key(bad))))
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptObject) as caught:
+        _write_out(store, _manifest([(delta, tuned)]), tmp_path / "out.bin")
+    assert caught.value.object_id == bad and bad[:12] in caught.value.message
+    assert store.bases.size == 0
 
 
 # --- the CLI runs only the command it was given --------------------------------------------------
