@@ -446,3 +446,51 @@ def test_gc_and_fsck_count_the_same_things(store, cli, make_model) -> None:
     assert gone["reachable"] == fsck["reachable"] and gone["deleted"] == fsck["dangling"]
     text = cli("gc", "--dry-run").stderr
     assert f"kept {fsck['reachable']} reachable, {fsck['dangling']} reached only by recent" in text
+
+
+# --- a path where a version spec is expected -----------------------------------------------------
+
+
+def test_a_missing_path_given_for_a_version_is_a_missing_file_not_a_bad_spec(
+    store, cli, make_model
+) -> None:
+    """docs/exit-codes.md: a file or folder that is not there is 1 everywhere, and says so."""
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    missing = [
+        ("diff", "./nope"),
+        ("diff", "bert", "../nope"),
+        ("diff", "bert", "models/nope/"),
+        ("check-compat", "bert", "./out/lora"),
+        ("check-compat", "./nope", "bert"),
+        ("show", "/no/such/folder"),
+        ("log", "./nope"),
+        ("lineage", "./nope"),
+        ("checkout", "./nope"),
+        ("merge-adapter", "bert", "./nope", "--model", "merged"),
+    ]
+    for args in missing:
+        path = next(a for a in args[1:] if "nope" in a or "/" in a)
+        result = cli(*args, expect=EXIT_ERROR)
+        first, hint = result.stderr.splitlines()
+        assert first == f"error: no such file or folder: {path}", args
+        assert hint.startswith("hint: check the path"), args
+    # there, but a path names no version: a usage error that says which model it belongs to
+    result = cli("diff", "bert", "./models/bert", expect=EXIT_USAGE)
+    assert "./models/bert is the working folder of model 'bert', not a version spec" in (
+        result.stderr
+    )
+    assert "hint: name the model: bert (its HEAD) or bert@REV" in result.stderr
+    result = cli("diff", ".", expect=EXIT_USAGE)
+    assert result.stderr.startswith("error: . is a folder, not a version spec")
+    result = cli("diff", "bert", "./models/bert/config.json", expect=EXIT_USAGE)
+    assert "is a file, not a version spec" in result.stderr
+    # models/bert could be a model's name (team/sql-lora is): none, and the hint says what it is
+    result = cli("diff", "bert", "models/bert", expect=EXIT_ERROR)
+    assert "no model named 'models/bert'" in result.stderr
+    assert "it is the working folder of model 'bert': name the model, bert" in result.stderr
+    # other path arguments: a points file, a signing key
+    result = cli("metrics", "log", "bert", "--file", "nope.jsonl", expect=EXIT_ERROR)
+    assert "no such file or folder: nope.jsonl" in result.stderr
+    result = cli("sign", "bert", "--key", "nope.pem", expect=EXIT_ERROR)
+    assert "cannot read key nope.pem: No such file or directory" in result.stderr
