@@ -85,16 +85,16 @@ def settle_metavars(command: Any) -> None:
     params = list(getattr(command, "params", ()))
     help_option = command.get_help_option(typer.Context(command, help_option_names=HELP_NAMES))
     for param in [*params, *([help_option] if help_option else [])]:
+        if getattr(param, "param_type_name", "") == "argument":
+            # Typer prints an argument's Python type (``<str>``, ``<list[str]>``) in a column of
+            # its own, whatever its metavar; the name column (``SPEC``, ``[FILES]...``) says it.
+            param.display_type_rich = _no_type
         if getattr(param, "metavar", None) is not None:
             continue
         if getattr(param, "is_flag", False) or getattr(param, "count", False):
             param.metavar = ""
         elif param.name:
             param.metavar = param.name.strip("_").upper().replace("_", "-")
-        if getattr(param, "param_type_name", "") == "argument" and param.nargs != 1:
-            # Typer prints a variadic argument's Python type (``<list[str]>``) in a column of
-            # its own, whatever its metavar; the name column (``[FILES]...``) already says it.
-            param.display_type_rich = _no_type
     for sub in getattr(command, "commands", {}).values():
         settle_metavars(sub)
 
