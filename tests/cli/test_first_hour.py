@@ -494,3 +494,11 @@ def test_a_missing_path_given_for_a_version_is_a_missing_file_not_a_bad_spec(
     assert "no such file or folder: nope.jsonl" in result.stderr
     result = cli("sign", "bert", "--key", "nope.pem", expect=EXIT_ERROR)
     assert "cannot read key nope.pem: No such file or directory" in result.stderr
+
+
+def test_lock_install_and_apply_without_an_mvc_yaml_say_there_is_none(store, cli) -> None:
+    for args in (("lock",), ("install",), ("apply", "--plan")):
+        result = cli(*args, expect=EXIT_ERROR)
+        assert result.stderr.startswith(f"error: no mvc.yaml in {store.root}\n"), args
+    Path(store.root, "mvc.yaml").write_text("slo: {}\n")
+    assert "mvc.yaml has no requires: section" in cli("lock", expect=EXIT_ERROR).stderr
