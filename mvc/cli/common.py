@@ -132,7 +132,12 @@ class UsageErrorsAsOneLine(typer.core.TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
                 typer.echo(ctx.get_help())
                 sys.exit(exc.exit_code)
-            hint = f"see `{ctx.command_path} --help`" if ctx is not None else None
+            if ctx is not None:
+                hint = f"see `{ctx.command_path} --help`"
+            else:  # typer raises some (-m with no value) without a context: this run's command
+                hint = "see `mvc --help`"
+                if len(self.commands) == 1:
+                    hint = f"see `mvc {next(iter(self.commands))} --help`"
             Output().error(exc.format_message(), hint)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)

@@ -67,6 +67,7 @@ def test_help_shows_metavars_not_python_types(cli) -> None:
         (("tag",), "error: Missing argument 'MODEL'."),
         (("stauts",), "error: No such command 'stauts'. Did you mean 'status'?"),
         (("log", "-n", "many"), "error: Invalid value for '-n' / '--limit'"),
+        (("commit", "models/bert", "-m"), "error: Option '-m' requires an argument."),
     ],
 )
 def test_usage_errors_are_one_error_and_one_hint_line(run_mvc, args, message) -> None:
