@@ -11,6 +11,7 @@ more than one kind of name, resolution refuses and lists the candidates; ``branc
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from mvc.deployment.records import AdapterRef, Arm, decode_record, serving_arm
-from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, NotFound, UsageError
+from mvc.errors import AmbiguousSpec, InvalidInput, InvalidName, MvcError, NotFound, UsageError
 from mvc.graph import first_parent, first_parents
 from mvc.ids import ObjectId, parse_id_prefix, short
 from mvc.instants import parse_instant
@@ -87,14 +88,38 @@ def by_id(model: str, version: ObjectId) -> Resolved:
     return Resolved(model, version, "id")
 
 
+def looks_like_path(text: str) -> bool:
+    """Text meant as a file or folder, never a model name: ``./x ../x /x ~/x . ..`` or ``x/``."""
+    return text in (".", "..", "~") or text.startswith(("./", "../", "/", "~/")) or text[-1] == "/"
+
+
+def path_not_spec(text: str, repo: Repo | None = None) -> MvcError:
+    """The error for a path given where a version spec is expected: the file or folder is not
+    there (exit 1, as for every missing file), or it is, but a path names no version (2)."""
+    where = os.path.expanduser(text)
+    if not os.path.lexists(where):
+        return NotFound(
+            f"no such file or folder: {text}",
+            hint="check the path; a version is named MODEL[@REV] (docs/versioning.md)",
+        )
+    bound = repo.binding_for_path(where) if repo is not None and os.path.isdir(where) else None
+    if bound is not None:
+        return UsageError(
+            f"{text} is the working folder of model {bound.model!r}, not a version spec",
+            hint=f"name the model: {bound.model} (its HEAD) or {bound.model}@REV",
+        )
+    kind = "folder" if os.path.isdir(where) else "file"
+    return UsageError(
+        f"{text} is a {kind}, not a version spec",
+        hint="name a version: MODEL[@REV], e.g. bert@v1.2.0 (`mvc models` lists the models)",
+    )
+
+
 def parse_spec(text: str) -> Spec:
     if not text or not isinstance(text, str):
         raise UsageError("empty version spec", hint="write MODEL or MODEL@REV, e.g. bert@v1.2.0")
-    if text.startswith(("./", "../", "/", "~/")):  # a path, not a model name: it is not there
-        raise NotFound(
-            f"{text}: no such file or folder",
-            hint="give an existing folder, or a version spec MODEL[@REV] (docs/versioning.md)",
-        )
+    if looks_like_path(text):
+        raise path_not_spec(text)
     model, sep, rev = text.partition("@")
     back = 0
     # ~N ends the spec. In a range, ~ also starts a tilde comparator: there, ~N is a back
@@ -237,6 +262,8 @@ def resolve(repo: Repo, spec: SpecLike) -> Resolved:
     """The version a spec names (a Resolved is already resolved: it comes back as it is)."""
     if isinstance(spec, Resolved):
         return spec
+    if isinstance(spec, str) and spec and looks_like_path(spec):
+        raise path_not_spec(spec, repo)
     spec = parse_spec(spec) if isinstance(spec, str) else spec
     resolved = _resolve_rev(repo, spec)
     if spec.back:
@@ -350,6 +377,15 @@ def did_you_mean(name: str, candidates: list[str]) -> str | None:
 
 def unknown_model(repo: Repo, model: str) -> NotFound:
     """The error for a model this store does not know, with the closest names it does."""
+    if "/" in model and os.path.lexists(model):  # models/bert: a path, meant as a model?
+        bound = repo.binding_for_path(model) if os.path.isdir(model) else None
+        kind = "folder" if os.path.isdir(model) else "file"
+        hint = (
+            f"it is the working folder of model {bound.model!r}: name the model, {bound.model}"
+            if bound is not None
+            else f"{model} is a {kind} here; a version is named MODEL[@REV] (see `mvc models`)"
+        )
+        return NotFound(f"no model named {model!r} in this store", hint=hint)
     suggestion = did_you_mean(model, repo.refs.models())
     hint = f"{suggestion} (see `mvc models`)" if suggestion else "see `mvc models`"
     return NotFound(f"no model named {model!r} in this store", hint=hint)

@@ -85,16 +85,16 @@ def settle_metavars(command: Any) -> None:
     params = list(getattr(command, "params", ()))
     help_option = command.get_help_option(typer.Context(command, help_option_names=HELP_NAMES))
     for param in [*params, *([help_option] if help_option else [])]:
+        if getattr(param, "param_type_name", "") == "argument":
+            # Typer prints an argument's Python type (``<str>``, ``<list[str]>``) in a column of
+            # its own, whatever its metavar; the name column (``SPEC``, ``[FILES]...``) says it.
+            param.display_type_rich = _no_type
         if getattr(param, "metavar", None) is not None:
             continue
         if getattr(param, "is_flag", False) or getattr(param, "count", False):
             param.metavar = ""
         elif param.name:
             param.metavar = param.name.strip("_").upper().replace("_", "-")
-        if getattr(param, "param_type_name", "") == "argument" and param.nargs != 1:
-            # Typer prints a variadic argument's Python type (``<list[str]>``) in a column of
-            # its own, whatever its metavar; the name column (``[FILES]...``) already says it.
-            param.display_type_rich = _no_type
     for sub in getattr(command, "commands", {}).values():
         settle_metavars(sub)
 
@@ -132,7 +132,12 @@ class UsageErrorsAsOneLine(typer.core.TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
                 typer.echo(ctx.get_help())
                 sys.exit(exc.exit_code)
-            hint = f"see `{ctx.command_path} --help`" if ctx is not None else None
+            if ctx is not None:
+                hint = f"see `{ctx.command_path} --help`"
+            else:  # typer raises some (-m with no value) without a context: this run's command
+                hint = "see `mvc --help`"
+                if len(self.commands) == 1:
+                    hint = f"see `mvc {next(iter(self.commands))} --help`"
             Output().error(exc.format_message(), hint)
             sys.exit(exc.exit_code)
         sys.exit(code if isinstance(code, int) else 0)

@@ -65,7 +65,12 @@ def init(
 def commit(
     ctx: typer.Context,
     path: Annotated[str, typer.Argument(help="Folder or file to commit.")] = ".",
-    message: Annotated[str, typer.Option("-m", "--message", help="What changed and why.")] = "",
+    message: Annotated[
+        str | None,
+        typer.Option(
+            "-m", "--message", help="What changed and why (asked for on a terminal when left out)."
+        ),
+    ] = None,
     model: Annotated[
         str | None,
         typer.Option(
@@ -99,6 +104,10 @@ def commit(
     allow_empty: Annotated[
         bool, typer.Option("--allow-empty", help="Record a version even if nothing changed.")
     ] = False,
+    allow_empty_message: Annotated[
+        bool,
+        typer.Option("--allow-empty-message", help="Record the version without a message."),
+    ] = False,
     dataset: Annotated[
         list[str] | None,
         typer.Option(
@@ -124,19 +133,20 @@ def commit(
 
     A PEFT adapter folder (adapter_config.json + adapter_model.safetensors) is recognised: its type, rank, alpha and target modules are recorded, and with --base a LoRA must fit the base.
 
+    Without -m, a terminal is asked for the message; a script (stdin not a terminal) is refused (exit 2), as an empty message is, unless --allow-empty-message.
+
     Examples:
       mvc commit models/bert -m "baseline"
       mvc commit models/bert -m "retrained" --param lr=2e-5 --metric accuracy=0.913
       mvc commit out/run-17 --model bert -m "nightly"     # CI: next version on bert's branch
-      mvc commit out/lora --model sql-lora --base llama@v3.0.0 --dataset spider=data/spider
+      mvc commit out/lora --model sql-lora --base llama@v3.0.0 --dataset spider=data/spider -m "sql"
     """
     from mvc.ops.commit import commit as do_commit
     from mvc.ops.lineage import build_lineage
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    if not message:
-        message = ask_for_message(out)
+    message = commit_message(message, path, allow_empty=allow_empty_message)
     metrics = parse_pairs(metric, "metric", numeric=True)
     if metrics_file:
         metrics = {**read_metrics_file(metrics_file), **metrics}
@@ -180,15 +190,37 @@ def commit(
     )
 
 
-def ask_for_message(out: Output) -> str:
-    """A commit message asked for on a terminal; in a script, none (with a warning)."""
+def commit_message(given: str | None, path: str, *, allow_empty: bool) -> str:
+    """The message to record: -m's, else one asked for on a terminal. Never an empty one unless
+    allowed (git's --allow-empty-message). A script (stdin or stderr not a terminal) is never
+    asked but refused, so no prompt blocks it."""
+    import shlex
     import sys
 
-    if sys.stdin.isatty() and sys.stderr.isatty():
-        text: str = typer.prompt("Commit message (what changed and why)", err=True)
-        return text.strip()
-    out.warn("no commit message (-m TEXT): the version is recorded without one")
-    return ""
+    if given is not None and (given.strip() or allow_empty):
+        return given
+    if given is None and allow_empty:
+        return ""
+    fix = f'mvc commit {shlex.quote(path)} -m "what changed and why"'
+    if given is not None:
+        raise UsageError(
+            "the commit message is empty; nothing committed",
+            hint=f"{fix} (or --allow-empty-message to record none)",
+        )
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(
+            "no commit message: give one with -m MESSAGE; nothing committed",
+            hint=f"{fix} (mvc asks only on a terminal; --allow-empty-message records none)",
+        )
+    while True:
+        sys.stderr.write("Commit message (what changed and why): ")
+        sys.stderr.flush()
+        answer = sys.stdin.readline()
+        if not answer:  # end of input (Ctrl-D)
+            sys.stderr.write("\n")
+            raise UsageError("no commit message given; nothing committed", hint=fix)
+        if answer.strip():
+            return answer.strip()
 
 
 def status(
@@ -223,7 +255,7 @@ def status(
             raise typer.Exit(1)
         return
     if not results:
-        out.info("no working folders yet; `mvc commit FOLDER` makes one")
+        out.info("no working folders yet; `mvc commit FOLDER -m MESSAGE` makes one")
     for item in results:
         head = f"on {item.branch}" if item.branch else f"detached at {(item.version or '')[:12]}"
         if item.behind:
@@ -692,7 +724,7 @@ def models(ctx: typer.Context, as_json: bool = JsonOption) -> None:
     if as_json:
         out.json([m.to_json() for m in found])
     elif not found:
-        out.info("no models yet; `mvc commit FOLDER` records the first version")
+        out.info("no models yet; `mvc commit FOLDER -m MESSAGE` records the first version")
     for m in [] if as_json else [m for m in found if not m.damaged]:
         extras = []
         if m.tags:

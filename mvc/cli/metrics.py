@@ -14,7 +14,7 @@ import typer
 
 from mvc.cli.common import JsonOption, Wanted, every_command, handles_errors, open_repo
 from mvc.cli.output import Output
-from mvc.errors import UsageError
+from mvc.errors import NotFound, UsageError
 
 if TYPE_CHECKING:
     from mvc.ops.compare import CompareReport
@@ -126,7 +126,9 @@ def _read_rows(file: str, fmt: str) -> list:  # type: ignore[type-arg]
         with open(file, encoding="utf-8", newline="") as handle:
             return parse_rows(handle, file, fmt)
     except FileNotFoundError as exc:
-        raise UsageError(f"points file {file} does not exist") from exc
+        raise NotFound(
+            f"no such file or folder: {file}", hint="give a file of points, or - for stdin"
+        ) from exc
     except UnicodeDecodeError as exc:
         raise UsageError(f"points file {file} is not UTF-8 text: {exc.reason}") from exc
 

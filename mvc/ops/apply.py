@@ -10,6 +10,7 @@ versions are resolved once, when planning; the moves name the resolved ids.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -20,7 +21,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.ops.channels import current, list_channels
 from mvc.ops.deploy import deploy_canary, deploy_shadow, resolve_target, set_channel, step_canary
 from mvc.policy.desired import CHANNELS, Desired
-from mvc.policy.file import read_policy
+from mvc.policy.file import policy_path, read_policy
 from mvc.refnames import TAGS
 from mvc.repo import Repo
 
@@ -113,8 +114,9 @@ def _why_set(record: Record | None, stable_ok: bool) -> str:
 def apply(repo: Repo, *, plan_only: bool = False, message: str = "") -> ApplyResult:
     declared = read_policy(repo.root).get(CHANNELS)
     if declared is None:
+        there = os.path.exists(policy_path(repo.root))
         raise NotFound(
-            "mvc.yaml has no channels: section",
+            "mvc.yaml has no channels: section" if there else f"no mvc.yaml in {repo.root}",
             hint="declare what each channel serves, e.g. channels: {bert: {prod: v1.4.0}}; "
             "`mvc channel show MODEL CHANNEL --format yaml` prints the current state",
         )

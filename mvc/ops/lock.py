@@ -23,7 +23,7 @@ from mvc.ops.remotes import fetch
 from mvc.ops.signing import require_signed
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.worktrees import checkout
-from mvc.policy.file import read_policy
+from mvc.policy.file import policy_path, read_policy
 from mvc.policy.requires import REQUIRES, Requirement
 from mvc.progress import Progress
 from mvc.remotes import missing_in_closure, remote_names
@@ -95,8 +95,9 @@ class InstallResult(JsonShaped):
 def _requirements(repo: Repo) -> tuple[Requirement, ...]:
     found = read_policy(repo.root).get(REQUIRES)
     if found is None:
+        there = os.path.exists(policy_path(repo.root))
         raise NotFound(
-            "mvc.yaml has no requires: section",
+            "mvc.yaml has no requires: section" if there else f"no mvc.yaml in {repo.root}",
             hint="list what this project serves, e.g. requires: {bert: ^2.1}; see docs/integrations.md",
         )
     return found

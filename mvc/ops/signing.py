@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mvc.errors import InvalidInput, SignatureInvalid, UsageError
+from mvc.errors import InvalidInput, NotFound, SignatureInvalid, UsageError
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped
 from mvc.ops.annotate import append, chain, walk_chain
@@ -101,7 +101,10 @@ def key_id(path: str) -> str:
     try:
         data = pathlib.Path(path).read_bytes()
     except OSError as exc:
-        raise UsageError(f"cannot read key {path}: {exc.strerror or exc}") from exc
+        missing = isinstance(exc, FileNotFoundError)  # a missing file is 1, as everywhere
+        raise (NotFound if missing else InvalidInput)(
+            f"cannot read key {path}: {exc.strerror or exc}"
+        ) from exc
     try:
         try:
             public = serialization.load_pem_public_key(data)

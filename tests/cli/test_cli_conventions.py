@@ -55,7 +55,7 @@ def test_help_shows_metavars_not_python_types(cli) -> None:
         if getattr(command, "hidden", False):
             continue
         text = cli(*path, "--help", env={"COLUMNS": "200"}).stdout
-        for python_type in ("<bool>", "list[", "<float>", "<int>"):
+        for python_type in ("<bool>", "list[", "<float>", "<int>", "<str>"):
             assert python_type not in text, f"mvc {' '.join(path)} --help shows {python_type}"
     assert "Usage: mvc show [OPTIONS] {SPEC}" in cli("show", "--help").stdout
 
@@ -67,6 +67,7 @@ def test_help_shows_metavars_not_python_types(cli) -> None:
         (("tag",), "error: Missing argument 'MODEL'."),
         (("stauts",), "error: No such command 'stauts'. Did you mean 'status'?"),
         (("log", "-n", "many"), "error: Invalid value for '-n' / '--limit'"),
+        (("commit", "models/bert", "-m"), "error: Option '-m' requires an argument."),
     ],
 )
 def test_usage_errors_are_one_error_and_one_hint_line(run_mvc, args, message) -> None:

@@ -171,6 +171,16 @@ def test_mistyped_model_branch_tag_and_channel_names_get_a_suggestion(st, run_mv
 # --- commit asks for a message on a terminal; an empty folder is no version; status --exit-code ---
 
 
+def _controlling_terminal() -> None:
+    """In the child: a session of its own, with its stdin (the pty) as controlling terminal, so
+    that a typed Ctrl-C is a SIGINT as in a real shell."""
+    import fcntl
+    import termios
+
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _on_a_terminal(args: list[str], cwd: str, answer: bytes) -> tuple[int, bytes]:
     """Run ``mvc ARGS`` on a pseudo-terminal, type ``answer`` when it asks; (exit code, output)."""
     import pty
@@ -186,6 +196,7 @@ def _on_a_terminal(args: list[str], cwd: str, answer: bytes) -> tuple[int, bytes
         stdout=follower,
         stderr=follower,
         close_fds=True,
+        preexec_fn=_controlling_terminal,
     )
     os.close(follower)
     seen = b""
@@ -223,10 +234,44 @@ def test_commit_without_a_message_asks_on_a_terminal(store, make_model) -> None:
     assert tip is not None and repo.objects.get_version(tip).message == "first version"
 
 
-def test_commit_without_a_message_in_a_script_does_not_wait(store, run_mvc, make_model) -> None:
+def test_commit_without_a_message_on_a_terminal_asks_again_and_stops_at_end_of_input(
+    store, make_model
+) -> None:
+    make_model("models/bert")
+    code, seen = _on_a_terminal(["commit", "models/bert"], store.root, b"\n  \nsecond try\n")
+    assert code == 0, seen
+    assert seen.count(b"Commit message (what changed and why):") == 3  # a blank answer is no answer
+    make_model("models/gpt")
+    code, seen = _on_a_terminal(["commit", "models/gpt"], store.root, b"\x04")  # Ctrl-D
+    assert code == EXIT_USAGE, seen
+    assert b"no commit message given; nothing committed" in seen
+    code, seen = _on_a_terminal(["commit", "models/gpt"], store.root, b"\x03")  # Ctrl-C
+    assert code == 130 and b"interrupted" in seen, seen
+    from mvc.repo import Repo
+
+    assert not Repo(store.root).refs.list_refs("heads", "gpt")
+
+
+def test_commit_without_a_message_in_a_script_is_refused_without_waiting(
+    store, run_mvc, make_model
+) -> None:
     make_model("models/bert")
     done = run_mvc("commit", "models/bert", cwd=store.root, stdin=subprocess.DEVNULL)
-    assert done.returncode == EXIT_OK and "no commit message (-m TEXT)" in done.stderr
+    assert done.returncode == EXIT_USAGE, done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0] == "error: no commit message: give one with -m MESSAGE; nothing committed"
+    assert lines[1].startswith('hint: mvc commit models/bert -m "what changed and why"')
+    assert len(lines) == 2 and done.stdout == ""
+    assert run_mvc("models", "--json", cwd=store.root).stdout.strip() == "[]"
+    empty = run_mvc("commit", "models/bert", "-m", " ", cwd=store.root, stdin=subprocess.DEVNULL)
+    assert empty.returncode == EXIT_USAGE and "the commit message is empty" in empty.stderr
+    # git's --allow-empty-message: a script that really has nothing to say
+    done = run_mvc(
+        "commit", "models/bert", "--allow-empty-message", cwd=store.root, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == EXIT_OK, done.stderr
+    shown = run_mvc("show", "bert", "--json", cwd=store.root)
+    assert __import__("json").loads(shown.stdout)["message"] == ""
 
 
 def test_an_empty_folder_is_no_version(store, run_mvc) -> None:
@@ -401,3 +446,59 @@ def test_gc_and_fsck_count_the_same_things(store, cli, make_model) -> None:
     assert gone["reachable"] == fsck["reachable"] and gone["deleted"] == fsck["dangling"]
     text = cli("gc", "--dry-run").stderr
     assert f"kept {fsck['reachable']} reachable, {fsck['dangling']} reached only by recent" in text
+
+
+# --- a path where a version spec is expected -----------------------------------------------------
+
+
+def test_a_missing_path_given_for_a_version_is_a_missing_file_not_a_bad_spec(
+    store, cli, make_model
+) -> None:
+    """docs/exit-codes.md: a file or folder that is not there is 1 everywhere, and says so."""
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    missing = [
+        ("diff", "./nope"),
+        ("diff", "bert", "../nope"),
+        ("diff", "bert", "models/nope/"),
+        ("check-compat", "bert", "./out/lora"),
+        ("check-compat", "./nope", "bert"),
+        ("show", "/no/such/folder"),
+        ("log", "./nope"),
+        ("lineage", "./nope"),
+        ("checkout", "./nope"),
+        ("merge-adapter", "bert", "./nope", "--model", "merged"),
+    ]
+    for args in missing:
+        path = next(a for a in args[1:] if "nope" in a or "/" in a)
+        result = cli(*args, expect=EXIT_ERROR)
+        first, hint = result.stderr.splitlines()
+        assert first == f"error: no such file or folder: {path}", args
+        assert hint.startswith("hint: check the path"), args
+    # there, but a path names no version: a usage error that says which model it belongs to
+    result = cli("diff", "bert", "./models/bert", expect=EXIT_USAGE)
+    assert "./models/bert is the working folder of model 'bert', not a version spec" in (
+        result.stderr
+    )
+    assert "hint: name the model: bert (its HEAD) or bert@REV" in result.stderr
+    result = cli("diff", ".", expect=EXIT_USAGE)
+    assert result.stderr.startswith("error: . is a folder, not a version spec")
+    result = cli("diff", "bert", "./models/bert/config.json", expect=EXIT_USAGE)
+    assert "is a file, not a version spec" in result.stderr
+    # models/bert could be a model's name (team/sql-lora is): none, and the hint says what it is
+    result = cli("diff", "bert", "models/bert", expect=EXIT_ERROR)
+    assert "no model named 'models/bert'" in result.stderr
+    assert "it is the working folder of model 'bert': name the model, bert" in result.stderr
+    # other path arguments: a points file, a signing key
+    result = cli("metrics", "log", "bert", "--file", "nope.jsonl", expect=EXIT_ERROR)
+    assert "no such file or folder: nope.jsonl" in result.stderr
+    result = cli("sign", "bert", "--key", "nope.pem", expect=EXIT_ERROR)
+    assert "cannot read key nope.pem: No such file or directory" in result.stderr
+
+
+def test_lock_install_and_apply_without_an_mvc_yaml_say_there_is_none(store, cli) -> None:
+    for args in (("lock",), ("install",), ("apply", "--plan")):
+        result = cli(*args, expect=EXIT_ERROR)
+        assert result.stderr.startswith(f"error: no mvc.yaml in {store.root}\n"), args
+    Path(store.root, "mvc.yaml").write_text("slo: {}\n")
+    assert "mvc.yaml has no requires: section" in cli("lock", expect=EXIT_ERROR).stderr

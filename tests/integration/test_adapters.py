@@ -153,7 +153,17 @@ def test_commit_refuses_an_adapter_that_does_not_fit(base, cli) -> None:
         shapes={"model.layers.0.self_attn.q_proj": ((R, H + 1), (H, R))},
         targets=("q_proj",),
     )
-    result = cli("commit", "out/lora", "--model", "bad-lora", "--base", "llama", expect=EXIT_ERROR)
+    result = cli(
+        "commit",
+        "out/lora",
+        "--model",
+        "bad-lora",
+        "-m",
+        "bad-lora",
+        "--base",
+        "llama",
+        expect=EXIT_ERROR,
+    )
     assert "does not fit" in result.stderr and "q_proj" in result.stderr
     assert result.stdout == ""
     assert "bad-lora" not in cli("models").stdout  # nothing was recorded
@@ -185,13 +195,13 @@ def test_commit_without_base_warns(store, cli) -> None:
 
 def test_commit_refuses_an_inconsistent_adapter(store, cli) -> None:
     write_adapter(Path("out/lora"), config={"r": 8})  # tensors have rank 4
-    result = cli("commit", "out/lora", "--model", "lora", expect=EXIT_ERROR)
+    result = cli("commit", "out/lora", "--model", "lora", "-m", "lora", expect=EXIT_ERROR)
     assert "r=8" in result.stderr
 
 
 def test_check_compat_passes(base, cli) -> None:
     write_adapter(Path("out/lora"))
-    cli("commit", "out/lora", "--model", "sql-lora", "--base", "llama")
+    cli("commit", "out/lora", "--model", "sql-lora", "-m", "sql-lora", "--base", "llama")
     result = cli("check-compat", "llama@v1.0.0", "sql-lora")
     assert result.stdout.splitlines() == [
         "ok  model.layers.0.self_attn.q_proj -> model.layers.0.self_attn.q_proj.weight",
@@ -246,7 +256,7 @@ def test_other_adapter_types_are_unsupported(base, cli) -> None:
     result = cli("check-compat", "llama", "out/ia3", expect=EXIT_ERROR)
     assert "IA3" in result.stderr and "LoRA adapters only" in result.stderr
     # committing one records what it is, without pretending to check it
-    cli("commit", "out/ia3", "--model", "ia3", "--base", "llama")
+    cli("commit", "out/ia3", "--model", "ia3", "-m", "ia3", "--base", "llama")
     assert cli("show", "ia3", "--json").json()["lineage"]["adapter"]["type"] == "IA3"
 
 
@@ -272,7 +282,7 @@ def test_merge_matches_numpy(store, cli, dtype) -> None:
     tensors = write_base(Path("models/llama"), DTYPES[dtype])
     cli("commit", "models/llama", "-m", "base")
     lora = write_adapter(Path("out/lora"))
-    cli("commit", "out/lora", "--model", "sql-lora", "--base", "llama")
+    cli("commit", "out/lora", "--model", "sql-lora", "-m", "sql-lora", "--base", "llama")
     merged_id = cli(
         "merge-adapter", "llama", "sql-lora", "--model", "llama-sql", "-m", "merged"
     ).stdout.strip()
@@ -323,7 +333,7 @@ def test_merge_fan_in_fan_out_embedding_and_rslora(store, cli) -> None:
             "base_model.model.model.embed_tokens.lora_embedding_B": emb_b,
         },
     )
-    cli("commit", "out/lora", "--model", "gpt-lora", "--base", "gpt")
+    cli("commit", "out/lora", "--model", "gpt-lora", "-m", "gpt-lora", "--base", "gpt")
     cli("merge-adapter", "gpt", "gpt-lora", "--model", "gpt-merged")
     cli("checkout", "gpt-merged", "--to", "out/merged")
     merged = read_st(Path("out/merged/model.safetensors"))
@@ -348,7 +358,7 @@ def test_merge_fan_in_fan_out_embedding_and_rslora(store, cli) -> None:
 
 def test_merge_refuses_what_it_cannot_do(base, cli) -> None:
     write_adapter(Path("out/dora"), config={"use_dora": True})
-    cli("commit", "out/dora", "--model", "dora", "--base", "llama")
+    cli("commit", "out/dora", "--model", "dora", "-m", "dora", "--base", "llama")
     result = cli("merge-adapter", "llama", "dora", "--model", "merged", expect=EXIT_ERROR)
     assert "DoRA" in result.stderr
     write_adapter(
@@ -356,7 +366,7 @@ def test_merge_refuses_what_it_cannot_do(base, cli) -> None:
         shapes={"model.layers.0.self_attn.q_proj": ((R, H2), (H, R))},
         targets=("q_proj",),
     )
-    cli("commit", "out/bad", "--model", "bad")  # no --base: recorded unchecked
+    cli("commit", "out/bad", "--model", "bad", "-m", "bad")  # no --base: recorded unchecked
     result = cli("merge-adapter", "llama", "bad", "--model", "merged", expect=EXIT_ERROR)
     assert "does not fit" in result.stderr
     assert "merged" not in cli("models").stdout
@@ -375,7 +385,7 @@ def test_merge_replaces_modules_to_save(store, cli) -> None:
     assert {"module": "lm_head.weight", "kind": "replaced", "ok": True}.items() <= next(
         m for m in report["modules"] if m["kind"] == "replaced"
     ).items()
-    cli("commit", "out/lora", "--model", "lora", "--base", "llama")
+    cli("commit", "out/lora", "--model", "lora", "-m", "lora", "--base", "llama")
     data = cli("merge-adapter", "llama", "lora", "--model", "merged", "--json").json()
     assert data["replaced_tensors"] == ["lm_head.weight"]
     assert len(data["merged_tensors"]) == 2

@@ -86,13 +86,17 @@ def test_commit_records_datasets_base_and_sources(store, cli, make_model) -> Non
 def test_dataset_errors(store, cli, make_model) -> None:
     make_model("models/m", seed=0)
     # a missing file is an error (1) everywhere, not a usage error (docs/exit-codes.md, issue 12)
-    result = cli("commit", "models/m", "--dataset", "x=missing/path", expect=EXIT_ERROR)
+    result = cli("commit", "models/m", "-m", "m", "--dataset", "x=missing/path", expect=EXIT_ERROR)
     assert "does not exist" in result.stderr
     Path("d.txt").write_text("data")
-    result = cli("commit", "models/m", "--dataset", "x=d.txt@blake3:00000000ff", expect=EXIT_ERROR)
+    result = cli(
+        "commit", "models/m", "-m", "m", "--dataset", "x=d.txt@blake3:00000000ff", expect=EXIT_ERROR
+    )
     assert "hashes to" in result.stderr
     digest = blake3.blake3(b"data").hexdigest()
-    cli("commit", "models/m", "--dataset", f"x=d.txt@{digest[:16]}")  # a matching prefix is fine
+    cli(
+        "commit", "models/m", "-m", "m", "--dataset", f"x=d.txt@{digest[:16]}"
+    )  # a matching prefix is fine
 
 
 @pytest.fixture

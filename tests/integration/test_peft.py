@@ -247,7 +247,7 @@ def test_alpha_pattern_gives_the_same_bits_on_every_path(store, cli) -> None:
     save_file(base, "models/tiny/model.safetensors")
     cli("commit", "models/tiny", "-m", "base")
     write_numpy_adapter(Path("out/lora"), {"alpha_pattern": {"layer.1.q": 32}})
-    cli("commit", "out/lora", "--model", "lora", "--base", "tiny")
+    cli("commit", "out/lora", "--model", "lora", "-m", "lora", "--base", "tiny")
     merged = assert_bit_identical(mvc_merges(cli, "tiny", "lora"))
     lora = load_file("out/lora/adapter_model.safetensors")
     for layer, scale in ((0, 8 / 4), (1, 32 / 4)):
@@ -285,7 +285,9 @@ def test_dora_is_refused_the_same_way_by_every_path(store, cli) -> None:
     cli("commit", "models/tiny", "-m", "base")
     magnitude = {"base_model.model.layer.0.q.lora_magnitude_vector": np.ones(16, np.float32)}
     write_numpy_adapter(Path("out/dora"), {"use_dora": True}, magnitude)
-    cli("commit", "out/dora", "--model", "dora", "--base", "tiny")  # recorded for what it is
+    cli(
+        "commit", "out/dora", "--model", "dora", "-m", "dora", "--base", "tiny"
+    )  # recorded for what it is
     found = refusals(cli, "tiny", "dora")
     assert set(found.values()) == {
         f"DoRA (use_dora: true); mvc checks, merges and serves LoRA adapters only: {peft.SUPPORTED}"
@@ -389,7 +391,7 @@ def as_numpy(torch: Any, tensor: Any) -> np.ndarray:
 def test_merges_match_peft_merge_and_unload(store, cli, torch_peft, case: str) -> None:
     expected = build_with_peft(*torch_peft, CASES[case])
     cli("commit", "models/tiny", "-m", "base")
-    cli("commit", "out/lora", "--model", "tiny-lora", "--base", "tiny")
+    cli("commit", "out/lora", "--model", "tiny-lora", "-m", "tiny-lora", "--base", "tiny")
     merged = assert_bit_identical(mvc_merges(cli, "tiny", "tiny-lora"))
     assert merged.keys() == expected.keys()
     base = load_file("models/tiny/model.safetensors")
@@ -411,7 +413,7 @@ def test_merges_match_peft_merge_and_unload(store, cli, torch_peft, case: str) -
 def test_a_peft_dora_adapter_is_refused_by_every_path(store, cli, torch_peft) -> None:
     build_with_peft(*torch_peft, {"target_modules": ["q", "v"], "use_dora": True})
     cli("commit", "models/tiny", "-m", "base")
-    cli("commit", "out/lora", "--model", "tiny-dora", "--base", "tiny")
+    cli("commit", "out/lora", "--model", "tiny-dora", "-m", "tiny-dora", "--base", "tiny")
     found = refusals(cli, "tiny", "tiny-dora")
     assert len(set(found.values())) == 1, found
     assert next(iter(found.values())).startswith("DoRA (use_dora: true)")
