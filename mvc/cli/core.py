@@ -275,7 +275,7 @@ def log(
     if graph:
         _log_graph(repo, out, spec, limit, as_json)
         return
-    entries = list(do_log(repo, spec, limit=limit))
+    entries = do_log(repo, spec, limit=limit)  # read as printed: `mvc log | head` stops early
     if as_json:
         out.json([e.to_json() for e in entries])
         return
