@@ -22,7 +22,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
-from mvc.errors import PartialFailure, UsageError
+from mvc.errors import MvcError, PartialFailure, UsageError
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
@@ -164,6 +164,8 @@ def commit(
         )
     if as_json:
         out.json(result.to_json())
+        if result.created and result.version_id:
+            _repack_in_background(repo, out, result.version_id, result.new_bytes)
         return
     if not result.created:
         out.info(f"nothing changed in {path} since {result.model}@{result.branch}; no new version")
@@ -178,6 +180,21 @@ def commit(
         f"{result.new_chunks} new chunks ({human_size(result.new_bytes)})",
         lead=f"{result.model}@{result.branch}",
     )
+    _repack_in_background(repo, out, result.version_id, result.new_bytes)
+
+
+def _repack_in_background(repo: Any, out: Output, version: str, new_bytes: int) -> None:
+    """``repack.auto``: queue the version; start a detached repack when enough is queued."""
+    from mvc.ids import ObjectId
+    from mvc.ops.autorepack import after_commit
+
+    try:
+        started = after_commit(repo, ObjectId(version), new_bytes)
+    except MvcError as exc:  # the version is recorded; only its repack waits for later
+        out.warn(f"the background repack was not started: {exc}")
+        return
+    if started is not None and started.started:
+        out.info(f"repacking in the background (repack.auto; log: {started.log})")
 
 
 def ask_for_message(out: Output) -> str:
