@@ -55,6 +55,21 @@ def _parse_positive_int(text: Any) -> int:
     return value
 
 
+def _parse_size(text: Any) -> int:
+    """Bytes: a whole number, or one with K, M, G or T (powers of 1024; ``512M``, ``1GiB``)."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        value = text
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*(?:([KMGT])(?:i?B)?|B)?\s*", str(text), re.IGNORECASE)
+        if not match:
+            raise ValueError("expected a size in bytes such as 1048576, 512M or 1G")
+        power = " KMGT".index((match.group(2) or " ").upper())
+        value = int(match.group(1)) << (10 * power)
+    if value < 0:
+        raise ValueError("a size cannot be negative")
+    return value
+
+
 def _parse_text(text: Any) -> str:
     if not isinstance(text, str | int | float) or isinstance(text, bool):
         raise ValueError("expected text")
@@ -82,6 +97,14 @@ KEYS: dict[str, Key] = {
     ),
     "gc.grace": Key(_parse_duration, 2 * 3600.0, "age below which unreachable objects are kept"),
     "gc.repack": Key(_parse_bool, True, "compress loose objects when gc runs"),
+    "repack.auto": Key(
+        _parse_bool, False, "after `mvc commit`, repack what commits wrote, in the background"
+    ),
+    "repack.auto_bytes": Key(
+        _parse_size,
+        1 << 30,
+        "new chunk bytes commits queue before `repack.auto` starts a background repack",
+    ),
 }
 # Sections whose keys are open-ended (validated by their owners).
 OPEN_SECTIONS = ("remote.",)

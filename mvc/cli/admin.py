@@ -175,19 +175,39 @@ def repack(
             "--no-deltas", help="Only compress; store no chunk as a delta against its parent's."
         ),
     ] = False,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto",
+            help="Only what commits queued for repack.auto (what the background repack after "
+            "`mvc commit` runs); nothing if another such run is under way.",
+        ),
+    ] = False,
     as_json: bool = JsonOption,
 ) -> None:
     """Compress loose objects where it pays (byte-grouped floats, zstd), and store each chunk
     of a fine-tuned tensor as a delta against its parent version's chunk where that is
     smaller. Ids never change.
 
-    Example: mvc repack
+    Examples:
+      mvc repack
+      mvc config set repack.auto true     # repack in the background after commits
     """
     from mvc.ops.maintenance import repack as do_repack
 
     repo = open_repo(ctx)
     out = Output(as_json=as_json)
-    result = do_repack(repo, progress=out.progress(), deltas=not no_deltas)
+    if auto:
+        if no_deltas:
+            raise UsageError("--auto makes deltas where they pay; it takes no --no-deltas")
+        from mvc.ops.queued_repack import run_pending
+
+        run = run_pending(repo, progress=out.progress())
+        if not run.ran:
+            out.info("another background repack is running; nothing done")
+        result = run.repacked
+    else:
+        result = do_repack(repo, progress=out.progress(), deltas=not no_deltas)
     if as_json:
         out.json(result.to_json())
         return

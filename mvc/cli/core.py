@@ -22,7 +22,7 @@ from mvc.cli.common import (
     read_metrics_file,
 )
 from mvc.cli.output import Output, human_size
-from mvc.errors import PartialFailure, UsageError
+from mvc.errors import MvcError, PartialFailure, UsageError
 
 
 def register(app: typer.Typer, wanted: Wanted = every_command) -> None:
@@ -174,6 +174,8 @@ def commit(
         )
     if as_json:
         out.json(result.to_json())
+        if result.created and result.version_id:
+            _repack_in_background(repo, out, result.version_id, result.new_bytes)
         return
     if not result.created:
         out.info(f"nothing changed in {path} since {result.model}@{result.branch}; no new version")
@@ -188,6 +190,21 @@ def commit(
         f"{result.new_chunks} new chunks ({human_size(result.new_bytes)})",
         lead=f"{result.model}@{result.branch}",
     )
+    _repack_in_background(repo, out, result.version_id, result.new_bytes)
+
+
+def _repack_in_background(repo: Any, out: Output, version: str, new_bytes: int) -> None:
+    """``repack.auto``: queue the version; start a detached repack when enough is queued."""
+    from mvc.ids import ObjectId
+    from mvc.ops.autorepack import after_commit
+
+    try:
+        started = after_commit(repo, ObjectId(version), new_bytes)
+    except MvcError as exc:  # the version is recorded; only its repack waits for later
+        out.warn(f"the background repack was not started: {exc}")
+        return
+    if started is not None and started.started:
+        out.info(f"repacking in the background (repack.auto; log: {started.log})")
 
 
 def commit_message(given: str | None, path: str, *, allow_empty: bool) -> str:
@@ -307,7 +324,7 @@ def log(
     if graph:
         _log_graph(repo, out, spec, limit, as_json)
         return
-    entries = list(do_log(repo, spec, limit=limit))
+    entries = do_log(repo, spec, limit=limit)  # read as printed: `mvc log | head` stops early
     if as_json:
         out.json([e.to_json() for e in entries])
         return

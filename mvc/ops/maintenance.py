@@ -546,12 +546,15 @@ def repack(
     progress: Progress | None = None,
     locked: bool = False,
     deltas: bool = True,
+    versions: list[ObjectId] | None = None,
 ) -> RepackResult:
     """Compress loose (raw) objects where it pays and, with ``deltas``, store each chunk of a
     fine-tuned tensor as a delta against its parent's chunk where that is smaller (see
     ``ops.deltas``). Ids never change; only envelopes do, each replaced atomically, so a repack
     killed at any point leaves every object readable. One repack that makes deltas runs at a
-    time per store (two could otherwise make two chunks deltas of each other)."""
+    time per store (two could otherwise make two chunks deltas of each other). ``versions``
+    (parents before children): the versions whose chunks may become deltas against their
+    parents' (default every live version; the background repack passes the ones it queued)."""
     import os
     from contextlib import nullcontext
 
@@ -565,7 +568,8 @@ def repack(
         levels: list[list[planner.Pair]] = []
         if deltas:
             wanted = set(ids) if ids is not None else None
-            pairs = planner.candidate_pairs(repo.objects, live_versions(repo))
+            history = versions if versions is not None else live_versions(repo)
+            pairs = planner.candidate_pairs(repo.objects, history)
             if wanted is not None:
                 pairs = [p for p in pairs if p.chunk in wanted]
             levels = planner.plan_levels(repo.objects, pairs)
