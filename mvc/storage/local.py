@@ -134,6 +134,10 @@ class LocalStorage(StorageBase):
         self.url = self.root
         self.fsync = fsync
         self._pending: dict[str, str] | None = None  # target -> temp, while a batch is open
+        # target -> temp of writes a flush has taken out of the batch but not yet renamed:
+        # other threads still read them there (a push verifying a delta whose base is in
+        # the round being made durable).
+        self._flushing: dict[str, str] = {}
         self._pending_lock = threading.Lock()
 
     def path(self, key: str) -> str:
@@ -143,11 +147,35 @@ class LocalStorage(StorageBase):
         """Where a key's bytes are now: its file, or a batched write's temp file."""
         target = self.path(key)
         pending = self._pending
-        return pending.get(target, target) if pending else target
+        if pending and target in pending:
+            return pending[target]
+        return self._flushing.get(target, target)
+
+    def _open(self, key: str) -> BinaryIO:
+        """The key's bytes, open; a temp file renamed between the lookup and the open is
+        found under its final name."""
+        where = self._readable(key)
+        try:
+            return open(where, "rb")
+        except FileNotFoundError:
+            target = self.path(key)
+            if where == target:
+                raise
+            return open(target, "rb")
+
+    def _stat(self, key: str) -> os.stat_result:
+        where = self._readable(key)
+        try:
+            return os.stat(where)
+        except FileNotFoundError:
+            target = self.path(key)
+            if where == target:
+                raise
+            return os.stat(target)
 
     def read(self, key: str) -> bytes:
         try:
-            with open(self._readable(key), "rb") as handle:
+            with self._open(key) as handle:
                 return handle.read()
         except OSError as exc:
             raise self._read_error(key, exc) from exc
@@ -155,7 +183,7 @@ class LocalStorage(StorageBase):
     def read_at_most(self, key: str, limit: int) -> bytes | None:
         """The value, or None (nothing read) when it is longer than ``limit`` bytes."""
         try:
-            with open(self._readable(key), "rb") as handle:
+            with self._open(key) as handle:
                 if os.fstat(handle.fileno()).st_size > limit:
                     return None
                 return handle.read()
@@ -164,7 +192,7 @@ class LocalStorage(StorageBase):
 
     def open_read(self, key: str) -> BinaryIO:
         try:
-            return open(self._readable(key), "rb")
+            return self._open(key)
         except OSError as exc:
             raise self._read_error(key, exc) from exc
 
@@ -225,8 +253,10 @@ class LocalStorage(StorageBase):
             for temp in pending.values():
                 _unlink_quietly(temp)
             raise
-        pending, self._pending = self._pending, None
-        self._flush(pending)
+        with self._pending_lock:
+            pending, self._pending = self._pending, None
+            self._flushing.update(pending)
+        self._flush_visible(pending)
 
     def flush_pending(self) -> None:
         """Make the batch's writes so far durable and visible, keeping the batch open.
@@ -238,7 +268,18 @@ class LocalStorage(StorageBase):
             return
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        self._flush(pending)
+            self._flushing.update(pending)
+        self._flush_visible(pending)
+
+    def _flush_visible(self, pending: dict[str, str]) -> None:
+        """``_flush``, while other threads still find each write (in ``_flushing``)."""
+        try:
+            self._flush(pending)
+        finally:
+            with self._pending_lock:
+                for target, temp in pending.items():
+                    if self._flushing.get(target) == temp:
+                        del self._flushing[target]
 
     def _flush(self, pending: dict[str, str]) -> None:
         if not pending:
@@ -322,11 +363,15 @@ class LocalStorage(StorageBase):
         return True
 
     def exists(self, key: str) -> bool:
-        return os.path.exists(self._readable(key))
+        try:
+            self._stat(key)
+        except OSError:
+            return False
+        return True
 
     def size(self, key: str) -> int:
         try:
-            return os.stat(self._readable(key)).st_size
+            return self._stat(key).st_size
         except OSError as exc:
             raise self._read_error(key, exc) from exc
 

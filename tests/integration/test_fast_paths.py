@@ -70,6 +70,57 @@ def test_without_fsync_a_batch_still_stages_and_a_failure_leaves_nothing(tmp_pat
     assert not storage.exists("k/w") and os.listdir(tmp_path / "k") == ["v"]
 
 
+@pytest.mark.parametrize("stall", ["fsync", "rename"])
+def test_a_write_stays_readable_while_another_thread_flushes_it(tmp_path, monkeypatch, stall):
+    """flush_pending from one thread while another reads what is being flushed (a push that
+    verifies a delta whose base is in the round being made durable): every read, exists and
+    size sees the bytes, whether the flush is stalled in its fsyncs or between renames."""
+    import threading
+
+    from mvc.storage import local
+
+    storage = LocalStorage(str(tmp_path), fsync=(stall == "fsync"))
+    stalled, release = threading.Event(), threading.Event()
+    if stall == "fsync":
+        real = local._fsync_file
+
+        def slow_fsync(path: str) -> None:
+            stalled.set()
+            release.wait(10)
+            real(path)
+
+        monkeypatch.setattr(local, "_fsync_file", slow_fsync)
+    else:
+        real_replace = os.replace
+        renamed: list[str] = []
+
+        def slow_replace(src, dst) -> None:
+            real_replace(src, dst)
+            renamed.append(str(dst))
+            if len(renamed) == 1:  # one renamed, the other not yet
+                stalled.set()
+                release.wait(10)
+
+        monkeypatch.setattr(local.os, "replace", slow_replace)
+    with storage.batch():
+        storage.write("objects/ab/cd", [b"base"])
+        storage.write("objects/ef/gh", [b"delta"])
+        flusher = threading.Thread(target=storage.flush_pending)
+        flusher.start()
+        assert stalled.wait(10)
+        try:
+            for key, value in (("objects/ab/cd", b"base"), ("objects/ef/gh", b"delta")):
+                assert storage.exists(key) and storage.size(key) == len(value)
+                assert storage.read(key) == value
+                with storage.open_read(key) as handle:
+                    assert handle.read() == value
+        finally:
+            release.set()
+            flusher.join(10)
+    assert (tmp_path / "objects/ab/cd").read_bytes() == b"base"
+    assert not [f for f in _files(str(tmp_path)) if TMP_PREFIX in f]
+
+
 # --- ObjectStore.write_file and get_bytes -----------------------------------------------------
 
 
