@@ -165,9 +165,9 @@ MAX_LOG_ENTRY = 64 * 1024
 def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
     """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
     CorruptObject if it is bigger."""
-    reader = getattr(storage, "read_at_most", None)  # local and fsspec storages have it
-    if reader is not None:
-        data: bytes | None = reader(key, limit)
+    capped = storage.capped_reads()  # local and fsspec storages have it; a wrapper does not
+    if capped is not None:
+        data: bytes | None = capped.read_at_most(key, limit)
     else:
         data = storage.read(key) if storage.size(key) <= limit else None
     if data is None:

@@ -841,6 +841,9 @@ class FsspecStorage(StorageBase):
         validate_key(key)
         return None
 
+    def capped_reads(self) -> FsspecStorage:
+        return self
+
 
 def _is_valid(key: str) -> bool:
     try:
