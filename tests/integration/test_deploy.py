@@ -29,7 +29,7 @@ def v(st: Store, spec: str) -> str:
     return st.ids[spec if "@" in spec else f"bert@{spec}"]
 
 
-# --- each transition kind, through the command line (the full table is tests/test_deployment.py) ---
+# --- each transition kind, through the command line (the full table is tests/unit/test_deployment.py) ---
 
 M, C = "bert", "prod"
 SETUPS: dict[str, list[Callable[[Repo], object]]] = {
