@@ -89,7 +89,6 @@ from mvc.remotes import (
     _receive,
     open_remote,
     open_remote_storage,
-    read_small,
     remote_config,
     remote_names,
     tracked_values,
@@ -103,6 +102,7 @@ from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.remote import open_storage, probe_atomic_create
+from mvc.storage.small import read_small
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Names a folder or bucket prefix may hold before it is first pushed to.

@@ -616,7 +616,7 @@ def test_small_reads_ask_for_capped_reads_and_never_bypass_a_wrapper(tmp_path) -
     at most the limit (its ``capped_reads``); a wrapper that forwards every other attribute
     answers None, so the read goes through the wrapper's own ``size`` and ``read``."""
     from mvc.errors import CorruptObject
-    from mvc.remotes import read_small
+    from mvc.storage.small import read_small
 
     local = open_storage(str(tmp_path / "store"))
     memory = open_storage(f"memory://mvc-test-{secrets.token_hex(6)}/store")
