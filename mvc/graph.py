@@ -7,7 +7,9 @@ names. A rule says, explicitly and typed, what a caller means by "reachable":
   manifest's chunks, the versions a deployment record names), ``HISTORY`` (every parent of a
   version, a record's previous record), ``FIRST_PARENT`` (a version's first parent only),
   ``DELTA_BASES`` (the base a delta-encoded object is stored against), ``LINEAGE`` (the
-  versions a version's lineage names: an adapter's ``base``, ``derived_from``).
+  versions a version's lineage names: an adapter's ``base``, ``derived_from``), ``SERVED``
+  (the versions a deployment record, or another object that is not a version, tree or file,
+  names in its ``refs``: part of ``CLOSURE``, on its own for a walk over versions only).
 - ``missing`` (``Missing``): an absent object is ``RAISE``\\ d (``NotFound`` naming it and the
   path that reached it), ``REPORT``\\ ed (in ``Walk.missing`` with that path; not reached), or
   taken as ``PROMISED`` (reached, as something another store holds; not followed).
@@ -30,6 +32,7 @@ rule           edges                          missing  unreadable read_chunks
 ``LOG``        first parent                   report   raise      —
 ``DATA``       closure, delta bases           report   raise      yes
 ``FSCK_DATA``  closure, delta bases           report   skip       yes
+``LIVE``       history, served                report   skip       —
 ============== ============================== ======== ========== ===========
 
 gc raises on an unreadable object because what it names would otherwise look unreachable and
@@ -67,6 +70,7 @@ class Edges(enum.Flag):
     FIRST_PARENT = enum.auto()
     DELTA_BASES = enum.auto()
     LINEAGE = enum.auto()
+    SERVED = enum.auto()
 
 
 class Missing(enum.Enum):
@@ -103,6 +107,9 @@ LOG = Rule(Edges.FIRST_PARENT, Missing.REPORT, Unreadable.RAISE)
 DATA = Rule(Edges.CLOSURE | Edges.DELTA_BASES, Missing.REPORT, Unreadable.RAISE)
 #: The same, for fsck: an unreadable object is reported on its own and not followed.
 FSCK_DATA = Rule(Edges.CLOSURE | Edges.DELTA_BASES, Missing.REPORT, Unreadable.SKIP)
+#: Versions and deployment records only: history, and the versions records serve, never a tree
+#: (which versions archiving must keep).
+LIVE = Rule(Edges.HISTORY | Edges.SERVED, Missing.REPORT, Unreadable.SKIP)
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,8 @@ class Walk:
                 add([value["tree"]])
             else:  # deployment records and other kinds list what they name in ``refs``
                 add(x for x in value.get("refs", []) if isinstance(x, str) and is_object_id(x))
+        elif Edges.SERVED in edges and kind not in ("file", "tree", "version"):
+            add(x for x in value.get("refs", []) if isinstance(x, str) and is_object_id(x))
         if kind == "version":
             parents = value["parents"]
             if Edges.HISTORY in edges:

@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mvc.archives import archived_error, list_archives, read_archive
 from mvc.errors import (
-    CorruptObject,
     NotFound,
     UsageError,
 )
@@ -43,6 +42,7 @@ from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.prefixed import PrefixedStorage
 from mvc.storage.remote import check_option, open_storage
+from mvc.storage.small import SmallReads
 from mvc.store import ObjectStore
 from mvc.transfer import CLOSURE, TransferResult, Want, transfer
 
@@ -157,54 +157,11 @@ def _is_working_store(storage: Storage) -> bool:
     return root is not None and os.path.basename(root) == STORE_DIR
 
 
-#: A remote's ref-log entries (and its format line) are read up to this size: a real entry is
-#: a few hundred bytes, so a bigger value is damage, refused without reading it whole.
-MAX_LOG_ENTRY = 64 * 1024
-
-
-def read_small(storage: Storage, key: str, limit: int = MAX_LOG_ENTRY) -> bytes:
-    """A value that must be small, read without fetching more than ``limit`` + 1 bytes;
-    CorruptObject if it is bigger."""
-    reader = getattr(storage, "read_at_most", None)  # local and fsspec storages have it
-    if reader is not None:
-        data: bytes | None = reader(key, limit)
-    else:
-        data = storage.read(key) if storage.size(key) <= limit else None
-    if data is None:
-        raise CorruptObject(
-            f"{key} on {storage.url} is larger than {limit} bytes: not a ref-log entry",
-            hint="the remote's ref log is damaged or hostile; repair it there before syncing",
-        )
-    return data
-
-
 def open_remote(repo: Repo, name: str) -> Remote:
     config = remote_config(repo, name)
     storage = open_remote_storage(repo, config.url, config.options)
-    refs = RefStore(_SmallReads(storage), who=repo.identity, now=repo.now, lock=None)
+    refs = RefStore(SmallReads(storage), who=repo.identity, now=repo.now, lock=None)
     return Remote(name, config, storage, ObjectStore(storage), refs)
-
-
-class _SmallReads(PrefixedStorage):
-    """A remote's storage for its ref logs: whole-value reads are bounded by ``read_small``."""
-
-    def __init__(self, inner: Storage) -> None:
-        self.inner = inner
-        self.prefix = ""
-        self.url = inner.url
-        self.atomic_create = inner.atomic_create
-
-    def _key(self, key: str) -> str:
-        return key
-
-    def _folder(self, prefix: str) -> str:
-        return prefix
-
-    def walk(self, prefix: str) -> Iterator[str]:
-        return self.inner.walk(prefix)
-
-    def read(self, key: str) -> bytes:
-        return read_small(self.inner, key)
 
 
 def tracking_refs(repo: Repo, name: str) -> RefStore:

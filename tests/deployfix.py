@@ -118,8 +118,8 @@ def build_store(root: str, *, adapters: bool = False) -> Store:
 
 U, N = UsageError, NotFound
 # The transition table of docs/deployment.md: state -> action -> the state it leads to, or the
-# error it is refused with. tests/test_deployment.py checks every cell on the pure planners;
-# tests/test_deploy.py runs one move of each kind through the command line.
+# error it is refused with. tests/unit/test_deployment.py checks every cell on the pure planners;
+# tests/integration/test_deploy.py runs one move of each kind through the command line.
 TABLE: dict[str, dict[str, str | type[MvcError]]] = {
     "none": {
         "set": "stable", "canary": N, "step": N, "blue-green": N, "shadow": N, "ab": N,

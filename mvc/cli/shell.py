@@ -212,9 +212,8 @@ def complete(words: list[str], build_app: Callable[[Callable[[str], bool]], Any]
             return []  # a folder, or a number: the shell's own completion
         if cur.startswith("-"):
             return [o for o in _GLOBAL if o.startswith(cur)]
-        app = build_app(lambda name: True)
-        names = [c.name for c in app.registered_commands if c.name and not c.hidden]
-        names += [g.name for g in app.registered_groups if g.name]
+        commands = getattr(get_command(build_app(lambda name: True)), "commands", {})
+        names = [n for n, c in commands.items() if not getattr(c, "hidden", False)]
         return sorted(n for n in names if n.startswith(cur) and not n.startswith("_"))
     name = rest[0]
     command = getattr(get_command(build_app(lambda n: n == name)), "commands", {}).get(name)

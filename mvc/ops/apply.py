@@ -47,14 +47,6 @@ class ApplyResult(JsonShaped):
     applied: bool = False
 
 
-def _text(target: Target) -> str:
-    """A target as exact ids: what the move records is what the plan showed."""
-    text = f"id={target.version}"
-    if target.adapter is not None:
-        text += f" + {target.adapter.model}@id={target.adapter.version}"
-    return text
-
-
 def _arm_target(record: Record | None, role: str) -> Target | None:
     arm = record.by_role(role) if record else None
     return arm.target if arm else None
@@ -135,21 +127,21 @@ def apply(repo: Repo, *, plan_only: bool = False, message: str = "") -> ApplyRes
         for step, target in steps:
             if step.action == "set" and target is not None:
                 move = set_channel(
-                    repo, want.model, want.channel, _text(target), message=why, expected=expected
+                    repo, want.model, want.channel, target, message=why, expected=expected
                 )
             elif step.action == "canary" and target is not None and step.weight is not None:
                 move = deploy_canary(
                     repo,
                     want.model,
                     want.channel,
-                    _text(target),
+                    target,
                     step.weight,
                     message=why,
                     expected=expected,
                 )
             elif step.action == "shadow" and target is not None:
                 move = deploy_shadow(
-                    repo, want.model, want.channel, _text(target), message=why, expected=expected
+                    repo, want.model, want.channel, target, message=why, expected=expected
                 )
             elif step.action == "weight" and step.weight is not None:
                 move = step_canary(

@@ -177,22 +177,9 @@ def _all_roots(repo: Repo) -> list[ObjectId]:
 
 def _live_versions(repo: Repo, cold: set[ObjectId]) -> set[ObjectId]:
     """Versions (and deployment records) reachable from any root, history included, except
-    ``cold`` ones (archived, or being archived): the walk does not look inside them."""
-    history = graph.Rule(graph.Edges.HISTORY, graph.Missing.REPORT, graph.Unreadable.SKIP)
-    reached: set[ObjectId] = set()
-    todo = _all_roots(repo)
-    while todo:
-        walk = graph.walk(graph.StoreReader(repo.objects), todo, history, known=reached)
-        new = walk.reached - reached
-        reached |= walk.reached
-        todo = []
-        for oid in new:  # a deployment record names the versions it serves
-            try:
-                value = repo.objects.get_meta(oid)
-            except MvcError:
-                continue
-            if value.get("type") not in ("version", "tree", "file"):
-                todo += [ObjectId(x) for x in value.get("refs", []) if x not in reached]
+    ``cold`` ones (archived, or being archived). The walk (``graph.LIVE``) reads versions and
+    records only, never a tree or what it names."""
+    reached = graph.walk(graph.StoreReader(repo.objects), _all_roots(repo), graph.LIVE).reached
     return reached - cold
 
 

@@ -13,7 +13,7 @@ Reading channels is ``mvc.ops.channels``; their history is ``mvc.ops.channel_his
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -72,6 +72,7 @@ __all__ = [
     "Namer",
     "Record",
     "Target",
+    "TargetLike",
     "arm_for",
     "at",
     "chain",
@@ -122,8 +123,18 @@ def split_target(text: str) -> tuple[str, str | None]:
     return parts[0], parts[1] if len(parts) == 2 else None
 
 
-def resolve_target(repo: Repo, model: str, text: str, *, check: bool = True) -> Target:
-    """A target typed by a user: ``v1.5.0``, ``bert@v1.5.0`` or ``v2 + sql-lora@v1.3``."""
+TargetLike = str | Target
+"""A target as a user typed it (``v2 + sql-lora@v1.3``), or one a use case already resolved."""
+
+
+def resolve_target(repo: Repo, model: str, text: TargetLike, *, check: bool = True) -> Target:
+    """A target typed by a user: ``v1.5.0``, ``bert@v1.5.0`` or ``v2 + sql-lora@v1.3``; a
+    ``Target`` (ids a use case resolved) as it is, its adapter checked to fit unless ``check``
+    is False."""
+    if isinstance(text, Target):
+        if check and text.adapter is not None:
+            check_adapter_compat(repo, model, text.version, text.adapter)
+        return text
     base_text, adapter_text = split_target(text)
     if "@" in base_text:
         spec = parse_spec(base_text)
@@ -288,7 +299,7 @@ def set_channel(
     repo: Repo,
     model: str,
     name: str,
-    target: str,
+    target: TargetLike,
     *,
     message: str = "",
     expected: Any = _UNSET,
@@ -304,7 +315,7 @@ def deploy_canary(
     repo: Repo,
     model: str,
     name: str,
-    target: str,
+    target: TargetLike,
     weight: int,
     *,
     message: str = "",
@@ -335,7 +346,7 @@ def deploy_blue_green(
     repo: Repo,
     model: str,
     name: str,
-    target: str,
+    target: TargetLike,
     *,
     message: str = "",
     expected: Any = _UNSET,
@@ -350,7 +361,7 @@ def deploy_shadow(
     repo: Repo,
     model: str,
     name: str,
-    target: str,
+    target: TargetLike,
     *,
     message: str = "",
     expected: Any = _UNSET,
@@ -379,7 +390,7 @@ def deploy_ab(
     repo: Repo,
     model: str,
     name: str,
-    arms: list[tuple[str, int]],
+    arms: Sequence[tuple[TargetLike, int]],
     *,
     message: str = "",
     expected: Any = _UNSET,

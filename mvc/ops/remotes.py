@@ -90,7 +90,6 @@ from mvc.remotes import (
     _receive,
     open_remote,
     open_remote_storage,
-    read_small,
     remote_config,
     remote_names,
     tracked_values,
@@ -104,6 +103,7 @@ from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.remote import open_storage, probe_atomic_create
+from mvc.storage.small import read_small
 from mvc.store import ObjectStore
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from mvc.ids import ObjectId
+from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped
 from mvc.policy.text import PolicyText, Section
 
@@ -169,7 +169,7 @@ class Decision(JsonShaped):
 
 
 def _instant(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    return parse_instant(text).timestamp()
 
 
 def _days(seconds: float) -> str:

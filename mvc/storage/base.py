@@ -88,6 +88,8 @@ class Storage(Protocol):
 
     def bounded_reads(self) -> BoundedReadStorage | None: ...
 
+    def capped_reads(self) -> CappedReadStorage | None: ...
+
 
 class StorageBase:
     """What every storage class inherits: the capability queries (``local_path`` among them:
@@ -116,6 +118,9 @@ class StorageBase:
 
     def bounded_reads(self) -> BoundedReadStorage | None:
         return None
+
+    def capped_reads(self) -> CappedReadStorage | None:
+        return self.bounded_reads()  # a read refused at no cost is capped too
 
 
 # --- capabilities some storages have --------------------------------------------------------------
@@ -163,4 +168,17 @@ class BoundedReadStorage(Protocol):
 
     def read_at_most(self, key: str, limit: int) -> bytes | None:
         """The value, or None (nothing read) when it is longer than ``limit`` bytes."""
+        ...
+
+
+class CappedReadStorage(Protocol):
+    """A read that fetches at most ``limit`` + 1 bytes of a value, so a value that must be small
+    (a remote's ref-log entry) costs no more than that when it is not.
+
+    Implementations: every storage with ``bounded_reads``; ``FsspecStorage`` (one ranged
+    request).
+    """
+
+    def read_at_most(self, key: str, limit: int) -> bytes | None:
+        """The value, or None when it is longer than ``limit`` bytes."""
         ...

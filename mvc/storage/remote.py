@@ -48,6 +48,7 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from mvc.errors import InvalidInput, MvcError, NotFound, RemoteError, UsageError
+from mvc.instants import parse_instant
 from mvc.storage.base import Buffer, Storage, StorageBase, validate_key
 from mvc.storage.local import TMP_PREFIX, LocalStorage
 
@@ -409,8 +410,8 @@ def _timestamp(value: Any) -> float | None:
         return float(value)
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+            return parse_instant(value).timestamp()
+        except UsageError:
             return None
     return None
 
@@ -840,6 +841,9 @@ class FsspecStorage(StorageBase):
     def local_path(self, key: str) -> str | None:
         validate_key(key)
         return None
+
+    def capped_reads(self) -> FsspecStorage:
+        return self
 
 
 def _is_valid(key: str) -> bool:

@@ -77,3 +77,29 @@ def test_usage_errors_are_one_error_and_one_hint_line(run_mvc, args, message) ->
     assert len(lines) == 2 and lines[0].startswith(message), done.stderr
     assert lines[1].startswith("hint: see `mvc") and lines[1].endswith(" --help`")
     assert not any(box in done.stderr for box in "╭╮│╰")
+
+
+def test_the_cli_uses_only_typers_public_api() -> None:
+    """Typer is pinned below its next major (pyproject.toml) and used through its public API:
+    ``typer.Typer(cls=...)``, ``typer.main.get_command`` and the click objects it returns. Its
+    app's bookkeeping (``registered_commands``…) and copies of an app are internals."""
+    import pathlib
+
+    internals = (
+        "registered_commands",
+        "registered_groups",
+        "registered_callback",
+        "copy.copy(",
+        "typer._",
+        "typer.models",
+        "typer.rich_utils",
+    )
+    cli_dir = pathlib.Path(__file__).resolve().parents[2] / "mvc" / "cli"
+    found = [
+        f"{path.name}:{number}: {name}"
+        for path in sorted(cli_dir.glob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        for name in internals
+        if name in line
+    ]
+    assert found == []

@@ -29,7 +29,7 @@ def v(st: Store, spec: str) -> str:
     return st.ids[spec if "@" in spec else f"bert@{spec}"]
 
 
-# --- each transition kind, through the command line (the full table is tests/test_deployment.py) ---
+# --- each transition kind, through the command line (the full table is tests/unit/test_deployment.py) ---
 
 M, C = "bert", "prod"
 SETUPS: dict[str, list[Callable[[Repo], object]]] = {
@@ -288,6 +288,21 @@ def test_deploy_checks_adapters_with_the_one_peft_check(st: Store) -> None:
     assert len(found) == 4 and "encoder.layer.0.attention.query.weight is [8, 8]" in found[0]
     with pytest.raises(InvalidInput, match="not a PEFT adapter"):
         problems("v1.6.0")
+
+
+def test_use_cases_pass_resolved_targets_not_spec_text(st: Store) -> None:
+    """``mvc apply`` (and any use case) hands the moves the ``Target`` it resolved: ids, never
+    an id formatted back into spec text; its adapter is still checked to fit."""
+    from mvc.deployment.records import Target
+
+    lora = AdapterRef("sql-lora", v(st, "sql-lora@v1.3.0"))
+    move = ops.set_channel(st.repo, M, C, Target(v(st, "v1.4.0"), lora))
+    assert move.record.arms[0].target == Target(v(st, "v1.4.0"), lora)
+    shadow = ops.deploy_shadow(st.repo, M, C, Target(v(st, "v1.5.0")))
+    assert shadow.record.by_role("shadow").version == v(st, "v1.5.0")
+    bad = Target(v(st, "v1.5.0"), AdapterRef("bad-lora", v(st, "bad-lora@v1.0.0")))
+    with pytest.raises(InvalidInput, match="does not fit"):
+        ops.deploy_canary(st.repo, M, C, bad, 10)
 
 
 # --- rollback -------------------------------------------------------------------------------------

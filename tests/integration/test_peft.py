@@ -217,7 +217,7 @@ def mvc_merges(cli, base: str, adapter: str) -> dict[str, dict[str, np.ndarray]]
 
 def assert_bit_identical(merges: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     first, *others = merges.values()
-    for name, other in zip(merges, others, strict=False):
+    for name, other in zip(list(merges)[1:], others, strict=True):
         assert other.keys() == first.keys(), name
         for tensor, values in first.items():
             assert other[tensor].dtype == values.dtype

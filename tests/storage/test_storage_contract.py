@@ -609,3 +609,41 @@ def test_capabilities_are_answered_by_each_storage_and_never_forwarded(tmp_path)
     oid = ObjectStore(local).put_bytes(b"through the wrapper")
     assert ObjectStore(wrapped).get_bytes(oid) == b"through the wrapper"
     assert wrapped.reads == [object_key(oid)]  # the bounded local read did not bypass it
+
+
+def test_small_reads_ask_for_capped_reads_and_never_bypass_a_wrapper(tmp_path) -> None:
+    """A remote's ref-log entries are read with ``read_small``: a local or fsspec storage reads
+    at most the limit (its ``capped_reads``); a wrapper that forwards every other attribute
+    answers None, so the read goes through the wrapper's own ``size`` and ``read``."""
+    from mvc.errors import CorruptObject
+    from mvc.storage.small import read_small
+
+    local = open_storage(str(tmp_path / "store"))
+    memory = open_storage(f"memory://mvc-test-{secrets.token_hex(6)}/store")
+    assert local.capped_reads() is local and memory.capped_reads() is memory
+    assert PrefixedStorage(local, "remotes/origin").capped_reads() is None
+
+    class Wrapper(StorageBase):
+        def __init__(self, inner: Storage) -> None:
+            self.inner = inner
+            self.reads: list[str] = []
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def read(self, key: str) -> bytes:
+            self.reads.append(key)
+            return self.inner.read(key)
+
+    for storage in (local, memory):
+        storage.write("refs/small", [b"entry"])
+        storage.write("refs/big", [b"x" * 100])
+        assert read_small(storage, "refs/small", 10) == b"entry"
+        with pytest.raises(CorruptObject, match="larger than 10 bytes"):
+            read_small(storage, "refs/big", 10)
+        wrapped = Wrapper(storage)
+        assert wrapped.capped_reads() is None
+        assert read_small(wrapped, "refs/small", 10) == b"entry"
+        with pytest.raises(CorruptObject):
+            read_small(wrapped, "refs/big", 10)
+        assert wrapped.reads == ["refs/small"]  # the big one was refused by its size, unread

@@ -142,3 +142,21 @@ def test_retention_says_which_unreachable_versions_gc_may_collect() -> None:
     assert collectable(retention, facts(1, "2026-01-01T00:00:00Z"), NOW) is not None
     recent = facts(1, "2026-01-01T00:00:00Z", last_used="2026-05-25T00:00:00Z")
     assert collectable(retention, recent, NOW) is None
+
+
+def test_times_without_a_zone_are_utc_as_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rules read times with the one instant parser (mvc.instants): no zone means UTC,
+    whatever the machine's zone (a second parser read such a time as local time)."""
+    import time
+
+    rules = policy("archive:\n  remote: cold\n  rules: [{unused_for: 90d}]\n")
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        zoned = plan_archive(rules, [facts(1, "2026-01-01T00:00:00Z")], NOW)
+        bare = plan_archive(rules, [facts(1, "2026-01-01T00:00:00")], NOW)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert len(bare) == len(zoned) == 1
+    assert "idle 151d" in zoned[0].why and "idle 151d" in bare[0].why

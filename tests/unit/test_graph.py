@@ -13,6 +13,7 @@ from mvc.graph import (
     FIRST,
     FSCK,
     GC,
+    LIVE,
     LOG,
     PROMISES,
     Edges,
@@ -225,6 +226,18 @@ def test_deployment_records_reach_the_versions_they_name_and_earlier_records() -
     assert {oid(200), oid(100), oid(102)} <= reached
     closure = Rule(Edges.CLOSURE, Missing.REPORT, Unreadable.RAISE)
     assert oid(200) not in walk(DictReader(nodes), [oid(201)], closure).reached
+
+
+def test_live_reaches_versions_records_serve_and_history_but_no_tree() -> None:
+    """Archiving's walk: every version a ref, its history or a channel's records reach."""
+    nodes = history()
+    nodes[oid(103)] = version(oid(12))  # a version only a record serves
+    nodes[oid(200)] = Node({"type": "deployment", "refs": [oid(103)], "previous": None})
+    nodes[oid(201)] = Node({"type": "deployment", "refs": [oid(101)], "previous": oid(200)})
+    reader = DictReader(nodes)
+    reached = walk(reader, [oid(201)], LIVE).reached
+    assert reached == {oid(201), oid(200), oid(103), oid(101), oid(100)}
+    assert set(reader.reads) == reached  # no tree, manifest or chunk was read
 
 
 def test_lineage_edges_reach_an_adapters_base_only_when_asked() -> None:

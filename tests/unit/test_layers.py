@@ -71,8 +71,8 @@ PLACES = {
     "mvc.versioning": "domain",
     "mvc.bump_rules": "domain",  # diff evidence -> major/minor/patch
     "mvc.peft": "domain",  # PEFT rules and the block-wise merge, on arrays it is given
-    "mvc.deployment.*": "domain",
-    "mvc.annotations": "domain",  # facts attached to versions after commit: metrics, deprecations  # deployment records, names and the pure transition planners
+    "mvc.deployment.*": "domain",  # deployment records, names and the pure transition planners
+    "mvc.annotations": "domain",  # facts attached to versions after commit: metrics, deprecations
     "mvc.instants": "domain",
     "mvc.jsonshape": "domain",  # a result value's --json document: its fields, or its Shape
     "mvc.canonical": "domain",
@@ -277,7 +277,7 @@ def test_no_import_cycles() -> None:
 def test_every_module_has_a_layer() -> None:
     edges, _ = _mvc_graph()
     unplaced = [m for m in sorted(edges) if layer_of(m) is None]
-    assert unplaced == [], "place these modules in PLACES (tests/test_layers.py)"
+    assert unplaced == [], "place these modules in PLACES (tests/unit/test_layers.py)"
     assert set(PLACES.values()) <= set(LAYERS)
 
 
