@@ -214,6 +214,11 @@ class Repo:
             return "git config user.name"
         return "the operating system's user name (set user.name)"
 
+    def identity_guessed(self) -> bool:
+        """Whether the identity is only the operating system's user name (nothing configured
+        says who this is): commit then says so, as git does."""
+        return not self.config.get("user.name") and not _git_identity(self.root)
+
     def _find_identity(self) -> str:
         name = self.config.get("user.name")
         email = self.config.get("user.email")

@@ -172,6 +172,11 @@ def commit(
             f"{path} is a {adapter.get('type')} adapter committed without --base: "
             "its fit to a base model was not checked (`mvc check-compat BASE ADAPTER`)"
         )
+    if result.created and repo.identity_guessed():
+        out.info(
+            f"recorded as author: {repo.identity()} (the operating system's user name); say who "
+            "you are with `mvc config set --global user.name NAME` and `user.email EMAIL`"
+        )
     if as_json:
         out.json(result.to_json())
         if result.created and result.version_id:

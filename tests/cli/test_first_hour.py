@@ -341,6 +341,27 @@ def test_init_inside_an_existing_store_says_so(store, run_mvc) -> None:
 # --- configuration: the user config and the identity in effect -----------------------------------
 
 
+def test_a_commit_with_no_identity_configured_says_whom_it_recorded(
+    mvc_env, run_mvc, tmp_path
+) -> None:
+    """As git does: with no user.name anywhere (not in mvc's config, not in git's), the OS user
+    name is recorded and commit says so, with how to set one; once set, it says nothing."""
+    import getpass
+
+    root = tmp_path / "p"
+    (root / "m").mkdir(parents=True)
+    (root / "m" / "config.json").write_text("{}")
+    assert run_mvc("init", cwd=root).returncode == EXIT_OK
+    done = run_mvc("commit", "m", "-m", "one", cwd=root)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert f"recorded as author: {getpass.getuser()}" in done.stderr
+    assert "mvc config set --global user.name NAME" in done.stderr
+    assert run_mvc("config", "set", "--global", "user.name", "Ada").returncode == EXIT_OK
+    (root / "m" / "config.json").write_text('{"a": 1}')
+    done = run_mvc("commit", "m", "-m", "two", cwd=root)
+    assert done.returncode == EXIT_OK and "recorded as author" not in done.stderr
+
+
 def test_config_set_global_and_the_identity_config_list_shows(store, run_mvc, tmp_path) -> None:
     elsewhere = tmp_path / "no-store-here"
     elsewhere.mkdir()
