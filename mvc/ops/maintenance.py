@@ -17,7 +17,7 @@ from mvc import codec, graph
 from mvc.archives import list_archives
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
-from mvc.ids import ObjectId
+from mvc.ids import ObjectId, is_object_id
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
@@ -381,7 +381,9 @@ def _refuse_if_refs_lost_data(repo: Repo, roots: list[ObjectId]) -> None:
 
     lost = [oid for oid in roots if not repo.objects.has(oid)]
     quarantine = os.path.join(repo.store_dir, QUARANTINE)
-    set_aside = os.listdir(quarantine) if os.path.isdir(quarantine) else []
+    # Only object files count: refs/ holds ref-log entries `fsck --repair-refs` set aside.
+    found = os.listdir(quarantine) if os.path.isdir(quarantine) else []
+    set_aside = [name for name in found if is_object_id(name)]
     unrepaired = [name for name in set_aside if not repo.objects.has(name)]
     if lost or unrepaired:
         what = (

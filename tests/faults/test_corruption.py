@@ -376,6 +376,7 @@ def test_a_torn_newest_ref_entry_is_reported_then_repaired(store, cli, make_mode
     cli("checkout", "bert@main")
     commit(cli, make_model, 3)
     assert fsck_json(cli, tmp_path / "work", expect=0)["ok"]
+    cli("gc")  # the torn bytes kept under quarantine/refs/ are no lost object to wait for
 
 
 def test_one_bad_ref_does_not_hide_the_other_models(store, cli, make_model):
