@@ -7,6 +7,7 @@ object or ref and the next step, a documented exit code, no traceback, nothing l
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import tracemalloc
 
@@ -377,6 +378,46 @@ def test_a_torn_newest_ref_entry_is_reported_then_repaired(store, cli, make_mode
     commit(cli, make_model, 3)
     assert fsck_json(cli, tmp_path / "work", expect=0)["ok"]
     cli("gc")  # the torn bytes kept under quarantine/refs/ are no lost object to wait for
+
+
+@pytest.mark.parametrize("old", ["itself", "unrelated"])
+def test_a_broken_local_log_chain_is_reported_then_repaired(store, cli, make_model, old):
+    """Guarantee: a log entry whose ``old`` is not the previous entry's ``new`` (here: it names
+    the entry's own value, or a version the ref never held) is reported by fsck and stops gc
+    (exit 12); `mvc fsck --repair-refs` sets the entry aside and rewrites it as a note that
+    changes nothing: the ref keeps its value, the log is one chain again, gc runs."""
+    import json
+
+    from mvc.canonical import encode_canonical
+
+    first = commit(cli, make_model, 1)
+    second = commit(cli, make_model, 2)
+    stray = commit(cli, make_model, 3, folder="models/gpt")
+    entry = _newest_entry(store.store_dir)
+    value = json.loads(pathlib.Path(entry).read_bytes())
+    assert (value["old"], value["new"]) == (first, second)
+    value["old"] = second if old == "itself" else stray
+    pathlib.Path(entry).write_bytes(encode_canonical(value))
+
+    report = fsck_json(cli, store.root, expect=12)
+    assert [p["detail"] for p in report["problems"]] == [
+        "bert branch main: log entry 2 does not follow entry 1"
+    ]
+    assert "--repair-refs" in cli("fsck", expect=12).stderr
+    assert "repair the refs" in cli("gc", expect=12).stderr
+    assert cli("log", "bert", "--json").json()[0]["id"] == second  # reads still work
+
+    repaired = fsck_json(cli, store.root, "--repair-refs", expect=0)
+    assert repaired["ok"] and repaired["repaired_refs"] == ["bert branch main: entry 2"]
+    main = next(r for r in Repo(store.root).refs.list_refs() if r.name == "main")
+    log = Repo(store.root).refs.entries(main)
+    assert [(e.old, e.new) for e in log] == [(None, first), (first, second)]
+    assert "repair" in log[-1].why and "did not follow" in log[-1].why
+    kept = os.path.join(store.store_dir, "quarantine", "refs", "heads", "bert", "main")
+    assert json.loads(pathlib.Path(kept, "0000000002").read_bytes()) == value
+    cli("gc")
+    commit(cli, make_model, 4)
+    assert fsck_json(cli, store.root, expect=0)["ok"]
 
 
 def test_one_bad_ref_does_not_hide_the_other_models(store, cli, make_model):
