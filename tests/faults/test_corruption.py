@@ -473,8 +473,8 @@ def _damage(path, how: str, other: bytes) -> None:
 @pytest.mark.parametrize("how", ["flip", "truncate", "empty", "other"])
 def test_every_read_path_refuses_a_damaged_chunk(store, cli, make_model, tmp_path, how):
     """Guarantee: a damaged data chunk (flipped byte, truncated, empty, or another valid
-    object's bytes under its name) is refused by checkout, cat, push and mvc.load with exit 12
-    (or CorruptObject) naming the object; no file is written where the user asked."""
+    object's bytes under its name) is refused by checkout, cat, diff, export, push and mvc.load
+    with exit 12 (or CorruptObject) naming the object; no file is written where the user asked."""
     import mvc
 
     version = commit(cli, make_model, 1)
@@ -488,11 +488,43 @@ def test_every_read_path_refuses_a_damaged_chunk(store, cli, make_model, tmp_pat
     assert not (out / "model.safetensors").exists()
     failed = cli("cat", "bert@main", "model.safetensors", expect=12)
     assert chunks[0][:12] in failed.stderr
+    make_model("models/bert", seed=2)  # a second version: diff compares the tensors' values
+    cli("commit", "models/bert", "-m", "two")
+    failed = cli("diff", "bert@main~1", "bert@main", expect=12)
+    assert chunks[0][:12] in failed.stderr
+    cli("channel", "set", "bert", "prod", "main~1")
+    served = tmp_path / "served"
+    failed = cli("export", "bert", "prod", "--format", "dir", "--to", served, expect=12)
+    assert chunks[0][:12] in failed.stderr
+    assert not [p for p in served.rglob("*.safetensors")], "no damaged bytes exported"
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     failed = cli("push", "origin", "bert", expect=12)
     assert chunks[0][:12] in failed.stderr
     assert not list((tmp_path / "remote").glob("refs/*/*/*/*")), "no remote ref moved"
     with pytest.raises(CorruptObject):
-        mvc.load("bert@main", repo=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
+        mvc.load("bert@main~1", repo=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
     report = fsck_json(cli, tmp_path / "work", expect=12)
     assert [p["object"] for p in report["problems"] if p["kind"] == "corrupt"] == [chunks[0]]
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "empty", "other"])
+def test_every_kind_of_damage_is_repaired_from_a_remote(store, cli, make_model, tmp_path, how):
+    """Guarantee: whatever the damage, `fsck --quarantine` then `pull` from a remote that has
+    good copies gives back a store that verifies and the version's exact bytes."""
+    from faultkit import read_version_files
+
+    version, clone = pushed_clone(cli, make_model, tmp_path)
+    repo = Repo(str(clone))
+    good = read_version_files(repo, version)
+    chunks = data_chunks(repo, version)
+    _damage(
+        object_path(clone / ".mvc", chunks[0]),
+        how,
+        object_path(clone / ".mvc", chunks[1]).read_bytes(),
+    )
+
+    damaged = fsck_json(cli, clone, "--quarantine", expect=12)
+    assert [p["object"] for p in damaged["problems"] if p["kind"] == "corrupt"] == [chunks[0]]
+    cli("-C", clone, "pull", "origin", "bert")
+    assert fsck_json(cli, clone, expect=0)["ok"]
+    assert read_version_files(Repo(str(clone)), version) == good
