@@ -131,6 +131,21 @@ def test_deploy_killed(point, versions, mvc_proc, nothing_lost) -> None:
     nothing_lost.check(versions.repo, before)
 
 
+@pytest.mark.parametrize("point", ["annotate.object", *REF_POINTS])
+def test_annotate_killed(point, versions, mvc_proc, nothing_lost) -> None:
+    """Killed while annotating: the annotation is recorded whole or not at all, once."""
+    before = snapshot(versions.repo)
+    args = ("annotate", "bert@v1.0.0", "--metric", "accuracy=0.91", "--note", "eval")
+    mvc_proc.crashes(*args, point=point, cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+    if "0.91" not in json.dumps(shown):
+        mvc_proc(*args, cwd=versions.root)
+        shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+    assert json.dumps(shown).count('"eval"') == 1, shown
+    nothing_lost.check(versions.repo, before)
+
+
 # --- checkout -------------------------------------------------------------------------------------
 
 
