@@ -158,8 +158,8 @@ def environment_error(exc: OSError, what: str) -> MvcError:
         )
     if kind == "too long":
         return MvcError(
-            f"cannot write {what}: the name is too long for this file system",
-            hint="check out into a folder with a shorter path",
+            f"cannot use {what}: the name is too long for this file system",
+            hint="use a shorter path (a name holds at most 255 bytes, a path 4096)",
         )
     if kind == "denied":
         return MvcError(

@@ -332,6 +332,38 @@ class RefStore:
             notes.append(note)
         return notes
 
+    def repair_chain(self, ref: RefName, keep: Callable[[int, bytes], str]) -> list[RefEntry]:
+        """Rewrite each readable entry whose ``old`` is not the previous entry's ``new`` (an
+        entry naming itself, or a value the ref never held) as a note with the same ``new`` and
+        the right ``old``: the ref's value stays, its log is one chain again. ``keep`` saves
+        the original bytes first. Same conditions as ``repair_torn``."""
+        notes = []
+        previous: RefEntry | None = None
+        for seq in self._seqs(ref):
+            key = _entry_key(ref, seq)
+            data = self.storage.read(key)
+            try:
+                entry = decode_entry(data, ref, seq)
+            except CorruptObject:  # torn: repair_torn's to mend (or a person's)
+                previous = None
+                continue
+            old = previous.new if previous else None
+            if entry.old != old and (previous is not None or seq == 1):
+                where = keep(seq, data)
+                entry = RefEntry(
+                    seq,
+                    old,
+                    entry.new,
+                    self._who(),
+                    self._now(),
+                    f"repair: entry {seq} did not follow entry {seq - 1} (its old was "
+                    f"{entry.old}); set aside to {where}",
+                )
+                self.storage.write(key, [encode_canonical(entry.to_json())])
+                notes.append(entry)
+            previous = entry
+        return notes
+
     def _write_journal(self, planned: list[tuple[str, RefEntry]]) -> str:
         key = f"{JOURNAL}/{secrets.token_hex(8)}"
         body = [{"key": k, "entry": e.to_json()} for k, e in planned]

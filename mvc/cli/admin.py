@@ -51,8 +51,9 @@ def fsck(
         bool,
         typer.Option(
             "--repair-refs",
-            help="Set torn ref-log entries aside (.mvc/quarantine/refs/): the ref reads its "
-            "previous value again and its log keeps a note.",
+            help="Set torn ref-log entries, and entries that do not follow the one before, aside "
+            "(.mvc/quarantine/refs/): a note takes their place, the ref reads its last good "
+            "value and its log is one chain again.",
         ),
     ] = False,
     as_json: bool = JsonOption,
@@ -76,7 +77,7 @@ def fsck(
     )
     if report.repaired_refs and not as_json:
         for repaired in report.repaired_refs:
-            out.info(f"repaired {repaired}: a torn entry was set aside to .mvc/quarantine/refs/")
+            out.info(f"repaired {repaired}: the entry was set aside to .mvc/quarantine/refs/")
     if as_json:
         out.json(report.to_json())
     else:
@@ -109,7 +110,7 @@ def fsck(
             "remote that has them fetches good copies"
         )
         if any(p.kind == "ref" for p in report.problems) and not report.repaired_refs:
-            hint += "; `mvc fsck --repair-refs` sets torn ref-log entries aside"
+            hint += "; `mvc fsck --repair-refs` sets damaged ref-log entries aside"
         raise CorruptObject(f"the store has {len(report.problems)} problem(s)", hint=hint)
     if report.unverified and not report.offline:
         raise PartialFailure(

@@ -17,7 +17,7 @@ from mvc import codec, graph
 from mvc.archives import list_archives
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat, UsageError
 from mvc.faults import crashpoint
-from mvc.ids import ObjectId
+from mvc.ids import ObjectId, is_object_id
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
@@ -64,7 +64,7 @@ class FsckReport(JsonShaped):
     # Live versions that cannot be read whole because of the problems (a corrupt delta base
     # takes down every version whose chunks are stored against it).
     broken_versions: list[Problem] = field(default_factory=list)
-    repaired_refs: list[str] = field(default_factory=list)  # torn log entries set aside
+    repaired_refs: list[str] = field(default_factory=list)  # log entries set aside
 
     @property
     def ok(self) -> bool:
@@ -126,8 +126,9 @@ def fsck(
     it is ``promised`` (not damage); not there, it is a ``missing`` problem; the remote
     unreachable (or ``offline``: not asked), it is ``unverified``.
 
-    With ``repair_refs``, torn ref-log entries are first set aside to
-    ``.mvc/quarantine/refs/`` and replaced by a note (``RefStore.repair_torn``)."""
+    With ``repair_refs``, torn ref-log entries, and entries that do not follow the one before,
+    are first set aside to ``.mvc/quarantine/refs/`` and replaced by a note
+    (``RefStore.repair_torn``, ``RefStore.repair_chain``)."""
     import time
 
     progress = progress or NullProgress()
@@ -261,7 +262,8 @@ def _broken_versions(
 
 
 def _repair_refs(repo: Repo) -> list[str]:
-    """Set torn ref-log entries aside (their bytes kept under ``.mvc/quarantine/refs/``)."""
+    """Set torn and unchained ref-log entries aside (their bytes kept under
+    ``.mvc/quarantine/refs/``) and leave notes in their place."""
     import os
 
     repaired = []
@@ -275,7 +277,7 @@ def _repair_refs(repo: Repo) -> list[str]:
                 keeper.write(key, [data])
                 return f".mvc/{QUARANTINE}/{key}"
 
-            for note in repo.refs.repair_torn(ref, keep):
+            for note in repo.refs.repair_torn(ref, keep) + repo.refs.repair_chain(ref, keep):
                 repaired.append(f"{ref}: entry {note.seq}")
     return repaired
 
@@ -381,7 +383,9 @@ def _refuse_if_refs_lost_data(repo: Repo, roots: list[ObjectId]) -> None:
 
     lost = [oid for oid in roots if not repo.objects.has(oid)]
     quarantine = os.path.join(repo.store_dir, QUARANTINE)
-    set_aside = os.listdir(quarantine) if os.path.isdir(quarantine) else []
+    # Only object files count: refs/ holds ref-log entries `fsck --repair-refs` set aside.
+    found = os.listdir(quarantine) if os.path.isdir(quarantine) else []
+    set_aside = [name for name in found if is_object_id(name)]
     unrepaired = [name for name in set_aside if not repo.objects.has(name)]
     if lost or unrepaired:
         what = (

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from mvc.errors import ImmutableRef, RefConflict
+from mvc.errors import ImmutableRef, MvcError, RefConflict
 
 #: Seconds a racer waits at the barrier for the others (the test fails rather than hangs).
 BARRIER_WAIT = 60.0
@@ -168,3 +168,79 @@ def deploy_and_push_until_landed(root: str, env: dict[str, str], racer: int) -> 
             conflicts += 1
         remotes.pull(repo, "origin", "bert@channel=prod", force=True)
     return {"racer": racer, "version": version, "landed": None, "conflicts": conflicts}
+
+
+# --- racers in one local store (tests/faults/test_local_racers.py) -------------------------------
+
+
+@contextmanager
+def _lined_up_here() -> Iterator[None]:
+    """This process's first ref change in a local store waits at the barrier *before* it takes
+    the refs lock: every racer has planned its move on the same value when they all go."""
+    from mvc.refs import RefStore
+
+    real = RefStore.transaction
+    waited: list[bool] = []
+
+    def transaction(self: Any, updates: Any, why: str) -> Any:
+        if not waited:
+            waited.append(True)
+            _barrier.wait()
+        return real(self, updates, why)
+
+    RefStore.transaction = transaction  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        RefStore.transaction = real  # type: ignore[method-assign]
+
+
+def commit_here_until_landed(root: str, env: dict[str, str], racer: int) -> dict:
+    """Commit ``runs/rN`` to ``bert``'s ``main`` in the one store all racers share; when the
+    branch moved meanwhile (exit 11), commit again on top of the new tip."""
+    from mvc.ops.commit import commit
+
+    repo = _open(root, env)
+    folder = os.path.join(root, "runs", f"r{racer}")
+    conflicts = 0
+    with _lined_up_here():
+        for attempt in range(MAX_ATTEMPTS):
+            _write(folder, racer, attempt)
+            try:
+                done = commit(repo, folder, model="bert", message=f"racer {racer}")
+                return {"racer": racer, "landed": done.version_id, "conflicts": conflicts}
+            except RefConflict as exc:
+                assert exc.exit_code == 11 and "moved" in str(exc), exc
+                conflicts += 1
+    return {"racer": racer, "landed": None, "conflicts": conflicts}
+
+
+def tag_here(root: str, env: dict[str, str], racer: int, version: str) -> dict:
+    """Tag ``version`` as ``v9.0.0`` in the shared store (every racer names another version)."""
+    from mvc.ops import names
+
+    repo = _open(root, env)
+    with _lined_up_here():
+        try:
+            names.create_tag(repo, "bert", "v9.0.0", version)
+            return {"racer": racer, "landed": version}
+        except MvcError as exc:
+            return {"racer": racer, "error": (exc.exit_code, str(exc))}
+
+
+def deploy_here_until_landed(root: str, env: dict[str, str], racer: int, version: str) -> dict:
+    """Point channel ``prod`` at ``version`` in the shared store; when another deploy landed
+    first (exit 11), deploy again on top of it."""
+    from mvc.ops.deploy import set_channel
+
+    repo = _open(root, env)
+    conflicts = 0
+    with _lined_up_here():
+        for _attempt in range(MAX_ATTEMPTS):
+            try:
+                record = set_channel(repo, "bert", "prod", version).entry.new
+                return {"racer": racer, "landed": record, "conflicts": conflicts}
+            except RefConflict as exc:
+                assert exc.exit_code == 11, exc
+                conflicts += 1
+    return {"racer": racer, "landed": None, "conflicts": conflicts}

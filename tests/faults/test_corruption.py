@@ -7,6 +7,7 @@ object or ref and the next step, a documented exit code, no traceback, nothing l
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import tracemalloc
 
@@ -376,6 +377,47 @@ def test_a_torn_newest_ref_entry_is_reported_then_repaired(store, cli, make_mode
     cli("checkout", "bert@main")
     commit(cli, make_model, 3)
     assert fsck_json(cli, tmp_path / "work", expect=0)["ok"]
+    cli("gc")  # the torn bytes kept under quarantine/refs/ are no lost object to wait for
+
+
+@pytest.mark.parametrize("old", ["itself", "unrelated"])
+def test_a_broken_local_log_chain_is_reported_then_repaired(store, cli, make_model, old):
+    """Guarantee: a log entry whose ``old`` is not the previous entry's ``new`` (here: it names
+    the entry's own value, or a version the ref never held) is reported by fsck and stops gc
+    (exit 12); `mvc fsck --repair-refs` sets the entry aside and rewrites it as a note that
+    changes nothing: the ref keeps its value, the log is one chain again, gc runs."""
+    import json
+
+    from mvc.canonical import encode_canonical
+
+    first = commit(cli, make_model, 1)
+    second = commit(cli, make_model, 2)
+    stray = commit(cli, make_model, 3, folder="models/gpt")
+    entry = _newest_entry(store.store_dir)
+    value = json.loads(pathlib.Path(entry).read_bytes())
+    assert (value["old"], value["new"]) == (first, second)
+    value["old"] = second if old == "itself" else stray
+    pathlib.Path(entry).write_bytes(encode_canonical(value))
+
+    report = fsck_json(cli, store.root, expect=12)
+    assert [p["detail"] for p in report["problems"]] == [
+        "bert branch main: log entry 2 does not follow entry 1"
+    ]
+    assert "--repair-refs" in cli("fsck", expect=12).stderr
+    assert "repair the refs" in cli("gc", expect=12).stderr
+    assert cli("log", "bert", "--json").json()[0]["id"] == second  # reads still work
+
+    repaired = fsck_json(cli, store.root, "--repair-refs", expect=0)
+    assert repaired["ok"] and repaired["repaired_refs"] == ["bert branch main: entry 2"]
+    main = next(r for r in Repo(store.root).refs.list_refs() if r.name == "main")
+    log = Repo(store.root).refs.entries(main)
+    assert [(e.old, e.new) for e in log] == [(None, first), (first, second)]
+    assert "repair" in log[-1].why and "did not follow" in log[-1].why
+    kept = os.path.join(store.store_dir, "quarantine", "refs", "heads", "bert", "main")
+    assert json.loads(pathlib.Path(kept, "0000000002").read_bytes()) == value
+    cli("gc")
+    commit(cli, make_model, 4)
+    assert fsck_json(cli, store.root, expect=0)["ok"]
 
 
 def test_one_bad_ref_does_not_hide_the_other_models(store, cli, make_model):
@@ -431,8 +473,8 @@ def _damage(path, how: str, other: bytes) -> None:
 @pytest.mark.parametrize("how", ["flip", "truncate", "empty", "other"])
 def test_every_read_path_refuses_a_damaged_chunk(store, cli, make_model, tmp_path, how):
     """Guarantee: a damaged data chunk (flipped byte, truncated, empty, or another valid
-    object's bytes under its name) is refused by checkout, cat, push and mvc.load with exit 12
-    (or CorruptObject) naming the object; no file is written where the user asked."""
+    object's bytes under its name) is refused by checkout, cat, diff, export, push and mvc.load
+    with exit 12 (or CorruptObject) naming the object; no file is written where the user asked."""
     import mvc
 
     version = commit(cli, make_model, 1)
@@ -446,11 +488,43 @@ def test_every_read_path_refuses_a_damaged_chunk(store, cli, make_model, tmp_pat
     assert not (out / "model.safetensors").exists()
     failed = cli("cat", "bert@main", "model.safetensors", expect=12)
     assert chunks[0][:12] in failed.stderr
+    make_model("models/bert", seed=2)  # a second version: diff compares the tensors' values
+    cli("commit", "models/bert", "-m", "two")
+    failed = cli("diff", "bert@main~1", "bert@main", expect=12)
+    assert chunks[0][:12] in failed.stderr
+    cli("channel", "set", "bert", "prod", "main~1")
+    served = tmp_path / "served"
+    failed = cli("export", "bert", "prod", "--format", "dir", "--to", served, expect=12)
+    assert chunks[0][:12] in failed.stderr
+    assert not [p for p in served.rglob("*.safetensors")], "no damaged bytes exported"
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     failed = cli("push", "origin", "bert", expect=12)
     assert chunks[0][:12] in failed.stderr
     assert not list((tmp_path / "remote").glob("refs/*/*/*/*")), "no remote ref moved"
     with pytest.raises(CorruptObject):
-        mvc.load("bert@main", repo=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
+        mvc.load("bert@main~1", repo=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
     report = fsck_json(cli, tmp_path / "work", expect=12)
     assert [p["object"] for p in report["problems"] if p["kind"] == "corrupt"] == [chunks[0]]
+
+
+@pytest.mark.parametrize("how", ["flip", "truncate", "empty", "other"])
+def test_every_kind_of_damage_is_repaired_from_a_remote(store, cli, make_model, tmp_path, how):
+    """Guarantee: whatever the damage, `fsck --quarantine` then `pull` from a remote that has
+    good copies gives back a store that verifies and the version's exact bytes."""
+    from faultkit import read_version_files
+
+    version, clone = pushed_clone(cli, make_model, tmp_path)
+    repo = Repo(str(clone))
+    good = read_version_files(repo, version)
+    chunks = data_chunks(repo, version)
+    _damage(
+        object_path(clone / ".mvc", chunks[0]),
+        how,
+        object_path(clone / ".mvc", chunks[1]).read_bytes(),
+    )
+
+    damaged = fsck_json(cli, clone, "--quarantine", expect=12)
+    assert [p["object"] for p in damaged["problems"] if p["kind"] == "corrupt"] == [chunks[0]]
+    cli("-C", clone, "pull", "origin", "bert")
+    assert fsck_json(cli, clone, expect=0)["ok"]
+    assert read_version_files(Repo(str(clone)), version) == good

@@ -131,6 +131,21 @@ def test_deploy_killed(point, versions, mvc_proc, nothing_lost) -> None:
     nothing_lost.check(versions.repo, before)
 
 
+@pytest.mark.parametrize("point", ["annotate.object", *REF_POINTS])
+def test_annotate_killed(point, versions, mvc_proc, nothing_lost) -> None:
+    """Killed while annotating: the annotation is recorded whole or not at all, once."""
+    before = snapshot(versions.repo)
+    args = ("annotate", "bert@v1.0.0", "--metric", "accuracy=0.91", "--note", "eval")
+    mvc_proc.crashes(*args, point=point, cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+    if "0.91" not in json.dumps(shown):
+        mvc_proc(*args, cwd=versions.root)
+        shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+    assert json.dumps(shown).count('"eval"') == 1, shown
+    nothing_lost.check(versions.repo, before)
+
+
 # --- checkout -------------------------------------------------------------------------------------
 
 
@@ -244,7 +259,10 @@ def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     assert on_remote.get("gpt branch main") == versions.ids["gpt@1"]
     assert on_remote.get("bert branch main") in (None, versions.ids["bert@3"])
 
-    mvc_proc("push", "origin", "bert", cwd=versions.root)
+    landed = _object_count(remote)
+    resumed = mvc_proc("push", "origin", "bert", "--json", cwd=versions.root).stdout
+    # The resume sends only what is missing: each object it sends is one the remote lacked.
+    assert json.loads(resumed)["transfer"]["objects_sent"] == _object_count(remote) - landed
     on_remote = _remote_complete(remote)
     local = _refs(versions.root)
     assert {k: v for k, v in on_remote.items() if k.startswith("bert ")} == {
@@ -252,6 +270,11 @@ def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
     }
     assert _tracked(versions.root, "origin") == on_remote  # what this store knows of origin
     nothing_lost.check(versions.repo, before)
+
+
+def _object_count(store_dir: pathlib.Path) -> int:
+    """Whole objects only: a killed writer's temp files (.tmp-*) are not objects."""
+    return sum(1 for p in (store_dir / "objects").rglob("*") if p.is_file() and p.name[0] != ".")
 
 
 def _tracked(root: str, remote: str) -> dict[str, str]:
@@ -333,7 +356,9 @@ def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_pa
         assert _pulled(fresh, wanted) == wanted
         assert not list(journal.iterdir())
     nothing_lost.check(repo, before)
-    mvc_proc("pull", "origin", "bert", cwd=fresh)
+    landed = _object_count(fresh / ".mvc")
+    resumed = mvc_proc("pull", "origin", "bert", "--json", cwd=fresh).stdout
+    assert json.loads(resumed)["transfer"]["objects_sent"] == _object_count(fresh / ".mvc") - landed
     assert _pulled(fresh, wanted) == wanted
     assert _tracked(str(fresh), "origin") == wanted
     for name in ("bert@1", "bert@2", "bert@3"):

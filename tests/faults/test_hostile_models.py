@@ -59,6 +59,16 @@ HOSTILE_HEADERS = {
     "shape-float": (_safetensors({"a": _t(shape=(2.0,))}, bytes(8)), "non-negative"),
     "size-mismatch": (_safetensors({"a": _t(shape=(3,), end=8)}, bytes(8)), "span"),
     "offsets-reversed": (_safetensors({"a": _t(begin=8, end=0)}, bytes(8)), "end before"),
+    "offset-negative": (
+        _safetensors({"a": _t(begin=-8, end=0), "b": _t(begin=0, end=8)}, bytes(8)),
+        "non-negative",
+    ),
+    "offset-bool": (_safetensors({"a": _t(begin=False, end=8)}, bytes(8)), "non-negative"),
+    "offset-float": (_safetensors({"a": _t(begin=0.0, end=8)}, bytes(8)), "non-negative"),
+    "overlap-contained": (
+        _safetensors({"a": _t(shape=(4,), end=16), "b": _t(begin=4, end=12)}, bytes(16)),
+        "overlap",
+    ),
     "deep-json": (_safetensors(b'{"__metadata__":' + b"[" * 200_000 + b"]" * 200_000 + b"}"), ""),
     "nan": (_safetensors(b'{"a":{"dtype":"F32","shape":[NaN],"data_offsets":[0,8]}}'), "NaN"),
     "nul-in-name": (_safetensors({"emb\u0000.weight": _t()}, bytes(8)), "control character"),

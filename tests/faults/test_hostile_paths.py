@@ -173,8 +173,11 @@ REMOTE_TREES = {
     "twins": ["Config.json", "config.json"],
     "reserved": ["aux.txt"],
     "trailing-dot": ["model."],
+    "trailing-space": ["config.json "],
+    "trailing-space-folder": ["weights /a.bin"],
     "zero-width": ["con\u200bfig.json"],
     "bidi": ["a\u202eb"],
+    "bidi-extension": ["model\u202egnp.exe"],
     "drive": ["C:/x"],
     "unc": ["//server/share/x"],
     "component-300-bytes": ["w/" + "a" * 300],
@@ -249,3 +252,21 @@ def test_a_path_too_long_for_the_file_system_is_a_clean_error(store, cli, make_m
     failed = cli("checkout", "bert", "--to", target, expect=1)
     assert "too long" in failed.stderr and "Traceback" not in failed.stderr
     assert "internal error" not in failed.stderr
+
+
+def test_a_too_long_name_given_to_any_command_is_named_with_the_right_advice(
+    store, cli, make_model, tmp_path
+):
+    """A 300-byte component in a path the user gives (commit, init, remote add) is a clean
+    error naming the path and saying to shorten it; the advice is not checkout's."""
+    long = "y" * 300
+    make_model("models/bert")
+    for args in (
+        ("commit", f"models/{long}", "--model", "bert", "-m", "x"),
+        ("init", str(tmp_path / long)),
+        ("remote", "add", "far", f"file://{tmp_path / long}"),
+    ):
+        failed = cli(*args, expect=1)
+        assert "too long" in failed.stderr and long in failed.stderr, args
+        assert "check out" not in failed.stderr and "shorter" in failed.stderr, args
+        assert "Traceback" not in failed.stderr
