@@ -609,6 +609,7 @@ def _push_objects(
         # A bare remote is written only by transfers (children first), so an object there
         # has its closure; a working store may hold fetched metadata without its data.
         trust_destination=not _is_working_store(remote.storage),
+        trust_source_checksums=True,  # this store's objects entered it verified
         description=f"pushing to {remote.name}",
     )
 
