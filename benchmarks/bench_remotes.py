@@ -4,14 +4,19 @@ server, as ratios against baselines measured in the same run.
 
 Usage:
     python benchmarks/bench_remotes.py [--dir /tmp/mvc-bench] [--work /tmp/mvc-bench-remotes]
-                                       [--reps 3] [--jobs N] [--skip s3] [--json]
+                                       [--reps 3] [--jobs N] [--json]
+                                       [--skip s3 clone finetune pull20]
 
 What it measures (issue 4, "Performance"); every timed step is a subprocess of ``mvc``:
 
-    push      `mvc push` of the ~1 GiB model (one version) to a new file:// remote, median of
-              --reps, vs `cp -r` of the store's objects folder (target <= 1.5x). For information
-              also with core.fsync=false (cp -r does not fsync) and `cp -r` + `sync`.
+    push      `mvc push` of the ~1 GiB model (one version) to a new file:// remote vs `cp -r` of
+              the store's objects folder (target <= 1.5x), in --reps interleaved rounds (cp,
+              push, push with core.fsync=false, cp -r + sync): medians, and each round's ratio
+              (median and range). cp -r does not fsync; the `cp -r + sync` line compares with
+              the same durability.
     noop      a second push with nothing new (target <= 1 s).
+    clone     `mvc clone` of that remote into a new store (no checkout) vs `cp -r` of the
+              remote's objects folder, interleaved (target <= 1.5x).
     finetune  push of a fine-tuned version (the LM head and the last two layers changed in their
               low bits) whose base is on the remote: bytes sent vs the file's size.
     pull20    a ~128 MiB model with 20 versions (each changes a quarter of its tensors) on the
@@ -95,13 +100,30 @@ def render(results: Sequence[Result]) -> str:
 # --- running things -------------------------------------------------------------------------------
 
 
+def user_env() -> dict[str, str]:
+    """A user's environment: no MVC_DIR, and Python caches bytecode (some sandboxes set
+    PYTHONDONTWRITEBYTECODE, which would recompile mvc's modules on every start)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MVC_DIR", "PYTHONDONTWRITEBYTECODE")}
+
+
 def run(argv: Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        list(argv), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True
+        list(argv), cwd=cwd, env={**user_env(), **(env or {})}, capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
     return done.stdout
+
+
+def spread(values: Sequence[float], baselines: Sequence[float]) -> str:
+    """The ratio of each round (value / that round's baseline): median and range."""
+    ratios = sorted(v / b for v, b in zip(values, baselines, strict=True) if b)
+    if not ratios:
+        return ""
+    return (
+        f"per-round ratio median {statistics.median(ratios):.2f}x, "
+        f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} rounds"
+    )
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -110,8 +132,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
+def mvc_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mvc", *args]
+
+
 def mvc(store: str, *args: str, env: dict[str, str] | None = None) -> str:
-    return run([sys.executable, "-m", "mvc", "-C", store, *args], env=env)
+    return run(mvc_argv("-C", store, *args), env=env)
 
 
 def mvc_json(store: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, Any]:
@@ -307,7 +333,7 @@ class Bench:
         mvc(src, "tag", "big", "v1.0.0")
         return src
 
-    def push_file(self, src: str) -> None:
+    def push_file(self, src: str, *, clone: bool = True) -> None:
         objects = os.path.join(src, ".mvc", "objects")
         size = tree_bytes(objects) / MIB
         remote = os.path.join(self.work, "remote-file")
@@ -332,14 +358,19 @@ class Bench:
             settle(objects)
             argv = ["sh", "-c", f"cp -r {objects} {target}" + (" && sync" if sync else "")]
             seconds, _ = timed(lambda: run(argv))
+            remove(target)
             return seconds
 
-        cps = [cp(False) for _ in range(self.reps)]
-        pushes = [push() for _ in range(self.reps)]
-        no_fsync = [push({"MVC_CORE_FSYNC": "false"}) for _ in range(self.reps)]
-        cp_syncs = [cp(True) for _ in range(self.reps)]
+        # Interleaved rounds: a busy spell of the shared machine hits the baseline and mvc
+        # alike, and each round's ratio is reported (median and range).
+        cps, pushes, no_fsync, cp_syncs = [], [], [], []
+        for _ in range(self.reps):
+            cps.append(cp(False))
+            pushes.append(push())
+            no_fsync.append(push({"MVC_CORE_FSYNC": "false"}))
+            cp_syncs.append(cp(True))
         base = statistics.median(cps)
-        note = f"{size:.0f} MiB of objects"
+        note = f"{size:.0f} MiB of objects; {spread(pushes, cps)}"
         self.add(
             Result(
                 "push file:// 1 GiB",
@@ -361,17 +392,19 @@ class Bench:
                 base,
                 None,
                 no_fsync,
+                spread(no_fsync, cps),
             )
         )
         self.add(
             Result(
-                "cp -r + sync (information)",
-                statistics.median(cp_syncs),
+                "push file:// vs cp -r + sync",
+                statistics.median(pushes),
                 "s",
-                "cp -r",
-                base,
+                "cp -r + sync",
+                statistics.median(cp_syncs),
                 None,
                 cp_syncs,
+                f"durability on both sides; {spread(pushes, cp_syncs)}",
             )
         )
         # The remote holds the model now (the last push): a second push has nothing to send.
@@ -383,6 +416,37 @@ class Bench:
         self.add(
             Result(
                 "push file:// nothing new", statistics.median(noops), "s", None, None, 1.0, noops
+            )
+        )
+        if clone:
+            self.clone_file(remote)
+
+    def clone_file(self, remote: str) -> None:
+        """`mvc clone` of the folder remote the push made (every object pulled, no checkout)
+        vs `cp -r` of that remote's objects folder."""
+        objects = os.path.join(remote, "objects")
+        target = os.path.join(self.work, "clone")
+        copy = os.path.join(self.work, "cp-remote-objects")
+        cps, clones = [], []
+        for _ in range(self.reps):
+            remove(copy)
+            settle(objects)
+            cps.append(timed(lambda: run(["cp", "-r", objects, copy]))[0])
+            remove(copy)
+            remove(target)
+            settle(objects)
+            clones.append(timed(lambda: run(mvc_argv("clone", f"file://{remote}", target)))[0])
+        remove(target)
+        self.add(
+            Result(
+                "clone file:// 1 GiB",
+                statistics.median(clones),
+                "s",
+                "cp -r",
+                statistics.median(cps),
+                1.5,
+                clones,
+                f"no checkout; {spread(clones, cps)}",
             )
         )
 
@@ -495,16 +559,20 @@ class Bench:
         os.makedirs(self.work, exist_ok=True)
         corpus = ensure_corpus(self.args.dir, BigSpec())
         skip = set(self.args.skip or [])
+        run(mvc_argv("--version"))  # untimed: Python's bytecode cache is warm, as when installed
         self.log("preparing the 1 GiB store…")
         src = self.prepare_big(corpus)
-        self.push_file(src)
+        self.push_file(src, clone="clone" not in skip)
         remotes = ["file"]
         server: Any = moto_server() if "s3" not in skip else _nothing()
         with server as env:
             if env is not None:
                 self.push_s3(src, env)
                 remotes.append("s3")
-            self.finetune(src, remotes)
+            if "finetune" not in skip:
+                self.finetune(src, remotes)
+            if "pull20" in skip:
+                return
             self.log("preparing 20 versions…")
             twenty = self.prepare_twenty()
             remove(os.path.join(self.work, "remote20"))
@@ -527,7 +595,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/mvc-bench-remotes", help="stores and remotes")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=None, help="--jobs for mvc (default: config)")
-    parser.add_argument("--skip", nargs="*", choices=["s3"])
+    parser.add_argument("--skip", nargs="*", choices=["s3", "clone", "finetune", "pull20"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bench = Bench(args)
