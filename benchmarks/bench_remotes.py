@@ -18,7 +18,9 @@ What it measures (issue 4, "Performance"); every timed step is a subprocess of `
     clone     `mvc clone` of that remote into a new store (no checkout) vs `cp -r` of the
               remote's objects folder, interleaved (target <= 1.5x).
     finetune  push of a fine-tuned version (the LM head and the last two layers changed in their
-              low bits) whose base is on the remote: bytes sent vs the file's size.
+              low bits) whose base is on the remote: bytes sent vs the file's size and the time,
+              with push.repack=false (the chunks as committed) and with the default (deltas
+              made before sending).
     pull20    a ~128 MiB model with 20 versions (each changes a quarter of its tensors) on the
               remote; `mvc pull` of one tagged version into a new store: objects and bytes sent
               vs that version's own objects, and vs everything on the remote.
@@ -497,12 +499,21 @@ class Bench:
         mvc(src, "commit", "big", "-m", "fine-tune: head and last two layers")
         mvc(src, "tag", "big", "v1.1.0")
         size = os.path.getsize(path)
-        for remote in remotes:
-            seconds, out = mvc_json(src, "push", remote, "big@v1.1.0", *self.jobs_args())
+        # push.repack=false first (it leaves this store as committed), into a copy of the
+        # remote as it was; then the default, which makes deltas here and sends them.
+        plain = os.path.join(self.work, "remote-file-plain")
+        remove(plain)
+        shutil.copytree(os.path.join(self.work, "remote-file"), plain)
+        mvc(src, "remote", "add", "plain", f"file://{plain}")
+        for remote in ["plain", *remotes]:
+            settle(os.path.join(src, ".mvc", "objects"))
+            env = {"MVC_PUSH_REPACK": "false"} if remote == "plain" else None
+            seconds, out = mvc_json(src, "push", remote, "big@v1.1.0", *self.jobs_args(), env=env)
             sent = out["transfer"]["bytes_sent"]
+            label = "file, push.repack=false" if remote == "plain" else remote
             self.add(
                 Result(
-                    f"push fine-tune to {remote}: bytes sent",
+                    f"push fine-tune to {label}: bytes sent",
                     sent / MIB,
                     "MiB",
                     "file size",
@@ -512,6 +523,7 @@ class Bench:
                     f"{changed / MIB:.0f} MiB; {seconds:.2f} s",
                 )
             )
+        remove(plain)
 
     # 20 versions of a smaller model, one pulled
 

@@ -135,6 +135,18 @@ class _Node:
     size: int
     deps: set[ObjectId] = field(default_factory=set)
     expected: int | None = None  # a chunk's decoded size, from the manifest naming it
+    kind: str | None = None  # a metadata object's type
+
+
+@dataclass(frozen=True)
+class Sending:
+    """What a transfer is about to copy, handed to ``before_copy`` between planning and
+    copying. Chunks are read from the source only when they are copied, so the source may still
+    re-encode them (same ids) in between: what it stores then is what is sent."""
+
+    chunks: frozenset[ObjectId]
+    versions: tuple[ObjectId, ...]  # the versions sent, parents before children
+    at_destination: Callable[[ObjectId], bool]  # whether the destination holds an object
 
 
 def transfer(
@@ -151,8 +163,12 @@ def transfer(
     trust_source_checksums: bool = False,
     description: str = "transferring",
     flush_bytes: int = FLUSH_BYTES,
+    before_copy: Callable[[Sending], object] | None = None,
 ) -> TransferResult:
     """Copy to ``dest`` what ``roots`` need under ``want`` and ``dest`` lacks.
+
+    ``before_copy`` is called once, when there is something to copy, with what will be sent
+    (push re-encodes those chunks as deltas there: ``ops.push_repack``).
 
     ``flush_bytes``: on a local destination, writes are made durable and visible in rounds of
     about this many bytes (one round of fsyncs each): the granularity an interrupted transfer
@@ -182,7 +198,7 @@ def transfer(
         trust_source_checksums=trust_source_checksums,
         flush_bytes=flush_bytes,
     )
-    return run.run([ObjectId(r) for r in roots], description)
+    return run.run([ObjectId(r) for r in roots], description, before_copy)
 
 
 class _Transfer:
@@ -223,13 +239,20 @@ class _Transfer:
 
     # --- the whole run ------------------------------------------------------------------------
 
-    def run(self, roots: list[ObjectId], description: str) -> TransferResult:
+    def run(
+        self,
+        roots: list[ObjectId],
+        description: str,
+        before_copy: Callable[[Sending], object] | None = None,
+    ) -> TransferResult:
         started = time.monotonic()
         for root in roots:
             if not is_object_id(root):
                 raise CorruptObject(f"{self.source_label} names {root[:80]!r}, not an object id")
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mvc-transfer") as pool:
             self._walk(pool, roots)
+            if self.plan and before_copy is not None:
+                before_copy(self._sending())
             if self.plan:
                 self.objects_total = len(self.plan)
                 self.progress.start(description, sum(n.size for n in self.plan.values()))
@@ -243,6 +266,13 @@ class _Transfer:
                     self.progress.finish()
         self.result.duration = time.monotonic() - started
         return self.result
+
+    def _sending(self) -> Sending:
+        nodes = list(self.plan.values())
+        # The walk meets children before parents: reversed, parents come first.
+        versions = tuple(n.oid for n in reversed(nodes) if n.kind == "version")
+        chunks = frozenset(n.oid for n in nodes if n.stored is None)
+        return Sending(chunks, versions, self._present)
 
     # --- planning: what is missing, and what each missing object needs first ------------------
 
@@ -295,7 +325,7 @@ class _Transfer:
         base = self._delta_base(oid, stored)
         if base is not None:
             edges.append(_Item(base, DATA, False, 0, f"delta {short(oid)}"))
-        self._add(_Node(oid, stored, len(stored), {e.oid for e in edges}))
+        self._add(_Node(oid, stored, len(stored), {e.oid for e in edges}, kind=value["type"]))
         return edges
 
     def _edges(self, oid: ObjectId, value: dict[str, Any], mode: int) -> list[_Item]:
