@@ -187,14 +187,20 @@ def new_store(path: str) -> str:
 # --- model edits ----------------------------------------------------------------------------------
 
 
-def patch_tensors(path: str, names: Callable[[str], bool], salt: int) -> int:
-    """Flip low-order bits of the chosen tensors in place (a fine-tune's small changes)."""
+def patch_tensors(
+    path: str, names: Callable[[str], bool], salt: int, *, noise: bool = False
+) -> int:
+    """Flip low-order bits of the chosen tensors in place (a fine-tune's small changes): the
+    lowest mantissa byte of every element XOR'd with ``salt``, or with ``noise`` replaced by
+    random bits (a delta then keeps a random stream per element, as a real fine-tune's does;
+    a constant XOR would make the delta almost nothing)."""
     import numpy as np
 
     from mvc.formats.safetensors import read_header
 
     header = read_header(path)
     changed = 0
+    rng = np.random.default_rng(salt)
     with open(path, "r+b") as handle:
         for tensor in header.tensors:
             if not names(tensor.name):
@@ -202,7 +208,11 @@ def patch_tensors(path: str, names: Callable[[str], bool], salt: int) -> int:
             handle.seek(tensor.start)
             data = np.frombuffer(handle.read(tensor.nbytes), dtype=np.uint8).copy()
             width = 2 if tensor.dtype in ("BF16", "F16") else 4
-            data[::width] ^= np.uint8(1 + salt % 255)  # the lowest mantissa byte
+            if noise:
+                low = data[::width]
+                data[::width] = rng.integers(0, 256, low.size, dtype=np.uint8)
+            else:
+                data[::width] ^= np.uint8(1 + salt % 255)  # the lowest mantissa byte
             handle.seek(tensor.start)
             handle.write(data.tobytes())
             changed += tensor.nbytes
@@ -495,7 +505,7 @@ class Bench:
         path = os.path.join(src, "big", WEIGHTS)
         last = layer_count(path) - 1
         chosen = ("lm_head.", f"model.layers.{last}.", f"model.layers.{last - 1}.")
-        changed = patch_tensors(path, lambda name: name.startswith(chosen), salt=7)
+        changed = patch_tensors(path, lambda name: name.startswith(chosen), salt=7, noise=True)
         mvc(src, "commit", "big", "-m", "fine-tune: head and last two layers")
         mvc(src, "tag", "big", "v1.1.0")
         size = os.path.getsize(path)
