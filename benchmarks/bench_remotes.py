@@ -4,16 +4,23 @@ server, as ratios against baselines measured in the same run.
 
 Usage:
     python benchmarks/bench_remotes.py [--dir /tmp/mvc-bench] [--work /tmp/mvc-bench-remotes]
-                                       [--reps 3] [--jobs N] [--skip s3] [--json]
+                                       [--reps 3] [--jobs N] [--json]
+                                       [--skip s3 clone finetune pull20]
 
 What it measures (issue 4, "Performance"); every timed step is a subprocess of ``mvc``:
 
-    push      `mvc push` of the ~1 GiB model (one version) to a new file:// remote, median of
-              --reps, vs `cp -r` of the store's objects folder (target <= 1.5x). For information
-              also with core.fsync=false (cp -r does not fsync) and `cp -r` + `sync`.
+    push      `mvc push` of the ~1 GiB model (one version) to a new file:// remote vs `cp -r` of
+              the store's objects folder (target <= 1.5x), in --reps interleaved rounds (cp,
+              push, push with core.fsync=false, cp -r + sync): medians, and each round's ratio
+              (median and range). cp -r does not fsync; the `cp -r + sync` line compares with
+              the same durability.
     noop      a second push with nothing new (target <= 1 s).
+    clone     `mvc clone` of that remote into a new store (no checkout) vs `cp -r` of the
+              remote's objects folder, interleaved (target <= 1.5x).
     finetune  push of a fine-tuned version (the LM head and the last two layers changed in their
-              low bits) whose base is on the remote: bytes sent vs the file's size.
+              low bits) whose base is on the remote: bytes sent vs the file's size and the time,
+              with push.repack=false (the chunks as committed) and with the default (deltas
+              made before sending).
     pull20    a ~128 MiB model with 20 versions (each changes a quarter of its tensors) on the
               remote; `mvc pull` of one tagged version into a new store: objects and bytes sent
               vs that version's own objects, and vs everything on the remote.
@@ -95,13 +102,30 @@ def render(results: Sequence[Result]) -> str:
 # --- running things -------------------------------------------------------------------------------
 
 
+def user_env() -> dict[str, str]:
+    """A user's environment: no MVC_DIR, and Python caches bytecode (some sandboxes set
+    PYTHONDONTWRITEBYTECODE, which would recompile mvc's modules on every start)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MVC_DIR", "PYTHONDONTWRITEBYTECODE")}
+
+
 def run(argv: Sequence[str], *, cwd: str | None = None, env: dict[str, str] | None = None) -> str:
     done = subprocess.run(
-        list(argv), cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True
+        list(argv), cwd=cwd, env={**user_env(), **(env or {})}, capture_output=True, text=True
     )
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({done.returncode}):\n{done.stderr}")
     return done.stdout
+
+
+def spread(values: Sequence[float], baselines: Sequence[float]) -> str:
+    """The ratio of each round (value / that round's baseline): median and range."""
+    ratios = sorted(v / b for v, b in zip(values, baselines, strict=True) if b)
+    if not ratios:
+        return ""
+    return (
+        f"per-round ratio median {statistics.median(ratios):.2f}x, "
+        f"range {ratios[0]:.2f}-{ratios[-1]:.2f}x over {len(ratios)} rounds"
+    )
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -110,8 +134,12 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
+def mvc_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mvc", *args]
+
+
 def mvc(store: str, *args: str, env: dict[str, str] | None = None) -> str:
-    return run([sys.executable, "-m", "mvc", "-C", store, *args], env=env)
+    return run(mvc_argv("-C", store, *args), env=env)
 
 
 def mvc_json(store: str, *args: str, env: dict[str, str] | None = None) -> tuple[float, Any]:
@@ -159,14 +187,20 @@ def new_store(path: str) -> str:
 # --- model edits ----------------------------------------------------------------------------------
 
 
-def patch_tensors(path: str, names: Callable[[str], bool], salt: int) -> int:
-    """Flip low-order bits of the chosen tensors in place (a fine-tune's small changes)."""
+def patch_tensors(
+    path: str, names: Callable[[str], bool], salt: int, *, noise: bool = False
+) -> int:
+    """Flip low-order bits of the chosen tensors in place (a fine-tune's small changes): the
+    lowest mantissa byte of every element XOR'd with ``salt``, or with ``noise`` replaced by
+    random bits (a delta then keeps a random stream per element, as a real fine-tune's does;
+    a constant XOR would make the delta almost nothing)."""
     import numpy as np
 
     from mvc.formats.safetensors import read_header
 
     header = read_header(path)
     changed = 0
+    rng = np.random.default_rng(salt)
     with open(path, "r+b") as handle:
         for tensor in header.tensors:
             if not names(tensor.name):
@@ -174,7 +208,11 @@ def patch_tensors(path: str, names: Callable[[str], bool], salt: int) -> int:
             handle.seek(tensor.start)
             data = np.frombuffer(handle.read(tensor.nbytes), dtype=np.uint8).copy()
             width = 2 if tensor.dtype in ("BF16", "F16") else 4
-            data[::width] ^= np.uint8(1 + salt % 255)  # the lowest mantissa byte
+            if noise:
+                low = data[::width]
+                data[::width] = rng.integers(0, 256, low.size, dtype=np.uint8)
+            else:
+                data[::width] ^= np.uint8(1 + salt % 255)  # the lowest mantissa byte
             handle.seek(tensor.start)
             handle.write(data.tobytes())
             changed += tensor.nbytes
@@ -307,7 +345,7 @@ class Bench:
         mvc(src, "tag", "big", "v1.0.0")
         return src
 
-    def push_file(self, src: str) -> None:
+    def push_file(self, src: str, *, clone: bool = True) -> None:
         objects = os.path.join(src, ".mvc", "objects")
         size = tree_bytes(objects) / MIB
         remote = os.path.join(self.work, "remote-file")
@@ -332,14 +370,19 @@ class Bench:
             settle(objects)
             argv = ["sh", "-c", f"cp -r {objects} {target}" + (" && sync" if sync else "")]
             seconds, _ = timed(lambda: run(argv))
+            remove(target)
             return seconds
 
-        cps = [cp(False) for _ in range(self.reps)]
-        pushes = [push() for _ in range(self.reps)]
-        no_fsync = [push({"MVC_CORE_FSYNC": "false"}) for _ in range(self.reps)]
-        cp_syncs = [cp(True) for _ in range(self.reps)]
+        # Interleaved rounds: a busy spell of the shared machine hits the baseline and mvc
+        # alike, and each round's ratio is reported (median and range).
+        cps, pushes, no_fsync, cp_syncs = [], [], [], []
+        for _ in range(self.reps):
+            cps.append(cp(False))
+            pushes.append(push())
+            no_fsync.append(push({"MVC_CORE_FSYNC": "false"}))
+            cp_syncs.append(cp(True))
         base = statistics.median(cps)
-        note = f"{size:.0f} MiB of objects"
+        note = f"{size:.0f} MiB of objects; {spread(pushes, cps)}"
         self.add(
             Result(
                 "push file:// 1 GiB",
@@ -361,17 +404,19 @@ class Bench:
                 base,
                 None,
                 no_fsync,
+                spread(no_fsync, cps),
             )
         )
         self.add(
             Result(
-                "cp -r + sync (information)",
-                statistics.median(cp_syncs),
+                "push file:// vs cp -r + sync",
+                statistics.median(pushes),
                 "s",
-                "cp -r",
-                base,
+                "cp -r + sync",
+                statistics.median(cp_syncs),
                 None,
                 cp_syncs,
+                f"durability on both sides; {spread(pushes, cp_syncs)}",
             )
         )
         # The remote holds the model now (the last push): a second push has nothing to send.
@@ -383,6 +428,37 @@ class Bench:
         self.add(
             Result(
                 "push file:// nothing new", statistics.median(noops), "s", None, None, 1.0, noops
+            )
+        )
+        if clone:
+            self.clone_file(remote)
+
+    def clone_file(self, remote: str) -> None:
+        """`mvc clone` of the folder remote the push made (every object pulled, no checkout)
+        vs `cp -r` of that remote's objects folder."""
+        objects = os.path.join(remote, "objects")
+        target = os.path.join(self.work, "clone")
+        copy = os.path.join(self.work, "cp-remote-objects")
+        cps, clones = [], []
+        for _ in range(self.reps):
+            remove(copy)
+            settle(objects)
+            cps.append(timed(lambda: run(["cp", "-r", objects, copy]))[0])
+            remove(copy)
+            remove(target)
+            settle(objects)
+            clones.append(timed(lambda: run(mvc_argv("clone", f"file://{remote}", target)))[0])
+        remove(target)
+        self.add(
+            Result(
+                "clone file:// 1 GiB",
+                statistics.median(clones),
+                "s",
+                "cp -r",
+                statistics.median(cps),
+                1.5,
+                clones,
+                f"no checkout; {spread(clones, cps)}",
             )
         )
 
@@ -429,16 +505,25 @@ class Bench:
         path = os.path.join(src, "big", WEIGHTS)
         last = layer_count(path) - 1
         chosen = ("lm_head.", f"model.layers.{last}.", f"model.layers.{last - 1}.")
-        changed = patch_tensors(path, lambda name: name.startswith(chosen), salt=7)
+        changed = patch_tensors(path, lambda name: name.startswith(chosen), salt=7, noise=True)
         mvc(src, "commit", "big", "-m", "fine-tune: head and last two layers")
         mvc(src, "tag", "big", "v1.1.0")
         size = os.path.getsize(path)
-        for remote in remotes:
-            seconds, out = mvc_json(src, "push", remote, "big@v1.1.0", *self.jobs_args())
+        # push.repack=false first (it leaves this store as committed), into a copy of the
+        # remote as it was; then the default, which makes deltas here and sends them.
+        plain = os.path.join(self.work, "remote-file-plain")
+        remove(plain)
+        shutil.copytree(os.path.join(self.work, "remote-file"), plain)
+        mvc(src, "remote", "add", "plain", f"file://{plain}")
+        for remote in ["plain", *remotes]:
+            settle(os.path.join(src, ".mvc", "objects"))
+            env = {"MVC_PUSH_REPACK": "false"} if remote == "plain" else None
+            seconds, out = mvc_json(src, "push", remote, "big@v1.1.0", *self.jobs_args(), env=env)
             sent = out["transfer"]["bytes_sent"]
+            label = "file, push.repack=false" if remote == "plain" else remote
             self.add(
                 Result(
-                    f"push fine-tune to {remote}: bytes sent",
+                    f"push fine-tune to {label}: bytes sent",
                     sent / MIB,
                     "MiB",
                     "file size",
@@ -448,6 +533,7 @@ class Bench:
                     f"{changed / MIB:.0f} MiB; {seconds:.2f} s",
                 )
             )
+        remove(plain)
 
     # 20 versions of a smaller model, one pulled
 
@@ -495,16 +581,20 @@ class Bench:
         os.makedirs(self.work, exist_ok=True)
         corpus = ensure_corpus(self.args.dir, BigSpec())
         skip = set(self.args.skip or [])
+        run(mvc_argv("--version"))  # untimed: Python's bytecode cache is warm, as when installed
         self.log("preparing the 1 GiB store…")
         src = self.prepare_big(corpus)
-        self.push_file(src)
+        self.push_file(src, clone="clone" not in skip)
         remotes = ["file"]
         server: Any = moto_server() if "s3" not in skip else _nothing()
         with server as env:
             if env is not None:
                 self.push_s3(src, env)
                 remotes.append("s3")
-            self.finetune(src, remotes)
+            if "finetune" not in skip:
+                self.finetune(src, remotes)
+            if "pull20" in skip:
+                return
             self.log("preparing 20 versions…")
             twenty = self.prepare_twenty()
             remove(os.path.join(self.work, "remote20"))
@@ -527,7 +617,7 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/mvc-bench-remotes", help="stores and remotes")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=None, help="--jobs for mvc (default: config)")
-    parser.add_argument("--skip", nargs="*", choices=["s3"])
+    parser.add_argument("--skip", nargs="*", choices=["s3", "clone", "finetune", "pull20"])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     bench = Bench(args)

@@ -95,6 +95,12 @@ KEYS: dict[str, Key] = {
         256 << 20,
         "bytes a push or pull writes between rounds of fsyncs (what a rerun resumes from)",
     ),
+    "push.repack": Key(
+        _parse_bool,
+        True,
+        "before a push, store the chunks it sends as deltas of their parents' where smaller "
+        "(the remote receives the compact form)",
+    ),
     "gc.grace": Key(_parse_duration, 2 * 3600.0, "age below which unreachable objects are kept"),
     "gc.repack": Key(_parse_bool, True, "compress loose objects when gc runs"),
     "repack.auto": Key(

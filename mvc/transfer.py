@@ -20,9 +20,14 @@ Invariants:
   the walk stops there (``trust_destination``) and an interrupted transfer, run again, copies only
   what is still missing. A local store may hold metadata without chunk data (fetched versions),
   so there the walk still looks below present metadata for missing chunks.
-- **Verified before written.** Every object is decoded and hashed against its id before it
-  enters the destination; metadata is also decoded as its type, so a tree with an unsafe path or
-  a malformed id never gets in. A mismatch is ``CorruptObject`` naming the source and the object.
+- **Verified before written.** Every object is verified before it enters the destination: a
+  raw chunk is hashed against its id; a compressed one is decoded and hashed against its id,
+  except from this machine's own store (``trust_source_checksums``: push), where its
+  stored-bytes checksum ``sb3`` is checked instead and its header must agree with its length
+  and its manifest's size. Metadata is always decoded as its type, so a tree with an unsafe
+  path or a malformed id never gets in. Between two local folders a chunk is copied in the
+  kernel (``copy_file_range``) and the copy is hashed as it landed, mapped, before it gets its
+  name. A mismatch is ``CorruptObject`` naming the source and the object.
 - **Nothing partial is visible.** Storages write atomically; at most ``jobs`` objects are held in
   memory at once (objects are at most a chunk, 16 MiB, big).
 - **Only verified ids are followed.** Ids come from validated refs or verified metadata.
@@ -30,6 +35,7 @@ Invariants:
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -53,6 +59,7 @@ from mvc.objects import (
     history_ids,
 )
 from mvc.progress import NullProgress, Progress
+from mvc.storage.base import Buffer
 from mvc.store import ObjectStore, object_key
 
 #: Walk modes: metadata only, or metadata and data.
@@ -62,6 +69,8 @@ DATA = 2
 SMALL_FILE = 64 * 1024
 #: How much of a remote object is read to check its length against its envelope header.
 _HEAD_PROBE = 64 * 1024
+#: A raw envelope's header fits in this many bytes (longer ones are read in a second step).
+_RAW_HEAD = 4096
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,18 @@ class _Node:
     size: int
     deps: set[ObjectId] = field(default_factory=set)
     expected: int | None = None  # a chunk's decoded size, from the manifest naming it
+    kind: str | None = None  # a metadata object's type
+
+
+@dataclass(frozen=True)
+class Sending:
+    """What a transfer is about to copy, handed to ``before_copy`` between planning and
+    copying. Chunks are read from the source only when they are copied, so the source may still
+    re-encode them (same ids) in between: what it stores then is what is sent."""
+
+    chunks: frozenset[ObjectId]
+    versions: tuple[ObjectId, ...]  # the versions sent, parents before children
+    at_destination: Callable[[ObjectId], bool]  # whether the destination holds an object
 
 
 def transfer(
@@ -139,18 +160,30 @@ def transfer(
     source_label: str = "the source",
     missing_hint: str | None = None,
     trust_destination: bool = False,
+    trust_source_checksums: bool = False,
     description: str = "transferring",
     flush_bytes: int = FLUSH_BYTES,
+    before_copy: Callable[[Sending], object] | None = None,
 ) -> TransferResult:
     """Copy to ``dest`` what ``roots`` need under ``want`` and ``dest`` lacks.
+
+    ``before_copy`` is called once, when there is something to copy, with what will be sent
+    (push re-encodes those chunks as deltas there: ``ops.push_repack``).
 
     ``flush_bytes``: on a local destination, writes are made durable and visible in rounds of
     about this many bytes (one round of fsyncs each): the granularity an interrupted transfer
     resumes from.
 
     ``trust_destination``: an object present at ``dest`` has everything it needs there too (true
-    of remotes, which only transfers write), so the walk stops at it. ``source_label`` names
-    the source in errors ("remote origin (s3://…)"); ``missing_hint`` is the hint when the
+    of remotes, which only transfers write), so the walk stops at it.
+
+    ``trust_source_checksums``: the source is this machine's own store, whose objects entered
+    it verified, so a compressed envelope from it is verified by its stored-bytes checksum
+    (``sb3``: every payload byte hashed, nothing decoded, no delta base read) instead of being
+    decoded and hashed against its id. Never for a remote, which could pair any payload with a
+    matching checksum.
+
+    ``source_label`` names the source in errors ("remote origin (s3://…)"); ``missing_hint`` is the hint when the
     source lacks an object.
     """
     run = _Transfer(
@@ -162,9 +195,10 @@ def transfer(
         source_label=source_label,
         missing_hint=missing_hint,
         trust_destination=trust_destination,
+        trust_source_checksums=trust_source_checksums,
         flush_bytes=flush_bytes,
     )
-    return run.run([ObjectId(r) for r in roots], description)
+    return run.run([ObjectId(r) for r in roots], description, before_copy)
 
 
 class _Transfer:
@@ -179,6 +213,7 @@ class _Transfer:
         source_label: str,
         missing_hint: str | None,
         trust_destination: bool,
+        trust_source_checksums: bool,
         flush_bytes: int,
     ) -> None:
         self.source = source
@@ -189,6 +224,7 @@ class _Transfer:
         self.source_label = source_label
         self.missing_hint = missing_hint
         self.trust_destination = trust_destination
+        self.trust_source_checksums = trust_source_checksums
         # Deltas are verified with bases from the local side: a pull checks against the bases
         # it already received; a push reads bases from its own disk instead of the network.
         self.verifier = dest if dest.storage.local_root() is not None else source
@@ -203,13 +239,20 @@ class _Transfer:
 
     # --- the whole run ------------------------------------------------------------------------
 
-    def run(self, roots: list[ObjectId], description: str) -> TransferResult:
+    def run(
+        self,
+        roots: list[ObjectId],
+        description: str,
+        before_copy: Callable[[Sending], object] | None = None,
+    ) -> TransferResult:
         started = time.monotonic()
         for root in roots:
             if not is_object_id(root):
                 raise CorruptObject(f"{self.source_label} names {root[:80]!r}, not an object id")
         with ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="mvc-transfer") as pool:
             self._walk(pool, roots)
+            if self.plan and before_copy is not None:
+                before_copy(self._sending())
             if self.plan:
                 self.objects_total = len(self.plan)
                 self.progress.start(description, sum(n.size for n in self.plan.values()))
@@ -223,6 +266,13 @@ class _Transfer:
                     self.progress.finish()
         self.result.duration = time.monotonic() - started
         return self.result
+
+    def _sending(self) -> Sending:
+        nodes = list(self.plan.values())
+        # The walk meets children before parents: reversed, parents come first.
+        versions = tuple(n.oid for n in reversed(nodes) if n.kind == "version")
+        chunks = frozenset(n.oid for n in nodes if n.stored is None)
+        return Sending(chunks, versions, self._present)
 
     # --- planning: what is missing, and what each missing object needs first ------------------
 
@@ -275,7 +325,7 @@ class _Transfer:
         base = self._delta_base(oid, stored)
         if base is not None:
             edges.append(_Item(base, DATA, False, 0, f"delta {short(oid)}"))
-        self._add(_Node(oid, stored, len(stored), {e.oid for e in edges}))
+        self._add(_Node(oid, stored, len(stored), {e.oid for e in edges}, kind=value["type"]))
         return edges
 
     def _edges(self, oid: ObjectId, value: dict[str, Any], mode: int) -> list[_Item]:
@@ -452,47 +502,140 @@ class _Transfer:
         if node.stored is not None:
             self._write(node.oid, node.stored, chunk=False)
         elif node.oid not in self.done:
-            stored = self._read_source(node.oid, "a file", node.expected)
-            self._receive(node.oid, stored, (), node.expected)
+            self._send_chunk(node.oid, node.expected, (), "a file")
         self.progress.advance(node.size)
         with self.lock:
             self.objects_done += 1
         self._report_objects()
 
+    def _send_chunk(
+        self, oid: ObjectId, size: int | None, chain: tuple[ObjectId, ...], needed_by: str
+    ) -> None:
+        """Verify and write one chunk, in the kernel where both sides are local folders."""
+        if not self._copy_in_kernel(oid, size, chain):
+            self._receive(oid, self._read_source(oid, needed_by, size), chain, size)
+
     def _receive(
         self, oid: ObjectId, stored: bytes, chain: tuple[ObjectId, ...], size: int | None = None
     ) -> None:
         """Verify and write a chunk; a delta's base goes first (read from the source if needed)."""
-        base = self._delta_base(oid, stored)
-        if base is not None and base not in self.done and not self._present(base):
-            if base in chain or len(chain) >= codec.MAX_DELTA_DEPTH:
-                raise self._damaged(oid, CorruptObject("its delta chain loops or is too long"))
-            self._receive(base, self._read_source(base, f"delta {short(oid)}"), (*chain, oid))
+        self._base_first(oid, self._delta_base(oid, stored), chain)
         self._verify(oid, stored, size)
         self._write(oid, stored, chunk=True)
+
+    def _base_first(
+        self, oid: ObjectId, base: ObjectId | None, chain: tuple[ObjectId, ...]
+    ) -> None:
+        """Children before parents: a delta's base is at the destination before the delta."""
+        if base is None or base in self.done or self._present(base):
+            return
+        if base in chain or len(chain) >= codec.MAX_DELTA_DEPTH:
+            raise self._damaged(oid, CorruptObject("its delta chain loops or is too long"))
+        self._send_chunk(base, None, (*chain, oid), f"delta {short(oid)}")
 
     def _verify(self, oid: ObjectId, stored: bytes, size: int | None) -> None:
         try:
             header, start = codec.read_header(stored)
             codec.check_size(header, size)
+            payload = memoryview(stored)[start:]
             if header["c"] == "raw":  # the common case: hash the payload in place, no copy
-                payload = memoryview(stored)[start:]
                 if header.get("n") != len(payload) or hash_bytes(payload) != oid:
                     raise CorruptObject("its content does not hash to its id")
+                return
+            checksum = self._checksum_to_trust(oid, header, len(payload))
+            if checksum is not None:
+                if blake3_of(payload) != checksum:
+                    raise CorruptObject("its stored bytes do not match their checksum (sb3)")
                 return
             self.verifier.decode_stored(oid, stored, size=size)
         except CorruptObject as exc:
             raise self._damaged(oid, exc) from exc
 
+    def _checksum_to_trust(self, oid: ObjectId, header: dict[str, Any], payload: int) -> str | None:
+        """The stored-bytes checksum (``sb3``) that verifies a compressed envelope from this
+        store without decoding it, once its header is checked to agree with its payload's
+        length; None where the envelope must be decoded instead: a source that is not this
+        machine's own store (a remote could pair any payload with its checksum), or no sb3.
+        The manifest's size is checked by the caller."""
+        checksum = header.get("sb3")
+        if not self.trust_source_checksums or not isinstance(checksum, str):
+            return None
+        length = codec.payload_length(header)
+        if length is not None and length != payload:
+            raise CorruptObject(f"its header says {length} stored bytes, it has {payload}")
+        if header["c"] == "delta":
+            base = codec.header_delta_base(header)
+            transform = header.get("x", "xor")
+            if base is None or not is_object_id(base[0]) or base[0] == oid:
+                raise CorruptObject("its delta base is not another object's id")
+            if transform not in codec.TRANSFORMS:
+                raise CorruptObject(f"its delta transform {transform!r} is unknown")
+        return checksum
+
+    def _copy_in_kernel(self, oid: ObjectId, size: int | None, chain: tuple[ObjectId, ...]) -> bool:
+        """Copy a chunk from a source folder into a destination folder with
+        ``copy_file_range`` and verify the copy as it landed (its bytes hashed in place,
+        mapped, never read into Python): a raw chunk against its id, a compressed one from this
+        store against its stored-bytes checksum. False (nothing done) where this does not
+        apply: the general path reads, verifies and reports."""
+        copier = self.dest.storage.kernel_copy()
+        key = object_key(oid)
+        path = self.source.storage.local_path(key)
+        if copier is None or path is None:
+            return False
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False  # absent (or archived elsewhere): the general path finds or reports it
+        try:
+            total = os.fstat(fd).st_size
+            head = _read_head(fd, total)
+            try:
+                header, start = codec.read_header(head)
+                codec.check_size(header, size)
+                if header["c"] == "raw":
+                    if header.get("n") != total - start:
+                        return False
+                    expected: str = oid
+                else:
+                    found = self._checksum_to_trust(oid, header, total - start)
+                    if found is None:
+                        return False
+                    expected = found
+            except CorruptObject:
+                return False  # the general path reads it and says what is wrong
+            base = codec.header_delta_base(header)
+            self._base_first(oid, ObjectId(base[0]) if base else None, chain)
+
+            def check(written: int) -> None:
+                if _mapped_digest(written, start, total - start) != expected:
+                    raise self._damaged(
+                        oid,
+                        CorruptObject(
+                            "its content does not hash to its id"
+                            if expected == oid
+                            else "its stored bytes do not match their checksum (sb3)"
+                        ),
+                    )
+
+            copier.write_from(key, head[:start], fd, start, total - start, check=check)
+        finally:
+            os.close(fd)
+        self._written(oid, total, chunk=True)
+        return True
+
     def _write(self, oid: ObjectId, stored: bytes, *, chunk: bool) -> None:
         self.dest.write_stored(oid, stored, verify=False)  # verified above
+        self._written(oid, len(stored), chunk=chunk)
+
+    def _written(self, oid: ObjectId, size: int, *, chunk: bool) -> None:
         crashpoint("transfer.object")
         with self.lock:
             self.done.add(oid)
             self.result.objects_sent += 1
-            self.result.bytes_sent += len(stored)
+            self.result.bytes_sent += size
             self.result.chunks_sent += int(chunk)
-            self.unflushed += len(stored)
+            self.unflushed += size
             flush = self.unflushed >= self.flush_bytes
             if flush:
                 self.unflushed = 0
@@ -503,3 +646,34 @@ class _Transfer:
         report: Callable[[int, int], None] | None = getattr(self.progress, "objects", None)
         if report is not None:
             report(self.objects_done, self.objects_total)
+
+
+def blake3_of(data: Buffer) -> str:
+    """blake3 on the calling thread: transfers already spread work over their workers."""
+    import blake3
+
+    return str(blake3.blake3(data, max_threads=1).hexdigest())
+
+
+def _read_head(fd: int, total: int) -> bytes:
+    """The first bytes of an object file: enough for its envelope header."""
+    head = os.pread(fd, min(total, _RAW_HEAD), 0)
+    if len(head) >= 8:
+        length = 8 + int.from_bytes(head[4:8], "little")
+        if len(head) < length <= min(total, 8 + codec.MAX_HEADER):
+            head = os.pread(fd, length, 0)
+    return head
+
+
+def _mapped_digest(fd: int, offset: int, length: int) -> str:
+    """blake3 of ``length`` bytes of an open file from ``offset``, mapped rather than read."""
+    import mmap
+
+    if length == 0:
+        return blake3_of(b"")
+    with mmap.mmap(fd, offset + length, access=mmap.ACCESS_READ) as mapped:
+        view = memoryview(mapped)
+        try:
+            return blake3_of(view[offset:])
+        finally:
+            view.release()

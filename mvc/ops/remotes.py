@@ -37,6 +37,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -62,6 +63,7 @@ from mvc.jsonshape import JsonShaped, Shape
 from mvc.lastuse import note_use
 from mvc.ops.channels import load_record
 from mvc.ops.lifecycle import deprecation_of
+from mvc.ops.push_repack import pack_for_push
 from mvc.ops.setup import init_store
 from mvc.ops.signing import require_signed
 from mvc.ops.status import folder_state
@@ -626,7 +628,10 @@ def _push_objects(
         # A bare remote is written only by transfers (children first), so an object there
         # has its closure; a working store may hold fetched metadata without its data.
         trust_destination=not _is_working_store(remote.storage),
+        trust_source_checksums=True,  # this store's objects entered it verified
         description=f"pushing to {remote.name}",
+        # The remote receives the compact form (ops/push_repack.py).
+        before_copy=partial(pack_for_push, repo) if repo.config.get("push.repack") else None,
     )
 
 

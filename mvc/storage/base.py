@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -153,8 +153,19 @@ class KernelCopyStorage(Protocol):
     blocks).
     """
 
-    def write_from(self, key: str, head: Buffer, fd: int, offset: int, length: int) -> None:
-        """``write(key, [head, <length bytes of fd at offset>])``, atomically like ``write``."""
+    def write_from(
+        self,
+        key: str,
+        head: Buffer,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        check: Callable[[int], None] | None = None,
+    ) -> None:
+        """``write(key, [head, <length bytes of fd at offset>])``, atomically like ``write``;
+        ``check(fd)`` runs on the written bytes (an fd open for reading) before they get their
+        name, and a check that raises leaves nothing behind."""
         ...
 
 

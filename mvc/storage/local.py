@@ -212,11 +212,13 @@ class LocalStorage(StorageBase):
         *,
         sync: bool = True,
         copy: tuple[int, int, int] | None = None,
+        check: Callable[[int], None] | None = None,
     ) -> str:
         folder = os.path.dirname(target)
         os.makedirs(folder, exist_ok=True)
         temp = os.path.join(folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # Readable too: ``check`` reads back what was written.
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             with os.fdopen(fd, "wb") as handle:
                 for part in parts:
@@ -224,6 +226,8 @@ class LocalStorage(StorageBase):
                 handle.flush()
                 if copy is not None:
                     copy_range(copy[0], handle.fileno(), copy[1], handle.tell(), copy[2])
+                if check is not None:
+                    check(handle.fileno())  # before any flush to disk: a refusal costs none
                 if self.fsync and sync:
                     os.fsync(handle.fileno())
                 elif self.fsync:
@@ -313,16 +317,35 @@ class LocalStorage(StorageBase):
     def write(self, key: str, parts: Iterable[Buffer]) -> None:
         self._write(key, parts, None)
 
-    def write_from(self, key: str, head: Buffer, fd: int, offset: int, length: int) -> None:
+    def write_from(
+        self,
+        key: str,
+        head: Buffer,
+        fd: int,
+        offset: int,
+        length: int,
+        *,
+        check: Callable[[int], None] | None = None,
+    ) -> None:
         """``write(key, [head, <length bytes of fd at offset>])``, the bytes copied in the kernel
-        (``copy_file_range``; a reflink where the file system shares blocks)."""
-        self._write(key, [head], (fd, offset, length))
+        (``copy_file_range``; a reflink where the file system shares blocks).
 
-    def _write(self, key: str, parts: Iterable[Buffer], copy: tuple[int, int, int] | None) -> None:
+        ``check`` is called with the written temp file (open for reading) before it is made
+        durable or given its name; when it raises, the temp file goes away and nothing is
+        written: a copy is verified as it landed, whatever happened to its source meanwhile."""
+        self._write(key, [head], (fd, offset, length), check)
+
+    def _write(
+        self,
+        key: str,
+        parts: Iterable[Buffer],
+        copy: tuple[int, int, int] | None,
+        check: Callable[[int], None] | None = None,
+    ) -> None:
         target = self.path(key)
         if self._pending is not None:
             try:
-                temp = self._write_temp(target, parts, sync=False, copy=copy)
+                temp = self._write_temp(target, parts, sync=False, copy=copy, check=check)
             except OSError as exc:
                 raise _disk_error(exc, key, self.root) from exc
             with self._pending_lock:
@@ -332,7 +355,7 @@ class LocalStorage(StorageBase):
                 _unlink_quietly(replaced)
             return
         try:
-            temp = self._write_temp(target, parts, copy=copy)
+            temp = self._write_temp(target, parts, copy=copy, check=check)
             try:
                 os.replace(temp, target)
             except BaseException:

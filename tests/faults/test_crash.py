@@ -440,6 +440,23 @@ def test_repack_making_deltas_killed(point, versions, mvc_proc, nothing_lost) ->
     assert again["deltas"] == 0 and again["compressed"] == 0
 
 
+def test_push_killed_while_making_deltas(versions, mvc_proc, nothing_lost, tmp_path) -> None:
+    """Killed between two of push's delta rewrites (push.repack), nothing is lost here and
+    the remote is untouched; run again, the push sends deltas and the remote reads back."""
+    remote = tmp_path / "remote"
+    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=versions.root)
+    mvc_proc("push", "origin", "bert", cwd=versions.root)
+    _with_fine_tunes(versions, mvc_proc)
+    before = snapshot(versions.repo)
+    mvc_proc.crashes("push", "origin", "bert", point="push.repack:2", cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    assert _remote_complete(remote).get("bert branch main") == versions.ids["bert@3"]
+    mvc_proc("push", "origin", "bert", cwd=versions.root)
+    nothing_lost.check(versions.repo, before)
+    on_remote = _remote_complete(remote)
+    assert on_remote["bert branch main"] == _refs(versions.root)["bert branch main"]
+
+
 def test_crash_hook_is_inert_without_its_variable(versions, mvc_proc) -> None:
     """The hook costs nothing and does nothing unless set (and a bad count means the 1st hit)."""
     from mvc import faults
