@@ -39,12 +39,13 @@ def object_key(oid: str) -> str:
 
 
 class ObjectStore:
+    # Ids written inside the open batch (set by ``batch``): a second writer of the same bytes
+    # (two files with equal content) skips them without a look at a file not under its name yet.
+    _batch_written: set[str] | None = None
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        # Ids written inside the open batch: a second writer of the same bytes (two files with
-        # equal content) skips them without a look at a file that is not under its name yet.
-        self._batch_written: set[str] | None = None
 
     # --- presence -----------------------------------------------------------------------------
 
