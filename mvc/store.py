@@ -76,6 +76,10 @@ class BaseCache:
 
 
 class ObjectStore:
+    # Ids written inside the open batch (set by ``batch``): a second writer of the same bytes
+    # (two files with equal content) skips them without a look at a file not under its name yet.
+    _batch_written: set[str] | None = None
+
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
         self._meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
@@ -158,8 +162,15 @@ class ObjectStore:
         (``LocalStorage.batch``: one round of fsyncs instead of one per object); elsewhere each
         write is durable on its own. Either way no object is visible before it is durable."""
         batching = self.storage.batching()
-        with batching.batch() if batching is not None else nullcontext():
+        if self._batch_written is not None:  # nested: joins the open batch
             yield
+            return
+        self._batch_written = set()
+        try:
+            with batching.batch() if batching is not None else nullcontext():
+                yield
+        finally:
+            self._batch_written = None  # a failed batch's objects are gone: forget them too
 
     def flush(self) -> None:
         """Inside ``batch``: make what was written so far durable and visible."""
@@ -183,23 +194,49 @@ class ObjectStore:
         kernel, when the storage can.
         """
         oid = oid or hash_bytes(data)
-        if not self.has_intact(oid):
-            parts = codec.encode(data, elem_width=elem_width, compress=compress)
-            # A raw envelope is [header, data]: the storage can copy data's bytes from source.
-            raw = len(parts) == 2 and parts[1] is data
-            copier = self.storage.kernel_copy() if source is not None and raw else None
-            if copier is not None and source is not None:
-                copier.write_from(object_key(oid), parts[0], source[0], source[1], len(data))
-                return oid
-            self.storage.write(object_key(oid), parts)
+        self.add_bytes(data, oid, elem_width=elem_width, compress=compress, source=source)
         return oid
+
+    def add_bytes(
+        self,
+        data: Buffer,
+        oid: ObjectId,
+        *,
+        elem_width: int | None = None,
+        compress: bool = False,
+        source: tuple[int, int] | None = None,
+    ) -> bool:
+        """``put_bytes`` for a caller that has hashed ``data`` to ``oid``: True when it was
+        written, False when it was present already (intact, or written in this batch)."""
+        if self._present(oid):
+            return False
+        parts = codec.encode(data, elem_width=elem_width, compress=compress)
+        # A raw envelope is [header, data]: the storage can copy data's bytes from source.
+        raw = len(parts) == 2 and parts[1] is data
+        copier = self.storage.kernel_copy() if source is not None and raw else None
+        if copier is not None and source is not None:
+            copier.write_from(object_key(oid), parts[0], source[0], source[1], len(data))
+        else:
+            self.storage.write(object_key(oid), parts)
+        self._written(oid)
+        return True
 
     def put_meta(self, obj: FileManifest | Tree | Version | dict[str, Any]) -> ObjectId:
         data = encode_object(obj)
         oid = hash_bytes(data)
-        if not self.has_intact(oid):
+        if not self._present(oid):
             self.storage.write(object_key(oid), codec.encode(data, compress=True, meta=True))
+            self._written(oid)
         return oid
+
+    def _present(self, oid: str) -> bool:
+        written = self._batch_written
+        return (written is not None and oid in written) or self.has_intact(oid)
+
+    def _written(self, oid: str) -> None:
+        written = self._batch_written
+        if written is not None:
+            written.add(oid)  # a set's add is atomic: writers on several threads share it
 
     def write_stored(self, oid: ObjectId, stored: bytes, *, verify: bool = True) -> None:
         """Store an envelope received from elsewhere, after checking it decodes to ``oid``."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import mmap
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext, suppress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,9 +29,15 @@ from mvc.worktree.scan import FileStat, ScannedFile, scan
 from mvc.worktree.statcache import StatCache
 
 if TYPE_CHECKING:
-    from mvc.chunking import ChunkSpan
+    from mvc.chunking import ChunkSpan, FilePlan
 
 INDEX = "index"
+# Files up to this size are read whole and done one per worker, many at once: for them the
+# per-file costs (open, stat, the object files' creation), not bytes, are the work. Larger
+# ones are mapped, split, and their chunks hashed and copied in the kernel in parallel.
+SMALL_READ = 64 << 10
+# Small files in flight at once: bounds the memory their bytes hold (window x SMALL_READ).
+_SMALL_WINDOW = 64
 
 
 @dataclass
@@ -69,10 +76,10 @@ class _FileHasher:
         self, view: memoryview, elem_width: int | None, source: tuple[int, int] | None = None
     ) -> ObjectId:
         oid = _pool_hash(view)
-        if self.store and not self.repo.objects.has_intact(oid):  # a damaged copy is rewritten
-            self.repo.objects.put_bytes(
-                view, oid=oid, elem_width=elem_width, compress=self.compress, source=source
-            )
+        # add_bytes rewrites a damaged copy and skips one written earlier in this batch.
+        if self.store and self.repo.objects.add_bytes(
+            view, oid, elem_width=elem_width, compress=self.compress, source=source
+        ):
             with self._count_lock:  # called from worker threads
                 self.new_chunks += 1
                 self.new_bytes += len(view)
@@ -87,6 +94,36 @@ class _FileHasher:
             with suppress(BufferError):  # released here, a traceback keeps no hold on the file
                 piece.release()
 
+    def _plan(self, scanned: ScannedFile, view: memoryview) -> FilePlan:
+        try:
+            return plan_file(scanned.path, view, scanned.rel, raw=self.raw)
+        except InvalidInput:
+            if self.store:
+                raise
+            # status and checkout only compare content: a malformed safetensors file
+            # (committed with --raw, or not yet committed) is hashed as plain bytes.
+            return plan_file(scanned.path, view, scanned.rel, raw=True)
+
+    def small_entry(self, scanned: ScannedFile) -> TreeEntry:
+        """A small file, start to end on the calling thread (a worker of the pool: small files
+        go in parallel with each other, not chunk by chunk): read whole, hashed, stored."""
+        fd = os.open(scanned.path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            data = _read_whole(fd, size)
+        finally:
+            os.close(fd)
+        view = memoryview(data)
+        plan = self._plan(scanned, view)
+        ids = [
+            self._chunk(view[span.offset : span.offset + span.length], span.elem_width)
+            for span in plan.spans
+        ]
+        # One chunk that is the whole file: its id is the file's blake3 already.
+        whole = len(ids) == 1 and plan.spans[0].length == len(data)
+        b3 = ids[0] if whole else _pool_hash(view)
+        return self._finish(scanned, len(data), plan, ids, b3)
+
     def entry(self, scanned: ScannedFile) -> TreeEntry:
         with open(scanned.path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -100,14 +137,7 @@ class _FileHasher:
         try:
             view = memoryview(data)
             try:
-                try:
-                    plan = plan_file(scanned.path, view, scanned.rel, raw=self.raw)
-                except InvalidInput:
-                    if self.store:
-                        raise
-                    # status and checkout only compare content: a malformed safetensors file
-                    # (committed with --raw, or not yet committed) is hashed as plain bytes.
-                    plan = plan_file(scanned.path, view, scanned.rel, raw=True)
+                plan = self._plan(scanned, view)
                 whole = self.pool.submit(_whole_hash, view)
                 pieces = [
                     self.pool.submit(self._span_chunk, view, span, source_fd) for span in plan.spans
@@ -133,9 +163,14 @@ class _FileHasher:
             if isinstance(data, mmap.mmap):
                 with suppress(BufferError):
                     data.close()
-        # The chunks were hashed from a mapping and copied from the file: both are only the
-        # same bytes if nobody wrote the file meanwhile. Any write changes its mtime or ctime;
-        # raising here (inside the commit's batch) discards every object written for it.
+        return self._finish(scanned, size, plan, ids, b3)
+
+    def _finish(
+        self, scanned: ScannedFile, size: int, plan: FilePlan, ids: list[ObjectId], b3: str
+    ) -> TreeEntry:
+        # The chunks were hashed from a mapping (or a read) and copied from the file: both are
+        # only the same bytes if nobody wrote the file meanwhile. Any write changes its mtime
+        # or ctime; raising here (inside the commit's batch) discards every object written.
         try:
             after = FileStat.of(os.stat(scanned.path))
         except FileNotFoundError:
@@ -159,6 +194,19 @@ class _FileHasher:
         else:
             manifest_id = hash_bytes(encode_object(manifest))
         return TreeEntry(manifest_id, size, b3, plan.kind, scanned.stat.executable)
+
+
+def _read_whole(fd: int, size: int) -> bytes:
+    """A small file's bytes; one byte more than ``size`` is asked for, so a file that grew
+    since its stat is read to its new length (and then refused as changed)."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        while True:  # a short read (rare for regular files): read on to the end
+            more = os.read(fd, size + 1 - len(data))
+            if not more:
+                break
+            data += more
+    return data
 
 
 def _whole_hash(view: memoryview) -> str:
@@ -217,21 +265,13 @@ def snapshot(
         if todo:
             progress.start("hashing" if not store else "storing", sum(f.stat.size for f in todo))
         try:
+            small = [f for f in todo if f.stat.size <= SMALL_READ]
+            done = _small_entries(pool, hasher, small)
             for scanned in todo:
-                try:
-                    entry = hasher.entry(scanned)
-                except FileNotFoundError as exc:
-                    raise MvcError(
-                        f"{scanned.rel} vanished while it was being read",
-                        hint="run the command again",
-                    ) from exc
-                except InvalidInput as exc:
-                    raise InvalidInput(
-                        f"{scanned.rel}: {exc.message}"
-                        if scanned.rel not in exc.message
-                        else exc.message,
-                        hint=exc.hint,
-                    ) from exc
+                if scanned.rel not in done:
+                    done[scanned.rel] = _described(hasher.entry, scanned)
+            for scanned in todo:  # in the folder's order, whichever finished first
+                entry = done[scanned.rel]
                 entries[scanned.rel] = entry
                 result_hashed.append(scanned.rel)
                 hashed_bytes += scanned.stat.size
@@ -249,6 +289,62 @@ def snapshot(
     return Snapshot(
         tree, tree_id, files, result_hashed, hashed_bytes, hasher.new_chunks, hasher.new_bytes
     )
+
+
+def _small_entries(
+    pool: ThreadPoolExecutor, hasher: _FileHasher, files: list[ScannedFile]
+) -> dict[str, TreeEntry]:
+    """Entries of small files, each read, hashed and stored by a worker, ``_SMALL_WINDOW`` at
+    once. On a failure nothing more starts and the running ones are waited for (none may still
+    write into the store once the caller's batch discards what was written); the error raised
+    is the first failing file's in the folder's order, as if they had gone one by one."""
+    done: dict[str, TreeEntry] = {}
+    running: dict[Future[TreeEntry], int] = {}
+    failed: list[tuple[int, BaseException]] = []
+    queue = enumerate(files)
+    try:
+        while True:
+            while not failed and len(running) < _SMALL_WINDOW:
+                index, scanned = next(queue, (-1, None))
+                if scanned is None:
+                    break
+                running[pool.submit(_described, hasher.small_entry, scanned)] = index
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    done[files[index].rel] = future.result()
+                else:
+                    failed.append((index, error))
+            if failed:  # the pool runs in order: what has not started comes after the failure
+                for future in [f for f in running if f.cancel()]:
+                    del running[future]
+    except BaseException:
+        for future in running:
+            future.cancel()
+        wait(running)
+        raise
+    if failed:
+        raise min(failed, key=lambda item: item[0])[1]
+    return done
+
+
+def _described(make: Callable[[ScannedFile], TreeEntry], scanned: ScannedFile) -> TreeEntry:
+    """``make(scanned)``, its errors naming the file."""
+    try:
+        return make(scanned)
+    except FileNotFoundError as exc:
+        raise MvcError(
+            f"{scanned.rel} vanished while it was being read", hint="run the command again"
+        ) from exc
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"{scanned.rel}: {exc.message}" if scanned.rel not in exc.message else exc.message,
+            hint=exc.hint,
+        ) from exc
 
 
 def _stored_raw(rel: str, entry: TreeEntry) -> bool:

@@ -31,7 +31,15 @@ from mvc.storage.base import Buffer, StorageBase, validate_key
 TMP_PREFIX = ".tmp-"
 # Concurrent fsyncs at the end of a batch: the file system merges them into few journal commits.
 _FSYNC_WORKERS = 16
+# A batch of at least this many files is made durable by one syncfs (see ``_flush``), while at
+# most this many bytes of the whole system wait to be written (syncfs waits for them too).
+_SYNCFS_MIN_FILES = 64
+_SYNCFS_MAX_WAITING = 256 << 20
 _SYNC_FILE_RANGE_WRITE = 2
+# Below this, a batched write asks for no early writeback: the call costs more than it saves
+# (measured: ~0.1 ms each, a quarter of a small object's write), and the batch's fsyncs write
+# small files in one go anyway.
+_WRITEBACK_MIN = 1 << 20
 # copy_file_range cannot serve these file pairs (other file systems, old kernels): copy by hand.
 _NO_COPY_RANGE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
 
@@ -100,6 +108,90 @@ def copy_range(src: int, dst: int, src_offset: int, dst_offset: int, length: int
             done += written
 
 
+def _write_all(fd: int, parts: Iterable[Buffer]) -> int:
+    """Write every part to ``fd`` at its position, in one ``writev`` where the kernel takes it
+    all (a small object: header and data in one call); returns the bytes written."""
+    views = [memoryview(part).cast("B") for part in parts]
+    total = sum(len(view) for view in views)
+    done = os.writev(fd, views) if views else 0
+    if done < total:  # a partial write (a large object): write on from where it stopped
+        for view in views:
+            if done >= len(view):
+                done -= len(view)
+                continue
+            rest = view[done:]
+            while rest:
+                rest = rest[os.write(fd, rest) :]
+            done = 0
+    return total
+
+
+def _each(call: Callable[[str], None], paths: list[str]) -> None:
+    """``call`` on every path, on up to ``_FSYNC_WORKERS`` threads (each a slice of the list:
+    one task per thread, not one per path), so the file system can merge their flushes."""
+    workers = min(_FSYNC_WORKERS, len(paths))
+    if workers <= 1:
+        for path in paths:
+            call(path)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(part: list[str]) -> None:
+        for path in part:
+            call(path)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(run, [paths[start::workers] for start in range(workers)]))
+
+
+@functools.cache
+def _syncfs_call() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        call = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = [ctypes.c_int]
+    call.restype = ctypes.c_int
+    return call
+
+
+def _syncfs_affordable() -> bool:
+    """Whether one ``syncfs`` is the cheap way to make a batch durable: the call exists (Linux)
+    and the system's dirty and in-flight pages, which it would wait for too, are few."""
+    if _syncfs_call() is None:
+        return False
+    try:
+        with open("/proc/meminfo", "rb") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return False
+    waiting = sum(
+        int(line.split()[1]) * 1024 for line in lines if line.startswith((b"Dirty:", b"Writeback:"))
+    )
+    return waiting <= _SYNCFS_MAX_WAITING
+
+
+def _syncfs(path: str) -> None:
+    """Every dirty page and inode of the file system holding ``path``, written and flushed to
+    the device (Linux ``syncfs``; it waits for completion and reports write-back errors)."""
+    call = _syncfs_call()
+    if call is None:
+        raise OSError(errno.ENOSYS, "syncfs is not available")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if call(fd) != 0:
+            import ctypes
+
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code))
+    finally:
+        os.close(fd)
+
+
 def _fsync_file(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -139,6 +231,8 @@ class LocalStorage(StorageBase):
         # the round being made durable).
         self._flushing: dict[str, str] = {}
         self._pending_lock = threading.Lock()
+        self._folders: set[str] = set()  # folders known to exist (made or seen by this writer)
+        self._stages: dict[str, str] = {}  # folder -> where its batched writes' temp files go
 
     def path(self, key: str) -> str:
         return os.path.join(self.root, *validate_key(key).split("/"))
@@ -213,29 +307,58 @@ class LocalStorage(StorageBase):
         sync: bool = True,
         copy: tuple[int, int, int] | None = None,
         check: Callable[[int], None] | None = None,
+        staged: bool = False,
     ) -> str:
         folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
-        temp = os.path.join(folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
+        if folder not in self._folders:  # a fan-out folder is made once, not once per object
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        temp_folder = self._stage_folder(folder) if staged else folder
+        temp = os.path.join(temp_folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
         # Readable too: ``check`` reads back what was written.
-        fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         try:
-            with os.fdopen(fd, "wb") as handle:
-                for part in parts:
-                    handle.write(part)
-                handle.flush()
+            fd = os.open(temp, flags, 0o644)
+        except FileNotFoundError:
+            self._folders.discard(folder)  # removed behind our back (gc of an empty folder)
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(temp, flags, 0o644)
+        try:
+            try:
+                written = _write_all(fd, parts)
                 if copy is not None:
-                    copy_range(copy[0], handle.fileno(), copy[1], handle.tell(), copy[2])
+                    copy_range(copy[0], fd, copy[1], written, copy[2])
+                    written += copy[2]
                 if check is not None:
-                    check(handle.fileno())  # before any flush to disk: a refusal costs none
+                    check(fd)  # before any flush to disk: a refusal costs none
                 if self.fsync and sync:
-                    os.fsync(handle.fileno())
-                elif self.fsync:
-                    start_writeback(handle.fileno())  # the batch's fsync will find it written
+                    os.fsync(fd)
+                elif self.fsync and written >= _WRITEBACK_MIN:
+                    start_writeback(fd)  # the batch's fsync will find it written
+            finally:
+                os.close(fd)
         except BaseException:
             _unlink_quietly(temp)
             raise
         return temp
+
+    def _stage_folder(self, folder: str) -> str:
+        """Where a batched write's temp file goes: the folder above its target's (for
+        ``objects/ab/…``, ``objects/``), never above the root, and only on the same file system.
+
+        One folder for a whole batch's new files, not one per fan-out folder: a file system
+        places a new file's inode near its folder's, and the fan-out folders are spread over
+        the disk; creating thousands of files in one folder is many times cheaper (measured on
+        ext4: 4,000 small files 0.15-0.3 s instead of 3-10 s). The rename into the fan-out
+        folder is as atomic as one within it.
+        """
+        stage = self._stages.get(folder)
+        if stage is None:
+            stage = os.path.dirname(folder) if folder != self.root else folder
+            if os.stat(stage).st_dev != os.stat(folder).st_dev:
+                stage = folder  # a fan-out folder on another disk: rename cannot cross
+            self._stages[folder] = stage
+        return stage
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -288,31 +411,45 @@ class LocalStorage(StorageBase):
     def _flush(self, pending: dict[str, str]) -> None:
         if not pending:
             return
-        from concurrent.futures import ThreadPoolExecutor
-
         # In the order the writes were made: callers write children before parents (chunks,
         # then manifests, then trees), so a crash part-way through the renames never leaves an
         # object visible without what it refers to.
         items = list(pending.items())
-        folders = sorted({os.path.dirname(target) for target, _temp in items})
-        with ThreadPoolExecutor(max_workers=min(_FSYNC_WORKERS, len(items))) as pool:
+        # Many files at once (a folder of small files): one syncfs makes them all durable, where
+        # an fsync each costs a device flush each (4,000 small objects: 0.1-0.2 s instead of
+        # 0.5-0.8 s, and no CPU). Only while little else waits to be written, since syncfs
+        # writes that too.
+        whole = self.fsync and len(items) >= _SYNCFS_MIN_FILES and _syncfs_affordable()
+        try:
+            if whole:
+                _syncfs(self.root)
+            elif self.fsync:
+                _each(_fsync_file, [temp for _target, temp in items])
+            for done, (target, temp) in enumerate(items):
+                try:
+                    os.replace(temp, target)
+                    crashpoint("storage.batch-rename")
+                except BaseException:
+                    for _target, left in items[done:]:
+                        _unlink_quietly(left)
+                    raise
+        except OSError as exc:
+            for _target, temp in items:
+                _unlink_quietly(temp)
+            raise _disk_error(exc, f"{len(items)} objects", self.root) from exc
+        if whole:  # the new names, and the temp names gone: durable before any ref names them
             try:
-                if self.fsync:
-                    list(pool.map(_fsync_file, [temp for _target, temp in items]))
-                for done, (target, temp) in enumerate(items):
-                    try:
-                        os.replace(temp, target)
-                        crashpoint("storage.batch-rename")
-                    except BaseException:
-                        for _target, left in items[done:]:
-                            _unlink_quietly(left)
-                        raise
+                _syncfs(self.root)
             except OSError as exc:
-                for _target, temp in items:
-                    _unlink_quietly(temp)
                 raise _disk_error(exc, f"{len(items)} objects", self.root) from exc
-            if self.fsync:
-                list(pool.map(_fsync_dir, folders))
+        elif self.fsync:
+            _each(
+                _fsync_dir,
+                sorted(
+                    {os.path.dirname(target) for target, _temp in items}
+                    | {os.path.dirname(temp) for _target, temp in items}
+                ),
+            )
 
     def write(self, key: str, parts: Iterable[Buffer]) -> None:
         self._write(key, parts, None)
@@ -345,7 +482,9 @@ class LocalStorage(StorageBase):
         target = self.path(key)
         if self._pending is not None:
             try:
-                temp = self._write_temp(target, parts, sync=False, copy=copy, check=check)
+                temp = self._write_temp(
+                    target, parts, sync=False, copy=copy, check=check, staged=True
+                )
             except OSError as exc:
                 raise _disk_error(exc, key, self.root) from exc
             with self._pending_lock:
