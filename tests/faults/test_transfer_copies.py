@@ -84,14 +84,25 @@ def test_a_remote_object_rewritten_during_the_copy_is_caught_where_it_landed(
     assert not [p for p in (fresh / ".mvc" / "objects").rglob("*") if p.name.startswith(".tmp")]
 
 
-def test_push_verifies_compressed_chunks_by_their_checksum_without_decoding(
+def test_push_verifies_plain_zstd_chunks_by_their_checksum_and_decodes_the_others(
     store, cli, make_model, tmp_path, monkeypatch
 ):
-    version = _committed(cli, make_model)
+    """A plain zstd frame's checksum covers every byte that decodes, so it is trusted; a
+    grouped envelope's stream table (and a delta's base) sit in the header, outside sb3, so
+    those are decoded and checked against their ids."""
+    folder = make_model("models/bert", seed=1, scale=4)
+    (folder / "notes.txt").write_text("a line of notes that compresses well\n" * 4000)
+    version = str(cli("commit", "models/bert", "-m", "one").stdout.strip())
     assert cli("repack", "--json").json()["compressed"] > 0
-    chunks = set(data_chunks(Repo(str(store.root)), version))
-    compressed = {c for c in chunks if store.objects.read_header(c)["c"] != "raw"}
-    assert compressed
+    repo = Repo(str(store.root))
+    tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
+    chunks = {
+        c.id for e in tree.files.values() for c in repo.objects.get_manifest(e.manifest).chunks
+    }
+    kinds = {c: store.objects.read_header(c)["c"] for c in chunks}
+    plain = {c for c, kind in kinds.items() if kind == "zstd"}
+    grouped = {c for c, kind in kinds.items() if kind == "group"}
+    assert plain and grouped
     decoded: list[str] = []
     original = ObjectStore.decode_stored
 
@@ -102,13 +113,13 @@ def test_push_verifies_compressed_chunks_by_their_checksum_without_decoding(
     monkeypatch.setattr(ObjectStore, "decode_stored", watching)
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     cli("push", "origin", "bert")
-    assert not chunks & set(decoded)  # metadata is decoded (it is parsed); chunks are not
+    assert not plain & set(decoded) and grouped <= set(decoded)
     monkeypatch.setattr(ObjectStore, "decode_stored", original)
     cli("clone", f"file://{tmp_path / 'remote'}", tmp_path / "clone")
     assert fsck_json(cli, tmp_path / "clone", expect=0)["ok"]
 
 
-@pytest.mark.parametrize("how", ["flipped", "padded", "resized"])
+@pytest.mark.parametrize("how", ["flipped", "padded", "resized", "regrouped"])
 def test_push_refuses_a_compressed_chunk_whose_bytes_or_header_are_damaged(
     store, cli, make_model, tmp_path, how
 ):
@@ -128,8 +139,11 @@ def test_push_refuses_a_compressed_chunk_whose_bytes_or_header_are_damaged(
     elif how == "padded":  # junk after the streams, with a checksum that covers it
         payload += b"junk"
         damaged = _envelope({**header, "sb3": codec._stored_checksum([payload])}, payload)
-    else:  # a header claiming another size than the file manifest records
+    elif how == "resized":  # a header claiming another size than the file manifest records
         damaged = _envelope({**header, "n": header["n"] + 4}, payload)
+    else:  # another element width in the header: sb3 (payload only) still matches
+        width = 2 if header["w"] != 2 else 4
+        damaged = _envelope({**header, "w": width}, payload)
     path.write_bytes(damaged)
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     failed = cli("push", "origin", "bert", expect=12)
