@@ -127,6 +127,35 @@ def test_a_batch_of_many_files_is_made_durable_by_syncfs_not_an_fsync_each(
     assert synced == [] and len(fsynced) == 3 + 2  # 3 files; objects/aa and objects/
 
 
+def test_objects_on_another_file_system_are_fsynced_one_by_one(tmp_path, monkeypatch) -> None:
+    """`objects/` a symlink to another file system (a tmpfs here): a syncfs of the store's
+    root would not reach its files, so a big batch fsyncs each file instead."""
+    import tempfile
+
+    other = tempfile.mkdtemp(dir="/dev/shm")
+    try:
+        if os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+            pytest.fail("/dev/shm is expected to be a file system of its own (tmpfs)")
+        (tmp_path / "objects").symlink_to(other)
+        synced: list[str] = []
+        fsynced: list[int] = []
+        real_fsync = os.fsync
+        monkeypatch.setattr(local, "_syncfs", synced.append)
+        monkeypatch.setattr(local.os, "fsync", lambda fd: (fsynced.append(fd), real_fsync(fd)))
+        monkeypatch.setattr(local, "_SYNCFS_MAX_WAITING", 1 << 62)
+        storage = LocalStorage(str(tmp_path))
+        count = local._SYNCFS_MIN_FILES
+        with storage.batch():
+            for index in range(count):
+                storage.write(f"objects/{index % 7:02x}/{index:04d}", [b"z" * index])
+        assert synced == [] and len(fsynced) >= count
+        assert (tmp_path / "objects/03/0010").read_bytes() == b"z" * 10
+    finally:
+        import shutil
+
+        shutil.rmtree(other, ignore_errors=True)
+
+
 def test_a_busy_system_makes_a_big_batch_durable_file_by_file(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(
         local, "_SYNCFS_MAX_WAITING", -1
