@@ -24,7 +24,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from mvc import codec
-from mvc.errors import LockTimeout
+from mvc.errors import CorruptObject, LockTimeout
 from mvc.faults import crashpoint
 from mvc.ops import deltas as planner
 from mvc.repo import Repo
@@ -70,7 +70,13 @@ def pack_for_push(repo: Repo, sending: Sending) -> Packed:
 
 def _encode_level(repo: Repo, level: list[planner.Pair], result: Packed) -> None:
     def one(pair: planner.Pair) -> tuple[int, int, bool]:
-        found = planner.encode_against(repo.objects, pair)
+        try:
+            found = planner.encode_against(repo.objects, pair)
+        except CorruptObject:
+            # A damaged base (or chunk) here: the chunk goes as stored. The transfer verifies
+            # what it sends (a damaged chunk still fails the push); a damaged base it does not
+            # send is fsck's to report, and the remote's good copy is left alone.
+            return 0, 0, False
         if found is None:
             return 0, 0, False
         parts, before, after = found

@@ -142,3 +142,27 @@ def test_no_delta_is_sent_against_a_base_the_remote_does_not_get(store, cli, tmp
     cli("push", "second", "base")
     cli("push", "second", "merged")
     assert _remote_deltas(remote2)
+
+
+def test_a_damaged_base_here_does_not_block_a_push_that_does_not_send_it(store, cli, tmp_path):
+    """The remote already holds the base version; here one of its chunks is damaged. The push
+    of the fine-tune sends the new chunks as stored instead of deltas of that base (and the
+    remote's good copy is untouched); fsck still reports the damage here."""
+    base, tuned, wanted, remote = _fine_tune_pushed(cli, tmp_path)
+    tree = store.objects.get_tree(store.objects.get_version(base).tree)
+    manifest = store.objects.get_manifest(tree.files["model.safetensors"].manifest)
+    damaged = max(manifest.chunks, key=lambda c: c.size).id  # a big tensor the fine-tune changed
+    assert damaged not in _new_chunks(store, tuned, None)
+    path = pathlib.Path(store.store_dir) / object_key(damaged)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    pushed = cli("push", "origin", "bert", "--json").json()
+    assert pushed["transfer"]["chunks_sent"] >= 1
+    assert (remote / object_key(damaged)).read_bytes() != bytes(data)  # the good copy stays
+    clone = tmp_path / "clone"
+    cli("clone", f"file://{remote}", clone)
+    out = tmp_path / "out"
+    cli("-C", clone, "checkout", f"bert@{tuned}", "--to", out)
+    assert (out / "model.safetensors").read_bytes() == wanted
+    assert not cli("fsck", "--json", expect=12).json()["ok"]
