@@ -182,12 +182,16 @@ def take(repo: Repo) -> list[ObjectId]:
         if not os.path.exists(taken):
             os.replace(pending, taken)
         elif os.path.exists(pending):  # a killed run's list first, then what came since
-            now = _read_queue(pending)
+            # Renamed before it is read: a commit queueing meanwhile starts a new file
+            # instead of appending to one about to be deleted.
+            moving = pending + ".moving"
+            os.replace(pending, moving)
+            now = _read_queue(moving)
             with open(taken, "a", encoding="utf-8") as handle:
                 handle.writelines(f"{oid} {size}\n" for oid, size in now)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.unlink(pending)
+            os.unlink(moving)
     except FileNotFoundError:
         pass  # nothing queued
     except OSError as exc:
