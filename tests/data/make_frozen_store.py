@@ -125,7 +125,10 @@ def build(out: pathlib.Path) -> dict[str, str]:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     clock = Clock()
-    repo = Repo.init(str(out), env={**ENV, "MVC_CORE_FSYNC": "false"}, clock=clock)
+    # push.repack (later than this store) would re-encode chunks while pushing; this store's
+    # one delta is the explicit add_delta below, so the files stay what format 1 recorded.
+    env = {**ENV, "MVC_CORE_FSYNC": "false", "MVC_PUSH_REPACK": "false"}
+    repo = Repo.init(str(out), env=env, clock=clock)
     folder = out / "models" / "bert"
     write_model(folder, tuned=False)
     first = commit(repo, str(folder), message="baseline", model="bert").version_id
