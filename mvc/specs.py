@@ -312,6 +312,10 @@ def _resolve_rev(repo: Repo, spec: Spec) -> Resolved:
     if looks_like_range(rev):
         # 1, v2, 1.x, *, 1.0 - 1.4: a range, unless a branch, channel or id prefix has the name
         named = _candidates(repo, model, rev, None)
+        if named and _only_an_id(repo, model, rev, named):
+            # An all-digit id prefix (95503364…) no release matches: only the id can be meant,
+            # so the short ids mvc prints in hints paste back as they are.
+            return named[0]
         if named:
             listing = "; ".join(f"{c.kind} {c.name or rev} -> {short(c.version)}" for c in named)
             raise AmbiguousSpec(
@@ -417,6 +421,14 @@ def semver_tags(repo: Repo, model: str, *, live: bool = True) -> list[tuple[str,
         if version is not None:
             found.append((ref.name, version))
     return found
+
+
+def _only_an_id(repo: Repo, model: str, rev: str, named: list[Resolved]) -> bool:
+    """Whether a REV that reads as a range too names one version id prefix and no release
+    (pre-releases included) falls in the range."""
+    if len(named) != 1 or named[0].kind != "id":
+        return False
+    return not highest_match(semver_tags(repo, model), parse_range(rev), include_prerelease=True)
 
 
 def resolve_range(

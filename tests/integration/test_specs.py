@@ -175,6 +175,28 @@ def test_id_prefixes(history) -> None:
         resolve(repo, "bert@deadbeef")
 
 
+def test_an_all_digit_id_prefix_resolves_when_no_release_matches_it(history) -> None:
+    """`bert@95503364` reads as a range (major 95503364) too; with no such release only the
+    id can be meant, so the short ids mvc prints paste back. A release in the range makes it
+    ambiguous again."""
+    repo, *_ = history
+    folder = Path("models/digits")
+    for step in range(2000):  # deterministic (a fixed clock): the first all-digit prefix
+        (folder / "config.json").parent.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(f'{{"step": {step}}}')
+        version = commit(repo, str(folder), message=f"step {step}", model="digits").version_id
+        if version[:8].isdigit() and version[:8] != "0" * 8:
+            break
+    else:
+        pytest.fail("no all-digit id prefix in 2000 versions")
+    prefix = version[:8]
+    assert resolve(repo, f"digits@{prefix}").version == version
+    assert resolve(repo, f"digits@{version[:12]}").version == version
+    create_tag(repo, "digits", f"v{int(prefix)}.0.0", f"id={version}")
+    with pytest.raises(AmbiguousSpec, match="a semver range, or id"):
+        resolve(repo, f"digits@{prefix}")
+
+
 def test_use_cases_take_a_resolved_version_as_it_is(history, tmp_path) -> None:
     """Use cases pass each other resolved versions, never spec text to parse again."""
     repo, v1, _v2, v3 = history
