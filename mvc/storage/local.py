@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from mvc.errors import InvalidInput, MvcError, NotFound
 from mvc.faults import crashpoint
@@ -42,6 +42,7 @@ _SYNC_FILE_RANGE_WRITE = 2
 _WRITEBACK_MIN = 1 << 20
 # copy_file_range cannot serve these file pairs (other file systems, old kernels): copy by hand.
 _NO_COPY_RANGE = {errno.EXDEV, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EBADF}
+_T = TypeVar("_T")
 
 
 def _fsync_dir(path: str) -> None:
@@ -257,26 +258,24 @@ class LocalStorage(StorageBase):
         return self._flushing.get(target, target)
 
     def _open(self, key: str) -> BinaryIO:
-        """The key's bytes, open; a temp file renamed between the lookup and the open is
-        found under its final name."""
-        where = self._readable(key)
-        try:
-            return open(where, "rb")
-        except FileNotFoundError:
-            target = self.path(key)
-            if where == target:
-                raise
-            return open(target, "rb")
+        """The key's bytes, open. A temp file can go between the lookup and the open: renamed
+        into place by a flush, or replaced by a second write of the same key (same id, same
+        bytes) on another thread; the lookup is then made again."""
+        return self._retrying(key, lambda where: open(where, "rb"))
 
     def _stat(self, key: str) -> os.stat_result:
-        where = self._readable(key)
-        try:
-            return os.stat(where)
-        except FileNotFoundError:
-            target = self.path(key)
-            if where == target:
-                raise
-            return os.stat(target)
+        return self._retrying(key, os.stat)
+
+    def _retrying(self, key: str, call: Callable[[str], _T]) -> _T:
+        target = self.path(key)
+        for _attempt in range(8):
+            where = self._readable(key)
+            try:
+                return call(where)
+            except FileNotFoundError:
+                if where == target:
+                    raise
+        return call(target)
 
     def read(self, key: str) -> bytes:
         try:

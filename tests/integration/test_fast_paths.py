@@ -121,6 +121,24 @@ def test_a_write_stays_readable_while_another_thread_flushes_it(tmp_path, monkey
     assert not [f for f in _files(str(tmp_path)) if TMP_PREFIX in f]
 
 
+def test_a_read_racing_a_second_write_of_the_same_key_finds_the_new_copy(tmp_path, monkeypatch):
+    """Two threads write the same object (a delta's base sent first by one, as a chunk by the
+    other): the second write's temp file replaces the first. A reader that looked up the
+    first temp just before finds the second instead of a spurious NotFound (seen as a push
+    failing with 'object … is missing from remote')."""
+    storage = LocalStorage(str(tmp_path))
+    with storage.batch():
+        storage.write("objects/ab/cd", [b"same"])
+        stale = storage._readable("objects/ab/cd")
+        storage.write("objects/ab/cd", [b"same"])  # the other thread's copy: the first goes
+        assert not os.path.exists(stale)
+        fresh = storage._readable
+        lookups = iter([stale, stale])  # read's lookup, then exists' lookup, happened earlier
+        monkeypatch.setattr(storage, "_readable", lambda key: next(lookups, None) or fresh(key))
+        assert storage.read("objects/ab/cd") == b"same"
+        assert storage.exists("objects/ab/cd")
+
+
 # --- ObjectStore.write_file and get_bytes -----------------------------------------------------
 
 
