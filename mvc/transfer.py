@@ -512,7 +512,7 @@ class _Transfer:
         self, oid: ObjectId, size: int | None, chain: tuple[ObjectId, ...], needed_by: str
     ) -> None:
         """Verify and write one chunk, in the kernel where both sides are local folders."""
-        if not self._copy_in_kernel(oid, size, chain):
+        if not self._copy_in_kernel(oid, size):
             self._receive(oid, self._read_source(oid, needed_by, size), chain, size)
 
     def _receive(
@@ -568,12 +568,12 @@ class _Transfer:
             return None
         return checksum
 
-    def _copy_in_kernel(self, oid: ObjectId, size: int | None, chain: tuple[ObjectId, ...]) -> bool:
+    def _copy_in_kernel(self, oid: ObjectId, size: int | None) -> bool:
         """Copy a chunk from a source folder into a destination folder with
         ``copy_file_range`` and verify the copy as it landed (its bytes hashed in place,
-        mapped, never read into Python): a raw chunk against its id, a compressed one from this
-        store against its stored-bytes checksum. False (nothing done) where this does not
-        apply: the general path reads, verifies and reports."""
+        mapped, never read into Python): a raw chunk against its id, a plain zstd one from this
+        store against its stored-bytes checksum. Neither has a delta base. False (nothing done)
+        where this does not apply: the general path reads, verifies and reports."""
         copier = self.dest.storage.kernel_copy()
         key = object_key(oid)
         path = self.source.storage.local_path(key)
@@ -600,8 +600,6 @@ class _Transfer:
                     expected = found
             except CorruptObject:
                 return False  # the general path reads it and says what is wrong
-            base = codec.header_delta_base(header)
-            self._base_first(oid, ObjectId(base[0]) if base else None, chain)
 
             def check(written: int) -> None:
                 if _mapped_digest(written, start, total - start) != expected:
