@@ -390,10 +390,7 @@ class LocalStorage(StorageBase):
             for temp in pending.values():
                 _unlink_quietly(temp)
             raise
-        with self._pending_lock:
-            self._flushing.update(self._pending)  # published before the batch forgets them
-            pending, self._pending = self._pending, None
-        self._flush_visible(pending)
+        self._flush_taken(keep_open=False)
 
     def flush_pending(self) -> None:
         """Make the batch's writes so far durable and visible, keeping the batch open.
@@ -403,13 +400,15 @@ class LocalStorage(StorageBase):
         """
         if self._pending is None:
             return
-        with self._pending_lock:
-            self._flushing.update(self._pending)  # published before the batch forgets them
-            pending, self._pending = self._pending, {}
-        self._flush_visible(pending)
+        self._flush_taken(keep_open=True)
 
-    def _flush_visible(self, pending: dict[str, str]) -> None:
-        """``_flush``, while other threads still find each write (in ``_flushing``)."""
+    def _flush_taken(self, *, keep_open: bool) -> None:
+        """Take the batch's writes out of it and ``_flush`` them, while other threads still find
+        each one (in ``_flushing``, listed before the batch forgets it)."""
+        with self._pending_lock:
+            assert self._pending is not None
+            self._flushing.update(self._pending)
+            pending, self._pending = self._pending, ({} if keep_open else None)
         try:
             self._flush(pending)
         finally:
