@@ -30,7 +30,7 @@ from mvc.objects import (
     encode_object,
 )
 from mvc.storage.base import Buffer, Storage
-from mvc.storage.local import copy_range, start_writeback
+from mvc.storage.local import WRITE_SLICE, copy_range, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
@@ -573,4 +573,4 @@ def _single_thread_hasher() -> Any:
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     done = 0
     while done < len(data):
-        done += os.pwrite(fd, data[done:], offset + done)
+        done += os.pwrite(fd, data[done : done + WRITE_SLICE], offset + done)

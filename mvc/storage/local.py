@@ -58,6 +58,12 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+#: The most bytes one ``write`` call hands the kernel. Measured here (ext4 in a VM, 1 GiB from
+#: memory into the page cache): 256 KiB calls took 0.20-0.26 s, 1 MiB calls 0.8-2.4 s and 16 MiB
+#: calls 0.8-2.7 s; ``cp`` took 0.25 s. Small calls keep the copy in the CPU's caches.
+WRITE_SLICE = 256 << 10
+
+
 def start_writeback(fd: int, offset: int = 0, length: int = 0) -> None:
     """Ask the kernel to start writing a file's dirty pages now (Linux ``sync_file_range``),
     so a later fsync finds them written: the disk works while we hash. Only a hint: no
@@ -114,7 +120,7 @@ def _write_all(fd: int, parts: Iterable[Buffer]) -> int:
     all (a small object: header and data in one call); returns the bytes written."""
     views = [memoryview(part).cast("B") for part in parts]
     total = sum(len(view) for view in views)
-    done = os.writev(fd, views) if views else 0
+    done = os.writev(fd, views) if views and total <= WRITE_SLICE else 0
     if done < total:  # a partial write (a large object): write on from where it stopped
         for view in views:
             if done >= len(view):
@@ -122,7 +128,7 @@ def _write_all(fd: int, parts: Iterable[Buffer]) -> int:
                 continue
             rest = view[done:]
             while rest:
-                rest = rest[os.write(fd, rest) :]
+                rest = rest[os.write(fd, rest[:WRITE_SLICE]) :]
             done = 0
     return total
 
