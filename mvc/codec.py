@@ -76,6 +76,62 @@ def _zstd_decompress(data: Buffer, size: int) -> bytes:
     return out
 
 
+def _zstd_decompress_into(data: Buffer, out: Any, scratch: DecodeScratch) -> None:
+    """Exactly one zstd frame decoded into ``out``, a writable uint8 array of the size the
+    frame must decode to: no allocation, and memory bounded by ``out`` whatever the frame
+    claims. Refused: a frame that decodes to fewer or more bytes, or bytes after the frame."""
+    import zstandard
+
+    view = memoryview(data)
+    target = memoryview(out)
+    done = 0
+    try:
+        reader = scratch.decompressor().stream_reader(view, read_across_frames=False)
+        with reader:
+            while done < len(target):
+                got = reader.readinto(target[done:])
+                if not got:
+                    break
+                done += got
+            more = reader.read(1) if done == len(target) else b""
+    except zstandard.ZstdError as exc:
+        raise CorruptObject(f"zstd payload does not decode: {exc}") from exc
+    if done != len(target) or more:
+        raise CorruptObject(
+            f"zstd payload decoded to {done + len(more)}{' or more' if more else ''} bytes, "
+            f"expected {len(target)}"
+        )
+    if zstd_frame_length(lambda at, n: bytes(view[at : at + n]), 0, len(view)) != len(view):
+        raise CorruptObject("zstd payload is not exactly one complete frame")
+
+
+class DecodeScratch:
+    """Buffers that one thread's decodes reuse, chunk after chunk (``decode_into``): no fresh
+    allocation, so no page faults and no zeroing of new memory per chunk. Grown to the largest
+    size asked for under each name; never shared between threads (nor is its zstd context)."""
+
+    def __init__(self) -> None:
+        self._arrays: dict[str, Any] = {}
+        self._decompressor: Any = None
+
+    def array(self, name: str, size: int) -> Any:
+        """A writable uint8 array of ``size`` bytes, reusing the memory of the last one of
+        this name (its old contents are overwritten by whoever asks next)."""
+        import numpy as np
+
+        held = self._arrays.get(name)
+        if held is None or len(held) < size:
+            held = self._arrays[name] = np.empty(size, dtype=np.uint8)
+        return held[:size]
+
+    def decompressor(self) -> Any:
+        if self._decompressor is None:
+            import zstandard
+
+            self._decompressor = zstandard.ZstdDecompressor()
+        return self._decompressor
+
+
 def _zstd_decompress_bounded(data: Buffer, size: int) -> tuple[Any, bytes]:
     """Decompress in small steps of input, stopping once more than ``size`` bytes come out.
     One step of ``_BOUNDED_STEP`` input bytes yields at most ~32768 times as much."""
@@ -136,14 +192,85 @@ def _join_array(streams: Sequence[Buffer], width: int) -> Any:
     """``split_streams`` undone, into one new writable uint8 array (the odd tail included)."""
     import numpy as np
 
-    count, tail = len(streams[0]), len(streams[width])
-    out = np.empty(count * width + tail, dtype=np.uint8)
-    grid = out[: count * width].reshape(count, width)
-    # One interleaving pass (about twice as fast as filling the columns one by one).
-    np.stack([np.frombuffer(streams[k], dtype=np.uint8) for k in range(width)], axis=1, out=grid)
-    if tail:
-        out[count * width :] = np.frombuffer(streams[width], dtype=np.uint8)
+    out = np.empty(len(streams[0]) * width + len(streams[width]), dtype=np.uint8)
+    _join_into(streams, width, out)
     return out
+
+
+#: Elements un-grouped per step: the step's planes and its output (1-4 MiB) stay in the CPU's
+#: caches while each is combined, where whole-chunk passes go out to memory each time.
+_JOIN_STEP = 1 << 18
+
+
+def _join_into(
+    streams: Sequence[Buffer],
+    width: int,
+    out: Any,
+    scratch: DecodeScratch | None = None,
+    xor_with: Buffer | None = None,
+) -> None:
+    """``split_streams`` undone into ``out`` (a writable uint8 array of the decoded size), and
+    with ``xor_with`` that buffer XOR'd in on the way (a delta undone in the same pass); when
+    ``xor_with`` is ``out`` itself, the joined bytes are XOR'd into what ``out`` holds.
+
+    The planes are combined pairwise as little-endian integers (byte ``k`` of an element is
+    bits ``8k..8k+7``): two byte planes make 16-bit halves, two of those 32-bit words, and so
+    on, each step a vectorised cast, shift and or. numpy's byte-strided copy (``np.stack``)
+    moves one byte per iteration: this is 1.5-2.5x faster on 4-byte elements."""
+    import numpy as np
+
+    count, tail = len(streams[0]), len(streams[width])
+    body = count * width
+    planes = [np.frombuffer(streams[k], dtype=np.uint8, count=count) for k in range(width)]
+    words = out[:body].view(f"<u{width}")
+    in_place = xor_with is out
+    other = None if xor_with is None or in_place else np.frombuffer(xor_with, dtype=np.uint8)
+    other_words = None if other is None else other[:body].view(f"<u{width}")
+    step = min(_JOIN_STEP, count) or 1
+    temps: dict[tuple[int, int], Any] = {}
+    joined_step = None
+    if in_place:  # each step is joined beside ``out``, then XOR'd into it
+        joined_step = (
+            scratch.array("joined", step * width)
+            if scratch is not None
+            else np.empty(step * width, dtype=np.uint8)
+        ).view(f"<u{width}")
+    for start in range(0, count, step):
+        end = min(count, start + step)
+        level: list[Any] = [plane[start:end] for plane in planes]
+        size = 1
+        while len(level) > 1:
+            size *= 2
+            joined = []
+            for pair in range(0, len(level), 2):
+                if len(level) == 2:
+                    target = words[start:end] if joined_step is None else joined_step[: end - start]
+                else:
+                    key = (size, pair)
+                    if key not in temps:
+                        temps[key] = (
+                            scratch.array(f"join{size}.{pair}", step * size)
+                            if scratch is not None
+                            else np.empty(step * size, dtype=np.uint8)
+                        ).view(f"<u{size}")
+                    target = temps[key][: end - start]
+                np.copyto(target, level[pair + 1])
+                np.left_shift(target, 4 * size, out=target)
+                np.bitwise_or(target, level[pair], out=target)
+                joined.append(target)
+            level = joined
+        if joined_step is not None:
+            np.bitwise_xor(words[start:end], level[0], out=words[start:end])
+        elif other_words is not None:
+            np.bitwise_xor(words[start:end], other_words[start:end], out=words[start:end])
+    if tail:
+        rest = np.frombuffer(streams[width], dtype=np.uint8)
+        if in_place:
+            np.bitwise_xor(out[body:], rest, out=out[body:])
+            return
+        out[body:] = rest
+        if other is not None:
+            np.bitwise_xor(out[body:], other[body:], out=out[body:])
 
 
 def _raw_header(size: int, elem_width: int | None) -> dict[str, Any]:
@@ -407,6 +534,133 @@ def decode_view(
         if isinstance(diff, bytes):
             return _apply(transform, width, diff, base, undo=True)
         return _undo_in_place(transform, width, diff, base)
+
+
+#: ``decode_into``'s base loader: given a base's id and the output buffer, the base's bytes,
+#: or None when it decoded them into that buffer itself (the delta is then undone in place).
+BaseInto = Callable[[str, Any], Buffer | None]
+
+
+def decode_into(
+    stored: Buffer,
+    out: Any,
+    load_base: BaseInto | None,
+    scratch: DecodeScratch,
+    *,
+    expected_size: int | None = None,
+) -> None:
+    """``decode_view`` into ``out``, a writable uint8 array as long as the object: zstd streams
+    are decompressed into ``scratch``'s buffers, raw streams read where they lie in ``stored``,
+    and a delta's base is XOR'd in while the streams are joined (one pass over the result).
+    The same checks as ``decode_view`` without ``check_stored``: the caller verifies the
+    result against the id. ``load_base`` is called before any stream is decoded, so it may
+    decode the base with the same ``scratch``, and into ``out`` itself (see ``BaseInto``)."""
+    header, start = read_header(stored)
+    size = check_size(header, expected_size)
+    if len(out) != size:
+        raise CorruptObject(f"it claims {size} bytes where {len(out)} are expected")
+    payload = memoryview(stored)[start:]
+    if header["c"] != "delta":
+        _decode_plain_into(header, payload, out, scratch)
+        return
+    base_id = header.get("base")
+    inner = header.get("i")
+    if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
+        raise CorruptObject("delta envelope without a base or inner codec")
+    if load_base is None:
+        raise CorruptObject("delta object needs its base, which is not available here")
+    transform = header.get("x", "xor")
+    width = header.get("w") if transform == "sub" else None
+    if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
+        raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
+    if _int(inner, "n") != size:
+        raise CorruptObject("delta and its base differ in size")
+    base = load_base(base_id, out)
+    if base is not None and len(base) != size:
+        raise CorruptObject("delta and its base differ in size")
+    if transform == "xor":  # XOR'd into the base's bytes in ``out``, or with ``base``
+        _decode_plain_into(inner, payload, out, scratch, xor_with=out if base is None else base)
+        return
+    if base is None:  # the base is in ``out``: the difference goes beside it, then is added
+        diff = scratch.array("diff", size)
+        _decode_plain_into(inner, payload, diff, scratch)
+        with np_errstate():
+            _undo_in_place(transform, width, out, diff)
+        return
+    _decode_plain_into(inner, payload, out, scratch)
+    with np_errstate():
+        _undo_in_place(transform, width, out, base)
+
+
+def _decode_plain_into(
+    header: dict[str, Any],
+    payload: memoryview,
+    out: Any,
+    scratch: DecodeScratch,
+    xor_with: Buffer | None = None,
+) -> None:
+    """``_decode_plain_any`` into ``out`` (see ``decode_into``), ``xor_with`` XOR'd in;
+    ``xor_with`` may be ``out`` itself: the decoded bytes are then XOR'd into what it holds."""
+    import numpy as np
+
+    codec = header["c"] if isinstance(header, dict) else None
+    size = _int(header, "n")
+    if size != len(out):
+        raise CorruptObject(f"payload decodes to {size} bytes, expected {len(out)}")
+    if codec == "group":
+        width = _int(header, "w")
+        specs = header.get("s")
+        if width not in (2, 4, 8) or not isinstance(specs, list) or len(specs) != width + 1:
+            raise CorruptObject("grouped envelope has a bad stream table")
+        streams: list[Buffer] = []
+        offset = used = 0
+        for spec in specs:
+            if not isinstance(spec, dict):
+                raise CorruptObject("grouped envelope has a bad stream entry")
+            n = _int(spec, "n")
+            if spec.get("c") == "zstd":
+                z = _int(spec, "z")
+                if used + n > size:  # more stream bytes than the object: never allocated
+                    raise CorruptObject("grouped envelope streams do not match the payload")
+                plane = scratch.array("planes", size)[used : used + n]
+                _zstd_decompress_into(payload[offset : offset + z], plane, scratch)
+                streams.append(plane)
+                offset += z
+                used += n
+            elif spec.get("c") == "raw":
+                if offset + n > len(payload):
+                    raise CorruptObject("grouped envelope stream runs past the payload")
+                streams.append(payload[offset : offset + n])  # read in place, not copied
+                offset += n
+            else:
+                raise CorruptObject("grouped envelope has an unknown stream codec")
+        if (
+            offset != len(payload)
+            or any(len(s) != len(streams[0]) for s in streams[:width])
+            or len(streams[0]) * width + len(streams[width]) != size
+        ):
+            raise CorruptObject("grouped envelope streams do not match the payload")
+        _join_into(streams, width, out, scratch, xor_with)
+        return
+    in_place = xor_with is out
+    if codec == "raw":
+        if len(payload) != size:
+            raise CorruptObject(f"raw payload has {len(payload)} bytes, header says {size}")
+        data = np.frombuffer(payload, dtype=np.uint8)
+        if in_place:
+            np.bitwise_xor(out, data, out=out)
+            return
+        out[:] = data
+    elif codec == "zstd":
+        target = scratch.array("planes", size) if in_place else out
+        _zstd_decompress_into(payload, target, scratch)
+        if in_place:
+            np.bitwise_xor(out, target, out=out)
+            return
+    else:
+        raise CorruptObject(f"unknown object codec {codec!r}")
+    if xor_with is not None:
+        np.bitwise_xor(out, np.frombuffer(xor_with, dtype=np.uint8), out=out)
 
 
 def _undo_in_place(transform: str, width: int | None, diff: Any, base: Buffer) -> memoryview:

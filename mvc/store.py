@@ -280,6 +280,26 @@ class ObjectStore:
             )
         return stored
 
+    def map_stored(self, oid: str, *, size: int | None = None) -> Buffer:
+        """``read_stored``, as a read-only mapping of the object's file where it is local: no
+        copy into new memory (the page cache's pages are read in place), unmapped when the
+        last view of it goes. Elsewhere new ``bytes``."""
+        path = self.storage.local_path(object_key(oid))
+        if path is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                fd = -1  # read_stored below raises the NotFound with its hint
+            if fd >= 0:
+                try:
+                    length = os.fstat(fd).st_size
+                    limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
+                    if 0 < length <= limit:
+                        return _mapped(fd, length)
+                finally:
+                    os.close(fd)
+        return self.read_stored(oid, size=size)  # and its refusal of an oversized file
+
     def read_header(self, oid: str) -> dict[str, Any]:
         """An object's envelope header, reading no more of it than the header (locally: a
         small ``pread``; elsewhere the stored bytes). ``NotFound`` when absent."""
@@ -323,23 +343,13 @@ class ObjectStore:
                 f"{codec.MAX_DELTA_DEPTH}",
                 object_id=oid,
             )
-        try:
+        with _naming(oid):
             return codec.decode_view(  # no sb3 pass: the id check verifies every byte
                 stored,
                 lambda base: self._delta_base(base, depth + 1),
                 expected_size=size,
                 check_stored=False,
             )
-        except CorruptObject as exc:
-            if exc.object_id is not None and exc.object_id != oid:  # a delta base's damage
-                raise CorruptObject(
-                    f"object {oid[:12]} is stored as a delta on a damaged base: {exc.message}",
-                    object_id=exc.object_id,
-                    hint=exc.hint,
-                ) from exc
-            raise CorruptObject(
-                f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid
-            ) from exc
 
     def _delta_base(self, base: str, depth: int) -> bytes:
         if not is_object_id(base):
@@ -457,9 +467,11 @@ class ObjectStore:
         for ref in manifest.chunks:
             offsets.append(offsets[-1] + ref.size)
 
+        decoder = _ChunkDecoder(self, manifest)
+
         def one(index: int) -> memoryview:
             ref = manifest.chunks[index]
-            view, source = self._chunk_view(ref.id, ref.size)
+            view, source = self._chunk_view(ref.id, ref.size, decoder)
             try:
                 if len(view) != ref.size:
                     raise CorruptObject(
@@ -492,7 +504,7 @@ class ObjectStore:
                             pending[later] = pool.submit(one, later)
                     view = pending.pop(index).result()
                     hasher.update(view)
-                    view.release()
+                    decoder.done(view)
                     if on_chunk is not None:
                         on_chunk(manifest.chunks[index].size)
             finally:
@@ -511,11 +523,14 @@ class ObjectStore:
                     f"chunk {ref.id[:12]} of {name} has the wrong size", object_id=ref.id
                 )
 
-    def _chunk_view(self, oid: str, size: int) -> tuple[memoryview, tuple[int, int] | None]:
+    def _chunk_view(
+        self, oid: str, size: int, decoder: _ChunkDecoder | None = None
+    ) -> tuple[memoryview, tuple[int, int] | None]:
         """A chunk's bytes, *not* hashed against ``oid`` (the caller checks them otherwise; a
         delta's bases are verified when decoded), and for a raw object of a local store, its
         open file and payload offset (for the caller to close). Such an object is mapped, not
-        copied (the mapping closes when the view is released); anything else is decoded."""
+        copied (the mapping closes when the view is released); anything else is decoded, with
+        ``decoder`` into one of its reused buffers (given back with ``decoder.done``)."""
         path = self.storage.local_path(object_key(oid))
         if path is not None:
             try:
@@ -542,8 +557,140 @@ class ObjectStore:
                             object_id=oid,
                         )
                     return view, (fd, start)
+        if decoder is not None:
+            return decoder.decode(oid, size), None
         decoded = self._decode(oid, self.read_stored(oid, size=size), size, 0)
         return memoryview(decoded), None
+
+    def _decode_into(
+        self,
+        oid: str,
+        stored: Buffer,
+        out: Any,
+        scratch: codec.DecodeScratch,
+        load_base: codec.BaseInto | None,
+        size: int | None,
+    ) -> None:
+        """``codec.decode_into``, its errors naming the object (or the damaged base); not
+        hashed against ``oid``."""
+        with _naming(oid):
+            codec.decode_into(stored, out, load_base, scratch, expected_size=size)
+
+    def _shared_bases(self, manifest: FileManifest) -> dict[str, threading.Lock]:
+        """The delta bases that two or more of a file's chunks name (from their envelope
+        headers, a small read each), each with a lock: such a base is decoded once, by one
+        thread, and kept in ``bases`` for the others. Only for a local store's files of
+        several chunks (elsewhere a header is the whole object's read)."""
+        if len(manifest.chunks) < 2 or self.storage.local_path(OBJECTS) is None:
+            return {}
+        seen: set[str] = set()
+        shared: dict[str, threading.Lock] = {}
+        for ref in manifest.chunks:
+            try:
+                named = codec.header_delta_base(self.read_header(ref.id))
+            except (NotFound, CorruptObject):
+                continue  # reading the chunk itself reports it
+            if named is not None:
+                if named[0] in seen:
+                    shared.setdefault(named[0], threading.Lock())
+                seen.add(named[0])
+        return shared
+
+
+class _ChunkDecoder:
+    """The decoded chunks of one ``write_file``: each decoded into a reused buffer.
+
+    Every thread has its own ``DecodeScratch`` (stored bytes, zstd streams, a delta's base);
+    results go into output buffers of the file's largest chunk size, lent until the whole-file
+    hasher has taken them (``done``) and then lent again, so at most as many exist as chunks
+    are in flight. A base that several chunks share is decoded once (``_shared_bases``), the
+    others wait for it; any other base is decoded into the thread's scratch and not kept.
+    Bases are verified against their ids either way; a chain's deeper bases go through
+    ``ObjectStore._delta_base`` (verified and cached there)."""
+
+    def __init__(self, store: ObjectStore, manifest: FileManifest) -> None:
+        self.store = store
+        self.capacity = max((ref.size for ref in manifest.chunks), default=0)
+        self.shared = store._shared_bases(manifest)
+        self._local = threading.local()
+        self._free: list[Any] = []
+        self._lent: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def scratch(self) -> codec.DecodeScratch:
+        scratch: codec.DecodeScratch | None = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = codec.DecodeScratch()
+        return scratch
+
+    def decode(self, oid: str, size: int) -> memoryview:
+        """Chunk ``oid``'s bytes (``size`` of them) in a lent buffer, not hashed against its id
+        (the whole file's check covers them); its bases verified."""
+        import numpy as np
+
+        scratch = self.scratch()
+        stored = self.store.map_stored(oid, size=size)
+        with self._lock:
+            held = self._free.pop() if self._free else None
+        if held is None or len(held) < size:
+            held = np.empty(max(size, self.capacity), dtype=np.uint8)
+        out: Any = held[:size]
+        self.store._decode_into(oid, stored, out, scratch, self.base, size)
+        view = memoryview(out)
+        with self._lock:
+            self._lent[id(view)] = held
+        return view
+
+    def done(self, view: memoryview) -> None:
+        """The caller is finished with ``view``: release it, and its buffer is lent again."""
+        with self._lock:
+            held = self._lent.pop(id(view), None)
+            view.release()
+            if held is not None:
+                self._free.append(held)
+
+    def base(self, base: str, out: Any) -> Buffer | None:
+        """The verified bytes of delta base ``base`` from the store's cache, or None once they
+        are decoded (and verified) into ``out``, the delta's own output buffer."""
+        if not is_object_id(base):
+            raise CorruptObject(f"delta base {base[:80]!r} is not an object id")
+        cached = self.store.bases.get(base)
+        if cached is not None:
+            return cached
+        lock = self.shared.get(base)
+        with lock if lock is not None else nullcontext():
+            cached = self.store.bases.get(base)  # decoded by another thread meanwhile
+            if cached is not None:
+                return cached
+            if codec.header_delta_base(self.store.read_header(base)) is not None:
+                return self.store._delta_base(base, 1)  # a chain: decoded, verified, cached
+            stored = self.store.map_stored(base, size=len(out))
+            self.store._decode_into(base, stored, out, self.scratch(), None, len(out))
+            del stored  # unmapped once the decode's views are gone
+            if hash_bytes(out) != base:
+                raise CorruptObject(
+                    f"object {base[:12]} is corrupt: its content does not hash to its id",
+                    object_id=base,
+                )
+            if lock is not None:
+                self.store.bases.put(base, out.tobytes())  # verified: others will need it
+            return None
+
+
+@contextmanager
+def _naming(oid: str) -> Iterator[None]:
+    """Decoding errors re-raised naming ``oid``, or the damaged delta base and what it takes
+    down."""
+    try:
+        yield
+    except CorruptObject as exc:
+        if exc.object_id is not None and exc.object_id != oid:  # a delta base's damage
+            raise CorruptObject(
+                f"object {oid[:12]} is stored as a delta on a damaged base: {exc.message}",
+                object_id=exc.object_id,
+                hint=exc.hint,
+            ) from exc
+        raise CorruptObject(f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid) from exc
 
 
 def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
@@ -561,6 +708,17 @@ def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
     mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     # Slicing a view of a view keeps the mapping alive until the slice is released.
     return memoryview(mapped)[start:], start
+
+
+def _mapped(fd: int, length: int) -> memoryview:
+    """A read-only view of the first ``length`` bytes of an open file, its pages mapped up
+    front (one call, not a fault per page). The mapping outlives ``fd`` and goes with its
+    last view; a file that shrinks under it reads as damage (SIGBUS is not risked: object
+    files are written once and renamed into place, never truncated)."""
+    import mmap
+
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return memoryview(mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ))
 
 
 def _single_thread_hasher() -> Any:

@@ -308,9 +308,12 @@ def test_write_file_decodes_a_shared_delta_base_once(tmp_path, monkeypatch) -> N
         [(_as_delta(store, first, base), first), (_as_delta(store, second, base), second)]
     )
     reads: list[str] = []
-    real_read = store.read_stored
+    real_read, real_map = store.read_stored, store.map_stored
     monkeypatch.setattr(
         store, "read_stored", lambda oid, **kw: reads.append(oid) or real_read(oid, **kw)
+    )
+    monkeypatch.setattr(
+        store, "map_stored", lambda oid, **kw: reads.append(oid) or real_map(oid, **kw)
     )
     hashed = _Hashed(monkeypatch)
     assert _write_out(store, manifest, tmp_path / "out.bin") == first + second
@@ -348,6 +351,63 @@ def test_write_file_names_a_damaged_delta_or_base(tmp_path, damaged) -> None:
     with pytest.raises(CorruptObject) as caught:
         _write_out(store, _manifest([(delta, tuned)]), tmp_path / "out.bin")
     assert caught.value.object_id == bad and bad[:12] in caught.value.message
+    assert store.bases.size == 0
+
+
+def test_write_file_decodes_chunks_of_every_kind_and_size_into_reused_buffers(
+    tmp_path, monkeypatch
+) -> None:
+    """Grouped, zstd, raw and delta chunks (XOR and difference, bases shared or not) of
+    growing and shrinking sizes, on two threads: the buffers each decode reuses never leak
+    one chunk's bytes into another's, and each base is hashed once."""
+    import numpy as np
+
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    rng = np.random.default_rng(3)
+    pieces: list[tuple[ObjectId, bytes]] = []
+    bases: dict[str, int] = {}
+    for n in (400_000, 80_000, 1_200_000, 4096, 80_000, 600_004):
+        data = rng.normal(0, 0.02, n // 4 + 1).astype(np.float32).tobytes()[:n]
+        pieces.append((store.put_bytes(data, elem_width=4, compress=True), data))
+        if n % 4:
+            continue  # a difference needs whole elements
+        base_id = store.put_bytes(data)
+        for seed, transform in enumerate(codec.TRANSFORMS):
+            tuned = _tuned(data, n + seed)
+            oid = store.put_bytes(tuned)
+            parts = codec.encode_delta(
+                tuned, base_id, data, base_depth=0, elem_width=4, transform=transform
+            )
+            assert parts is not None
+            store.replace_encoding(oid, parts)
+            pieces.append((oid, tuned))
+            bases[base_id] = len(data)
+    pieces.append((store.put_bytes(b"raw tail", compress=False), b"raw tail"))
+    manifest = _manifest(pieces)
+    hashed = _Hashed(monkeypatch)
+    assert _write_out(store, manifest, tmp_path / "out.bin") == b"".join(d for _o, d in pieces)
+    assert hashed.total == manifest.size + sum(bases.values())
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_write_file_names_a_damaged_base_on_the_fast_path(tmp_path, shared) -> None:
+    """A damaged base under one delta or under two (decoded once, by one thread): refused,
+    named, and not cached."""
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    base = _pieces()[0]
+    pieces = [(_as_delta(store, _tuned(base, n), base), _tuned(base, n)) for n in (1, 2)]
+    if not shared:
+        pieces = pieces[:1]
+    bad = hash_bytes(base)
+    path = Path(str(store.storage.local_path(object_key(bad))))
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptObject) as caught:
+        _write_out(store, _manifest(pieces), tmp_path / "out.bin")
+    assert caught.value.object_id == bad and bad[:12] in caught.value.message
+    assert pieces[0][0][:12] in caught.value.message  # what it takes down
     assert store.bases.size == 0
 
 

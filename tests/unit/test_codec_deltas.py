@@ -68,3 +68,93 @@ def test_hostile_transform_headers_are_corruption(extra) -> None:
     stored = codec.MAGIC + len(head).to_bytes(4, "little") + head + payload
     with pytest.raises(CorruptObject):
         codec.decode(stored, lambda _b: bytes(len(payload)))
+
+
+# --- decode_into: the same bytes as decode, into reused buffers ----------------------------------
+
+
+def _stored(parts: list[codec.Buffer]) -> bytes:
+    return b"".join(bytes(p) for p in parts)
+
+
+@pytest.mark.parametrize("base_in_out", [False, True])
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_decode_into_reuses_its_buffers_across_sizes_and_matches_decode(width, base_in_out) -> None:
+    """One scratch decodes grouped, zstd, raw and delta envelopes of shrinking and growing
+    sizes (and odd tails) into the same memory: every result equals ``decode``'s, whether the
+    base loader hands back the base's bytes or decodes them into the output (``base_in_out``)."""
+    rng = np.random.default_rng(width)
+    scratch = codec.DecodeScratch()
+    for n in (300_001, 70_000, 1_000_003, 4096, 300_000):
+        floats = rng.normal(0, 0.02, n // 4 + 1).astype(np.float32).tobytes()[:n]
+        tuned = bytes(b ^ (i & 3) for i, b in enumerate(floats[:4096])) + floats[4096:]
+        envelopes = [
+            _stored(codec.encode(floats, elem_width=width, compress=True)),
+            _stored(codec.encode(floats, compress=True)),
+            _stored(codec.encode(floats, compress=False)),
+        ]
+        for transform in codec.TRANSFORMS:
+            delta = codec.encode_delta(
+                tuned, "b" * 64, floats, base_depth=0, elem_width=width, transform=transform
+            )
+            if delta is not None:
+                envelopes.append(_stored(delta))
+
+        def base(_base_id: str, floats: bytes = floats) -> bytes:
+            return floats
+
+        def base_into(_base_id: str, out: np.ndarray, floats: bytes = floats) -> bytes | None:
+            if not base_in_out:
+                return floats
+            out[:] = np.frombuffer(floats, dtype=np.uint8)
+            return None
+
+        for stored in envelopes:
+            expected = codec.decode(stored, base)
+            out = scratch.array("out", len(expected))
+            out[:] = 0xAA  # whatever the last use left there
+            codec.decode_into(stored, out, base_into, scratch, expected_size=n)
+            assert out.tobytes() == expected
+
+
+def _grouped_with_zstd_stream(stream: bytes, n: int) -> bytes:
+    """A 4-wide grouped envelope of ``n`` bytes whose first stream is the zstd ``stream``."""
+    plane = n // 4
+    specs = [{"c": "zstd", "n": plane, "z": len(stream)}] + [
+        {"c": "raw", "n": plane} for _ in range(3)
+    ]
+    specs.append({"c": "raw", "n": 0})
+    head = encode_canonical({"c": "group", "n": n, "w": 4, "s": specs})
+    return codec.MAGIC + len(head).to_bytes(4, "little") + head + stream + bytes(3 * plane)
+
+
+@pytest.mark.parametrize("damage", ["short", "long", "junk after", "two frames", "not zstd"])
+def test_decode_into_refuses_a_zstd_stream_that_is_not_one_frame_of_its_size(damage) -> None:
+    import zstandard
+
+    n = 4 * 50_000
+    plane = bytes(range(256)) * (50_000 // 256) + bytes(50_000 % 256)
+    frame = zstandard.ZstdCompressor().compress(plane)
+    stream = {
+        "short": zstandard.ZstdCompressor().compress(plane[:-1]),
+        "long": zstandard.ZstdCompressor().compress(plane + b"x"),
+        "junk after": frame + b"junk",
+        "two frames": frame + frame,
+        "not zstd": bytes(len(frame)),
+    }[damage]
+    good = _grouped_with_zstd_stream(frame, n)
+    out = np.empty(n, dtype=np.uint8)
+    codec.decode_into(good, out, None, codec.DecodeScratch())
+    assert out.tobytes() == codec.decode(good)
+    with pytest.raises(CorruptObject):
+        codec.decode_into(_grouped_with_zstd_stream(stream, n), out, None, codec.DecodeScratch())
+
+
+def test_decode_into_refuses_a_size_that_is_not_the_buffers() -> None:
+    stored = _stored(codec.encode(bytes(5000), compress=False))
+    with pytest.raises(CorruptObject):
+        codec.decode_into(stored, np.empty(4999, dtype=np.uint8), None, codec.DecodeScratch())
+    with pytest.raises(CorruptObject):
+        codec.decode_into(
+            stored, np.empty(5000, dtype=np.uint8), None, codec.DecodeScratch(), expected_size=1
+        )
