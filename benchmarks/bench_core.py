@@ -154,25 +154,46 @@ class Runner:
         return self.run(argv, **kwargs)[0]
 
 
+#: Runs a command and writes "seconds maxrss-KiB exit-code" to the file ``argv[1]``. The
+#: command is spawned from this small process, not from the benchmark: Linux counts into a
+#: child's ``ru_maxrss`` the resident size of the process it was spawned from at its exec, so
+#: spawned straight from a benchmark holding a 1 GiB fine-tune it "peaked" at 1 GiB. The
+#: probe's own ~11 MiB is the floor of what it reports (`/bin/true` reads 11 MiB).
+_RSS_PROBE = r"""
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_pid, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as handle:
+    handle.write(f"{seconds} {usage.ru_maxrss} {os.waitstatus_to_exitcode(status)}")
+"""
+
+
 def timed_rss(runner: Runner, argv: Sequence[str]) -> tuple[float, float]:
     """Seconds a command took and its peak resident memory in MiB (``wait4``'s ``ru_maxrss``
-    of that one child, not of every child so far). Fails loudly on error."""
+    of that one process, spawned from a small probe: see ``_RSS_PROBE``). Fails loudly on
+    error."""
     import tempfile
 
-    with tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        child = subprocess.Popen(list(argv), env=runner.env, stdout=subprocess.DEVNULL, stderr=err)
-        _pid, status, usage = os.wait4(child.pid, 0)
-        elapsed = time.perf_counter() - start
-        child.returncode = os.waitstatus_to_exitcode(status)
-        if child.returncode != 0:
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as result:
+        subprocess.run(
+            [sys.executable, "-c", _RSS_PROBE, result.name, *argv],
+            env=runner.env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            check=True,
+        )
+        elapsed_text, rss_text, code_text = result.read().split()
+        elapsed, rss_kib, code = float(elapsed_text), int(rss_text), int(code_text)
+        if code != 0:
             err.seek(0)
             raise SystemExit(
-                f"{' '.join(argv)} failed with exit {child.returncode}:\n"
+                f"{' '.join(argv)} failed with exit {code}:\n"
                 + err.read()[-2000:].decode(errors="replace")
             )
-    runner.log(f"  {elapsed:8.3f} s  {usage.ru_maxrss / 1024:6.0f} MiB  {' '.join(argv)}")
-    return elapsed, usage.ru_maxrss / 1024  # Linux reports KiB
+    runner.log(f"  {elapsed:8.3f} s  {rss_kib / 1024:6.0f} MiB  {' '.join(argv)}")
+    return elapsed, rss_kib / 1024  # Linux reports KiB
 
 
 def warm(path: str) -> None:
