@@ -662,8 +662,12 @@ class _ChunkDecoder:
             cached = self.store.bases.get(base)  # decoded by another thread meanwhile
             if cached is not None:
                 return cached
-            if codec.header_delta_base(self.store.read_header(base)) is not None:
-                return self.store._delta_base(base, 1)  # a chain: decoded, verified, cached
+            try:
+                chained = codec.header_delta_base(self.store.read_header(base)) is not None
+            except (NotFound, CorruptObject):
+                chained = True  # not a local file, or damaged: the general path says which
+            if chained:  # a chain, or read through ``read_stored``: decoded, verified, cached
+                return self.store._delta_base(base, 1)
             stored = self.store.map_stored(base, size=len(out))
             self.store._decode_into(base, stored, out, self.scratch(), None, len(out))
             del stored  # unmapped once the decode's views are gone

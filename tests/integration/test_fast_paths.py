@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mvc import codec
-from mvc.errors import CorruptObject
+from mvc.errors import CorruptObject, NotFound
 from mvc.ids import ObjectId, hash_bytes
 from mvc.objects import ChunkRef, FileManifest
 from mvc.storage.local import TMP_PREFIX, LocalStorage
@@ -408,6 +408,25 @@ def test_write_file_names_a_damaged_base_on_the_fast_path(tmp_path, shared) -> N
         _write_out(store, _manifest(pieces), tmp_path / "out.bin")
     assert caught.value.object_id == bad and bad[:12] in caught.value.message
     assert pieces[0][0][:12] in caught.value.message  # what it takes down
+    assert store.bases.size == 0
+
+
+@pytest.mark.parametrize("damage", ["missing", "not an envelope"])
+def test_write_file_says_which_base_is_missing_or_unreadable(tmp_path, damage) -> None:
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    base = _pieces()[0]
+    tuned = _tuned(base, 1)
+    delta = _as_delta(store, tuned, base)
+    path = Path(str(store.storage.local_path(object_key(hash_bytes(base)))))
+    os.chmod(path, 0o644)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(b"garbage, not an mvc envelope" * 100)
+    with pytest.raises((NotFound, CorruptObject)) as caught:
+        _write_out(store, _manifest([(delta, tuned)]), tmp_path / "out.bin")
+    assert hash_bytes(base)[:12] in caught.value.message
+    assert isinstance(caught.value, NotFound if damage == "missing" else CorruptObject)
     assert store.bases.size == 0
 
 
