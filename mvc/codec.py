@@ -16,6 +16,9 @@ Codecs:
 
 Compressed envelopes carry ``sb3``, the blake3 of the payload, so a transfer can verify stored
 bytes without decoding them.
+
+``decode_view`` makes new memory for what it decodes; ``decode_into`` (a checkout's path) writes
+into the caller's buffer, with a ``DecodeScratch`` of buffers reused chunk after chunk.
 """
 
 from __future__ import annotations
