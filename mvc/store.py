@@ -439,8 +439,10 @@ class ObjectStore:
         *,
         jobs: int = 2,
         on_chunk: Callable[[int], None] | None = None,
+        writeback: bool = True,
     ) -> None:
-        """Write a file's bytes into the open file ``fd``, each chunk at its offset.
+        """Write a file's bytes into the open file ``fd``, each chunk at its offset
+        (``writeback``: the caller fsyncs ``fd`` after, so the disk starts on each chunk now).
 
         Every byte is hashed once. ``jobs`` threads read (or decode) chunks and write them at
         their offsets (a raw chunk of a local store is copied in the kernel), and the whole
@@ -475,7 +477,8 @@ class ObjectStore:
             finally:
                 if source is not None:
                     os.close(source[0])
-            start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
+            if writeback:
+                start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
             return view
 
         # blake3's own threads only where cores are spare: on a busy or small machine a
