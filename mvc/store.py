@@ -30,7 +30,7 @@ from mvc.objects import (
     encode_object,
 )
 from mvc.storage.base import Buffer, Storage
-from mvc.storage.local import WRITE_SLICE, copy_range, start_writeback
+from mvc.storage.local import WRITE_SLICE, copy_range, preallocate, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
@@ -38,6 +38,8 @@ _RAW_HEAD = 4096  # a raw envelope's header fits in this many bytes
 #: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
 #: the size of the model, so memory stays bounded while chains that share a base decode it once.
 BASE_CACHE = 32 << 20
+#: Files ``write_file`` writes from this size up get their disk space at once (``preallocate``).
+PREALLOCATE = 1 << 20
 
 
 def object_key(oid: str) -> str:
@@ -458,6 +460,8 @@ class ObjectStore:
         offsets = [0]
         for ref in manifest.chunks:
             offsets.append(offsets[-1] + ref.size)
+        if offsets[-1] >= PREALLOCATE:
+            preallocate(fd, offsets[-1])  # a full disk fails here; a wrong size fails the hash
 
         def one(index: int) -> memoryview:
             ref = manifest.chunks[index]
