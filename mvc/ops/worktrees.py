@@ -25,7 +25,7 @@ from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.lastuse import note_use
 from mvc.objects import Tree
-from mvc.ops.lifecycle import check_use
+from mvc.ops.deprecation import check_use
 from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
