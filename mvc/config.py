@@ -87,6 +87,12 @@ KEYS: dict[str, Key] = {
     "user.name": Key(_parse_text, None, "author name recorded in versions"),
     "user.email": Key(_parse_text, None, "author e-mail recorded in versions"),
     "core.fsync": Key(_parse_bool, True, "fsync every object and ref write (durability)"),
+    "checkout.fsync": Key(
+        _parse_bool,
+        False,
+        "fsync the files checkout writes (off: files written since the last restart are "
+        "re-hashed once after one instead)",
+    ),
     "core.compress": Key(_parse_bool, False, "compress chunks at commit time instead of at repack"),
     "core.lock_timeout": Key(_parse_duration, 60.0, "how long to wait for a store lock"),
     "core.jobs": Key(_parse_positive_int, min(8, os.cpu_count() or 2), "parallel workers"),

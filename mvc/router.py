@@ -113,7 +113,8 @@ def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None
     temp = os.path.join(os.path.dirname(final), f".tmp-{version[:12]}-{secrets.token_hex(4)}")
     try:
         # Callers (load, Router) have told about a deprecation, or refused, already.
-        checkout(repo, by_id(model, version), to=temp, allow_deprecated=True)
+        # durable: a serving folder is trusted by its name alone, never re-checked by stat.
+        checkout(repo, by_id(model, version), to=temp, allow_deprecated=True, durable=True)
         try:
             os.rename(temp, final)
         except OSError:

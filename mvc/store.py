@@ -30,7 +30,7 @@ from mvc.objects import (
     encode_object,
 )
 from mvc.storage.base import Buffer, Storage
-from mvc.storage.local import WRITE_SLICE, copy_range, start_writeback
+from mvc.storage.local import WRITE_SLICE, copy_range, preallocate, start_writeback
 
 OBJECTS = "objects"
 _META_CACHE = 4096
@@ -38,6 +38,8 @@ _RAW_HEAD = 4096  # a raw envelope's header fits in this many bytes
 #: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
 #: the size of the model, so memory stays bounded while chains that share a base decode it once.
 BASE_CACHE = 32 << 20
+#: Files ``write_file`` writes from this size up get their disk space at once (``preallocate``).
+PREALLOCATE = 1 << 20
 
 
 def object_key(oid: str) -> str:
@@ -449,8 +451,10 @@ class ObjectStore:
         *,
         jobs: int = 2,
         on_chunk: Callable[[int], None] | None = None,
+        writeback: bool = True,
     ) -> None:
-        """Write a file's bytes into the open file ``fd``, each chunk at its offset.
+        """Write a file's bytes into the open file ``fd``, each chunk at its offset
+        (``writeback``: the caller fsyncs ``fd`` after, so the disk starts on each chunk now).
 
         Every byte is hashed once. ``jobs`` threads read (or decode) chunks and write them at
         their offsets (a raw chunk of a local store is copied in the kernel), and the whole
@@ -466,6 +470,8 @@ class ObjectStore:
         offsets = [0]
         for ref in manifest.chunks:
             offsets.append(offsets[-1] + ref.size)
+        if offsets[-1] >= PREALLOCATE:
+            preallocate(fd, offsets[-1])  # a full disk fails here; a wrong size fails the hash
 
         decoder = _ChunkDecoder(self, manifest)
 
@@ -487,7 +493,8 @@ class ObjectStore:
             finally:
                 if source is not None:
                     os.close(source[0])
-            start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
+            if writeback:
+                start_writeback(fd, offsets[index], len(view))  # the disk works while we hash
             return view
 
         # blake3's own threads only where cores are spare: on a busy or small machine a

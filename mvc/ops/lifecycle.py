@@ -7,8 +7,9 @@
   included): it refuses a move that breaks a gate (``GateRefused``) unless forced with a
   reason, which the new record keeps; and it refuses a version past its deprecation cutoff
   (``Deprecated``), always.
-- ``deprecation_of`` / ``check_use``: whether a version is deprecated, warning before the
-  cutoff and refusing after it (consumers: checkout, load, pull, export, resolve, Router).
+- ``deprecation_of`` / ``check_use`` (in ``ops.deprecation``, re-exported here): whether a
+  version is deprecated, warning before the cutoff and refusing after it (consumers: checkout,
+  load, pull, export, resolve, Router).
 - ``deprecate`` records deprecations as annotations; ``list_deprecations`` lists every one in
   force; ``notify`` posts each to the policy's webhook once (the store remembers).
 """
@@ -21,9 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mvc.annotations import DeprecationNote, merged_metrics
-from mvc.annotations import deprecation_of as annotated_deprecation
 from mvc.canonical import encode_canonical
-from mvc.deployment.names import ModelTags, best_tag
+from mvc.deployment.names import ModelTags
 from mvc.deployment.records import AB, STABLE, Record
 from mvc.errors import (
     Deprecated,
@@ -31,25 +31,25 @@ from mvc.errors import (
     MvcError,
     NotFound,
     UsageError,
-    VersionDeprecationWarning,
 )
-from mvc.ids import ObjectId, hash_bytes, short
+from mvc.ids import ObjectId, hash_bytes
 from mvc.instants import parse_instant
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.metrics.model import MetricSource, Query, Summary
 from mvc.ops.annotate import append
 from mvc.ops.annotate import chain as annotation_chain
 from mvc.ops.channels import chain, list_channels, load_model_tags
+from mvc.ops.deprecation import check_use as check_use
+from mvc.ops.deprecation import deprecation_of as deprecation_of
+from mvc.ops.deprecation import matching_versions, policy_deprecations
+from mvc.ops.deprecation import warn_use as warn_use
 from mvc.ops.metrics import metric_source
-from mvc.policy.deprecations import DEPRECATIONS, Deprecation, DeprecationPolicy, webhook_body
+from mvc.policy.deprecations import Deprecation, webhook_body
 from mvc.policy.facts import VersionFacts
 from mvc.policy.file import Policy, read_policy
 from mvc.policy.gates import GATES, Broken, Gate, evaluate, evaluate_production
 from mvc.repo import Repo
 from mvc.specs import Resolved, parse_spec, resolve
-from mvc.versioning import looks_like_range, parse_range, parse_semver
-
-_WARNED: set[tuple[str, str]] = set()  # (version id, cutoff) warned about in this process
 
 NOTIFIED = "notified"  # store folder: one file per deprecation the webhook was told about
 
@@ -96,105 +96,6 @@ def _number(value: object) -> bool:
 # --- deprecations ---------------------------------------------------------------------------------
 
 
-def _label(model: str, version: ObjectId, tags: ModelTags) -> str:
-    names = tags.names.get(version)
-    return f"{model}@{best_tag(names) if names else short(version)}"
-
-
-def deprecation_of(
-    repo: Repo,
-    model: str,
-    version: ObjectId,
-    *,
-    tags: ModelTags | None = None,
-    policy: Policy | None = None,
-) -> Deprecation | None:
-    """The deprecation in force for a version: its newest annotation about deprecation, else a
-    rule of the policy file that names it, else a ``deprecated/*`` tag (older stores)."""
-    tags = tags if tags is not None else load_model_tags(repo, model)
-    label = _label(model, version, tags)
-    notes = annotation_chain(repo, model, version)
-    for item in notes:
-        if item.deprecation is not None:
-            found = annotated_deprecation(notes)
-            if found is None:
-                return None  # lifted: the policy file and tags are not consulted
-            return Deprecation(
-                model, version, label, found.on, found.reason, found.replacement, "annotation"
-            )
-    rules = _policy_deprecations(repo, policy)
-    for rule in rules.rules:
-        if version in _matching(repo, rule.spec, model, tags):
-            return Deprecation(
-                model, version, label, rule.on, rule.reason, rule.replacement, "policy"
-            )
-    reason = tags.deprecated.get(version)
-    if reason is not None:
-        return Deprecation(model, version, label, None, reason, None, "tag")
-    return None
-
-
-def _policy_deprecations(repo: Repo, policy: Policy | None) -> DeprecationPolicy:
-    policy = policy if policy is not None else read_policy(repo.root)
-    return policy.get(DEPRECATIONS) or DeprecationPolicy()
-
-
-def _matching(repo: Repo, spec_text: str, model: str | None, tags: ModelTags) -> set[ObjectId]:
-    """The versions of ``model`` a deprecation spec names: every tagged version a range
-    matches (pre-releases included), or the one version an exact spec names."""
-    spec = parse_spec(spec_text)
-    if model is not None and spec.model != model:
-        return set()
-    rev = spec.rev or ""
-    if looks_like_range(rev) and not spec.back:
-        rng = parse_range(rev)
-        return {
-            version
-            for version, names in tags.names.items()
-            for name in names
-            if (parsed := parse_semver(name)) is not None
-            and rng.matches(parsed, include_prerelease=True)
-        }
-    try:
-        return {resolve(repo, spec).version}
-    except (NotFound, UsageError):
-        return set()
-
-
-def check_use(
-    repo: Repo, model: str, version: ObjectId, *, allow_deprecated: bool = False
-) -> Deprecation | None:
-    """The deprecation to warn about when a version is used, or None. Past its cutoff:
-    ``Deprecated`` (exit 23) unless ``allow_deprecated``."""
-    found = deprecation_of(repo, model, version)
-    if found is not None and found.passed(repo.clock()) and not allow_deprecated:
-        raise Deprecated(
-            f"{found.message} (cutoff passed)",
-            hint=(f"use {found.replacement}, or " if found.replacement else "")
-            + "pass --allow-deprecated to use it anyway",
-        )
-    return found
-
-
-def warn_use(
-    repo: Repo,
-    model: str,
-    version: ObjectId,
-    *,
-    allow_deprecated: bool = False,
-    stacklevel: int = 3,
-) -> Deprecation | None:
-    """``check_use`` for library callers: a ``VersionDeprecationWarning`` once per process
-    per version (the Python way to tell a caller; the library never prints)."""
-    import warnings
-
-    found = check_use(repo, model, version, allow_deprecated=allow_deprecated)
-    if found is not None and (version, str(found.on)) not in _WARNED:
-        _WARNED.add((version, str(found.on)))
-        warnings.warn(found.message, VersionDeprecationWarning, stacklevel=stacklevel)
-    return found
-
-
 @dataclass
 class DeprecateResult(JsonShaped):
     deprecations: list[Deprecation] = field(default_factory=list)
@@ -218,7 +119,7 @@ def deprecate(
         raise UsageError("say why with -m REASON", hint='e.g. -m "use 2.x"')
     parsed = parse_spec(spec)
     tags = load_model_tags(repo, parsed.model)
-    versions = _matching(repo, spec, parsed.model, tags)
+    versions = matching_versions(repo, spec, parsed.model, tags)
     if not versions:
         resolve(repo, parsed)  # says what is wrong with the spec
         raise NotFound(f"no tagged version of {parsed.model!r} matches {spec!r}")
@@ -303,7 +204,7 @@ def notify(
 ) -> list[str]:
     """POST each deprecation the policy's webhook was not yet told about; the store records
     each delivery, so a re-run never repeats one. Returns the versions told now."""
-    webhook = _policy_deprecations(repo, policy).webhook
+    webhook = policy_deprecations(repo, policy).webhook
     if webhook is None:
         return []
     send = post or post_json

@@ -3,6 +3,12 @@
 Checkout stages every file it writes
 and renames them into place at the end, refuses to overwrite uncommitted changes unless forced,
 and never removes a file the version does not track.
+
+Like git's, it does not fsync the files it writes (``checkout.fsync``): the store is what must
+survive a power cut, the folder is a copy of it. The stat cache records them as written
+unflushed in this boot, so after a restart they are re-hashed once, not trusted by their stat
+(a file never flushed may then hold zeros under the size and mtime it was given). Where the
+system has no boot id, or for a folder nothing re-checks (``durable``), they are fsynced.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.lastuse import note_use
 from mvc.objects import Tree
-from mvc.ops.lifecycle import check_use
+from mvc.ops.deprecation import check_use
 from mvc.ops.setup import ignore_folder_in_git
 from mvc.ops.snapshot import snapshot, stat_cache_for
 from mvc.ops.status import folder_state, head_version, tree_of
@@ -57,9 +63,12 @@ def checkout(
     bind: bool = False,
     progress: Progress | None = None,
     allow_deprecated: bool = False,
+    durable: bool = False,
 ) -> CheckoutResult:
     """Write a version into a folder. A version past its deprecation cutoff is refused
-    (``Deprecated``) unless ``allow_deprecated``; before it, the result names the deprecation."""
+    (``Deprecated``) unless ``allow_deprecated``; before it, the result names the deprecation.
+    ``durable``: the caller trusts the folder later without its stat cache (the serving
+    cache), so its files are fsynced whenever the store's objects are (``core.fsync``)."""
     progress = progress or NullProgress()
     resolved: Resolved = resolve(repo, spec)
     model = resolved.model
@@ -132,9 +141,10 @@ def checkout(
     if (into_bound or bind) and not os.access(repo.store_dir, os.W_OK):
         # The binding is written after the folder changes: refuse while nothing has changed.
         raise environment_error(OSError(errno.EROFS, "read-only"), f"the store {repo.store_dir}")
-    staging = Staging(
-        folder, fsync=bool(repo.config.get("core.fsync")), removing=frozenset(result.removed)
+    flush = bool(repo.config.get("checkout.fsync")) or (
+        bool(repo.config.get("core.fsync")) and (durable or cache.boot is None)
     )
+    staging = Staging(folder, fsync=flush, removing=frozenset(result.removed))
     progress.start("checking out", sum(new_tree.files[p].size for p in to_write))
     try:
         for rel in result.written:
@@ -146,6 +156,7 @@ def checkout(
                 name=rel,
                 jobs=int(repo.config.get("core.jobs")),
                 on_chunk=progress.advance,
+                writeback=flush,
             )
             staging.stage_with(rel, write, entry.executable)
             result.bytes_written += entry.size
@@ -163,7 +174,7 @@ def checkout(
         progress.finish()
     for rel in result.written:
         info = os.stat(os.path.join(folder, *rel.split("/")))
-        cache.record(rel, FileStat.of(info), new_tree.files[rel])
+        cache.record(rel, FileStat.of(info), new_tree.files[rel], unflushed=not flush)
     cache.forget_missing(set(new_tree.files) | (set(current) - set(result.removed)))
     cache.save(force=True)
     if into_bound or bind:

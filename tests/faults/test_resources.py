@@ -214,6 +214,30 @@ def test_disk_full_during_checkout_to_a_new_folder(
     cli("fsck")
 
 
+def test_a_checkout_too_big_for_the_disk_fails_before_copying(
+    store, cli, make_model, small_disk, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big file's disk space is reserved at once (``preallocate``): a disk too small for it
+    fails there, before one byte of it is copied."""
+    import mvc.store
+
+    make_model("models/bert", seed=0, extra={"big.bin": os.urandom(6 << 20)})
+    cli("commit", "models/bert", "-m", "v1")
+    copied: list[int] = []
+    real = mvc.store.copy_range
+
+    def counting(src: int, dst: int, src_offset: int, dst_offset: int, length: int) -> None:
+        copied.append(length)
+        real(src, dst, src_offset, dst_offset, length)
+
+    monkeypatch.setattr(mvc.store, "copy_range", counting)
+    disk = small_disk(tmp_path / "disk", 4)
+    failed = cli("checkout", "bert", "--to", disk / "out", expect=1)
+    assert "disk full" in failed.stderr and "big.bin" in failed.stderr
+    assert copied == []  # big.bin is the first file staged; nothing was copied for it
+    assert _temps(disk, ".mvc-tmp-") == []
+
+
 def test_disk_full_during_an_in_place_checkout(
     store, cli, make_model, small_disk, tmp_path
 ) -> None:

@@ -19,7 +19,7 @@ from deployfix import Store
 import mvc
 from mvc.errors import Deprecated, UsageError, VersionDeprecationWarning
 from mvc.ops import deploy as ops
-from mvc.ops import lifecycle
+from mvc.ops import deprecation, lifecycle
 from mvc.ops.names import create_tag
 from mvc.refnames import tag as tag_ref
 
@@ -41,7 +41,7 @@ def _at(st: Store, when: str) -> None:
 @pytest.fixture
 def at_root(st: Store, monkeypatch: pytest.MonkeyPatch) -> Store:
     monkeypatch.chdir(st.root)
-    lifecycle._WARNED.clear()  # "once per process": each test is its own process here
+    deprecation._WARNED.clear()  # "once per process": each test is its own process here
     return st
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import subprocess
 import time
 
+import blake3
 import pytest
 
 from mvc.errors import CorruptObject, InvalidInput
 from mvc.objects import Tree, TreeEntry, Version
+from mvc.ops.snapshot import stat_cache_for
 from mvc.refnames import branch
 from mvc.worktree import statcache
 from mvc.worktree.paths import safe_target, validate_version_path
@@ -146,6 +149,200 @@ def test_status_after_a_damaged_cache_rehashes(store, cli, make_model) -> None:
             handle.write(b"\x00garbage")
     state = cli("status", "--json").json()[0]
     assert state["clean"] and state["hashed_files"] == 3
+
+
+# --- checked-out files are not fsynced; the stat cache re-hashes them after a restart ------------
+
+
+@pytest.fixture
+def boot(monkeypatch):
+    """``boot("b1")`` makes this process run in the boot whose id is "b1" (None: no boot id)."""
+
+    def set_boot(boot_id: str | None) -> None:
+        monkeypatch.setattr(statcache, "read_boot_id", lambda: boot_id)
+
+    set_boot("boot-1")
+    return set_boot
+
+
+@pytest.fixture
+def fsynced_inodes(monkeypatch):
+    """The inodes of every file ``os.fsync`` is called on (a rename keeps a file's inode)."""
+    seen: set[int] = set()
+    real = os.fsync
+
+    def spy(fd) -> None:
+        seen.add(os.fstat(fd).st_ino)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return seen
+
+
+def _v1_checked_out(store, cli, make_model, fsynced: set[int] | None = None) -> str:
+    """Versions v1 and v2 of ``bert``, then v1 checked out over v2 in the bound folder (it
+    writes model.safetensors and config.json; tokenizer.json is the same in both). ``fsynced``
+    is emptied before the checkout: inodes of files fsynced and removed before may be reused."""
+    make_model("models/bert", seed=0)
+    v1 = cli("commit", "models/bert", "-m", "v1").stdout.strip()
+    make_model("models/bert", seed=1)
+    cli("commit", "models/bert", "-m", "v2")
+    if fsynced is not None:
+        fsynced.clear()
+    written = cli("checkout", f"bert@{v1}", "--json").json()["written"]
+    assert written == ["config.json", "model.safetensors"]
+    return v1
+
+
+def _damage_behind_the_cache(store, rel: str) -> None:
+    """What a power cut can leave of a file written but never flushed: its last blocks zeros
+    while its inode (size, mtime, ctime) is what the stat cache recorded. ``os.utime`` puts the
+    mtime back; the ctime cannot be set back, so the cache's entry is moved to the new one."""
+    path = os.path.join("models", "bert", rel)
+    before = os.stat(path)
+    with open(path, "r+b") as handle:
+        handle.seek(before.st_size - 4096)
+        handle.write(b"\0" * 4096)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (
+        before.st_size,
+        before.st_mtime_ns,
+        before.st_ino,
+    )
+    cache = stat_cache_for(store, os.path.abspath(os.path.join("models", "bert")))
+    cache.files[rel] = dataclasses.replace(cache.files[rel], stat=FileStat.of(after))
+    cache.save(force=True)
+
+
+def test_a_file_checked_out_unflushed_is_rehashed_after_a_restart(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    _v1_checked_out(store, cli, make_model)
+    state = cli("status", "--json").json()[0]
+    assert state["clean"] and state["hashed_files"] == 0  # same boot: the page cache is the file
+    _damage_behind_the_cache(store, "model.safetensors")
+    assert cli("status", "--json").json()[0]["clean"]  # stat alone cannot see the damage
+
+    boot("boot-2")
+    state = cli("status", "--json").json()[0]
+    assert state["modified"] == ["model.safetensors"]
+    assert state["hashed_files"] == 2  # both files the checkout wrote, once
+    again = cli("status", "--json").json()[0]
+    assert again["modified"] == ["model.safetensors"] and again["hashed_files"] == 0  # verified
+
+
+def test_commit_after_a_restart_does_not_trust_an_unflushed_file(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    _v1_checked_out(store, cli, make_model)
+    _damage_behind_the_cache(store, "model.safetensors")
+    boot("boot-2")
+    made = cli(
+        "commit", "models/bert", "--branch", "disk", "-m", "what the disk holds", "--json"
+    ).json()
+    assert made["created"] is True
+    with open("models/bert/model.safetensors", "rb") as handle:
+        on_disk = blake3.blake3(handle.read()).hexdigest()
+    assert tree_of(store, made["version"]).files["model.safetensors"].b3 == on_disk
+
+
+def test_checkout_after_a_restart_does_not_trust_an_unflushed_file(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    _v1_checked_out(store, cli, make_model)
+    _damage_behind_the_cache(store, "model.safetensors")
+    boot("boot-2")
+    refused = cli("checkout", "bert@main", expect=None)
+    assert refused.exit_code != 0 and "model.safetensors" in refused.stderr
+    cli("checkout", "bert@main", "--force")
+    assert cli("status", "--json").json()[0]["clean"]
+
+
+def test_checkout_leaves_worktree_files_unflushed_by_default(
+    store, cli, make_model, boot, fsynced_inodes
+) -> None:
+    cli("config", "set", "core.fsync", "true")  # the store stays durable
+    _v1_checked_out(store, cli, make_model, fsynced_inodes)
+    written = {os.stat(f"models/bert/{rel}").st_ino for rel in ("config.json", "model.safetensors")}
+    assert fsynced_inodes and not written & fsynced_inodes
+    marked = StatCache.load(stat_cache_for(store, os.path.abspath("models/bert")).path)
+    assert {rel for rel, c in marked.files.items() if c.unflushed == "boot-1"} == {
+        "config.json",
+        "model.safetensors",
+    }
+
+
+@pytest.mark.parametrize("setting", ["checkout.fsync", "no boot id"])
+def test_checkout_fsyncs_worktree_files_when_asked_or_without_a_boot_id(
+    store, cli, make_model, trusting_cache, boot, fsynced_inodes, setting
+) -> None:
+    cli("config", "set", "core.fsync", "true")
+    if setting == "checkout.fsync":
+        cli("config", "set", "checkout.fsync", "true")
+    else:
+        boot(None)
+    _v1_checked_out(store, cli, make_model, fsynced_inodes)
+    written = {os.stat(f"models/bert/{rel}").st_ino for rel in ("config.json", "model.safetensors")}
+    assert written <= fsynced_inodes
+    cache = StatCache.load(stat_cache_for(store, os.path.abspath("models/bert")).path)
+    assert all(c.unflushed is None for c in cache.files.values())
+    boot("boot-2")
+    state = cli("status", "--json").json()[0]
+    assert state["clean"] and state["hashed_files"] == 0  # flushed: trusted after a restart
+
+
+def test_a_serving_folder_is_fsynced_as_the_store_is(
+    store, cli, make_model, boot, fsynced_inodes, tmp_path
+) -> None:
+    """mvc.load and the Router trust a cache folder by its name, with no stat cache to re-check
+    it after a restart: its files are made durable like the store's objects."""
+    import mvc
+
+    cli("config", "set", "core.fsync", "true")
+    make_model("models/bert")
+    cli("commit", "models/bert", "-m", "v1")
+    fsynced_inodes.clear()
+    mvc.load("bert@main", repo=str(store.root), cache_dir=str(tmp_path / "cache"))
+    files = [os.path.join(d, f) for d, _, names in os.walk(tmp_path / "cache") for f in names]
+    assert len(files) == 3 and {os.stat(f).st_ino for f in files} <= fsynced_inodes
+
+
+def test_unflushed_entries_keep_their_boot_until_verified_in_another(tmp_path, boot) -> None:
+    cache_path = str(tmp_path / "index.json")
+    entry = TreeEntry("ab" * 32, 5, "cd" * 32, "blob", False)  # type: ignore[arg-type]
+    past = time.time_ns() - 10 * RACY_MARGIN_NS
+    stat = FileStat(5, past, past, 1, 2, False)
+    cache = StatCache(cache_path)
+    cache.record("a.bin", stat, entry, unflushed=True)
+    cache.save()
+
+    same = StatCache.load(cache_path)
+    assert same.lookup("a.bin", stat) == entry
+    same.record("a.bin", stat, entry)  # re-hashed in the boot it was written: still unflushed
+    assert same.files["a.bin"].unflushed == "boot-1"
+
+    boot("boot-2")
+    other = StatCache.load(cache_path)
+    assert other.lookup("a.bin", stat) is None
+    other.record("a.bin", stat, entry)  # re-hashed after the restart: what the disk holds
+    assert other.files["a.bin"].unflushed is None and other.dirty
+    other.save()
+    assert StatCache.load(cache_path).lookup("a.bin", stat) == entry
+
+    boot(None)  # no boot id now: an entry written unflushed is never trusted
+    cache = StatCache(cache_path)
+    cache.record("b.bin", stat, entry, unflushed=True)
+    assert cache.files["b.bin"].unflushed is None  # the caller must flush (checkout does)
+
+
+def test_a_stat_cache_of_the_previous_format_still_loads(tmp_path) -> None:
+    path = tmp_path / "index.json"
+    past = time.time_ns() - 10 * RACY_MARGIN_NS
+    entry = [5, past, past, 1, 2, 0, "ab" * 32, "cd" * 32, "blob"]
+    path.write_text(json.dumps({"version": 1, "written_ns": time.time_ns(), "files": {"a": entry}}))
+    cache = StatCache.load(str(path))
+    assert cache.lookup("a", FileStat(5, past, past, 1, 2, False)) is not None
 
 
 # --- .mvcignore -------------------------------------------------------------------------------
