@@ -15,6 +15,7 @@ import venv
 from collections.abc import Iterator
 
 import pytest
+from once import built_once
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -23,12 +24,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="session")
 def installed_mvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.Path]:
-    """The ``bin`` folder of a new venv holding mvc installed by plain ``pip install <source>``.
+    """The ``bin`` folder of a new venv holding mvc installed by plain ``pip install <source>``,
+    made once per run (the xdist workers share it; the tests only run what it holds).
 
     The source is copied first (what a build needs: pyproject.toml, README.md, mvc/), so the
     build writes nothing into the checkout and parallel runs cannot collide.
     """
-    base = tmp_path_factory.mktemp("installed")
+    base = built_once(tmp_path_factory, "installed-mvc", _install)
+    yield base / "venv" / ("Scripts" if os.name == "nt" else "bin")
+
+
+# The user's pip cache keeps the install to seconds (the build runs with a fresh HOME).
+PIP_CACHE = os.environ.get("PIP_CACHE_DIR") or os.path.expanduser("~/.cache/pip")
+
+
+def _install(base: pathlib.Path) -> None:
     source = base / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -40,14 +50,13 @@ def installed_mvc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pathlib.
     done = subprocess.run(
         [str(bin_dir / "python"), "-m", "pip", "install", "--quiet", str(source)],
         cwd=base,
-        env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1"),
+        env=_clean_env(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_CACHE_DIR=PIP_CACHE),
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert done.returncode == 0, f"pip install {source} failed:\n{done.stderr[-3000:]}"
-    yield bin_dir
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

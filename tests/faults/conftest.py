@@ -7,7 +7,7 @@ Every fault test states one promise and checks it the same way:
 - ``nothing_lost``: take a ``snapshot()`` before the fault, call ``nothing_lost.check(before)``
   after it: every ref resolves to its old value or to a new, complete value; every object that
   was reachable before still verifies; the files of every old version read back byte-identical;
-  and the real ``mvc fsck`` exits 0 (dangling objects allowed).
+  and ``mvc fsck`` exits 0 (dangling objects allowed; the real command, run in-process).
 - ``mvc_proc``: the real ``mvc`` entry point as a subprocess (a fresh process, real exit codes
   and signals). ``mvc_proc.fails(*args, code=N)`` asserts a clean failure: exit ``N``, one
   ``error:`` line (an optional ``hint:`` line), no traceback, nothing on stdout.
@@ -59,9 +59,9 @@ def versions(store, cli, make_model) -> Versions:
 
 
 @pytest.fixture
-def nothing_lost(mvc_proc) -> NothingLost:
+def nothing_lost(mvc_proc, cli) -> NothingLost:
     """``before = snapshot(repo)``; fault; ``nothing_lost.check(repo, before)``."""
-    return NothingLost(mvc_proc)
+    return NothingLost(mvc_proc, in_process=cli)
 
 
 @pytest.fixture

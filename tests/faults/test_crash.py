@@ -58,7 +58,7 @@ COMMIT_POINTS = [
 
 
 @pytest.mark.parametrize("point", COMMIT_POINTS)
-def test_commit_killed(point, versions, make_model, mvc_proc, nothing_lost) -> None:
+def test_commit_killed(point, versions, make_model, mvc_proc, cli, nothing_lost) -> None:
     before = snapshot(versions.repo)
     folder = make_model(pathlib.Path(versions.root) / "models/bert", seed=7)
     mvc_proc.crashes("commit", "models/bert", "-m", "seven", point=point, cwd=versions.root)
@@ -70,7 +70,7 @@ def test_commit_killed(point, versions, make_model, mvc_proc, nothing_lost) -> N
     tip = _tip(versions.root, "bert branch main")
     assert _parent(versions, tip) == versions.ids["bert@3"]  # exactly one new version
     assert read_version_files(versions.repo, tip) == _folder_files(folder)
-    assert "clean" in mvc_proc("status", "bert", cwd=versions.root).stdout
+    assert "clean" in cli("status", "bert").stdout
     nothing_lost.check(versions.repo, before)
 
 
@@ -98,7 +98,9 @@ REF_POINTS = ["refs.before-entry", "storage.exclusive-temp", "refs.entry"]
     ],
     ids=["tag", "branch", "channel"],
 )
-def test_ref_move_killed(point, command, ref, target, versions, mvc_proc, nothing_lost) -> None:
+def test_ref_move_killed(
+    point, command, ref, target, versions, mvc_proc, cli, nothing_lost
+) -> None:
     args = [a.format(**versions.ids) for a in command]
     before = snapshot(versions.repo)
     mvc_proc.crashes(*args, point=point, cwd=versions.root)
@@ -113,35 +115,35 @@ def test_ref_move_killed(point, command, ref, target, versions, mvc_proc, nothin
     if target:
         assert now == versions.ids[target]
     else:  # a channel names a deployment record whose stable arm is the version
-        shown = mvc_proc("channel", "show", "bert", "prod", "--json", cwd=versions.root)
+        shown = cli("channel", "show", "bert", "prod", "--json")
         assert versions.ids["bert@3"] in shown.stdout
     nothing_lost.check(versions.repo, before)
 
 
 @pytest.mark.parametrize("point", ["deploy.record", *REF_POINTS])
-def test_deploy_killed(point, versions, mvc_proc, nothing_lost) -> None:
+def test_deploy_killed(point, versions, mvc_proc, cli, nothing_lost) -> None:
     before = snapshot(versions.repo)
     args = ("deploy", "bert", "prod", versions.ids["bert@3"], "--canary", "10")
     mvc_proc.crashes(*args, point=point, cwd=versions.root)
     nothing_lost.check(versions.repo, before)
     if _tip(versions.root, "bert channel prod") == before.refs["bert channel prod"]:
         mvc_proc(*args, cwd=versions.root)
-    shown = mvc_proc("channel", "show", "bert", "prod", "--json", cwd=versions.root).stdout
+    shown = cli("channel", "show", "bert", "prod", "--json").stdout
     assert versions.ids["bert@3"] in shown and versions.ids["bert@2"] in shown
     nothing_lost.check(versions.repo, before)
 
 
 @pytest.mark.parametrize("point", ["annotate.object", *REF_POINTS])
-def test_annotate_killed(point, versions, mvc_proc, nothing_lost) -> None:
+def test_annotate_killed(point, versions, mvc_proc, cli, nothing_lost) -> None:
     """Killed while annotating: the annotation is recorded whole or not at all, once."""
     before = snapshot(versions.repo)
     args = ("annotate", "bert@v1.0.0", "--metric", "accuracy=0.91", "--note", "eval")
     mvc_proc.crashes(*args, point=point, cwd=versions.root)
     nothing_lost.check(versions.repo, before)
-    shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+    shown = cli("show", "bert@v1.0.0", "--json").json()
     if "0.91" not in json.dumps(shown):
         mvc_proc(*args, cwd=versions.root)
-        shown = json.loads(mvc_proc("show", "bert@v1.0.0", "--json", cwd=versions.root).stdout)
+        shown = cli("show", "bert@v1.0.0", "--json").json()
     assert json.dumps(shown).count('"eval"') == 1, shown
     nothing_lost.check(versions.repo, before)
 
@@ -151,7 +153,7 @@ def test_annotate_killed(point, versions, mvc_proc, nothing_lost) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["checkout.staged", "checkout.rename:2", "checkout.renamed"])
-def test_checkout_killed(point, versions, mvc_proc, nothing_lost) -> None:
+def test_checkout_killed(point, versions, mvc_proc, cli, nothing_lost) -> None:
     """Killed while the working folder changes: the store is untouched, the folder holds each
     file whole (old or new), and checking out again finishes the job."""
     folder = pathlib.Path(versions.root) / "models/bert"
@@ -165,7 +167,7 @@ def test_checkout_killed(point, versions, mvc_proc, nothing_lost) -> None:
 
     mvc_proc("checkout", "bert@v1.0.0", "--force", cwd=versions.root)
     assert _folder_files(folder) == new  # and the killed run's temp files are gone
-    assert "clean" in mvc_proc("status", "bert", cwd=versions.root).stdout
+    assert "clean" in cli("status", "bert").stdout
     nothing_lost.check(versions.repo, before)
 
 
@@ -189,13 +191,13 @@ def test_first_export_killed(point, versions, mvc_proc, nothing_lost, tmp_path) 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["export.file:2", "export.manifest"])
-def test_re_export_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
+def test_re_export_killed(point, versions, mvc_proc, cli, nothing_lost, tmp_path) -> None:
     """A re-export (a new version on the channel) killed part-way: the store is untouched and
     the next export finishes with exactly the new version's files."""
     dest = tmp_path / "serve"
     export = ("export", "bert", "prod", "--format", "dir", "--to", str(dest))
-    mvc_proc(*export, cwd=versions.root)
-    mvc_proc("channel", "set", "bert", "prod", versions.ids["bert@3"], cwd=versions.root)
+    cli(*export)
+    cli("channel", "set", "bert", "prod", versions.ids["bert@3"])
     before = snapshot(versions.repo)
     mvc_proc.crashes(*export, point=point, cwd=versions.root)
     nothing_lost.check(versions.repo, before)
@@ -247,10 +249,10 @@ PUSH_POINTS = [
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", PUSH_POINTS)
-def test_push_killed(point, versions, mvc_proc, nothing_lost, tmp_path) -> None:
+def test_push_killed(point, versions, mvc_proc, cli, nothing_lost, tmp_path) -> None:
     remote = tmp_path / "remote"
-    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=versions.root)
-    mvc_proc("push", "origin", "gpt", cwd=versions.root)  # the remote exists and has history
+    cli("remote", "add", "origin", f"file://{remote}")
+    cli("push", "origin", "gpt")  # the remote exists and has history
     before = snapshot(versions.repo)
     env = {"MVC_TRANSFER_FLUSH_BYTES": "1"}
     mvc_proc.crashes("push", "origin", "bert", point=point, cwd=versions.root, env=env)
@@ -287,23 +289,22 @@ def _tracked(root: str, remote: str) -> dict[str, str]:
 @pytest.mark.s3
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["transfer.object:5", "push.ref"])
-def test_push_to_s3_killed(point, versions, mvc_proc, nothing_lost, s3_url, tmp_path) -> None:
+def test_push_to_s3_killed(point, versions, mvc_proc, cli, nothing_lost, s3_url, tmp_path) -> None:
     """The same on S3 (moto on loopback): what a clone sees is complete, before and after."""
     aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-    run = lambda *args, **kw: mvc_proc(*args, env=aws, **kw)  # noqa: E731
-    run("remote", "add", "origin", s3_url.url, cwd=versions.root)
-    run("push", "origin", "gpt", cwd=versions.root)
+    cli("remote", "add", "origin", s3_url.url)
+    cli("push", "origin", "gpt")
     before = snapshot(versions.repo)
     mvc_proc.crashes("push", "origin", "bert", point=point, cwd=versions.root, env=aws)
     nothing_lost.check(versions.repo, before)
-    run("clone", s3_url.url, tmp_path / "early", cwd=tmp_path)  # verifies every object it takes
+    cli("clone", s3_url.url, tmp_path / "early")  # verifies every object it takes
     early = _refs(str(tmp_path / "early"))
     assert early.get("gpt branch main") == versions.ids["gpt@1"]
     assert early.get("bert branch main") in (None, versions.ids["bert@3"])
 
-    run("push", "origin", "bert", cwd=versions.root)
-    run("clone", s3_url.url, tmp_path / "late", cwd=tmp_path)
-    assert mvc_proc("fsck", cwd=tmp_path / "late").returncode == 0
+    mvc_proc("push", "origin", "bert", cwd=versions.root, env=aws)
+    cli("clone", s3_url.url, tmp_path / "late")
+    assert cli("-C", tmp_path / "late", "fsck").exit_code == 0
     late = {k: v for k, v in _refs(str(tmp_path / "late")).items() if k.startswith("bert ")}
     assert late == {k: v for k, v in _refs(versions.root).items() if k.startswith("bert ")}
 
@@ -320,17 +321,17 @@ PULL_POINTS = [
 ]
 
 
-def _puller(versions, mvc_proc, make_model, tmp_path):
+def _puller(versions, cli, make_model, tmp_path):
     """A second store with a model of its own and ``origin`` holding all of ``bert``."""
     remote = tmp_path / "remote"
-    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=versions.root)
-    mvc_proc("push", "origin", "bert", cwd=versions.root)
+    cli("remote", "add", "origin", f"file://{remote}")
+    cli("push", "origin", "bert")
     fresh = tmp_path / "fresh"
-    mvc_proc("init", fresh)
-    mvc_proc("config", "set", "user.name", "Puller", cwd=fresh)
+    cli("init", fresh)
+    cli("-C", fresh, "config", "set", "user.name", "Puller")
     make_model(fresh / "own", seed=50)
-    mvc_proc("commit", "own", "-m", "own", cwd=fresh)
-    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=fresh)
+    cli("-C", fresh, "commit", "own", "-m", "own")
+    cli("-C", fresh, "remote", "add", "origin", f"file://{remote}")
     wanted = {k: v for k, v in _refs(versions.root).items() if k.startswith("bert ")}
     return fresh, wanted
 
@@ -341,10 +342,10 @@ def _pulled(fresh, wanted) -> dict[str, str | None]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", PULL_POINTS)
-def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_path) -> None:
+def test_pull_killed(point, versions, mvc_proc, cli, make_model, nothing_lost, tmp_path) -> None:
     from mvc.repo import Repo
 
-    fresh, wanted = _puller(versions, mvc_proc, make_model, tmp_path)
+    fresh, wanted = _puller(versions, cli, make_model, tmp_path)
     repo = Repo(str(fresh))
     before = snapshot(repo)
     env = {"MVC_TRANSFER_FLUSH_BYTES": "1"}
@@ -367,48 +368,46 @@ def test_pull_killed(point, versions, mvc_proc, make_model, nothing_lost, tmp_pa
 
 
 @pytest.mark.slow
-def test_roll_forward_killed(versions, mvc_proc, make_model, tmp_path) -> None:
+def test_roll_forward_killed(versions, mvc_proc, cli, make_model, tmp_path) -> None:
     """Killed again while rolling a crashed transaction forward: the next change finishes it."""
-    fresh, wanted = _puller(versions, mvc_proc, make_model, tmp_path)
+    fresh, wanted = _puller(versions, cli, make_model, tmp_path)
     mvc_proc.crashes("pull", "origin", "bert", point="refs.journal", cwd=fresh)
     mvc_proc.crashes("branch", "own", "side", point="refs.recover", cwd=fresh)
     entries = [p for p in (fresh / ".mvc" / "refs").rglob("0*") if "/bert/" in str(p)]
     assert len(entries) == 1  # one entry rolled forward, then killed
     assert _pulled(fresh, wanted) == wanted  # the next read finishes it
     mvc_proc("branch", "own", "side", cwd=fresh)
-    assert mvc_proc("fsck", cwd=fresh).returncode == 0
+    assert cli("-C", fresh, "fsck").exit_code == 0
 
 
 # --- gc and repack --------------------------------------------------------------------------------
 
 
-def _with_garbage(versions, mvc_proc, make_model) -> None:
+def _with_garbage(versions, cli, make_model) -> None:
     """A branch with its own version, then deleted: its objects become unreachable. And a
     compressible file on ``main``, stored raw (``core.compress`` is off), for repack."""
     notes = pathlib.Path(versions.root) / "models/bert/notes.txt"
     notes.write_text("the same line, again and again\n" * 4000)
-    mvc_proc("commit", "models/bert", "-m", "notes", cwd=versions.root)
+    cli("commit", "models/bert", "-m", "notes")
     make_model(pathlib.Path(versions.root) / "scratch", seed=99)
-    mvc_proc(
-        "commit", "scratch", "--model", "bert", "--branch", "tmp", "-m", "x", cwd=versions.root
-    )
-    mvc_proc("branch", "bert", "-D", "tmp", cwd=versions.root)
+    cli("commit", "scratch", "--model", "bert", "--branch", "tmp", "-m", "x")
+    cli("branch", "bert", "-D", "tmp")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["gc.marked", "gc.delete:2", "repack.replace:1"])
-def test_gc_killed(point, versions, mvc_proc, make_model, nothing_lost) -> None:
-    _with_garbage(versions, mvc_proc, make_model)
+def test_gc_killed(point, versions, mvc_proc, cli, make_model, nothing_lost) -> None:
+    _with_garbage(versions, cli, make_model)
     before = snapshot(versions.repo)
     mvc_proc.crashes("gc", "--grace", "0s", point=point, cwd=versions.root)
     nothing_lost.check(versions.repo, before)
     mvc_proc("gc", "--grace", "0s", cwd=versions.root)
     nothing_lost.check(versions.repo, before)
-    again = json.loads(mvc_proc("gc", "--grace", "0s", "--json", cwd=versions.root).stdout)
+    again = cli("gc", "--grace", "0s", "--json").json()
     assert again["deleted"] == 0 and again["repack"]["compressed"] == 0  # nothing left to do
 
 
-def _with_fine_tunes(versions, mvc_proc) -> None:
+def _with_fine_tunes(versions, cli) -> None:
     """Two fine-tunes of ``bert``'s latest weights (low bits changed), stored whole, for repack
     to turn into deltas."""
     import numpy as np
@@ -423,30 +422,30 @@ def _with_fine_tunes(versions, mvc_proc) -> None:
                 noise = rng.normal(0, 1e-4, value.shape).astype(np.float32)
                 tensors[name] = (value * (1 + noise)).astype(np.float32)
         save_file(tensors, str(weights))
-        mvc_proc("commit", "models/bert", "-m", f"fine-tune {n}", cwd=versions.root)
+        cli("commit", "models/bert", "-m", f"fine-tune {n}")
 
 
 @pytest.mark.parametrize("point", ["repack.delta:1", "repack.delta:3"])
-def test_repack_making_deltas_killed(point, versions, mvc_proc, nothing_lost) -> None:
+def test_repack_making_deltas_killed(point, versions, mvc_proc, cli, nothing_lost) -> None:
     """Killed between two delta rewrites (or compressions), every version still reads back;
     run again, repack finishes the job and a third run has nothing left to do."""
-    _with_fine_tunes(versions, mvc_proc)
+    _with_fine_tunes(versions, cli)
     before = snapshot(versions.repo)
     mvc_proc.crashes("repack", point=point, cwd=versions.root)
     nothing_lost.check(versions.repo, before)
     mvc_proc("repack", cwd=versions.root)
     nothing_lost.check(versions.repo, before)
-    again = json.loads(mvc_proc("repack", "--json", cwd=versions.root).stdout)
+    again = cli("repack", "--json").json()
     assert again["deltas"] == 0 and again["compressed"] == 0
 
 
-def test_push_killed_while_making_deltas(versions, mvc_proc, nothing_lost, tmp_path) -> None:
+def test_push_killed_while_making_deltas(versions, mvc_proc, cli, nothing_lost, tmp_path) -> None:
     """Killed between two of push's delta rewrites (push.repack), nothing is lost here and
     the remote is untouched; run again, the push sends deltas and the remote reads back."""
     remote = tmp_path / "remote"
-    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=versions.root)
-    mvc_proc("push", "origin", "bert", cwd=versions.root)
-    _with_fine_tunes(versions, mvc_proc)
+    cli("remote", "add", "origin", f"file://{remote}")
+    cli("push", "origin", "bert")
+    _with_fine_tunes(versions, cli)
     before = snapshot(versions.repo)
     mvc_proc.crashes("push", "origin", "bert", point="push.repack:2", cwd=versions.root)
     nothing_lost.check(versions.repo, before)
@@ -471,7 +470,7 @@ def test_crash_hook_is_inert_without_its_variable(versions, mvc_proc) -> None:
 
 
 @pytest.mark.slow
-def test_random_kills_lose_nothing(versions, mvc_proc, make_model, nothing_lost, tmp_path):
+def test_random_kills_lose_nothing(versions, mvc_proc, cli, make_model, nothing_lost, tmp_path):
     """Dozens of commit/push/gc runs, each SIGKILLed after a random delay (seeded: a failure
     replays). The invariant holds after every kill, checked in-process to stay within budget."""
     from mvc.ops.maintenance import fsck
@@ -479,7 +478,7 @@ def test_random_kills_lose_nothing(versions, mvc_proc, make_model, nothing_lost,
 
     rng = random.Random(15)
     remote = tmp_path / "remote"
-    mvc_proc("remote", "add", "origin", f"file://{remote}", cwd=versions.root)
+    cli("remote", "add", "origin", f"file://{remote}")
     env = {**mvc_proc.base_env, "MVC_TRANSFER_FLUSH_BYTES": "4096"}
     commands = {
         "commit": ["commit", "models/bert", "-m", "loop"],

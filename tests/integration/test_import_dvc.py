@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from once import built_once
 
 from mvc.errors import InvalidInput
 from mvc.formats.dvc import Md5Check, parse_listing, parse_outs
@@ -45,11 +47,8 @@ def dvc(cwd: Path, *args: str) -> str:
     return run(cwd, sys.executable, "-m", "dvc", *args)
 
 
-@pytest.fixture
-def project(tmp_path: Path, mvc_env) -> Path:
-    """A git + DVC project with ``models/bert`` added to DVC and committed to git."""
-    _need_dvc()
-    root = tmp_path / "project"
+def _build_project(root: Path) -> None:
+    """A git + DVC project with ``models/bert`` added to DVC and committed to git, and a store."""
     (root / "models" / "bert").mkdir(parents=True)
     run(root, "git", "init", "-q")
     dvc(root, "init", "-q")
@@ -61,6 +60,21 @@ def project(tmp_path: Path, mvc_env) -> Path:
     run(root, "git", "add", "-A")
     run(root, "git", "commit", "-q", "-m", "pin bert v1")
     run(root, sys.executable, "-m", "mvc", "init")
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project, made once per run (dvc's start-up makes it seconds); tests get copies."""
+    _need_dvc()
+    return built_once(tmp_path_factory, "dvc-project", _build_project)
+
+
+@pytest.fixture
+def project(project_template: Path, tmp_path: Path, mvc_env) -> Path:
+    """A private copy of a git + DVC project with ``models/bert`` added to DVC and committed to
+    git, and an mvc store at its root."""
+    root = tmp_path / "project"
+    shutil.copytree(project_template, root, symlinks=True, ignore=shutil.ignore_patterns(".built"))
     return root
 
 
