@@ -60,12 +60,36 @@ class S3Remote:
     options: dict[str, str] = field(default_factory=dict)
 
 
+def _atomic_conditional_writes(patch: pytest.MonkeyPatch) -> None:
+    """Make moto's ``If-None-Match: *`` as atomic as S3's and RGW's.
+
+    moto checks that the key is absent, then stores it, in whichever of its server's request
+    threads runs the request, so two racing creates of one key can both succeed (seen in the
+    racing-tag test: two pushes both landed the same tag). The tests race mvc, not moto: one
+    lock around moto's writes of a key makes its check and its write one step, as S3 does.
+    """
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    for name in ("put_object", "_key_response_post"):
+        unlocked = getattr(S3Response, name)
+
+        def locked(*args: Any, _unlocked: Any = unlocked, **kwargs: Any) -> Any:
+            with lock:
+                return _unlocked(*args, **kwargs)
+
+        patch.setattr(S3Response, name, locked)
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """The URL of a moto S3 server on 127.0.0.1, with dummy AWS credentials for the session."""
     from moto.server import ThreadedMotoServer
 
     with pytest.MonkeyPatch.context() as patch:
+        _atomic_conditional_writes(patch)
         for name, value in _AWS_ENV.items():
             patch.setenv(name, value)
         patch.delenv("AWS_PROFILE", raising=False)
