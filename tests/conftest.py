@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,14 @@ if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
     os.environ.setdefault(
         "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"mvc-tests-pyc-{os.getuid()}")
     )
+
+# --- Ctrl-C for the processes tests start ----------------------------------------------------------
+
+# A suite started with SIGINT ignored (`pytest ... &` from a script: the shell ignores SIGINT in
+# background jobs) would pass that on to every process it starts, and the Ctrl-C tests would
+# wait for an exit that never comes. Python's own handler here gives children the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # --- S3 (moto server on loopback) -----------------------------------------------------------------
 
