@@ -287,6 +287,32 @@ def test_a_folder_of_small_files_round_trips_and_dedupes(store, cli, tmp_path) -
         assert (tmp_path / "out" / rel).read_bytes() == data
 
 
+def test_a_noop_commit_looks_up_no_object_and_a_change_still_checks_what_it_reuses(
+    store, cli, tmp_path, monkeypatch
+) -> None:
+    """The parent's tree is whole in the store, so when the stat cache makes exactly that tree
+    nothing is opened there; once anything changed, every cached entry reused is checked
+    present (status may have cached a file it never stored)."""
+    from mvc.worktree import statcache
+
+    monkeypatch.setattr(statcache, "RACY_MARGIN_NS", 0)  # every entry trusted at once
+    files = _small_folder(tmp_path / "work" / "many")
+    cli("commit", "many", "-m", "v1")
+    looked: list[str] = []
+    real = ObjectStore.has_intact
+    monkeypatch.setattr(
+        ObjectStore, "has_intact", lambda self, oid: looked.append(oid) or real(self, oid)
+    )
+    again = cli("commit", "many", "-m", "v2", "--json").json()
+    assert again["created"] is False and again["hashed_files"] == 0
+    assert looked == []
+    (tmp_path / "work" / "many" / "config.json").write_text('{"layers": 0}')
+    changed = cli("commit", "many", "-m", "v3", "--json").json()
+    assert changed["created"] is True and changed["modified"] == ["config.json"]
+    assert len(set(looked)) >= len(files) - 12  # each reused manifest (12 maps are one file)
+    assert cli("fsck", "--json").json()["ok"]
+
+
 def test_the_tree_does_not_depend_on_how_many_workers_hashed_it(store, cli, tmp_path) -> None:
     trees = []
     for jobs in ("1", "6"):
