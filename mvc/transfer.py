@@ -25,9 +25,10 @@ Invariants:
   except from this machine's own store (``trust_source_checksums``: push), where its
   stored-bytes checksum ``sb3`` is checked instead and its header must agree with its length
   and its manifest's size. Metadata is always decoded as its type, so a tree with an unsafe
-  path or a malformed id never gets in. Between two local folders a chunk is copied in the
-  kernel (``copy_file_range``) and the copy is hashed as it landed, mapped, before it gets its
-  name. A mismatch is ``CorruptObject`` naming the source and the object.
+  path or a malformed id never gets in. Between two local folders a chunk is copied through a
+  small buffer, each slice hashed and then written from it, and the digest of what was written
+  is checked before the copy gets its name. A mismatch is ``CorruptObject`` naming the
+  source and the object.
 - **Nothing partial is visible.** Storages write atomically; at most ``jobs`` objects are held in
   memory at once (objects are at most a chunk, 16 MiB, big).
 - **Only verified ids are followed.** Ids come from validated refs or verified metadata.
@@ -569,10 +570,11 @@ class _Transfer:
         return checksum
 
     def _copy_in_kernel(self, oid: ObjectId, size: int | None) -> bool:
-        """Copy a chunk from a source folder into a destination folder with
-        ``copy_file_range`` and verify the copy as it landed (its bytes hashed in place,
-        mapped, never read into Python): a raw chunk against its id, a plain zstd one from this
-        store against its stored-bytes checksum. Neither has a delta base. False (nothing done)
+        """Copy a chunk from a source folder into a destination folder without holding it in
+        Python: read in small slices, each hashed and then written from the same buffer
+        (``copy_through``), so the digest checked before the copy gets its name is the digest
+        of the bytes written: a raw chunk against its id, a plain zstd one from this store
+        against its stored-bytes checksum. Neither has a delta base. False (nothing done)
         where this does not apply: the general path reads, verifies and reports."""
         copier = self.dest.storage.kernel_copy()
         key = object_key(oid)
@@ -600,9 +602,10 @@ class _Transfer:
                     expected = found
             except CorruptObject:
                 return False  # the general path reads it and says what is wrong
+            hasher = _single_thread_hasher()
 
-            def check(written: int) -> None:
-                if _mapped_digest(written, start, total - start) != expected:
+            def check(_written: int) -> None:
+                if hasher.hexdigest() != expected:
                     raise self._damaged(
                         oid,
                         CorruptObject(
@@ -612,7 +615,9 @@ class _Transfer:
                         ),
                     )
 
-            copier.write_from(key, head[:start], fd, start, total - start, check=check)
+            copier.write_from(
+                key, head[:start], fd, start, total - start, check=check, through=hasher.update
+            )
         finally:
             os.close(fd)
         self._written(oid, total, chunk=True)
@@ -644,9 +649,13 @@ class _Transfer:
 
 def blake3_of(data: Buffer) -> str:
     """blake3 on the calling thread: transfers already spread work over their workers."""
+    return str(_single_thread_hasher().update(data).hexdigest())
+
+
+def _single_thread_hasher() -> Any:
     import blake3
 
-    return str(blake3.blake3(data, max_threads=1).hexdigest())
+    return blake3.blake3(max_threads=1)
 
 
 def _read_head(fd: int, total: int) -> bytes:
@@ -657,17 +666,3 @@ def _read_head(fd: int, total: int) -> bytes:
         if len(head) < length <= min(total, 8 + codec.MAX_HEADER):
             head = os.pread(fd, length, 0)
     return head
-
-
-def _mapped_digest(fd: int, offset: int, length: int) -> str:
-    """blake3 of ``length`` bytes of an open file from ``offset``, mapped rather than read."""
-    import mmap
-
-    if length == 0:
-        return blake3_of(b"")
-    with mmap.mmap(fd, offset + length, access=mmap.ACCESS_READ) as mapped:
-        view = memoryview(mapped)
-        try:
-            return blake3_of(view[offset:])
-        finally:
-            view.release()

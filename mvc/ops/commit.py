@@ -190,6 +190,7 @@ def commit(
         lineage = _with_adapter_facts(repo, target, dict(lineage or {}), parent)
     cache = stat_cache_for(repo, target) if is_folder and not temporary else None
     with repo.writing_objects():
+        parent_version = repo.objects.get_version(parent) if parent else None
         snap: Snapshot = snapshot(
             repo,
             target,
@@ -198,6 +199,9 @@ def commit(
             follow_symlinks=follow_symlinks,
             cache=cache,
             progress=progress,
+            # The parent's tree is whole (closure before reference): an unchanged folder
+            # needs no object looked up when nothing new will name it.
+            stored_tree=parent_version.tree if parent_version and not allow_empty else None,
         )
         crashpoint("commit.objects")
         if not snap.tree.files and not allow_empty:
@@ -206,9 +210,7 @@ def commit(
                 hint="put the model's files there first (or pass --allow-empty)",
             )
         _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
-        parent_tree = (
-            repo.objects.get_tree(repo.objects.get_version(parent).tree) if parent else None
-        )
+        parent_tree = repo.objects.get_tree(parent_version.tree) if parent_version else None
         added, modified, removed = changed_paths(parent_tree, snap.tree)
         result = CommitResult(
             model,
@@ -225,7 +227,6 @@ def commit(
             snap.new_chunks,
             snap.new_bytes,
         )
-        parent_version = repo.objects.get_version(parent) if parent else None
         unchanged = parent_version is not None and parent_version.tree == snap.tree_id
         if unchanged and not allow_empty:
             if cache is not None:

@@ -236,16 +236,33 @@ def snapshot(
     follow_symlinks: bool = False,
     cache: StatCache | None = None,
     progress: Progress | None = None,
+    stored_tree: ObjectId | None = None,
 ) -> Snapshot:
-    """The tree of ``target`` as it is now; with ``store``, every object it needs is in the store."""
+    """The tree of ``target`` as it is now; with ``store``, every object it needs is in the store.
+
+    ``stored_tree``: a tree the store holds whole (the parent version's: closure before
+    reference). When the stat cache answers for every file and they make exactly that tree,
+    nothing needs checking or storing, and the cached entries are not looked up in the store
+    one by one (a no-op commit of 2,000 files: 6,000 object files opened, 2,000 decoded)."""
     progress = progress or NullProgress()
     files = scan(target, follow_symlinks=follow_symlinks)
-    entries: dict[str, TreeEntry] = {}
-    todo: list[ScannedFile] = []
+    cached: dict[str, TreeEntry] = {}
     for rel, scanned in files.items():
         known = cache.lookup(rel, scanned.stat) if cache else None
         if known is not None and store and not raw and _stored_raw(rel, known):
             known = None  # a malformed safetensors file is refused on every commit without --raw
+        if known is not None:
+            cached[rel] = known
+    if store and stored_tree is not None and cache is not None and len(cached) == len(files):
+        tree = Tree(cached)
+        tree_id = hash_bytes(encode_object(tree))
+        if tree_id == stored_tree:
+            cache.forget_missing(set(files))
+            return Snapshot(tree, tree_id, files)
+    entries: dict[str, TreeEntry] = {}
+    todo: list[ScannedFile] = []
+    for rel, scanned in files.items():
+        known = cached.get(rel)
         # A cached manifest is reused only if it is really in the store (status may have
         # recorded it without writing it).
         if known is not None and (not store or repo.objects.has_file(known.manifest)):

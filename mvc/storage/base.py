@@ -150,7 +150,7 @@ class KernelCopyStorage(Protocol):
     """A value filled from a file descriptor without passing through Python (a local fast path).
 
     Implementations: LocalStorage (``copy_file_range``, a reflink where the file system shares
-    blocks).
+    blocks; or, with ``through``, read and written in small slices that a hasher sees).
     """
 
     def write_from(
@@ -162,8 +162,11 @@ class KernelCopyStorage(Protocol):
         length: int,
         *,
         check: Callable[[int], None] | None = None,
+        through: Callable[[memoryview], object] | None = None,
     ) -> None:
         """``write(key, [head, <length bytes of fd at offset>])``, atomically like ``write``;
+        with ``through``, the bytes pass through a small buffer that ``through`` sees, slice by
+        slice, before each slice is written (a hasher: it hashes exactly what was written).
         ``check(fd)`` runs on the written bytes (an fd open for reading) before they get their
         name, and a check that raises leaves nothing behind."""
         ...

@@ -242,3 +242,41 @@ def test_the_lead_is_made_safe_too(capsys) -> None:
     err = capsys.readouterr().err
     assert not any(char in err for char in UNSAFE)
     assert err.startswith("lead \\x1b]0;pwned") and err.endswith("[b] rest [dim]x[/dim]\n")
+
+
+PEOPLE_LINES = [
+    "plain words",
+    f"a\ttab, {ESC} and {BIDI}rtl, {C1}",
+    "[bold]markup[/bold] \\[escaped] and a trailing space ",
+    "two\nlines\twith tabs",
+    "unicode: ümlaut 模型 🚀",
+]
+
+
+@pytest.mark.parametrize("text", PEOPLE_LINES)
+def test_lines_for_people_into_a_file_are_what_rich_writes_there(capsys, monkeypatch, text) -> None:
+    """Into a pipe or a file, info, warnings and errors are written without rich (importing it
+    is a tenth of a no-op commit's start-up): the same characters rich writes there."""
+    from mvc.cli import output
+
+    def each_kind() -> str:
+        out = output.Output()
+        out.info(text)
+        out.info(text, lead=f"lead {text}")
+        out.warn(text)
+        out.error(text, hint=text)
+        out.error(text)
+        return str(capsys.readouterr().err)
+
+    plain = each_kind()
+    monkeypatch.setattr(output, "_plain_stderr", lambda: False)
+    assert plain == each_kind()
+
+
+def test_a_line_for_people_into_a_pipe_does_not_import_rich() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from mvc.cli.output import Output; Output().info('x'); print('rich' in sys.modules)"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (shown.stdout, shown.stderr) == ("False\n", "x\n")

@@ -1,5 +1,6 @@
 """How a transfer copies and verifies chunks (issue 14, push speed): between two folders a chunk
-is copied in the kernel and hashed where it landed; a compressed chunk pushed from this store is
+is copied through a small buffer, each slice hashed and written from it, never read whole into
+Python; a compressed chunk pushed from this store is
 verified by its stored-bytes checksum (sb3), never decoded; a header that disagrees with its
 bytes, or bytes that changed under the copy, never get in."""
 
@@ -28,25 +29,27 @@ def _envelope(header: dict, payload: bytes) -> bytes:
     return codec.MAGIC + struct.pack("<I", len(head)) + head + payload
 
 
-def test_push_between_folders_copies_each_chunk_in_the_kernel(
+def test_push_between_folders_copies_each_chunk_through_a_hasher(
     store, cli, make_model, tmp_path, monkeypatch
 ):
     version = _committed(cli, make_model)
     copied: list[int] = []
-    original = local.copy_range
+    original = local.copy_through
 
-    def counting(src: int, dst: int, src_offset: int, dst_offset: int, length: int) -> None:
+    def counting(
+        src: int, dst: int, src_offset: int, dst_offset: int, length: int, through: local.Through
+    ) -> None:
         copied.append(length)
-        original(src, dst, src_offset, dst_offset, length)
+        original(src, dst, src_offset, dst_offset, length, through)
 
-    monkeypatch.setattr(local, "copy_range", counting)
+    monkeypatch.setattr(local, "copy_through", counting)
     cli("remote", "add", "origin", f"file://{tmp_path / 'remote'}")
     sent = cli("push", "origin", "bert", "--json").json()["transfer"]
     chunks = data_chunks(store, version)
     assert sent["chunks_sent"] == len(copied) >= len(chunks)  # every chunk, the header's too
     tree = store.objects.get_tree(store.objects.get_version(version).tree)
     weights = store.objects.get_manifest(tree.files["model.safetensors"].manifest)
-    assert sum(copied) >= weights.size  # every byte of the weights went through the kernel
+    assert sum(copied) >= weights.size  # every byte of the weights went through the copy
     for chunk in chunks:
         assert (tmp_path / "remote" / object_key(chunk)).read_bytes() == object_path(
             store.store_dir, chunk

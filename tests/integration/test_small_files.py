@@ -55,6 +55,63 @@ def test_a_batch_stages_temp_files_above_the_fan_out_folders(tmp_path) -> None:
     assert sorted(os.listdir(tmp_path / "objects")) == ["ab", "ef"]  # no temp file left
 
 
+def test_temp_names_are_unique_counted_and_shaped_for_gc_without_a_random_draw_each(
+    tmp_path, monkeypatch
+) -> None:
+    """A temp name costs no getrandom: the random part is drawn once per process and a
+    counter follows it; the names keep the shape gc and exports clean up (16 hex digits)."""
+    storage = LocalStorage(str(tmp_path), fsync=False)
+    drawn: list[int] = []
+    original = local.secrets.token_hex
+    monkeypatch.setattr(local.secrets, "token_hex", lambda n: drawn.append(n) or original(n))
+    monkeypatch.setattr(local, "_TEMP_NAMES", local._TempNames())
+    from concurrent.futures import ThreadPoolExecutor
+
+    with storage.batch():
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: storage.write(f"objects/{i:02x}/x", [b"%d" % i]), range(200)))
+        staged = [n for n in os.listdir(tmp_path / "objects") if n.startswith(TMP_PREFIX)]
+    assert len(staged) == len(set(staged)) == 200
+    assert all(len(n) == len(TMP_PREFIX) + 16 for n in staged)
+    assert all(int(n[len(TMP_PREFIX) :], 16) >= 0 for n in staged)
+    assert len({n[: len(TMP_PREFIX) + 8] for n in staged}) == 1  # one random part...
+    assert drawn == [4]  # ...drawn once
+    assert [storage.read(f"objects/{i:02x}/x") for i in range(200)] == [
+        b"%d" % i for i in range(200)
+    ]
+
+
+def test_a_temp_name_taken_by_another_process_is_not_a_failed_write(tmp_path, monkeypatch) -> None:
+    """Two processes may draw the same random part: O_EXCL refuses the taken name, and the
+    write goes on under a fully random one; the other process's file is left alone."""
+    storage = LocalStorage(str(tmp_path), fsync=False)
+    names = local._TempNames()
+    monkeypatch.setattr(local, "_TEMP_NAMES", names)
+    (tmp_path / "objects").mkdir()
+    storage.write("objects/ab/first", [b"1"])  # the folders exist; the counter is at 1
+    taken = f"{TMP_PREFIX}{names._tag}{names._count + 1:08x}"  # the name the next write draws
+    (tmp_path / "objects" / "ab" / taken).write_bytes(b"someone else's")
+    storage.write("objects/ab/second", [b"2"])
+    assert storage.read("objects/ab/second") == b"2"
+    assert (tmp_path / "objects" / "ab" / taken).read_bytes() == b"someone else's"
+
+
+def test_a_forked_child_draws_its_own_temp_names(tmp_path) -> None:
+    names = local._TempNames()
+    parent = names.next()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first name and leave at once
+        os.write(write, names.next().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert child[: len(TMP_PREFIX) + 8] != parent[: len(TMP_PREFIX) + 8]
+    assert names.next()[: len(TMP_PREFIX) + 8] == parent[: len(TMP_PREFIX) + 8]
+
+
 def test_a_failed_batch_removes_its_staged_temp_files(tmp_path) -> None:
     storage = LocalStorage(str(tmp_path))
     with pytest.raises(RuntimeError), storage.batch():
@@ -228,6 +285,32 @@ def test_a_folder_of_small_files_round_trips_and_dedupes(store, cli, tmp_path) -
     cli("checkout", "many@main", "--to", str(tmp_path / "out"))
     for rel, data in files.items():
         assert (tmp_path / "out" / rel).read_bytes() == data
+
+
+def test_a_noop_commit_looks_up_no_object_and_a_change_still_checks_what_it_reuses(
+    store, cli, tmp_path, monkeypatch
+) -> None:
+    """The parent's tree is whole in the store, so when the stat cache makes exactly that tree
+    nothing is opened there; once anything changed, every cached entry reused is checked
+    present (status may have cached a file it never stored)."""
+    from mvc.worktree import statcache
+
+    monkeypatch.setattr(statcache, "RACY_MARGIN_NS", 0)  # every entry trusted at once
+    files = _small_folder(tmp_path / "work" / "many")
+    cli("commit", "many", "-m", "v1")
+    looked: list[str] = []
+    real = ObjectStore.has_intact
+    monkeypatch.setattr(
+        ObjectStore, "has_intact", lambda self, oid: looked.append(oid) or real(self, oid)
+    )
+    again = cli("commit", "many", "-m", "v2", "--json").json()
+    assert again["created"] is False and again["hashed_files"] == 0
+    assert looked == []
+    (tmp_path / "work" / "many" / "config.json").write_text('{"layers": 0}')
+    changed = cli("commit", "many", "-m", "v3", "--json").json()
+    assert changed["created"] is True and changed["modified"] == ["config.json"]
+    assert len(set(looked)) >= len(files) - 12  # each reused manifest (12 maps are one file)
+    assert cli("fsck", "--json").json()["ok"]
 
 
 def test_the_tree_does_not_depend_on_how_many_workers_hashed_it(store, cli, tmp_path) -> None:
