@@ -670,3 +670,18 @@ def test_a_touched_unflushed_file_is_still_rehashed_after_a_restart(
 
     boot("boot-2")
     assert cli("status", "--json").json()[0]["modified"] == ["model.safetensors"]
+
+
+def test_a_run_without_a_boot_id_keeps_the_unflushed_mark(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    """A status run where the system gives no boot id (no /proc in a sandbox) cannot tell
+    whether the machine restarted: its re-hash must not clear the mark of the boot that
+    wrote the file, or a later boot trusts what it never read from the disk."""
+    _v1_checked_out(store, cli, make_model)
+    boot(None)
+    assert cli("status", "--json").json()[0]["clean"]
+    _damage_behind_the_cache(store, "model.safetensors")
+
+    boot("boot-2")
+    assert cli("status", "--json").json()[0]["modified"] == ["model.safetensors"]
