@@ -670,9 +670,13 @@ class _ChunkDecoder:
             if cached is not None:
                 return cached
             try:
-                chained = codec.header_delta_base(self.store.read_header(base)) is not None
+                header = self.store.read_header(base)
+                chained = codec.header_delta_base(header) is not None
             except (NotFound, CorruptObject):
-                chained = True  # not a local file, or damaged: the general path says which
+                header, chained = {}, True  # not a local file, or damaged: the general path says
+            claimed = header.get("n")
+            if isinstance(claimed, int) and claimed != len(out):  # the delta names a wrong base
+                raise CorruptObject("delta and its base differ in size")
             if chained:  # a chain, or read through ``read_stored``: decoded, verified, cached
                 return self.store._delta_base(base, 1)
             stored = self.store.map_stored(base, size=len(out))

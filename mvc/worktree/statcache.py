@@ -43,6 +43,10 @@ def read_boot_id() -> str | None:
     return text if 0 < len(text) < 100 else None
 
 
+def _same_inode(a: FileStat, b: FileStat) -> bool:
+    return (a.ino, a.dev) == (b.ino, b.dev)
+
+
 @dataclass(frozen=True)
 class CachedFile:
     stat: FileStat
@@ -102,8 +106,15 @@ class StatCache:
         wrote the file and did not fsync it (only where ``boot`` is known: else it must)."""
         old = self.files.get(rel)
         marker = self.boot if unflushed else None
-        if old is not None and old.unflushed == self.boot and old.stat == stat:
+        if (
+            old is not None
+            and old.unflushed is not None
+            and self.boot in (old.unflushed, None)
+            and _same_inode(old.stat, stat)
+        ):
             # Re-hashed in the boot it was written in: that read the page cache, not the disk.
+            # The same inode with a new mtime or ctime (touch, chmod) is not flushed either.
+            # With no boot id now, whether the machine restarted is unknown: the mark stays.
             marker = old.unflushed
         cached = CachedFile(stat, entry, marker)
         fresh = max(stat.mtime_ns, stat.ctime_ns) >= self.written_ns - RACY_MARGIN_NS

@@ -490,3 +490,20 @@ def test_a_noop_commit_of_a_repacked_folder_hashes_no_stored_bytes(
     result = cli("commit", "models/bert", "-m", "again")
     assert "nothing changed" in result.stderr
     assert calls == []
+
+
+def test_write_file_blames_a_delta_that_names_a_base_of_another_size(tmp_path) -> None:
+    """The base a delta names is intact but not as long as the delta: the delta is the damage
+    (as ``get_bytes`` says), not the base."""
+    store = ObjectStore(LocalStorage(str(tmp_path / "store")))
+    base = _pieces()[0]
+    tuned = _tuned(base, 1)
+    other_id = store.put_bytes(base[:100_000])
+    oid = store.put_bytes(tuned)
+    parts = codec.encode_delta(tuned, other_id, base, base_depth=0, elem_width=4)
+    assert parts is not None
+    store.replace_encoding(oid, parts)
+    with pytest.raises(CorruptObject) as caught:
+        _write_out(store, _manifest([(oid, tuned)]), tmp_path / "out.bin")
+    assert caught.value.object_id == oid and "differ in size" in caught.value.message
+    assert store.get_bytes(other_id) == base[:100_000]  # the base is fine

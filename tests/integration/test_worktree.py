@@ -653,3 +653,35 @@ def test_checkout_across_a_file_that_becomes_a_folder(store, cli, make_model) ->
     assert (folder / "tokenizer" / "mine.txt").read_text() == "untracked"
     assert (folder / "tokenizer" / "sub" / "vocab.json").read_text() == "{}"
     assert cli("status", "--json").json()[0]["branch"] == "main"
+
+
+def test_a_touched_unflushed_file_is_still_rehashed_after_a_restart(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    """A new mtime (``touch``) or ctime (``chmod``) flushes nothing: status re-hashes the file
+    from the page cache, and its entry must stay marked as written unflushed in this boot."""
+    _v1_checked_out(store, cli, make_model)
+    path = "models/bert/model.safetensors"
+    later = os.stat(path).st_mtime_ns - 5_000_000_000
+    os.utime(path, ns=(later, later))
+    state = cli("status", "--json").json()[0]
+    assert state["clean"] and state["hashed_files"] == 1
+    _damage_behind_the_cache(store, "model.safetensors")
+
+    boot("boot-2")
+    assert cli("status", "--json").json()[0]["modified"] == ["model.safetensors"]
+
+
+def test_a_run_without_a_boot_id_keeps_the_unflushed_mark(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    """A status run where the system gives no boot id (no /proc in a sandbox) cannot tell
+    whether the machine restarted: its re-hash must not clear the mark of the boot that
+    wrote the file, or a later boot trusts what it never read from the disk."""
+    _v1_checked_out(store, cli, make_model)
+    boot(None)
+    assert cli("status", "--json").json()[0]["clean"]
+    _damage_behind_the_cache(store, "model.safetensors")
+
+    boot("boot-2")
+    assert cli("status", "--json").json()[0]["modified"] == ["model.safetensors"]
