@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import settings
 
 # --- bytecode for the processes tests start -------------------------------------------------------
 
@@ -35,6 +36,13 @@ if os.environ.pop("PYTHONDONTWRITEBYTECODE", None):
     os.environ.setdefault(
         "PYTHONPYCACHEPREFIX", os.path.join(tempfile.gettempdir(), f"mvc-tests-pyc-{os.getuid()}")
     )
+
+# --- hypothesis ------------------------------------------------------------------------------------
+
+# The same examples on every run, and no per-example deadline: a busy 2-core machine stretches
+# an example past hypothesis's 200 ms default, which would fail a property that holds.
+settings.register_profile("mvc", derandomize=True, deadline=None, database=None)
+settings.load_profile("mvc")
 
 # --- Ctrl-C for the processes tests start ----------------------------------------------------------
 
