@@ -519,16 +519,9 @@ def decode_view(
     if header["c"] != "delta":
         plain = _decode_plain_any(header, payload)
         return plain if isinstance(plain, bytes) else memoryview(plain)
-    base_id = header.get("base")
-    inner = header.get("i")
-    if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
-        raise CorruptObject("delta envelope without a base or inner codec")
+    base_id, inner, transform, width = _delta_fields(header)
     if load_base is None:
         raise CorruptObject("delta object needs its base, which is not available here")
-    transform = header.get("x", "xor")
-    width = header.get("w") if transform == "sub" else None
-    if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
-        raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
     diff = _decode_plain_any(inner, payload)
     base = load_base(base_id)
     if len(base) != len(diff) or len(diff) != _int(header, "n"):
@@ -537,6 +530,19 @@ def decode_view(
         if isinstance(diff, bytes):
             return _apply(transform, width, diff, base, undo=True)
         return _undo_in_place(transform, width, diff, base)
+
+
+def _delta_fields(header: dict[str, Any]) -> tuple[str, dict[str, Any], str, int | None]:
+    """A delta envelope's base id, inner codec, transform and element width, checked."""
+    base_id = header.get("base")
+    inner = header.get("i")
+    if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
+        raise CorruptObject("delta envelope without a base or inner codec")
+    transform = header.get("x", "xor")
+    width = header.get("w") if transform == "sub" else None
+    if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
+        raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
+    return base_id, inner, transform, width
 
 
 #: ``decode_into``'s base loader: given a base's id and the output buffer, the base's bytes,
@@ -566,16 +572,9 @@ def decode_into(
     if header["c"] != "delta":
         _decode_plain_into(header, payload, out, scratch)
         return
-    base_id = header.get("base")
-    inner = header.get("i")
-    if not isinstance(base_id, str) or not isinstance(inner, dict) or "c" not in inner:
-        raise CorruptObject("delta envelope without a base or inner codec")
+    base_id, inner, transform, width = _delta_fields(header)
     if load_base is None:
         raise CorruptObject("delta object needs its base, which is not available here")
-    transform = header.get("x", "xor")
-    width = header.get("w") if transform == "sub" else None
-    if transform not in TRANSFORMS or (transform == "sub" and width not in (2, 4, 8)):
-        raise CorruptObject(f"delta envelope with an unknown transform {transform!r}")
     if _int(inner, "n") != size:
         raise CorruptObject("delta and its base differ in size")
     base = load_base(base_id, out)
