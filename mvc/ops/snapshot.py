@@ -53,7 +53,12 @@ class Snapshot:
 
 def stat_cache_for(repo: Repo, target: str) -> StatCache:
     name = quote(repo.relpath(target), safe="") or "root"
-    return StatCache.load(os.path.join(repo.store_dir, INDEX, f"{name}.json"))
+    # Version 2 caches live in their own folder: an mvc that knows only version 1 would
+    # rewrite one in its old place as version 1, dropping its marks of unflushed files.
+    index = os.path.join(repo.store_dir, INDEX)
+    return StatCache.load(
+        os.path.join(index, "v2", f"{name}.json"), older=os.path.join(index, f"{name}.json")
+    )
 
 
 class _FileHasher:

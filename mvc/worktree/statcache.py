@@ -28,7 +28,6 @@ from mvc.worktree.scan import FileStat
 
 RACY_MARGIN_NS = 2_000_000_000
 VERSION = 2  # 2: an entry's tenth field is the boot it was written unflushed in (or null)
-_READS = (1, 2)
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
@@ -63,13 +62,18 @@ class StatCache:
         self.boot = read_boot_id()  # None: entries cannot be marked unflushed (flush instead)
 
     @classmethod
-    def load(cls, path: str) -> StatCache:
+    def load(cls, path: str, *, older: str | None = None) -> StatCache:
+        """The cache saved at ``path``; where there is none, a version 1 cache at ``older``
+        (where an mvc that knew only version 1 kept it), to be saved at ``path``."""
         cache = cls(path)
+        versions: tuple[int, ...] = (VERSION,)
+        if older is not None and not os.path.exists(path):
+            path, versions = older, (1,)
         try:
             with open(path, encoding="utf-8") as handle:
                 raw = json.load(handle)
             version = raw.get("version")
-            if version not in _READS:
+            if version not in versions:
                 return cache
             cache.written_ns = int(raw["written_ns"])
             for rel, item in raw["files"].items():

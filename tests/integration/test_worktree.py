@@ -144,8 +144,10 @@ def test_a_damaged_stat_cache_is_ignored(tmp_path, damage: bytes) -> None:
 def test_status_after_a_damaged_cache_rehashes(store, cli, make_model) -> None:
     make_model("models/bert")
     cli("commit", "models/bert", "-m", "v1")
-    for name in os.listdir(".mvc/index"):
-        with open(os.path.join(".mvc/index", name), "wb") as handle:
+    caches = [os.path.join(top, name) for top, _, names in os.walk(".mvc/index") for name in names]
+    assert caches
+    for path in caches:
+        with open(path, "wb") as handle:
             handle.write(b"\x00garbage")
     state = cli("status", "--json").json()[0]
     assert state["clean"] and state["hashed_files"] == 3
@@ -341,8 +343,40 @@ def test_a_stat_cache_of_the_previous_format_still_loads(tmp_path) -> None:
     past = time.time_ns() - 10 * RACY_MARGIN_NS
     entry = [5, past, past, 1, 2, 0, "ab" * 32, "cd" * 32, "blob"]
     path.write_text(json.dumps({"version": 1, "written_ns": time.time_ns(), "files": {"a": entry}}))
-    cache = StatCache.load(str(path))
+    new_place = tmp_path / "v2" / "index.json"
+    cache = StatCache.load(str(new_place), older=str(path))
     assert cache.lookup("a", FileStat(5, past, past, 1, 2, False)) is not None
+    cache.save(force=True)  # saved as version 2 in its own place; the old file stays as it was
+    assert json.loads(new_place.read_text())["version"] == 2
+    assert json.loads(path.read_text())["version"] == 1
+    assert StatCache.load(str(new_place), older=str(path)).files.keys() == {"a"}
+
+
+def test_an_older_mvc_rewriting_its_stat_cache_does_not_drop_the_unflushed_marks(
+    store, cli, make_model, trusting_cache, boot
+) -> None:
+    """An mvc that knows only version 1 ignores a version 2 cache and writes its own, without
+    marks, where it keeps caches. The version 2 cache is elsewhere, so its marks survive."""
+    _v1_checked_out(store, cli, make_model)
+    folder = os.path.abspath("models/bert")
+    current = stat_cache_for(store, folder)
+    old_place = os.path.join(store.store_dir, "index", "models%2Fbert.json")
+    assert current.path != old_place
+    v1_entries = {  # what the older mvc records after re-hashing the files: no marks
+        rel: [
+            *(c.stat.size, c.stat.mtime_ns, c.stat.ctime_ns, c.stat.ino, c.stat.dev),
+            int(c.stat.executable),
+            *(c.entry.manifest, c.entry.b3, c.entry.kind),
+        ]
+        for rel, c in current.files.items()
+    }
+    os.makedirs(os.path.dirname(old_place), exist_ok=True)
+    with open(old_place, "w", encoding="utf-8") as handle:
+        json.dump({"version": 1, "written_ns": time.time_ns(), "files": v1_entries}, handle)
+    _damage_behind_the_cache(store, "model.safetensors")
+
+    boot("boot-2")
+    assert cli("status", "--json").json()[0]["modified"] == ["model.safetensors"]
 
 
 # --- .mvcignore -------------------------------------------------------------------------------
