@@ -286,20 +286,15 @@ class ObjectStore:
         """``read_stored``, as a read-only mapping of the object's file where it is local: no
         copy into new memory (the page cache's pages are read in place), unmapped when the
         last view of it goes. Elsewhere new ``bytes``."""
-        path = self.storage.local_path(object_key(oid))
-        if path is not None:
+        fd = self._open_local(oid)
+        if fd is not None:
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                fd = -1  # read_stored below raises the NotFound with its hint
-            if fd >= 0:
-                try:
-                    length = os.fstat(fd).st_size
-                    limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
-                    if 0 < length <= limit:
-                        return _mapped(fd, length)
-                finally:
-                    os.close(fd)
+                length = os.fstat(fd).st_size
+                limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
+                if 0 < length <= limit:
+                    return _mapped(fd, length)
+            finally:
+                os.close(fd)
         return self.read_stored(oid, size=size)  # and its refusal of an oversized file
 
     def read_header(self, oid: str) -> dict[str, Any]:
@@ -375,16 +370,23 @@ class ObjectStore:
             )
         return data
 
-    def _read_raw_local(self, oid: str, expected: int | None = None) -> bytes | None:
-        """A raw object's payload read straight from its local file: one copy where reading the
-        envelope and slicing it made two. None for anything else (the general path decodes)."""
+    def _open_local(self, oid: str) -> int | None:
+        """The object's file in a local store, open for reading; None where the store is not
+        local or the file is absent (the general read path then raises NotFound with its hint)."""
         path = self.storage.local_path(object_key(oid))
         if path is None:
             return None
         try:
-            fd = os.open(path, os.O_RDONLY)
+            return os.open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return None  # the general path raises NotFound with its hint
+            return None
+
+    def _read_raw_local(self, oid: str, expected: int | None = None) -> bytes | None:
+        """A raw object's payload read straight from its local file: one copy where reading the
+        envelope and slicing it made two. None for anything else (the general path decodes)."""
+        fd = self._open_local(oid)
+        if fd is None:
+            return None
         try:
             size = os.fstat(fd).st_size
             head = os.pread(fd, min(size, _RAW_HEAD), 0)
@@ -538,32 +540,27 @@ class ObjectStore:
         open file and payload offset (for the caller to close). Such an object is mapped, not
         copied (the mapping closes when the view is released); anything else is decoded, with
         ``decoder`` into one of its reused buffers (given back with ``decoder.done``)."""
-        path = self.storage.local_path(object_key(oid))
-        if path is not None:
+        fd = self._open_local(oid)
+        if fd is not None:
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                fd = -1  # read_stored below raises the NotFound with its hint
-            if fd >= 0:
-                try:
-                    mapped = _mapped_raw_payload(fd)
-                except BaseException:
+                mapped = _mapped_raw_payload(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if mapped is None:
+                os.close(fd)
+            else:
+                view, start = mapped
+                if len(view) != size:
+                    held = len(view)
+                    view.release()
                     os.close(fd)
-                    raise
-                if mapped is None:
-                    os.close(fd)
-                else:
-                    view, start = mapped
-                    if len(view) != size:
-                        held = len(view)
-                        view.release()
-                        os.close(fd)
-                        raise CorruptObject(
-                            f"object {oid[:12]} is corrupt: it holds {held} bytes where "
-                            f"{size} are expected",
-                            object_id=oid,
-                        )
-                    return view, (fd, start)
+                    raise CorruptObject(
+                        f"object {oid[:12]} is corrupt: it holds {held} bytes where "
+                        f"{size} are expected",
+                        object_id=oid,
+                    )
+                return view, (fd, start)
         if decoder is not None:
             return decoder.decode(oid, size), None
         decoded = self._decode(oid, self.read_stored(oid, size=size), size, 0)
