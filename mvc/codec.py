@@ -231,13 +231,14 @@ def _join_into(
     other_words = None if other is None else other[:body].view(f"<u{width}")
     step = min(_JOIN_STEP, count) or 1
     temps: dict[tuple[int, int], Any] = {}
+
+    def buffer(name: str, size: int) -> Any:
+        """A uint8 array of ``size`` bytes: ``scratch``'s, reused, where there is one."""
+        return scratch.array(name, size) if scratch is not None else np.empty(size, np.uint8)
+
     joined_step = None
     if in_place:  # each step is joined beside ``out``, then XOR'd into it
-        joined_step = (
-            scratch.array("joined", step * width)
-            if scratch is not None
-            else np.empty(step * width, dtype=np.uint8)
-        ).view(f"<u{width}")
+        joined_step = buffer("joined", step * width).view(f"<u{width}")
     for start in range(0, count, step):
         end = min(count, start + step)
         level: list[Any] = [plane[start:end] for plane in planes]
@@ -251,11 +252,7 @@ def _join_into(
                 else:
                     key = (size, pair)
                     if key not in temps:
-                        temps[key] = (
-                            scratch.array(f"join{size}.{pair}", step * size)
-                            if scratch is not None
-                            else np.empty(step * size, dtype=np.uint8)
-                        ).view(f"<u{size}")
+                        temps[key] = buffer(f"join{size}.{pair}", step * size).view(f"<u{size}")
                     target = temps[key][: end - start]
                 np.copyto(target, level[pair + 1])
                 np.left_shift(target, 4 * size, out=target)
@@ -445,34 +442,46 @@ def _decode_plain_any(header: dict[str, Any], payload: memoryview) -> Any:
     if codec == "zstd":
         return _zstd_decompress(payload, size)
     if codec == "group":
-        width = _int(header, "w")
-        specs = header.get("s")
-        if width not in (2, 4, 8) or not isinstance(specs, list) or len(specs) != width + 1:
-            raise CorruptObject("grouped envelope has a bad stream table")
-        streams: list[Buffer] = []
-        offset = 0
-        for spec in specs:
-            if not isinstance(spec, dict):
-                raise CorruptObject("grouped envelope has a bad stream entry")
-            n = _int(spec, "n")
-            if spec.get("c") == "zstd":
-                z = _int(spec, "z")
-                streams.append(_zstd_decompress(payload[offset : offset + z], n))
-                offset += z
-            elif spec.get("c") == "raw":
-                if offset + n > len(payload):
-                    raise CorruptObject("grouped envelope stream runs past the payload")
-                streams.append(payload[offset : offset + n])  # read in place, not copied
-                offset += n
-            else:
-                raise CorruptObject("grouped envelope has an unknown stream codec")
-        if offset != len(payload) or any(len(s) != len(streams[0]) for s in streams[:width]):
-            raise CorruptObject("grouped envelope streams do not match the payload")
+        width, streams = _group_streams(header, payload, _zstd_decompress)
         out = _join_array(streams, width)
         if len(out) != size:
             raise CorruptObject("grouped envelope decodes to the wrong size")
         return out
     raise CorruptObject(f"unknown object codec {codec!r}")
+
+
+def _group_streams(
+    header: dict[str, Any],
+    payload: memoryview,
+    zstd_stream: Callable[[memoryview, int], Buffer],
+) -> tuple[int, list[Buffer]]:
+    """A grouped payload's element width and its streams (``width`` byte planes, then the
+    tail), checked against the stream table: raw streams are read in place, zstd ones
+    decoded by ``zstd_stream(frame, decoded_size)``."""
+    width = _int(header, "w")
+    specs = header.get("s")
+    if width not in (2, 4, 8) or not isinstance(specs, list) or len(specs) != width + 1:
+        raise CorruptObject("grouped envelope has a bad stream table")
+    streams: list[Buffer] = []
+    offset = 0
+    for spec in specs:
+        if not isinstance(spec, dict):
+            raise CorruptObject("grouped envelope has a bad stream entry")
+        n = _int(spec, "n")
+        if spec.get("c") == "zstd":
+            z = _int(spec, "z")
+            streams.append(zstd_stream(payload[offset : offset + z], n))
+            offset += z
+        elif spec.get("c") == "raw":
+            if offset + n > len(payload):
+                raise CorruptObject("grouped envelope stream runs past the payload")
+            streams.append(payload[offset : offset + n])  # read in place, not copied
+            offset += n
+        else:
+            raise CorruptObject("grouped envelope has an unknown stream codec")
+    if offset != len(payload) or any(len(s) != len(streams[0]) for s in streams[:width]):
+        raise CorruptObject("grouped envelope streams do not match the payload")
+    return width, streams
 
 
 def decode(
@@ -610,37 +619,19 @@ def _decode_plain_into(
     if size != len(out):
         raise CorruptObject(f"payload decodes to {size} bytes, expected {len(out)}")
     if codec == "group":
-        width = _int(header, "w")
-        specs = header.get("s")
-        if width not in (2, 4, 8) or not isinstance(specs, list) or len(specs) != width + 1:
-            raise CorruptObject("grouped envelope has a bad stream table")
-        streams: list[Buffer] = []
-        offset = used = 0
-        for spec in specs:
-            if not isinstance(spec, dict):
-                raise CorruptObject("grouped envelope has a bad stream entry")
-            n = _int(spec, "n")
-            if spec.get("c") == "zstd":
-                z = _int(spec, "z")
-                if used + n > size:  # more stream bytes than the object: never allocated
-                    raise CorruptObject("grouped envelope streams do not match the payload")
-                plane = scratch.array("planes", size)[used : used + n]
-                _zstd_decompress_into(payload[offset : offset + z], plane, scratch)
-                streams.append(plane)
-                offset += z
-                used += n
-            elif spec.get("c") == "raw":
-                if offset + n > len(payload):
-                    raise CorruptObject("grouped envelope stream runs past the payload")
-                streams.append(payload[offset : offset + n])  # read in place, not copied
-                offset += n
-            else:
-                raise CorruptObject("grouped envelope has an unknown stream codec")
-        if (
-            offset != len(payload)
-            or any(len(s) != len(streams[0]) for s in streams[:width])
-            or len(streams[0]) * width + len(streams[width]) != size
-        ):
+        used = 0  # bytes of the scratch planes the zstd streams so far took
+
+        def into_planes(frame: memoryview, n: int) -> Buffer:
+            nonlocal used
+            if used + n > size:  # more stream bytes than the object: never allocated
+                raise CorruptObject("grouped envelope streams do not match the payload")
+            plane = scratch.array("planes", size)[used : used + n]
+            _zstd_decompress_into(frame, plane, scratch)
+            used += n
+            return plane  # type: ignore[no-any-return]
+
+        width, streams = _group_streams(header, payload, into_planes)
+        if len(streams[0]) * width + len(streams[width]) != size:
             raise CorruptObject("grouped envelope streams do not match the payload")
         _join_into(streams, width, out, scratch, xor_with)
         return
