@@ -31,6 +31,12 @@ def new_hasher() -> blake3.blake3:
     return blake3.blake3(max_threads=blake3.blake3.AUTO)
 
 
+def single_thread_hasher() -> blake3.blake3:
+    """An incremental blake3 hasher on the calling thread only: where the caller's own threads
+    already keep the cores busy, a fork-join hash would wait for a preempted helper."""
+    return blake3.blake3(max_threads=1)
+
+
 def is_object_id(text: str) -> bool:
     return bool(_FULL_ID.match(text))
 

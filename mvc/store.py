@@ -18,7 +18,7 @@ from typing import Any
 
 from mvc import codec
 from mvc.errors import CorruptObject, NotFound
-from mvc.ids import ObjectId, hash_bytes, is_object_id, new_hasher
+from mvc.ids import ObjectId, hash_bytes, is_object_id, new_hasher, single_thread_hasher
 from mvc.objects import (
     FileManifest,
     Tree,
@@ -501,7 +501,7 @@ class ObjectStore:
 
         # blake3's own threads only where cores are spare: on a busy or small machine a
         # fork-join hash waits for a preempted helper thread.
-        hasher = new_hasher() if (os.cpu_count() or 1) > max(2, jobs) else _single_thread_hasher()
+        hasher = new_hasher() if (os.cpu_count() or 1) > max(2, jobs) else single_thread_hasher()
         count = len(manifest.chunks)
         ahead = max(1, jobs) * 2  # bounds the memory held by decoded chunks not yet hashed
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -731,13 +731,6 @@ def _mapped(fd: int, length: int) -> memoryview:
 
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     return memoryview(mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ))
-
-
-def _single_thread_hasher() -> Any:
-    """blake3 on the calling thread (the same digests as ``mvc.ids``)."""
-    import blake3
-
-    return blake3.blake3()
 
 
 def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 from mvc import codec
 from mvc.errors import CorruptObject, MvcError, NotFound, UnknownFormat
 from mvc.faults import crashpoint
-from mvc.ids import ObjectId, hash_bytes, is_object_id, short
+from mvc.ids import ObjectId, hash_bytes, is_object_id, short, single_thread_hasher
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
     KIND_SAFETENSORS,
@@ -602,7 +602,7 @@ class _Transfer:
                     expected = found
             except CorruptObject:
                 return False  # the general path reads it and says what is wrong
-            hasher = _single_thread_hasher()
+            hasher = single_thread_hasher()
 
             def check(_written: int) -> None:
                 if hasher.hexdigest() != expected:
@@ -649,13 +649,7 @@ class _Transfer:
 
 def blake3_of(data: Buffer) -> str:
     """blake3 on the calling thread: transfers already spread work over their workers."""
-    return str(_single_thread_hasher().update(data).hexdigest())
-
-
-def _single_thread_hasher() -> Any:
-    import blake3
-
-    return blake3.blake3(max_threads=1)
+    return str(single_thread_hasher().update(data).hexdigest())
 
 
 def _read_head(fd: int, total: int) -> bytes:
