@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import pytest
 from hypothesis import settings
+from once import isolate_environment
 
 # --- bytecode for the processes tests start -------------------------------------------------------
 
@@ -186,23 +187,12 @@ def rgw_url(rgw_endpoint: str, rgw_client: Any) -> S3Remote:
 
 # --- local stores, model folders and the CLI ------------------------------------------------------
 
-# Keys the user's shell may set that would change how mvc behaves under test.
-_MVC_ENV_PREFIXES = ("MVC_", "GIT_")
-
 
 @pytest.fixture
 def mvc_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> dict:
     """Keep the user's real configuration out of the test: fresh HOME and XDG_CONFIG_HOME, no
     MVC_*/GIT_* variables, no progress bars. Returns the environment for subprocesses."""
-    home = tmp_path_factory.mktemp("home")
-    for name in list(os.environ):
-        if name.startswith(_MVC_ENV_PREFIXES):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("MVC_NO_PROGRESS", "1")
-    monkeypatch.setenv("NO_COLOR", "1")
+    isolate_environment(monkeypatch, tmp_path_factory.mktemp("home"))
     return dict(os.environ)
 
 

@@ -10,6 +10,19 @@ from collections.abc import Callable
 import pytest
 
 
+def isolate_environment(patch: pytest.MonkeyPatch, home: pathlib.Path) -> None:
+    """Keep the user's real configuration out: a fresh HOME and XDG_CONFIG_HOME, no MVC_* or
+    GIT_* variables, no system git config, no progress bars, no colour."""
+    for variable in list(os.environ):
+        if variable.startswith(("MVC_", "GIT_")):
+            patch.delenv(variable)
+    patch.setenv("HOME", str(home))
+    patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    patch.setenv("MVC_NO_PROGRESS", "1")
+    patch.setenv("NO_COLOR", "1")
+
+
 def built_once(
     tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[pathlib.Path], None]
 ) -> pathlib.Path:
@@ -29,17 +42,9 @@ def built_once(
             shutil.rmtree(folder, ignore_errors=True)  # a half-built one: its builder failed
             folder.mkdir()
             with pytest.MonkeyPatch.context() as patch:
-                # as the mvc_env fixture does: no user configuration reaches the build
                 home = pathlib.Path(f"{folder}.home")
                 home.mkdir(exist_ok=True)
-                for variable in list(os.environ):
-                    if variable.startswith(("MVC_", "GIT_")):
-                        patch.delenv(variable)
-                patch.setenv("HOME", str(home))
-                patch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-                patch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-                patch.setenv("MVC_NO_PROGRESS", "1")
-                patch.setenv("NO_COLOR", "1")
+                isolate_environment(patch, home)  # as tests run: no user configuration
                 build(folder)
             (folder / ".built").touch()
     return folder
