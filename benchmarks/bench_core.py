@@ -677,6 +677,22 @@ class Bench:
         )
 
 
+def print_report(
+    env: dict[str, Any], started: float, results: Sequence[Result], *, as_json: bool
+) -> None:
+    """The run's environment (with its duration and the load after it) and its results: one
+    JSON document, or an environment line and the table."""
+    env["seconds"] = round(time.time() - started, 1)
+    env["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    if as_json:
+        body = {"environment": env, "results": [r.to_json() for r in results]}
+        print(json.dumps(body, indent=2))
+        return
+    print(" · ".join(f"{k}: {v}" for k, v in env.items()))
+    print()
+    print(render_table(results))
+
+
 def environment(runner: Runner, base: str) -> dict[str, Any]:
     version = runner.run([runner.mvc, "--version"])[1].strip()
     fs = subprocess.run(["df", "-T", base], capture_output=True, text=True).stdout.splitlines()
@@ -730,18 +746,7 @@ def main() -> None:
             getattr(bench, step)()
     if not args.keep:
         remove(bench.runs)
-    env["seconds"] = round(time.time() - started, 1)
-    env["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    if args.json:
-        print(
-            json.dumps(
-                {"environment": env, "results": [r.to_json() for r in bench.results]}, indent=2
-            )
-        )
-        return
-    print(" · ".join(f"{k}: {v}" for k, v in env.items()))
-    print()
-    print(render_table(bench.results))
+    print_report(env, started, bench.results, as_json=args.json)
 
 
 if __name__ == "__main__":

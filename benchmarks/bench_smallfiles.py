@@ -39,7 +39,14 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_core import Result, Runner, environment, remove, render_table, settle  # noqa: E402
+from bench_core import (  # noqa: E402
+    Result,
+    Runner,
+    environment,
+    print_report,
+    remove,
+    settle,
+)
 from corpus import DEFAULT_DIR  # noqa: E402
 
 FOLDER_FORMAT = 1
@@ -267,15 +274,7 @@ def main() -> None:
     runner.mvc_run(warm_store, "status")
     started = time.time()
     bench.run()
-    env["seconds"] = round(time.time() - started, 1)
-    env["load_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    if args.json:
-        body = {"environment": env, "results": [r.to_json() for r in bench.results]}
-        print(json.dumps(body, indent=2))
-        return
-    print(" · ".join(f"{k}: {v}" for k, v in env.items()))
-    print()
-    print(render_table(bench.results))
+    print_report(env, started, bench.results, as_json=args.json)
 
 
 if __name__ == "__main__":
