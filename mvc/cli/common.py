@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
@@ -83,12 +84,11 @@ def settle_metavars(command: Any) -> None:
     otherwise a flag gets none and anything else its parameter's name in capitals
     (``--branch`` -> BRANCH, argument ``model`` -> MODEL)."""
     params = list(getattr(command, "params", ()))
-    help_option = command.get_help_option(typer.Context(command, help_option_names=HELP_NAMES))
+    context = typer.Context(command, help_option_names=HELP_NAMES)
+    help_option = command.get_help_option(context)
     for param in [*params, *([help_option] if help_option else [])]:
         if getattr(param, "param_type_name", "") == "argument":
-            # Typer prints an argument's Python type (``<str>``, ``<list[str]>``) in a column of
-            # its own, whatever its metavar; the name column (``SPEC``, ``[FILES]...``) says it.
-            param.display_type_rich = _no_type
+            _hide_type_name(param, context)
         if getattr(param, "metavar", None) is not None:
             continue
         if getattr(param, "is_flag", False) or getattr(param, "count", False):
@@ -99,8 +99,16 @@ def settle_metavars(command: Any) -> None:
         settle_metavars(sub)
 
 
-def _no_type(ctx: Any) -> None:
-    return None
+def _hide_type_name(argument: Any, context: Any) -> None:
+    """Typer prints an argument's type in a column of its own: the type's metavar, or where it
+    has none its Python name (``<str>``). The name column (``SPEC``, ``[FILES]...``) says it
+    already, so such an argument gets a copy of its type whose metavar is empty (a choice
+    keeps its ``[a|b]``)."""
+    if argument.type.get_metavar(param=argument, ctx=context) is not None:
+        return
+    untyped = copy.copy(argument.type)
+    untyped.get_metavar = lambda param, ctx: ""
+    argument.type = untyped
 
 
 class UsageErrorsAsOneLine(typer.core.TyperGroup):

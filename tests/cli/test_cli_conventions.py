@@ -82,17 +82,20 @@ def test_usage_errors_are_one_error_and_one_hint_line(run_mvc, args, message) ->
 def test_the_cli_uses_only_typers_public_api() -> None:
     """Typer is pinned below its next major (pyproject.toml) and used through its public API:
     ``typer.Typer(cls=...)``, ``typer.main.get_command`` and the click objects it returns. Its
-    app's bookkeeping (``registered_commands``…) and copies of an app are internals."""
+    app's bookkeeping (``registered_commands``…) and copies of an app are internals. The one
+    copy allowed is of a click argument's type (``common._hide_type_name``: a public click
+    object, given a metavar of its own)."""
     import pathlib
+    import re
 
     internals = (
         "registered_commands",
         "registered_groups",
         "registered_callback",
-        "copy.copy(",
-        "typer._",
-        "typer.models",
-        "typer.rich_utils",
+        r"copy\.copy\((?!argument\.type\))",
+        r"typer\._",
+        r"typer\.models",
+        r"typer\.rich_utils",
     )
     cli_dir = pathlib.Path(__file__).resolve().parents[2] / "mvc" / "cli"
     found = [
@@ -100,6 +103,6 @@ def test_the_cli_uses_only_typers_public_api() -> None:
         for path in sorted(cli_dir.glob("*.py"))
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
         for name in internals
-        if name in line
+        if re.search(name, line)
     ]
     assert found == []
