@@ -34,7 +34,7 @@ from mvc.storage.local import WRITE_SLICE, copy_range, preallocate, start_writeb
 
 OBJECTS = "objects"
 _META_CACHE = 4096
-_RAW_HEAD = 4096  # a raw envelope's header fits in this many bytes
+_RAW_HEAD = 8192  # a raw envelope's header fits in this many bytes (padding: codec.PAGE)
 #: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
 #: the size of the model, so memory stays bounded while chains that share a base decode it once.
 BASE_CACHE = 32 << 20
@@ -212,7 +212,8 @@ class ObjectStore:
         written, False when it was present already (intact, or written in this batch)."""
         if self._present(oid):
             return False
-        parts = codec.encode(data, elem_width=elem_width, compress=compress)
+        offset = source[1] if source is not None else None
+        parts = codec.encode(data, elem_width=elem_width, compress=compress, offset=offset)
         # A raw envelope is [header, data]: the storage can copy data's bytes from source.
         raw = len(parts) == 2 and parts[1] is data
         copier = self.storage.kernel_copy() if source is not None and raw else None

@@ -70,8 +70,9 @@ DATA = 2
 SMALL_FILE = 64 * 1024
 #: How much of a remote object is read to check its length against its envelope header.
 _HEAD_PROBE = 64 * 1024
-#: A raw envelope's header fits in this many bytes (longer ones are read in a second step).
-_RAW_HEAD = 4096
+#: A raw envelope's header, its page padding (codec.PAGE) included, fits in this many bytes
+#: (longer ones are read in a second step).
+_RAW_HEAD = 8192
 
 
 @dataclass(frozen=True)

@@ -507,3 +507,57 @@ def test_write_file_blames_a_delta_that_names_a_base_of_another_size(tmp_path) -
         _write_out(store, _manifest([(oid, tuned)]), tmp_path / "out.bin")
     assert caught.value.object_id == oid and "differ in size" in caught.value.message
     assert store.get_bytes(other_id) == base[:100_000]  # the base is fine
+
+
+# --- page-aligned raw payloads ----------------------------------------------------------------
+
+
+def test_a_large_raw_envelope_puts_its_payload_where_its_source_sits_in_a_page() -> None:
+    data = os.urandom(codec.ALIGN_MIN)
+    for offset in (0, 1, 33, 4095, 4096, 123_457):
+        stored = b"".join(bytes(p) for p in codec.encode(data, compress=False, offset=offset))
+        header, start = codec.read_header(stored)
+        assert start % codec.PAGE == offset % codec.PAGE
+        assert header == {"c": "raw", "n": len(data)}  # the padding is JSON whitespace
+        assert codec.decode(stored) == data
+    small = b"".join(bytes(p) for p in codec.encode(data[:1000], compress=False, offset=100))
+    assert codec.read_header(small)[1] == 8 + len(b'{"c":"raw","n":1000}')  # not worth a page
+
+
+def test_committed_tensors_are_copied_page_to_page(store, cli, tmp_path, monkeypatch) -> None:
+    """Each large raw chunk's payload has the in-page offset its bytes have in the model file,
+    so commit and checkout copy whole pages; the padded objects check out, fsck and clone as
+    any other."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(3)
+    tensors = {
+        f"layer.{i}.weight": rng.standard_normal((700 + i, 513)).astype(np.float32)
+        for i in range(4)
+    }
+    folder = Path(store.abspath("models/big"))
+    folder.mkdir(parents=True)
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"note": "x" * 37})
+    model = (folder / "model.safetensors").read_bytes()
+    cli("commit", "models/big", "-m", "v1")
+
+    checked = 0
+    for name in _files(store.abspath(".mvc/objects")):
+        stored = Path(store.abspath(".mvc/objects"), name).read_bytes()
+        header, start = codec.read_header(stored)
+        if header["c"] != "raw" or header["n"] < codec.ALIGN_MIN:
+            continue
+        offset = model.find(stored[start : start + 4096])
+        assert offset >= 0
+        assert start % codec.PAGE == offset % codec.PAGE
+        checked += 1
+    assert checked == len(tensors)
+
+    cli("checkout", "big@main", "--to", "out")
+    assert Path(store.abspath("out/model.safetensors")).read_bytes() == model
+    cli("fsck")
+    cli("clone", store.root, str(tmp_path / "clone"))
+    monkeypatch.chdir(tmp_path / "clone")
+    cli("checkout", "big@main", "--to", "out")
+    assert (tmp_path / "clone/out/model.safetensors").read_bytes() == model
