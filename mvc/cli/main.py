@@ -11,7 +11,7 @@ start fast (no numpy, fsspec or safetensors).
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -169,6 +169,16 @@ def _narrowed(argv: list[str]) -> typer.Typer:
 
 
 def run() -> None:
+    """The ``mvc`` program: ``dispatch``, then the end of the process (``exit_now``)."""
+    try:
+        dispatch()
+    except SystemExit as exc:
+        exit_now(exc.code)
+    exit_now(0)
+
+
+def dispatch() -> None:
+    """Run the command ``sys.argv`` names; ends with ``SystemExit``, as a click app does."""
     import sys
 
     if sys.argv[1:2] == ["__complete"]:  # shell completion (cli/shell.py): fast, never fails
@@ -177,3 +187,38 @@ def run() -> None:
         print("\n".join(complete(sys.argv[2:], build_app)))
         return
     _narrowed(sys.argv[1:])(prog_name="mvc")
+
+
+def exit_now(code: object) -> NoReturn:
+    """End the process with ``SystemExit(code)``'s status, without the interpreter's teardown.
+
+    Tearing down clears every module and frees every object one by one: about 20 ms of each
+    command on the CI machine (``mvc status`` 0.10 s -> 0.085 s), for nothing. What the
+    teardown does that matters is done first: threading's exit hooks (thread pools stop, other
+    threads are joined), the ``atexit`` handlers (``lastuse``, the metrics recorder), and both
+    standard streams flushed. Where any of that is unavailable or a flush fails (a closed
+    pipe), the interpreter exits as usual, and says so as usual.
+    """
+    import atexit
+    import sys
+    import threading
+
+    shutdown = getattr(threading, "_shutdown", None)
+    run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
+    if shutdown is None or run_exit_functions is None:
+        raise SystemExit(code)
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)  # what the interpreter does with SystemExit("text")
+        status = 1
+    shutdown()
+    run_exit_functions()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        raise SystemExit(status) from None
+    os._exit(status)

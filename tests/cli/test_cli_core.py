@@ -834,3 +834,47 @@ def test_commit_records_the_git_commit_and_dirtiness(store, cli, make_model) -> 
     cli("commit", "models/bert", "-m", "v2")
     assert cli("show", "bert", "--json").json()["git"] == {"commit": head, "dirty": True}
     assert f"git      {head[:12]} (dirty)" in cli("show", "bert").stdout
+
+
+def test_the_program_ends_with_its_status_its_whole_output_and_its_exit_hooks(
+    store, cli, make_model, tmp_path
+) -> None:
+    """``mvc`` skips the interpreter's teardown (``cli.main.exit_now``), never what it is for:
+    the exit status, everything written to a pipe, the atexit handlers."""
+    make_model("models/bert")
+    for n in range(40):
+        (Path(store.root) / "models/bert/notes.md").write_text(f"take {n}")
+        cli("commit", "models/bert", "-m", f"take {n} " + "x" * 200)
+    probe = textwrap.dedent(
+        """
+        import atexit, sys
+        marker = sys.argv[1]
+        atexit.register(lambda: open(marker, "w").write("hook ran"))
+        from mvc.cli.main import run
+        sys.argv = ["mvc", *sys.argv[2:]]
+        run()
+        raise AssertionError("run() returned")
+        """
+    )
+
+    def program(*args: str) -> subprocess.CompletedProcess[str]:
+        marker = tmp_path / "hook"
+        marker.unlink(missing_ok=True)
+        done = subprocess.run(
+            [sys.executable, "-c", probe, str(marker), *args],
+            cwd=store.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert marker.exists(), done.stderr
+        assert marker.read_text() == "hook ran"
+        return done
+
+    listed = program("log", "bert", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == 40  # the pipe got all of it
+    missing = program("show", "nobody@main")
+    assert missing.returncode == EXIT_ERROR and "nobody" in missing.stderr
+    usage = program("log", "--no-such-flag")
+    assert usage.returncode == EXIT_USAGE

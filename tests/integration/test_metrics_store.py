@@ -413,9 +413,9 @@ def test_the_vocabulary_and_the_command_line_do_not_load_the_store(mvc_env, tmp_
     code = (
         "import json, sys\n"
         "import mvc.metrics, mvc.metrics.model\n"
-        "from mvc.cli.main import run\n"
+        "from mvc.cli.main import dispatch\n"
         "sys.argv = ['mvc', '--help']\n"
-        "try:\n    run()\nexcept SystemExit:\n    pass\n"
+        "try:\n    dispatch()\nexcept SystemExit:\n    pass\n"
         "heavy = ('sqlite3', 'mvc.metrics.sqlite', 'mvc.metrics.recorder', 'mvc.ops.metrics')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
     )

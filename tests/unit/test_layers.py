@@ -339,9 +339,9 @@ def test_only_the_cli_imports_typer_and_rich() -> None:
 def _heavy_modules_loaded(argv: list[str], cwd: pathlib.Path, env: dict[str, str]) -> list[str]:
     code = (
         "import json, sys\n"
-        "from mvc.cli.main import run\n"
+        "from mvc.cli.main import dispatch\n"
         f"sys.argv = ['mvc', *{argv!r}]\n"
-        "try:\n    run()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
+        "try:\n    dispatch()\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
         "heavy = ('numpy', 'ml_dtypes', 'safetensors', 'fsspec', 'semver', 'sqlite3')\n"
         "print(json.dumps([m for m in heavy if m in sys.modules]), file=sys.stderr)\n"
     )
