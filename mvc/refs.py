@@ -16,7 +16,6 @@ the transaction, so no reader sees some of its refs moved and others not.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -365,7 +364,7 @@ class RefStore:
         return notes
 
     def _write_journal(self, planned: list[tuple[str, RefEntry]]) -> str:
-        key = f"{JOURNAL}/{secrets.token_hex(8)}"
+        key = f"{JOURNAL}/{os.urandom(8).hex()}"
         body = [{"key": k, "entry": e.to_json()} for k, e in planned]
         self.storage.write(key, [encode_canonical(body)])
         crashpoint("refs.journal")

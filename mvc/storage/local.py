@@ -16,7 +16,6 @@ import builtins
 import errno
 import functools
 import os
-import secrets
 import sys
 import threading
 import time
@@ -52,7 +51,8 @@ class _TempNames:
     (16 hex digits in all, the shape gc and exports recognise). One ``getrandom`` per process
     instead of one per object (a commit of 2,000 small files writes 4,000). The random part is
     drawn again in a forked child; two processes that drew the same one collide only on a name
-    that ``O_EXCL`` refuses, and that write takes a fully random name instead."""
+    that ``O_EXCL`` refuses, and that write takes a fully random name instead. (``os.urandom``,
+    what ``secrets`` draws from: importing ``secrets`` loads OpenSSL, 4 ms of start-up.)"""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,7 +63,7 @@ class _TempNames:
     def next(self) -> str:
         with self._lock:
             if self._pid != os.getpid():
-                self._pid, self._tag, self._count = os.getpid(), secrets.token_hex(4), 0
+                self._pid, self._tag, self._count = os.getpid(), os.urandom(4).hex(), 0
             self._count = (self._count + 1) & 0xFFFFFFFF
             return f"{TMP_PREFIX}{self._tag}{self._count:08x}"
 
@@ -425,7 +425,7 @@ class LocalStorage(StorageBase):
             os.makedirs(folder, exist_ok=True)
             fd = os.open(temp, flags, 0o644)
         except FileExistsError:  # another process drew the same random part
-            temp = os.path.join(temp_folder, f"{TMP_PREFIX}{secrets.token_hex(8)}")
+            temp = os.path.join(temp_folder, f"{TMP_PREFIX}{os.urandom(8).hex()}")
             fd = os.open(temp, flags, 0o644)
         try:
             try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,7 +87,7 @@ class Staging:
             folder = os.path.abspath(self.root)
         try:
             self.created.extend(_make_folders(self.root, folder))
-            temp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+            temp = os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
             fd = os.open(temp, flags, 0o755 if executable else 0o644)
             self.staged.append((temp, final))
