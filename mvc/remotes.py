@@ -21,7 +21,7 @@ import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from mvc.archives import archived_error, list_archives, read_archive
 from mvc.errors import (
@@ -41,11 +41,10 @@ from mvc.repo import FORMAT_FILE, STORE_DIR, Repo
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.prefixed import PrefixedStorage
+from mvc.storage.remote import check_option, open_storage
 from mvc.storage.small import SmallReads
 from mvc.store import ObjectStore
-
-if TYPE_CHECKING:  # the transfer machinery loads when something is fetched, not per checkout
-    from mvc.transfer import TransferResult, Want
+from mvc.transfer import CLOSURE, TransferResult, Want, transfer
 
 #: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
 TRACKING = "remotes"
@@ -90,8 +89,6 @@ def validate_option(key: str, value: str | None = None) -> str:
             "environment, GCS application credentials, Azure environment)",
         )
     if value is not None:
-        from mvc.storage.remote import check_option
-
         check_option(key, value)
     return key
 
@@ -144,8 +141,6 @@ class Remote:
 
 
 def open_remote_storage(repo: Repo, url: str, options: dict[str, str]) -> Storage:
-    from mvc.storage.remote import open_storage
-
     storage = open_storage(url, options)
     root = storage.local_root()
     if root is None:
@@ -255,8 +250,6 @@ def _receive(
 ) -> TransferResult:
     """Bring objects from a remote into this store. The caller holds the objects lock and moves
     the refs that reach them before releasing it."""
-    from mvc.transfer import transfer
-
     return transfer(
         remote.objects,
         repo.objects,
@@ -287,8 +280,6 @@ def ensure_present(
     for name in remote_names(repo):
         if missing[0] not in _promised_by(repo, name):
             continue
-        from mvc.transfer import CLOSURE
-
         remote = open_remote(repo, name)
         with repo.writing_objects():
             return _receive(repo, remote, [version], CLOSURE, "fetching data from", jobs, progress)

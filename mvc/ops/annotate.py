@@ -24,6 +24,7 @@ from mvc.faults import crashpoint
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped
 from mvc.refnames import notes
+from mvc.remotes import ensure_present
 from mvc.repo import Repo
 from mvc.specs import Resolved, SpecLike, resolve
 
@@ -97,8 +98,6 @@ def append(
 ) -> Annotation:
     """Store one annotation of a resolved version and move its notes ref onto it."""
     ref = notes(resolved.model, resolved.version)
-    from mvc.remotes import ensure_present  # reading notes (every checkout) needs no remote
-
     ensure_present(repo, resolved.version)  # closure before reference
     for attempt in range(_RETRIES):
         previous = repo.refs.get(ref)

@@ -5,7 +5,7 @@ unknown key is an error with its line, so a typo (``slos:``) never silently disa
 A project without the file has the empty policy: no SLOs, no gates, nothing archived.
 
 To add a section: write its parser in its own module under ``mvc/policy/`` and list it in
-``sections``.
+``SECTIONS`` in ``sections.py``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mvc.errors import PolicyError
 from mvc.policy.text import PolicyText, Section
@@ -22,22 +22,6 @@ from mvc.yamltext import YamlProblem, load_yaml
 T = TypeVar("T")
 
 POLICY_FILE = "mvc.yaml"
-
-
-def sections() -> tuple[Section[Any], ...]:
-    """Every section the policy file may have, in the order docs/policy.md describes them.
-    Imported only when a policy file is read: a project without one (and every checkout's
-    deprecation check in it) never loads the gates, SLO or archive parsers."""
-    from mvc.policy.archive import ARCHIVE, RETENTION
-    from mvc.policy.deprecations import DEPRECATIONS
-    from mvc.policy.desired import CHANNELS
-    from mvc.policy.gates import GATES
-    from mvc.policy.requires import REQUIRES
-    from mvc.policy.signing import SIGNING
-    from mvc.policy.slo import SLO
-    from mvc.policy.sources import SOURCES
-
-    return (SLO, SOURCES, GATES, DEPRECATIONS, ARCHIVE, RETENTION, CHANNELS, REQUIRES, SIGNING)
 
 
 @dataclass(frozen=True)
@@ -61,7 +45,9 @@ def parse_policy(text: str, source: str = POLICY_FILE) -> Policy:
     if loaded.value is None:
         return Policy(source)
     root = ctx.mapping("", loaded.value)
-    known = {section.name: section for section in sections()}
+    from mvc.policy.sections import SECTIONS  # the parsers, only once there is a file
+
+    known = {section.name: section for section in SECTIONS}
     ctx.only_keys("", root, tuple(known))
     return Policy(source, {name: known[name].parse(value, ctx) for name, value in root.items()})
 

@@ -136,8 +136,8 @@ def test_help_version_and_status_import_nothing_heavy(store, cli, make_model, tm
 
 def test_checkout_loads_no_gate_or_metric_code(store, cli, make_model, tmp_path) -> None:
     """A checkout checks deprecations (``ops.deprecation``) without loading the gates, facts
-    and metric recorder of ``ops.lifecycle`` (~30 ms of every checkout's start-up), the policy
-    file's parsers, or the transfer machinery."""
+    and metric recorder of ``ops.lifecycle`` (~30 ms of every checkout's start-up) or the
+    policy file's parsers."""
     make_model("models/bert")
     cli("commit", "models/bert", "-m", "v1")
     probe = textwrap.dedent(
@@ -154,7 +154,6 @@ def test_checkout_loads_no_gate_or_metric_code(store, cli, make_model, tmp_path)
             "mvc.ops.metrics",
             "mvc.metrics.recorder",
             "mvc.policy.gates",  # the policy file's parsers: none without an mvc.yaml
-            "mvc.transfer",  # fetching: only for a version whose data is elsewhere
             "secrets",  # it loads OpenSSL
         )
         print(sorted(m for m in unwanted if m in sys.modules), file=sys.stderr)

@@ -138,8 +138,8 @@ PROBE = """
 import json, sys, time
 start = time.process_time()
 sys.argv = ["mvc", "__complete", "show", "bert@"]
-from mvc.cli.main import run
-run()
+from mvc.cli.main import dispatch
+dispatch()
 heavy = sorted(m for m in ("numpy", "fsspec", "safetensors", "rich") if m in sys.modules)
 print(json.dumps({"cpu": time.process_time() - start, "heavy": heavy}), file=sys.stderr)
 """

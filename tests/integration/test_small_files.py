@@ -62,8 +62,8 @@ def test_temp_names_are_unique_counted_and_shaped_for_gc_without_a_random_draw_e
     counter follows it; the names keep the shape gc and exports clean up (16 hex digits)."""
     storage = LocalStorage(str(tmp_path), fsync=False)
     drawn: list[int] = []
-    original = local.secrets.token_hex
-    monkeypatch.setattr(local.secrets, "token_hex", lambda n: drawn.append(n) or original(n))
+    original = local.os.urandom
+    monkeypatch.setattr(local.os, "urandom", lambda n: drawn.append(n) or original(n))
     monkeypatch.setattr(local, "_TEMP_NAMES", local._TempNames())
     from concurrent.futures import ThreadPoolExecutor
 
