@@ -35,9 +35,9 @@ import contextlib
 import errno
 import functools
 import io
+import os
 import random
 import re
-import secrets
 import sys
 import threading
 import time
@@ -488,7 +488,7 @@ class _Adapter:
     def put(self, path: str, parts: Iterable[Buffer], run: Runner) -> None:
         """Write a temp key beside the target, then move it into place."""
         folder = path.rpartition("/")[0]
-        temp = f"{folder}/{TMP_PREFIX}{secrets.token_hex(8)}"
+        temp = f"{folder}/{TMP_PREFIX}{os.urandom(8).hex()}"
         run(lambda: self.fs.makedirs(folder, exist_ok=True))
         try:
             with self.fs.open(temp, "wb") as handle:
@@ -940,7 +940,7 @@ def probe_atomic_create(storage: Storage) -> bool:
     """
     if not storage.atomic_create:
         return False
-    key = f"{PROBE_FOLDER}/{secrets.token_hex(8)}"
+    key = f"{PROBE_FOLDER}/{os.urandom(8).hex()}"
     try:
         first = storage.create_exclusive(key, b"first")
         second = storage.create_exclusive(key, b"second")
