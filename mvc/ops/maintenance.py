@@ -599,7 +599,8 @@ def _compress(repo: Repo, todo: list[ObjectId], result: RepackResult, progress: 
             data = repo.objects.decode_stored(oid, stored)
             parts = codec.encode(data, elem_width=codec.element_width(stored), compress=True)
             size = sum(len(p) for p in parts)
-            if size < len(stored):
+            # Still raw: nothing compressed, and the envelope (with any page padding) stays.
+            if size < len(stored) and codec.read_header(parts[0])[0]["c"] != "raw":
                 repo.objects.replace_encoding(oid, parts)
                 crashpoint("repack.replace")
                 return len(stored), size
