@@ -353,6 +353,12 @@ def is_delta(stored: Buffer) -> bool:
     return bool(header["c"] == "delta")
 
 
+def is_raw(stored: Buffer) -> bool:
+    """Whether an envelope (or its first part) stores its bytes as they are."""
+    header, _ = read_header(stored)
+    return bool(header["c"] == "raw")
+
+
 def is_meta(stored: Buffer) -> bool:
     header, _ = read_header(stored)
     return header.get("m") == 1

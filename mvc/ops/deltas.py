@@ -209,7 +209,9 @@ def encode_against(objects: ObjectStore, pair: Pair) -> tuple[list[Buffer], int,
     best: list[Buffer] = [stored]
     best_size = len(stored)
     plain = codec.encode(data, elem_width=width, compress=True)
-    if sum(len(p) for p in plain) < best_size:
+    # Raw again is no gain, only a raw chunk's page padding dropped: the stored one stays.
+    raw_again = codec.is_raw(plain[0]) and codec.is_raw(stored)
+    if not raw_again and sum(len(p) for p in plain) < best_size:
         best, best_size = plain, sum(len(p) for p in plain)
     for transform in codec.TRANSFORMS:  # XOR, then integer difference: the smaller wins
         delta = codec.encode_delta(

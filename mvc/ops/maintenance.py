@@ -600,7 +600,7 @@ def _compress(repo: Repo, todo: list[ObjectId], result: RepackResult, progress: 
             parts = codec.encode(data, elem_width=codec.element_width(stored), compress=True)
             size = sum(len(p) for p in parts)
             # Still raw: nothing compressed, and the envelope (with any page padding) stays.
-            if size < len(stored) and codec.read_header(parts[0])[0]["c"] != "raw":
+            if size < len(stored) and not codec.is_raw(parts[0]):
                 repo.objects.replace_encoding(oid, parts)
                 crashpoint("repack.replace")
                 return len(stored), size
