@@ -196,8 +196,8 @@ def exit_now(code: object) -> NoReturn:
     command on the CI machine (``mvc status`` 0.10 s -> 0.085 s), for nothing. What the
     teardown does that matters is done first: threading's exit hooks (thread pools stop, other
     threads are joined), the ``atexit`` handlers (``lastuse``, the metrics recorder), and both
-    standard streams flushed. Where any of that is unavailable or a flush fails (a closed
-    pipe), the interpreter exits as usual, and says so as usual.
+    standard streams flushed. Where any of that is unavailable, a flush fails (a closed pipe) or
+    a profiler or tracer is running, the interpreter exits as usual.
     """
     import atexit
     import sys
@@ -205,8 +205,9 @@ def exit_now(code: object) -> NoReturn:
 
     shutdown = getattr(threading, "_shutdown", None)
     run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    if shutdown is None or run_exit_functions is None:
-        raise SystemExit(code)
+    profiled = sys.getprofile() is not None or sys.gettrace() is not None
+    if shutdown is None or run_exit_functions is None or profiled:
+        raise SystemExit(code)  # a profiler (python -m cProfile -m mvc) reports as it unwinds
     if code is None:
         status = 0
     elif isinstance(code, int):
