@@ -8,7 +8,7 @@ What it measures (issue 2, "Performance"); every timed step is a subprocess of t
 ``mvc`` (or ``--mvc PATH``), with stdout captured:
 
     commit    `mvc commit` of the ~1 GiB model into a fresh store, median of --reps, vs
-              `cp` of the same file (target <= 3x) and `sha256sum` (target: faster);
+              `cp` of the same file (target <= 2x) and `sha256sum` (target: faster);
               also, for information, `cp` + `sync FILE` (cp's time with the same durability)
               and a commit with core.compress=true (compression at commit time).
     noop      on the committed model: the FIRST `mvc status` right after the commit (it may
@@ -367,8 +367,8 @@ class Bench:
                 "s",
                 "cp",
                 self.cp_s,
-                3.0,
-                "<= 3x cp",
+                2.0,
+                "<= 2x cp",  # issue 14; cp's data is not durable, mvc's is (the next lines)
                 samples,
                 note,
             )

@@ -170,6 +170,13 @@ def _narrowed(argv: list[str]) -> typer.Typer:
 
 def run() -> None:
     """The ``mvc`` program: ``dispatch``, then the end of the process (``exit_now``)."""
+    import sys
+
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            # Started with that descriptor closed (>&-): what would go there goes nowhere, as
+            # into a closed pipe, and the descriptor is not left for a data file to take.
+            setattr(sys, name, open(os.devnull, "w"))  # noqa: SIM115 - open for the process
     try:
         dispatch()
     except SystemExit as exc:
@@ -213,13 +220,18 @@ def exit_now(code: object) -> NoReturn:
     elif isinstance(code, int):
         status = code
     else:
-        print(code, file=sys.stderr)  # what the interpreter does with SystemExit("text")
+        if sys.stderr is not None:  # None: started with its descriptor closed (2>&-)
+            print(code, file=sys.stderr)  # what the interpreter does with SystemExit("text")
         status = 1
-    shutdown()
+    try:
+        shutdown()
+    except KeyboardInterrupt:
+        pass  # the command is done: a Ctrl-C while leftover threads are joined changes nothing
     run_exit_functions()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: started with its descriptor closed (>&-)
+                stream.flush()
+    except Exception:
         raise SystemExit(status) from None
     os._exit(status)

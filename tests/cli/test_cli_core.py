@@ -885,3 +885,12 @@ def test_the_program_ends_with_its_status_its_whole_output_and_its_exit_hooks(
     assert missing.returncode == EXIT_ERROR and "nobody" in missing.stderr
     usage = program("log", "--no-such-flag")
     assert usage.returncode == EXIT_USAGE
+    for closing in (">&-", "2>&-", ">&- 2>&-"):  # started with stdout or stderr closed
+        shell = ["/bin/sh", "-c", f'exec "$@" {closing}', "sh"]
+        done = subprocess.run(
+            [*shell, sys.executable, "-m", "mvc", "log", "bert"],
+            cwd=store.root,
+            capture_output=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (closing, done.stderr)
