@@ -44,6 +44,7 @@ from mvc.ops.snapshot import stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.repo import Repo
 from mvc.specs import by_id, parse_spec, resolve
+from mvc.storage.local import fsync_folder
 
 #: The role of the arm a pinned request is answered with (``RouteDecision.pinned`` holds the pin).
 PINNED = "pinned"
@@ -120,6 +121,10 @@ def materialise(repo: Repo, model: str, version: ObjectId, cache_dir: str | None
         except OSError:
             if not os.path.isdir(final):  # anything but "another process got there first"
                 raise
+        else:
+            if repo.config.get("core.fsync"):  # its name, and the model's folder in the cache
+                fsync_folder(os.path.dirname(final))
+                fsync_folder(root)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         try:  # the checkout's stat cache for the temporary folder is of no further use

@@ -71,7 +71,9 @@ class _TempNames:
 _TEMP_NAMES = _TempNames()
 
 
-def _fsync_dir(path: str) -> None:
+def fsync_folder(path: str) -> None:
+    """Make a folder's entries (names made, renamed or removed in it) durable; a folder that
+    cannot be opened or flushed (gone, or a file system without directory fsync) is skipped."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -555,7 +557,7 @@ class LocalStorage(StorageBase):
                 raise _disk_error(exc, f"{len(items)} objects", self.root) from exc
         elif self.fsync:
             _each(
-                _fsync_dir,
+                fsync_folder,
                 sorted(
                     {os.path.dirname(target) for target, _temp in items}
                     | {os.path.dirname(temp) for _target, temp in items}
@@ -618,7 +620,7 @@ class LocalStorage(StorageBase):
         except OSError as exc:
             raise _disk_error(exc, key, self.root) from exc
         if self.fsync:
-            _fsync_dir(os.path.dirname(target))
+            fsync_folder(os.path.dirname(target))
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         target = self.path(key)
@@ -636,7 +638,7 @@ class LocalStorage(StorageBase):
         finally:
             _unlink_quietly(temp)
         if self.fsync:
-            _fsync_dir(os.path.dirname(target))
+            fsync_folder(os.path.dirname(target))
         return True
 
     def exists(self, key: str) -> bool:

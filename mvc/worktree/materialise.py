@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from mvc.errors import InvalidInput, MvcError, environment_error, is_environment_error
 from mvc.faults import crashpoint
+from mvc.storage.local import fsync_folder
 from mvc.worktree.paths import safe_target
 
 TEMP_PREFIX = ".mvc-tmp-"
@@ -104,12 +105,18 @@ class Staging:
             raise environment_error(exc, final) from exc  # the caller's abort removes temps
 
     def commit(self) -> None:
+        touched: set[str] = set()
         for temp, final in self.staged:
             parent = os.path.dirname(final)
             if os.path.islink(parent) or not os.path.isdir(parent):
-                _make_folders(self.root, parent)  # refuses symlinks on the way
+                self.created.extend(_make_folders(self.root, parent))  # refuses symlinks
             os.replace(temp, final)
+            touched.add(parent)
             crashpoint("checkout.rename")
+        if self.fsync:  # the files' names too, not only their bytes: every folder that changed
+            touched.update(os.path.dirname(folder) for folder in self.created)
+            for folder in sorted(touched, key=len, reverse=True):  # deepest first
+                fsync_folder(folder)
         self.staged = []
         self.created = []
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 
@@ -308,6 +309,41 @@ def test_a_serving_folder_is_fsynced_as_the_store_is(
     mvc.load("bert@main", repo=str(store.root), cache_dir=str(tmp_path / "cache"))
     files = [os.path.join(d, f) for d, _, names in os.walk(tmp_path / "cache") for f in names]
     assert len(files) == 3 and {os.stat(f).st_ino for f in files} <= fsynced_inodes
+
+
+def test_a_serving_folder_has_durable_names_before_it_has_its_own(
+    store, cli, make_model, monkeypatch, tmp_path
+) -> None:
+    """Durable bytes are not enough for a folder trusted by its name: after a power cut its
+    files' names must be there too. Every folder of the checkout is flushed before the folder
+    is renamed into the cache, and the cache's folders after."""
+    import mvc
+
+    cli("config", "set", "core.fsync", "true")
+    make_model("models/bert", extra={"tokenizer/vocab.txt": "a b c\n"})
+    cli("commit", "models/bert", "-m", "v1")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            events.append(("flush", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:
+        events.append(("rename", f"{src} -> {dst}"))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    mvc.load("bert@main", repo=str(store.root), cache_dir=str(tmp_path / "cache"))
+    [(at, moved)] = [(i, e[1]) for i, e in enumerate(events) if e[0] == "rename"]
+    temp, final = moved.split(" -> ")
+    assert os.path.isfile(os.path.join(final, "tokenizer", "vocab.txt"))
+    flushed_before = {path for kind, path in events[:at] if kind == "flush"}
+    assert {temp, os.path.join(temp, "tokenizer")} <= flushed_before
+    flushed_after = {path for kind, path in events[at:] if kind == "flush"}
+    assert {os.path.dirname(final), str(tmp_path / "cache")} <= flushed_after
 
 
 def test_unflushed_entries_keep_their_boot_until_verified_in_another(tmp_path, boot) -> None:
