@@ -34,6 +34,8 @@ from mvc.storage.local import WRITE_SLICE, copy_range, preallocate, start_writeb
 
 OBJECTS = "objects"
 _META_CACHE = 4096
+#: Files smaller than this are written out by ``write_file`` on the calling thread.
+_PARALLEL_MIN = 8 << 20
 _RAW_HEAD = 8192  # a raw envelope's header fits in this many bytes (padding: codec.PAGE)
 #: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
 #: the size of the model, so memory stays bounded while chains that share a base decode it once.
@@ -468,8 +470,6 @@ class ObjectStore:
         ``CorruptObject`` and the caller discards ``fd``'s file (a staged temp file), so wrong
         bytes never reach their final name.
         """
-        from concurrent.futures import Future, ThreadPoolExecutor
-
         offsets = [0]
         for ref in manifest.chunks:
             offsets.append(offsets[-1] + ref.size)
@@ -504,6 +504,34 @@ class ObjectStore:
         # fork-join hash waits for a preempted helper thread.
         hasher = new_hasher() if (os.cpu_count() or 1) > max(2, jobs) else single_thread_hasher()
         count = len(manifest.chunks)
+
+        def take(index: int, view: memoryview) -> None:
+            hasher.update(view)
+            decoder.done(view)
+            if on_chunk is not None:
+                on_chunk(manifest.chunks[index].size)
+
+        if count <= 1 or jobs <= 1 or offsets[-1] < _PARALLEL_MIN:
+            # A small file: a pool of its own costs more than the file (threads started and
+            # joined per file, their handoffs), so it is written on this thread.
+            for index in range(count):
+                take(index, one(index))
+        else:
+            self._write_chunks_in_parallel(count, jobs, one, take)
+        if hasher.hexdigest() != manifest.b3:
+            self._verify_chunks(manifest, name)  # raises for the first damaged chunk
+            raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
+
+    @staticmethod
+    def _write_chunks_in_parallel(
+        count: int,
+        jobs: int,
+        one: Callable[[int], memoryview],
+        take: Callable[[int, memoryview], None],
+    ) -> None:
+        """``one(index)`` for every chunk on ``jobs`` threads, ``take`` of each in file order."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         ahead = max(1, jobs) * 2  # bounds the memory held by decoded chunks not yet hashed
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             pending: dict[int, Future[memoryview]] = {}
@@ -512,17 +540,10 @@ class ObjectStore:
                     for later in range(index, min(count, index + ahead)):
                         if later not in pending:
                             pending[later] = pool.submit(one, later)
-                    view = pending.pop(index).result()
-                    hasher.update(view)
-                    decoder.done(view)
-                    if on_chunk is not None:
-                        on_chunk(manifest.chunks[index].size)
+                    take(index, pending.pop(index).result())
             finally:
                 for future in pending.values():
                     future.cancel()
-        if hasher.hexdigest() != manifest.b3:
-            self._verify_chunks(manifest, name)  # raises for the first damaged chunk
-            raise CorruptObject(f"{name} does not reassemble to its recorded blake3")
 
     def _verify_chunks(self, manifest: FileManifest, name: str) -> None:
         """Check each chunk of a file against its own id, one at a time: after the whole file's

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mvc import codec
+from mvc import store as store_module
 from mvc.canonical import encode_canonical
 from mvc.errors import CorruptObject, NotFound
 from mvc.ids import ObjectId, hash_bytes
@@ -152,6 +153,14 @@ def _store_file(store: ObjectStore, pieces: list[bytes], *, compress: bool) -> F
     return FileManifest(size=len(whole), b3=hash_bytes(whole), kind="blob", chunks=tuple(refs))
 
 
+@pytest.fixture(params=["on this thread", "on the pool"])
+def write_path(request, monkeypatch) -> None:
+    """``write_file``'s two ways: a small file on the calling thread, a large one chunk by
+    chunk on a pool. The files here are small, so for the pool its threshold is lowered."""
+    if request.param == "on the pool":
+        monkeypatch.setattr(store_module, "_PARALLEL_MIN", 0)
+
+
 def _pieces() -> list[bytes]:
     import numpy as np
 
@@ -161,6 +170,7 @@ def _pieces() -> list[bytes]:
 
 
 @pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.usefixtures("write_path")
 def test_write_file_reassembles_the_file_at_its_offsets(tmp_path, compress) -> None:
     store = ObjectStore(LocalStorage(str(tmp_path / "store")))
     pieces = [p for p in _pieces() if p]
@@ -176,6 +186,7 @@ def test_write_file_reassembles_the_file_at_its_offsets(tmp_path, compress) -> N
     assert seen == [len(p) for p in pieces]  # progress in file order
 
 
+@pytest.mark.usefixtures("write_path")
 def test_write_file_refuses_a_damaged_chunk_and_names_it(tmp_path) -> None:
     store = ObjectStore(LocalStorage(str(tmp_path / "store")))
     pieces = [p for p in _pieces() if p]
@@ -198,6 +209,7 @@ def test_write_file_refuses_a_damaged_chunk_and_names_it(tmp_path) -> None:
         store.get_bytes(bad)  # the raw-read shortcut verifies too
 
 
+@pytest.mark.usefixtures("write_path")
 def test_write_file_checks_the_whole_file_hash(tmp_path) -> None:
     store = ObjectStore(LocalStorage(str(tmp_path / "store")))
     pieces = [p for p in _pieces() if p]
@@ -287,6 +299,7 @@ class _Hashed:
 
 
 @pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.usefixtures("write_path")
 def test_write_file_hashes_every_byte_once(tmp_path, monkeypatch, compress) -> None:
     """Raw or compressed, each chunk is read once and hashed once, as part of the whole
     file's blake3 (which the verified manifest records): no second pass per chunk."""
@@ -298,6 +311,7 @@ def test_write_file_hashes_every_byte_once(tmp_path, monkeypatch, compress) -> N
     assert hashed.total == manifest.size
 
 
+@pytest.mark.usefixtures("write_path")
 def test_write_file_decodes_a_shared_delta_base_once(tmp_path, monkeypatch) -> None:
     """Two chunks stored as deltas against one base: the base is read, verified and hashed
     once (the store's base cache holds it), and each delta's result only as part of the file."""
@@ -336,6 +350,7 @@ def test_the_delta_base_cache_is_bounded_by_bytes() -> None:
 
 
 @pytest.mark.parametrize("damaged", ["base", "delta"])
+@pytest.mark.usefixtures("write_path")
 def test_write_file_names_a_damaged_delta_or_base(tmp_path, damaged) -> None:
     """Damage in a delta's payload or in its base: refused, naming the damaged object, and
     nothing damaged is left in the base cache."""
@@ -355,6 +370,7 @@ def test_write_file_names_a_damaged_delta_or_base(tmp_path, damaged) -> None:
     assert store.bases.size == 0
 
 
+@pytest.mark.usefixtures("write_path")
 def test_write_file_decodes_chunks_of_every_kind_and_size_into_reused_buffers(
     tmp_path, monkeypatch
 ) -> None:
@@ -391,6 +407,7 @@ def test_write_file_decodes_chunks_of_every_kind_and_size_into_reused_buffers(
 
 
 @pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.usefixtures("write_path")
 def test_write_file_names_a_damaged_base_on_the_fast_path(tmp_path, shared) -> None:
     """A damaged base under one delta or under two (decoded once, by one thread): refused,
     named, and not cached."""
@@ -413,6 +430,7 @@ def test_write_file_names_a_damaged_base_on_the_fast_path(tmp_path, shared) -> N
 
 
 @pytest.mark.parametrize("damage", ["missing", "not an envelope"])
+@pytest.mark.usefixtures("write_path")
 def test_write_file_says_which_base_is_missing_or_unreadable(tmp_path, damage) -> None:
     store = ObjectStore(LocalStorage(str(tmp_path / "store")))
     base = _pieces()[0]
@@ -493,6 +511,7 @@ def test_a_noop_commit_of_a_repacked_folder_hashes_no_stored_bytes(
     assert calls == []
 
 
+@pytest.mark.usefixtures("write_path")
 def test_write_file_blames_a_delta_that_names_a_base_of_another_size(tmp_path) -> None:
     """The base a delta names is intact but not as long as the delta: the delta is the damage
     (as ``get_bytes`` says), not the base."""
