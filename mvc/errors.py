@@ -168,6 +168,25 @@ def environment_error(exc: OSError, what: str) -> MvcError:
     return MvcError(f"cannot write {what}: {exc.strerror or exc}")
 
 
+#: What ``mmap`` fails with where a file system cannot map files (some FUSE and network mounts).
+_CANNOT_MAP = frozenset({errno.ENODEV, errno.EACCES, errno.EINVAL, errno.ENOTSUP, errno.EPERM})
+
+
+def cannot_map(exc: OSError) -> bool:
+    """Whether ``mmap`` failed because the file system does not map files, rather than for lack
+    of memory or a vanished file."""
+    return exc.errno in _CANNOT_MAP
+
+
+def unmappable(what: str, exc: OSError) -> MvcError:
+    """The clean error for a large file mvc reads mapped, on a file system that cannot map it."""
+    return MvcError(
+        f"cannot read {what}: its file system does not map files into memory "
+        f"({exc.strerror or exc}), which mvc reads large files with",
+        hint="copy the folder to a local disk and run the command there",
+    )
+
+
 class PolicyError(UsageError):
     """The policy file (mvc.yaml) is malformed: the message starts with ``file:line:``."""
 

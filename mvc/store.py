@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from mvc import codec
-from mvc.errors import CorruptObject, NotFound
+from mvc.errors import CorruptObject, NotFound, cannot_map
 from mvc.ids import ObjectId, hash_bytes, is_object_id, new_hasher, single_thread_hasher
 from mvc.objects import (
     FileManifest,
@@ -296,9 +296,13 @@ class ObjectStore:
                 limit = codec.stored_size_limit(codec.MAX_OBJECT if size is None else size)
                 if 0 < length <= limit:
                     return _mapped(fd, length)
+            except OSError as exc:
+                if not cannot_map(exc):
+                    raise
             finally:
                 os.close(fd)
-        return self.read_stored(oid, size=size)  # and its refusal of an oversized file
+        # Not local, not mappable, or oversized (read_stored refuses it).
+        return self.read_stored(oid, size=size)
 
     def read_header(self, oid: str) -> dict[str, Any]:
         """An object's envelope header, reading no more of it than the header (locally: a
@@ -739,7 +743,12 @@ def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:
         return None  # a long header, or damage: the general path decodes (and reports) it
     if header["c"] != "raw" or header.get("n") != size - start or size == start:
         return None
-    mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    try:
+        mapped = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        if not cannot_map(exc):
+            raise
+        return None  # a file system that cannot map files: the general path reads the object
     # Slicing a view of a view keeps the mapping alive until the slice is released.
     return memoryview(mapped)[start:], start
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mvc.chunking import plan_file
-from mvc.errors import CorruptObject, InvalidInput, MvcError
+from mvc.errors import CorruptObject, InvalidInput, MvcError, cannot_map, unmappable
 from mvc.formats.safetensors import DTYPE_BITS, DTYPE_SIZES, SafetensorsHeader, parse_header
 from mvc.ids import ObjectId, hash_bytes
 
@@ -163,7 +163,13 @@ class DiskTensorFile:
             self.size = os.fstat(self._fd).st_size
             if self.size == 0:
                 raise InvalidInput(f"{name}: empty file is not a safetensors file")
-            with mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ) as data:
+            try:
+                mapped = mmap.mmap(self._fd, 0, access=mmap.ACCESS_READ)
+            except OSError as exc:
+                if not cannot_map(exc):
+                    raise
+                raise unmappable(name, exc) from exc
+            with mapped as data:
                 view = memoryview(data)
                 try:
                     plan = plan_file(path, view, name)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from mvc.chunking import plan_file
-from mvc.errors import InvalidInput, MvcError
+from mvc.errors import InvalidInput, MvcError, cannot_map, unmappable
 from mvc.faults import crashpoint
 from mvc.formats.safetensors import looks_like_safetensors
 from mvc.ids import ObjectId, hash_bytes, new_hasher
@@ -136,7 +136,12 @@ class _FileHasher:
             if size == 0:
                 data: mmap.mmap | bytes = b""
             else:
-                data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                try:
+                    data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                except OSError as exc:
+                    if not cannot_map(exc):
+                        raise
+                    raise unmappable(scanned.rel, exc) from exc
             # The same open file, for the store to copy chunks from in the kernel
             # (copy_file_range: steadier and cheaper than write() from the mapping).
             source_fd = os.dup(handle.fileno())

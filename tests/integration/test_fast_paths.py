@@ -613,3 +613,71 @@ def test_repack_keeps_a_padded_chunk_that_does_not_compress(store, cli) -> None:
     assert len(before) >= 4  # the large chunks were padded, so the case is exercised
     cli("repack")
     assert padded() == before
+
+
+# --- file systems that cannot map files ---------------------------------------------------------
+
+
+@pytest.fixture
+def no_mmap(monkeypatch):
+    """``mmap`` fails as on a FUSE or network mount that does not map files (ENODEV)."""
+    import errno
+    import mmap
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+
+
+def _big_model(store) -> bytes:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(11)
+    folder = Path(store.abspath("models/big"))
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {f"w{i}": rng.standard_normal((600, 700)).astype(np.float32) for i in range(3)}
+    save_file(weights, str(folder / "model.safetensors"))
+    return (folder / "model.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("repacked", [False, True])
+def test_checkout_reads_objects_where_the_store_cannot_map_them(
+    store, cli, monkeypatch, repacked, request
+) -> None:
+    model = _big_model(store)
+    cli("commit", "models/big", "-m", "v1")
+    if repacked:
+        cli("repack")
+    request.getfixturevalue("no_mmap")
+    cli("checkout", "big@main", "--to", "out")
+    assert Path(store.abspath("out/model.safetensors")).read_bytes() == model
+
+
+def test_committing_a_large_file_that_cannot_be_mapped_says_so_and_stores_nothing(
+    store, cli, no_mmap
+) -> None:
+    _big_model(store)
+    failed = cli("commit", "models/big", "-m", "v1", expect=1)
+    assert "cannot read model.safetensors" in failed.stderr
+    assert "does not map files" in failed.stderr and "local disk" in failed.stderr
+    assert cli("log", "big", expect=1).exit_code == 1  # no version was made
+
+
+def test_diffing_a_working_file_that_cannot_be_mapped_says_so(store, cli, monkeypatch) -> None:
+    _big_model(store)
+    cli("commit", "models/big", "-m", "v1")
+    path = Path(store.abspath("models/big/model.safetensors"))
+    changed = bytearray(path.read_bytes())
+    changed[-4:] = b"\x00\x00\x80\x3f"  # the last float is now 1.0
+    path.write_bytes(bytes(changed))
+    import errno
+    import mmap
+
+    def refuse(*args, **kwargs):
+        raise OSError(errno.ENODEV, "No such device")
+
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    failed = cli("diff", "big", expect=1)  # HEAD against the working folder
+    assert "cannot read model.safetensors" in failed.stderr and "local disk" in failed.stderr
