@@ -134,7 +134,10 @@ def _fallocate() -> Callable[[int, int], None] | None:
     try:
         import ctypes
 
-        raw = ctypes.CDLL(None, use_errno=True).fallocate
+        libc = ctypes.CDLL(None, use_errno=True)
+        # fallocate64 takes 64-bit offsets everywhere; plain fallocate's are off_t, 32 bits
+        # on 32-bit glibc (where the declaration below would pass the wrong arguments).
+        raw = getattr(libc, "fallocate64", None) or libc.fallocate
     except (OSError, AttributeError):
         return None
     raw.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
