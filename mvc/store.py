@@ -36,7 +36,8 @@ OBJECTS = "objects"
 _META_CACHE = 4096
 #: Files smaller than this are written out by ``write_file`` on the calling thread.
 _PARALLEL_MIN = 8 << 20
-_RAW_HEAD = 8192  # a raw envelope's header fits in this many bytes (padding: codec.PAGE)
+#: A raw envelope's header, page padding (codec.PAGE) included, fits in this many bytes.
+_RAW_HEAD = 8192
 #: Decoded delta bases kept in memory per store: two of the largest chunks (16 MiB), whatever
 #: the size of the model, so memory stays bounded while chains that share a base decode it once.
 BASE_CACHE = 32 << 20
@@ -111,12 +112,8 @@ class ObjectStore:
             return False
         try:
             size = os.fstat(fd).st_size
-            head = os.pread(fd, min(size, _RAW_HEAD), 0)
+            head = read_envelope_head(fd, size)
             try:
-                if len(head) >= 8 and len(head) < size:
-                    length = 8 + int.from_bytes(head[4:8], "little")
-                    if len(head) < length <= min(size, 8 + codec.MAX_HEADER):
-                        head = os.pread(fd, length, 0)
                 header, start = codec.read_header(head)
                 codec.check_size(header)
                 expected = codec.payload_length(header)
@@ -315,12 +312,7 @@ class ObjectStore:
         except FileNotFoundError as exc:
             raise NotFound(f"object {oid[:12]} is missing from {self.storage.url}") from exc
         try:
-            head = os.pread(fd, _RAW_HEAD, 0)
-            if len(head) >= 8:
-                length = 8 + int.from_bytes(head[4:8], "little")
-                if len(head) < length <= 8 + codec.MAX_HEADER:
-                    head = os.pread(fd, length, 0)
-            return codec.read_header(head)[0]
+            return codec.read_header(read_envelope_head(fd, os.fstat(fd).st_size))[0]
         finally:
             os.close(fd)
 
@@ -729,6 +721,17 @@ def _naming(oid: str) -> Iterator[None]:
                 hint=exc.hint,
             ) from exc
         raise CorruptObject(f"object {oid[:12]} is corrupt: {exc.message}", object_id=oid) from exc
+
+
+def read_envelope_head(fd: int, size: int) -> bytes:
+    """The first bytes of the object file ``fd`` (``size`` bytes long): enough for its envelope
+    header, in one small read, or a second one for a header longer than ``_RAW_HEAD``."""
+    head = os.pread(fd, min(size, _RAW_HEAD), 0)
+    if len(head) >= 8:
+        length = 8 + int.from_bytes(head[4:8], "little")
+        if len(head) < length <= min(size, 8 + codec.MAX_HEADER):
+            head = os.pread(fd, length, 0)
+    return head
 
 
 def _mapped_raw_payload(fd: int) -> tuple[memoryview, int] | None:

@@ -61,7 +61,7 @@ from mvc.objects import (
 )
 from mvc.progress import NullProgress, Progress
 from mvc.storage.base import Buffer
-from mvc.store import ObjectStore, object_key
+from mvc.store import ObjectStore, object_key, read_envelope_head
 
 #: Walk modes: metadata only, or metadata and data.
 META = 1
@@ -70,9 +70,6 @@ DATA = 2
 SMALL_FILE = 64 * 1024
 #: How much of a remote object is read to check its length against its envelope header.
 _HEAD_PROBE = 64 * 1024
-#: A raw envelope's header, its page padding (codec.PAGE) included, fits in this many bytes
-#: (longer ones are read in a second step).
-_RAW_HEAD = 8192
 
 
 @dataclass(frozen=True)
@@ -588,7 +585,7 @@ class _Transfer:
             return False  # absent (or archived elsewhere): the general path finds or reports it
         try:
             total = os.fstat(fd).st_size
-            head = _read_head(fd, total)
+            head = read_envelope_head(fd, total)
             try:
                 header, start = codec.read_header(head)
                 codec.check_size(header, size)
@@ -651,13 +648,3 @@ class _Transfer:
 def blake3_of(data: Buffer) -> str:
     """blake3 on the calling thread: transfers already spread work over their workers."""
     return str(single_thread_hasher().update(data).hexdigest())
-
-
-def _read_head(fd: int, total: int) -> bytes:
-    """The first bytes of an object file: enough for its envelope header."""
-    head = os.pread(fd, min(total, _RAW_HEAD), 0)
-    if len(head) >= 8:
-        length = 8 + int.from_bytes(head[4:8], "little")
-        if len(head) < length <= min(total, 8 + codec.MAX_HEADER):
-            head = os.pread(fd, length, 0)
-    return head
