@@ -220,18 +220,16 @@ def exit_now(code: object) -> NoReturn:
     elif isinstance(code, int):
         status = code
     else:
-        if sys.stderr is not None:  # None: started with its descriptor closed (2>&-)
-            print(code, file=sys.stderr)  # what the interpreter does with SystemExit("text")
+        print(code, file=sys.stderr)  # what the interpreter does with SystemExit("text")
         status = 1
     try:
         shutdown()
     except KeyboardInterrupt:
         pass  # the command is done: a Ctrl-C while leftover threads are joined changes nothing
     run_exit_functions()
-    try:
-        for stream in (sys.stdout, sys.stderr):
-            if stream is not None:  # None: started with its descriptor closed (>&-)
-                stream.flush()
+    try:  # run() has given both streams a file, if the process started without one
+        sys.stdout.flush()
+        sys.stderr.flush()
     except Exception:
         raise SystemExit(status) from None
     os._exit(status)
