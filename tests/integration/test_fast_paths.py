@@ -161,6 +161,15 @@ def write_path(request, monkeypatch) -> None:
         monkeypatch.setattr(store_module, "_PARALLEL_MIN", 0)
 
 
+def _flip_a_stored_byte(store: ObjectStore, oid: str) -> None:
+    """Damage object ``oid`` where it lies: one bit of its stored bytes flipped near the end."""
+    path = Path(str(store.storage.local_path(object_key(oid))))
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0x01
+    os.chmod(path, 0o644)
+    path.write_bytes(bytes(raw))
+
+
 def _pieces() -> list[bytes]:
     import numpy as np
 
@@ -192,12 +201,7 @@ def test_write_file_refuses_a_damaged_chunk_and_names_it(tmp_path) -> None:
     pieces = [p for p in _pieces() if p]
     manifest = _store_file(store, pieces, compress=False)
     bad = manifest.chunks[1].id
-    path = store.storage.local_path(object_key(bad))
-    assert path is not None
-    raw = bytearray(Path(path).read_bytes())
-    raw[-5] ^= 0x01
-    os.chmod(path, 0o644)
-    Path(path).write_bytes(raw)
+    _flip_a_stored_byte(store, bad)
     fd = os.open(tmp_path / "out.bin", os.O_RDWR | os.O_CREAT)
     try:
         with pytest.raises(CorruptObject) as caught:
@@ -359,11 +363,7 @@ def test_write_file_names_a_damaged_delta_or_base(tmp_path, damaged) -> None:
     tuned = _tuned(base, 1)
     delta = _as_delta(store, tuned, base)
     bad = delta if damaged == "delta" else hash_bytes(base)
-    path = Path(str(store.storage.local_path(object_key(bad))))
-    raw = bytearray(path.read_bytes())
-    raw[-5] ^= 0x01
-    os.chmod(path, 0o644)
-    path.write_bytes(bytes(raw))
+    _flip_a_stored_byte(store, bad)
     with pytest.raises(CorruptObject) as caught:
         _write_out(store, _manifest([(delta, tuned)]), tmp_path / "out.bin")
     assert caught.value.object_id == bad and bad[:12] in caught.value.message
@@ -417,11 +417,7 @@ def test_write_file_names_a_damaged_base_on_the_fast_path(tmp_path, shared) -> N
     if not shared:
         pieces = pieces[:1]
     bad = hash_bytes(base)
-    path = Path(str(store.storage.local_path(object_key(bad))))
-    raw = bytearray(path.read_bytes())
-    raw[-5] ^= 0x01
-    os.chmod(path, 0o644)
-    path.write_bytes(bytes(raw))
+    _flip_a_stored_byte(store, bad)
     with pytest.raises(CorruptObject) as caught:
         _write_out(store, _manifest(pieces), tmp_path / "out.bin")
     assert caught.value.object_id == bad and bad[:12] in caught.value.message
@@ -644,7 +640,7 @@ def _big_model(store) -> bytes:
 
 @pytest.mark.parametrize("repacked", [False, True])
 def test_checkout_reads_objects_where_the_store_cannot_map_them(
-    store, cli, monkeypatch, repacked, request
+    store, cli, repacked, request
 ) -> None:
     model = _big_model(store)
     cli("commit", "models/big", "-m", "v1")
@@ -665,19 +661,13 @@ def test_committing_a_large_file_that_cannot_be_mapped_says_so_and_stores_nothin
     assert cli("log", "big", expect=1).exit_code == 1  # no version was made
 
 
-def test_diffing_a_working_file_that_cannot_be_mapped_says_so(store, cli, monkeypatch) -> None:
+def test_diffing_a_working_file_that_cannot_be_mapped_says_so(store, cli, request) -> None:
     _big_model(store)
     cli("commit", "models/big", "-m", "v1")
     path = Path(store.abspath("models/big/model.safetensors"))
     changed = bytearray(path.read_bytes())
     changed[-4:] = b"\x00\x00\x80\x3f"  # the last float is now 1.0
     path.write_bytes(bytes(changed))
-    import errno
-    import mmap
-
-    def refuse(*args, **kwargs):
-        raise OSError(errno.ENODEV, "No such device")
-
-    monkeypatch.setattr(mmap, "mmap", refuse)
+    request.getfixturevalue("no_mmap")
     failed = cli("diff", "big", expect=1)  # HEAD against the working folder
     assert "cannot read model.safetensors" in failed.stderr and "local disk" in failed.stderr
