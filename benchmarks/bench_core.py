@@ -250,7 +250,7 @@ def stored_file_bytes(store: str, spec: str, path: str) -> int:
     repo = Repo(store)
     version = repo.objects.get_version(resolve(repo, spec).version)
     entry = repo.objects.get_tree(version.tree).files[path]
-    manifest = repo.objects.get_manifest(entry.manifest)
+    manifest = repo.objects.manifest_of(entry)
     ids = {entry.manifest, *(ref.id for ref in manifest.chunks)}
     return sum(repo.storage.size(object_key(oid)) for oid in ids)
 

@@ -237,7 +237,7 @@ def closure_ids(store: str, spec: str) -> tuple[set[str], int]:
     ids = {version_id, version.tree}
     for entry in repo.objects.get_tree(version.tree).files.values():
         ids.add(entry.manifest)
-        ids.update(c.id for c in repo.objects.get_manifest(entry.manifest).chunks)
+        ids.update(c.id for c in repo.objects.manifest_of(entry).chunks)
     return ids, sum(repo.storage.size(object_key(oid)) for oid in ids)
 
 

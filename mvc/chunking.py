@@ -3,7 +3,9 @@
 - A safetensors file: its header (``8 + N`` bytes) is one chunk, then each tensor's bytes; a tensor
   over ``max_piece`` is cut into equal element-aligned pieces (plus a shorter last one), so an
   unchanged tensor or piece is the same chunk in every version and model. Zero-byte tensors add
-  no chunk. Float tensors carry their byte-grouping width as a codec hint.
+  no chunk. Float tensors carry their byte-grouping width as a codec hint. A file of at most
+  ``WHOLE_SAFETENSORS`` bytes (a shard of a many-shard folder, a test model) is one chunk: the
+  object files per tensor cost more than their dedup and deltas can save at that size.
 - Pickle-based checkpoints (``.bin``, ``.pt``…, or any file whose bytes are a pickle) are chunked
   like any other file, never unpickled.
 - Any other file up to ``SMALL_FILE`` is one chunk; a larger one is cut by content-defined
@@ -30,6 +32,7 @@ from mvc.objects import KIND_BLOB, KIND_PICKLE, KIND_SAFETENSORS
 
 MAX_PIECE = 16 << 20  # largest piece of a tensor
 SMALL_FILE = 4 << 20  # other files up to this size are one chunk
+WHOLE_SAFETENSORS = 64 << 10  # safetensors files up to this size are one chunk
 CDC_MIN = 256 << 10
 CDC_AVG = 1 << 20  # FastCDC's actual mean is about CDC_AVG + CDC_MIN
 CDC_MAX = 4 << 20
@@ -81,12 +84,19 @@ def looks_like_pickle(data: Buffer) -> bool:
 
 
 def plan_file(
-    path: str, data: Buffer, name: str, *, raw: bool = False, max_piece: int = MAX_PIECE
+    path: str,
+    data: Buffer,
+    name: str,
+    *,
+    raw: bool = False,
+    max_piece: int = MAX_PIECE,
+    whole_safetensors: int = WHOLE_SAFETENSORS,
 ) -> FilePlan:
     """Plan the chunks of a whole file held in ``data`` (typically an mmap'd memoryview).
 
     ``path`` decides the kind by its extension; ``name`` is how errors refer to the file.
-    A malformed safetensors file raises ``InvalidInput`` (unless ``raw``).
+    A malformed safetensors file raises ``InvalidInput`` (unless ``raw``). ``max_piece`` and
+    ``whole_safetensors`` are for tests of the cuts; the store uses the defaults.
     """
     if max_piece < 1:
         raise ValueError(f"max_piece must be positive, got {max_piece}")
@@ -96,6 +106,8 @@ def plan_file(
     size = data.nbytes if isinstance(data, memoryview) else len(data)
     if kind == KIND_SAFETENSORS:
         header = parse_header(data, size, name)
+        if size <= whole_safetensors:
+            return FilePlan(kind, (ChunkSpan(0, size),), header)
         return FilePlan(kind, _safetensors_spans(header, max_piece), header)
     return FilePlan(kind, _blob_spans(data, size))
 

@@ -3,8 +3,8 @@
 ``Walk`` visits every object reachable from some roots, each once, over the edges a ``Rule``
 names. A rule says, explicitly and typed, what a caller means by "reachable":
 
-- ``edges`` (``Edges`` flags): ``CLOSURE`` (a version's tree, a tree's file manifests, a
-  manifest's chunks, the versions a deployment record names), ``HISTORY`` (every parent of a
+- ``edges`` (``Edges`` flags): ``CLOSURE`` (a version's tree, a tree's file manifests (or, for a
+  one-chunk file, its chunk), a manifest's chunks, the versions a deployment record names), ``HISTORY`` (every parent of a
   version, a record's previous record), ``FIRST_PARENT`` (a version's first parent only),
   ``DELTA_BASES`` (the base a delta-encoded object is stored against), ``LINEAGE`` (the
   versions a version's lineage names: an adapter's ``base``, ``derived_from``), ``SERVED``
@@ -172,7 +172,7 @@ class _Step:
     oid: ObjectId
     came_from: ObjectId | None  # None for a root
     via: str  # the kind of what named it ("version", "tree"…), or "delta" for a delta's base
-    chunk: bool = False  # named by a file manifest
+    chunk: bool = False  # named by a file manifest (or a tree's one-chunk entry)
 
     @property
     def label(self) -> str:
@@ -269,8 +269,10 @@ class Walk:
         if Edges.CLOSURE in edges:
             if kind == "file":
                 add((c[0] for c in value["chunks"]), chunk=True)
-            elif kind == "tree":
-                add(e["m"] for e in value["files"].values())
+            elif kind == "tree":  # a one-chunk file's entry names its chunk (m == b3)
+                entries = value["files"].values()
+                add(e["m"] for e in entries if e["m"] != e.get("b3"))
+                add((e["m"] for e in entries if e["m"] == e.get("b3")), chunk=True)
             elif kind == "version":
                 add([value["tree"]])
             else:  # deployment records and other kinds list what they name in ``refs``

@@ -38,6 +38,12 @@ class FileManifest:
     kind: str
     chunks: tuple[ChunkRef, ...]
 
+    @property
+    def one_chunk(self) -> bool:
+        """Whether the file is one chunk, so its tree entry names the chunk, not a manifest
+        (``TreeEntry.one_chunk``)."""
+        return len(self.chunks) == 1 and self.chunks[0].id == self.b3
+
     def to_json(self) -> dict[str, Any]:
         # Canonical object bytes (ids are their hash): spelled out, so a new field can never
         # change an id unnoticed; not a --json shape (tests/property/test_objects.py pins the bytes).
@@ -53,7 +59,13 @@ class FileManifest:
 
 @dataclass(frozen=True)
 class TreeEntry:
-    """One file of a version: its manifest and, for cheap listings, its size and blake3."""
+    """One file of a version: its manifest and, for cheap listings, its size and blake3.
+
+    A file stored as one chunk has no manifest object (store format 2): ``manifest`` is then
+    the chunk's id, which is the file's blake3 (a chunk's id is the blake3 of its bytes), so
+    ``manifest == b3`` says so. No manifest can have that id: it would have to hold its own
+    hash. Such a file costs one object instead of two, which is most of a folder of small
+    files."""
 
     manifest: ObjectId
     size: int
@@ -61,10 +73,26 @@ class TreeEntry:
     kind: str
     executable: bool = False
 
+    @property
+    def one_chunk(self) -> bool:
+        """Whether the file is the one chunk ``b3`` and has no manifest object."""
+        return self.manifest == self.b3
+
+    def implied_manifest(self) -> FileManifest:
+        """The manifest a one-chunk entry stands for (never stored)."""
+        return FileManifest(
+            self.size, self.b3, self.kind, (ChunkRef(ObjectId(self.b3), self.size),)
+        )
+
 
 @dataclass(frozen=True)
 class Tree:
     files: dict[str, TreeEntry]
+
+    @property
+    def store_format(self) -> int:
+        """The store format a store must have to hold this tree (2: it has one-chunk entries)."""
+        return 2 if any(e.one_chunk for e in self.files.values()) else 1
 
     def to_json(self) -> dict[str, Any]:
         # Canonical object bytes (ids are their hash): spelled out, so a new field can never
@@ -196,6 +224,7 @@ def decode_tree(value: dict[str, Any], oid: str, *, portable: bool = False) -> T
         _require(isinstance(manifest, str) and is_object_id(manifest), "bad manifest id", oid)
         _require(_is_size(size) and isinstance(b3, str) and is_object_id(b3), "bad entry", oid)
         _require(kind in KINDS and isinstance(raw.get("x"), bool), "bad entry", oid)
+        _require(manifest != b3 or size > 0, "an empty file cannot be a chunk", oid)
         entries[path] = TreeEntry(ObjectId(manifest), size, b3, kind, raw["x"])
     try:
         if portable:

@@ -37,13 +37,13 @@ from mvc.refnames import (
     validate_remote,
 )
 from mvc.refs import RefStore, local_ref_lock
-from mvc.repo import FORMAT_FILE, STORE_DIR, Repo
+from mvc.repo import STORE_DIR, Repo
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.prefixed import PrefixedStorage
 from mvc.storage.remote import check_option, open_storage
 from mvc.storage.small import SmallReads
-from mvc.store import ObjectStore
+from mvc.store import FORMAT_FILE, ObjectStore
 from mvc.transfer import CLOSURE, TransferResult, Want, transfer
 
 #: Local folder of remote-tracking refs: ``remotes/<name>/refs/<kind>/<model>/<name>/<seq>``.
@@ -230,10 +230,10 @@ def missing_in_closure(objects: ObjectStore, version: ObjectId) -> list[ObjectId
     tree = objects.get_tree(objects.get_version(version).tree)
     missing: dict[ObjectId, None] = {}
     for entry in tree.files.values():
-        if not objects.has(entry.manifest):
+        if not objects.has(entry.manifest):  # the manifest, or a one-chunk file's chunk
             missing[entry.manifest] = None
             continue
-        for chunk in objects.get_manifest(entry.manifest).chunks:
+        for chunk in objects.manifest_of(entry).chunks:
             if chunk.id not in missing and not objects.has(chunk.id):
                 missing[chunk.id] = None
     return list(missing)

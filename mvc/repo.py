@@ -32,12 +32,10 @@ from mvc.refnames import validate_branch, validate_model
 from mvc.refs import RefStore, local_ref_lock
 from mvc.storage import lock
 from mvc.storage.local import LocalStorage
-from mvc.store import ObjectStore
+from mvc.store import FORMAT_FILE, FORMAT_LINES, NEWEST_FORMAT, ObjectStore, format_of_line
 
 STORE_DIR = ".mvc"
-FORMAT_FILE = "format"
-FORMAT_LINE = "mvc store format 1\n"
-STORE_FORMAT = 1
+FORMAT_LINE = FORMAT_LINES[1]  # what `mvc init` writes: a store is upgraded when it needs to be
 WORKTREES = "worktrees"
 
 Clock = Callable[[], datetime]
@@ -97,10 +95,10 @@ class Repo:
         self.env = dict(os.environ if env is None else env)
         self.clock = clock
         self._identity: str | None = None
-        self._check_format()
+        self.format = self._check_format()
         self.config = self._load_config(overrides or {})
         self.storage = LocalStorage(self.store_dir, fsync=bool(self.config.get("core.fsync")))
-        self.objects = ObjectStore(self.storage)
+        self.objects = ObjectStore(self.storage, store_format=self.format)
         self.lock_timeout = float(self.config.get("core.lock_timeout"))
         self.refs = RefStore(
             self.storage,
@@ -136,7 +134,7 @@ class Repo:
             )
         return cls(root, **kwargs)
 
-    def _check_format(self) -> None:
+    def _check_format(self) -> int:
         path = os.path.join(self.store_dir, FORMAT_FILE)
         try:
             with open(path, encoding="utf-8", errors="replace") as handle:
@@ -146,12 +144,14 @@ class Repo:
                 f"{self.store_dir} is not an mvc store (no format file)",
                 hint="run `mvc init` to create one",
             ) from exc
-        if line != FORMAT_LINE:
+        found = format_of_line(line)
+        if found is None:
             raise UnknownFormat(
                 f"the store at {self.store_dir} has format {line.strip()!r}; this mvc reads "
-                f"{FORMAT_LINE.strip()!r} and will not touch it",
+                f"store formats 1 to {NEWEST_FORMAT} and will not touch it",
                 hint="upgrade mvc",
             )
+        return found
 
     # --- configuration ------------------------------------------------------------------------
 

@@ -17,11 +17,12 @@ from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from mvc import codec
-from mvc.errors import CorruptObject, NotFound, cannot_map
+from mvc.errors import CorruptObject, NotFound, UnknownFormat, cannot_map
 from mvc.ids import ObjectId, hash_bytes, is_object_id, new_hasher, single_thread_hasher
 from mvc.objects import (
     FileManifest,
     Tree,
+    TreeEntry,
     Version,
     decode_file_manifest,
     decode_meta,
@@ -31,8 +32,28 @@ from mvc.objects import (
 )
 from mvc.storage.base import Buffer, Storage
 from mvc.storage.local import WRITE_SLICE, copy_range, preallocate, start_writeback
+from mvc.storage.small import read_small
 
 OBJECTS = "objects"
+#: A store's format file, at its root (a local ``.mvc/`` or a remote's prefix), names the oldest
+#: mvc able to read it. Format 2 adds tree entries that name a one-chunk file's chunk instead of
+#: a manifest (``TreeEntry.one_chunk``). A store stays format 1 until it is about to hold such a
+#: tree; ``ObjectStore.require_format`` upgrades it then, so an older mvc refuses it by name
+#: rather than calling a tree it cannot read corrupt.
+FORMAT_FILE = "format"
+FORMAT_LINES = {1: "mvc store format 1\n", 2: "mvc store format 2\n"}
+NEWEST_FORMAT = max(FORMAT_LINES)
+
+
+def format_of_line(line: bytes | str) -> int | None:
+    """The store format a format file's content names, or None if this mvc does not know it."""
+    text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    for number, known in FORMAT_LINES.items():
+        if text == known:
+            return number
+    return None
+
+
 _META_CACHE = 4096
 #: Files smaller than this are written out by ``write_file`` on the calling thread.
 _PARALLEL_MIN = 8 << 20
@@ -85,10 +106,33 @@ class ObjectStore:
     # (two files with equal content) skips them without a look at a file not under its name yet.
     _batch_written: set[str] | None = None
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, store_format: int | None = None) -> None:
         self.storage = storage
         self._meta_cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self.bases = BaseCache()
+        self._format = store_format  # as read when the store was opened; None: read on demand
+
+    # --- the store's format -------------------------------------------------------------------
+
+    def require_format(self, needed: int) -> None:
+        """Upgrade the store's format file to ``needed`` if it names an older format; called
+        before an object that needs it (a tree with one-chunk entries) is written. Idempotent:
+        concurrent upgraders write the same bytes (atomically)."""
+        if self._format is None:
+            try:
+                line = read_small(self.storage, FORMAT_FILE, 200)
+            except NotFound:
+                return  # a bare object folder (tests, tools): no store that a reader opens
+            self._format = format_of_line(line)
+            if self._format is None:
+                raise UnknownFormat(
+                    f"the store holds format {line[:60]!r}; this mvc will not write to it",
+                    hint="upgrade mvc",
+                )
+        if self._format >= needed:
+            return
+        self.storage.write(FORMAT_FILE, [FORMAT_LINES[needed].encode()])
+        self._format = needed
 
     # --- presence -----------------------------------------------------------------------------
 
@@ -128,12 +172,15 @@ class ObjectStore:
         finally:
             os.close(fd)
 
-    def has_file(self, manifest_id: str) -> bool:
-        """Whether a file manifest and every chunk it names are present and the right size."""
-        if not self.has_intact(manifest_id):
+    def has_file(self, entry: TreeEntry) -> bool:
+        """Whether a file's manifest (if it has one) and every chunk are present and the
+        right size."""
+        if entry.one_chunk:
+            return self.has_intact(entry.manifest)
+        if not self.has_intact(entry.manifest):
             return False
         try:
-            manifest = self.get_manifest(manifest_id)
+            manifest = self.get_manifest(entry.manifest)
         except (NotFound, CorruptObject):
             return False
         return all(self.has_intact(ref.id) for ref in manifest.chunks)
@@ -429,6 +476,11 @@ class ObjectStore:
 
     def get_manifest(self, oid: str) -> FileManifest:
         return decode_file_manifest(self._typed(oid, "file"), oid)
+
+    def manifest_of(self, entry: TreeEntry) -> FileManifest:
+        """A tree entry's file manifest: read from the store, or the one a one-chunk entry
+        stands for."""
+        return entry.implied_manifest() if entry.one_chunk else self.get_manifest(entry.manifest)
 
     def iter_file(self, manifest: FileManifest, name: str = "file") -> Iterator[bytes]:
         """A file's bytes chunk by chunk, each verified, and the whole checked at the end."""

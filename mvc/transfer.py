@@ -52,6 +52,7 @@ from mvc.ids import ObjectId, hash_bytes, is_object_id, short, single_thread_has
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import (
     KIND_SAFETENSORS,
+    FileManifest,
     child_ids,
     decode_file_manifest,
     decode_meta,
@@ -235,6 +236,7 @@ class _Transfer:
         self.unflushed = 0  # bytes written since the destination's batch was last flushed
         self.objects_total = 0
         self.objects_done = 0
+        self.store_format = 1  # what the trees it meets need of the destination's format
 
     # --- the whole run ------------------------------------------------------------------------
 
@@ -256,6 +258,8 @@ class _Transfer:
                 self.objects_total = len(self.plan)
                 self.progress.start(description, sum(n.size for n in self.plan.values()))
                 self._report_objects()
+                if self.store_format > 1:  # before any object that needs it arrives
+                    self.dest.require_format(self.store_format)
                 try:
                     # One round of fsyncs every FLUSH_BYTES instead of one per object: an
                     # interrupted transfer keeps what was flushed and resumes from there.
@@ -332,17 +336,19 @@ class _Transfer:
         kind = value["type"]
         who = f"{kind} {short(oid)}"
         if kind == "file":
-            manifest = decode_file_manifest(value, oid)
-            chunks = list(manifest.chunks)
-            if mode == META:
-                if manifest.kind == KIND_SAFETENSORS:
-                    chunks = chunks[:1]  # the header: tensor names, shapes and dtypes
-                elif manifest.size > SMALL_FILE:
-                    chunks = []
-            return [_Item(c.id, DATA, True, c.size, who) for c in chunks]
+            return self._file_edges(decode_file_manifest(value, oid), mode, who)
         if kind == "tree":
             tree = decode_tree(value, oid, portable=True)
-            return [_Item(e.manifest, mode, False, 0, who) for e in tree.files.values()]
+            if tree.store_format > self.store_format:
+                with self.lock:
+                    self.store_format = max(self.store_format, tree.store_format)
+            edges = []
+            for entry in tree.files.values():
+                if entry.one_chunk:  # no manifest: the chunk, as the manifest would name it
+                    edges += self._file_edges(entry.implied_manifest(), mode, who)
+                else:
+                    edges.append(_Item(entry.manifest, mode, False, 0, who))
+            return edges
         history = min(mode, self.want.history) if self.want.history else None
         if kind == "version":
             version = decode_version(value, oid)
@@ -354,6 +360,19 @@ class _Transfer:
         if history:
             edges += [_Item(p, history, False, 0, who) for p in history_ids(value)]
         return edges
+
+    @staticmethod
+    def _file_edges(manifest: FileManifest, mode: int, who: str) -> list[_Item]:
+        """The chunks of a file to copy in ``mode``: all of them with data; as metadata, a
+        safetensors file's header (its first chunk: tensor names, shapes and dtypes) and
+        a small file's content (a config)."""
+        chunks = list(manifest.chunks)
+        if mode == META:
+            if manifest.kind == KIND_SAFETENSORS:
+                chunks = chunks[:1]
+            elif manifest.size > SMALL_FILE:
+                chunks = []
+        return [_Item(c.id, DATA, True, c.size, who) for c in chunks]
 
     def _present(self, oid: ObjectId) -> bool:
         """Whether ``dest`` holds a usable copy: present and the right size. Locally that is

@@ -38,7 +38,7 @@ def write_mlflow(ctx: ExportContext) -> None:
                 hint="export --format dir for a plain folder; `mvc import mlflow` commits MLflow "
                 "models with their MLmodel",
             )
-        manifest = ctx.repo.objects.get_manifest(entry.manifest)
+        manifest = ctx.repo.objects.manifest_of(entry)
         text = b"".join(ctx.repo.objects.iter_file(manifest, MLMODEL)).decode("utf-8", "replace")
         flavors[arm.label] = list(parse_mlmodel(text, f"{arm.label}/{MLMODEL}").flavors)
     write_dir(ctx)

@@ -138,7 +138,7 @@ class Sink:
                 self.files[key] = entry.b3
                 self.skipped += 1
                 continue
-            manifest = repo.objects.get_manifest(entry.manifest)
+            manifest = repo.objects.manifest_of(entry)
             self.check(key)
             self.storage.write(key, repo.objects.iter_file(manifest, path))
             self.files[key] = entry.b3  # only once written: a failed export records what it did

@@ -95,12 +95,12 @@ def load_adapter_version(repo: Repo, version: ObjectId, label: str) -> Adapter:
         )
     folder = folders[0]
     config_entry = tree.files[posixpath.join(folder, ADAPTER_CONFIG)]
-    manifest = repo.objects.get_manifest(config_entry.manifest)
+    manifest = repo.objects.manifest_of(config_entry)
     data = b"".join(repo.objects.iter_file(manifest, ADAPTER_CONFIG))
     config = peft.parse_adapter_config(data, folder, f"{label}: {ADAPTER_CONFIG}")
     weights_entry = tree.files[posixpath.join(folder, ADAPTER_WEIGHTS)]
     source = StoredTensorFile(
-        repo.objects, repo.objects.get_manifest(weights_entry.manifest), ADAPTER_WEIGHTS
+        repo.objects, repo.objects.manifest_of(weights_entry), ADAPTER_WEIGHTS
     )
     model = repo.objects.get_version(version).model
     return Adapter(
@@ -125,7 +125,7 @@ def base_tensors(repo: Repo, version: ObjectId) -> dict[str, BaseTensor]:
             posixpath.dirname(path) in skip and posixpath.basename(path) == ADAPTER_WEIGHTS
         ):
             continue
-        source = StoredTensorFile(repo.objects, repo.objects.get_manifest(entry.manifest), path)
+        source = StoredTensorFile(repo.objects, repo.objects.manifest_of(entry), path)
         for info in source.header().tensors:
             found.setdefault(info.name, BaseTensor(path, info, source))
     return found

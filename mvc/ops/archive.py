@@ -219,7 +219,7 @@ def version_chunks(repo: Repo, version: ObjectId) -> tuple[dict[ObjectId, int], 
     chunks: dict[ObjectId, int] = {}
     headers: set[ObjectId] = set()
     for entry in tree.files.values():
-        manifest = repo.objects.get_manifest(entry.manifest)
+        manifest = repo.objects.manifest_of(entry)
         for chunk in manifest.chunks:
             chunks[ObjectId(chunk.id)] = chunk.size
         if entry.kind == KIND_SAFETENSORS and manifest.chunks:

@@ -191,6 +191,7 @@ def commit(
     cache = stat_cache_for(repo, target) if is_folder and not temporary else None
     with repo.writing_objects():
         parent_version = repo.objects.get_version(parent) if parent else None
+        parent_tree = repo.objects.get_tree(parent_version.tree) if parent_version else None
         snap: Snapshot = snapshot(
             repo,
             target,
@@ -202,6 +203,7 @@ def commit(
             # The parent's tree is whole (closure before reference): an unchanged folder
             # needs no object looked up when nothing new will name it.
             stored_tree=parent_version.tree if parent_version and not allow_empty else None,
+            like=parent_tree,
         )
         crashpoint("commit.objects")
         if not snap.tree.files and not allow_empty:
@@ -210,7 +212,6 @@ def commit(
                 hint="put the model's files there first (or pass --allow-empty)",
             )
         _check_not_behind(repo, bound, branch_name, expected, snap.tree_id)
-        parent_tree = repo.objects.get_tree(parent_version.tree) if parent_version else None
         added, modified, removed = changed_paths(parent_tree, snap.tree)
         result = CommitResult(
             model,

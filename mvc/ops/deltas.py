@@ -76,7 +76,7 @@ class _Tensors:
             for path, entry in sorted(tree.files.items()):
                 if entry.kind != KIND_SAFETENSORS:
                     continue
-                manifest = self.objects.get_manifest(entry.manifest)
+                manifest = self.objects.manifest_of(entry)
                 if not manifest.chunks:
                     continue
                 stored = StoredTensorFile(self.objects, manifest, path)

@@ -184,7 +184,7 @@ def read_json_file(repo: Repo, version: ObjectId, path: str) -> dict[str, Any] |
     entry = tree.files.get(path)
     if entry is None:
         return None
-    data = b"".join(repo.objects.iter_file(repo.objects.get_manifest(entry.manifest), path))
+    data = b"".join(repo.objects.iter_file(repo.objects.manifest_of(entry), path))
     try:
         value = json.loads(data)
     except ValueError as exc:

@@ -33,9 +33,10 @@ from mvc.bump_rules import (
     highest,
     verdict,
 )
+from mvc.chunking import WHOLE_SAFETENSORS
 from mvc.errors import InvalidInput, NotFound, UsageError
 from mvc.formats.safetensors import SafetensorsHeader, TensorInfo
-from mvc.ids import ObjectId, short
+from mvc.ids import ObjectId, hash_bytes, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_SAFETENSORS, Tree, Version
 from mvc.ops.snapshot import snapshot, stat_cache_for
@@ -80,7 +81,7 @@ class Side(JsonShaped):
         if self.folder is not None:
             return stack.enter_context(DiskTensorFile(self.disk_paths[path], path))
         entry = self.tree.files[path]
-        return StoredTensorFile(repo.objects, repo.objects.get_manifest(entry.manifest), path)
+        return StoredTensorFile(repo.objects, repo.objects.manifest_of(entry), path)
 
     def read_small(self, repo: Repo, path: str) -> bytes | None:
         entry = self.tree.files[path]
@@ -89,7 +90,7 @@ class Side(JsonShaped):
         if self.folder is not None:
             with open(self.disk_paths[path], "rb") as handle:
                 return handle.read(CONFIG_LIMIT + 1)
-        manifest = repo.objects.get_manifest(entry.manifest)
+        manifest = repo.objects.manifest_of(entry)
         return b"".join(repo.objects.iter_file(manifest, path))
 
 
@@ -256,6 +257,11 @@ def _change(
 
 
 def _content_key(loc: _Located) -> tuple[str, ...] | None:
+    """What identifies a tensor's bytes without reading them: the ids of the chunks that tile
+    it. A file small enough to be one chunk (``WHOLE_SAFETENSORS``) has no chunk per tensor,
+    so its tensor's key is the hash of its bytes (a few KiB to read)."""
+    if loc.source.size <= WHOLE_SAFETENSORS:
+        return ("bytes", hash_bytes(loc.source.read(loc.info.start, loc.info.end)))
     ids = loc.source.chunk_ids(loc.info.start, loc.info.end)
     if ids is None:
         return None

@@ -40,7 +40,7 @@ def _entry_json(entry: TreeEntry) -> dict[str, Any]:
         "blake3": entry.b3,
         "kind": entry.kind,
         "executable": entry.executable,
-        "manifest": entry.manifest,
+        "manifest": entry.manifest,  # a one-chunk file's chunk id (store format 2)
     }
 
 
@@ -133,7 +133,7 @@ def _stored_header(repo: Repo, entry: TreeEntry) -> SafetensorsHeader | None:
     """The header of a stored safetensors file (its first chunk holds it), or None."""
     if entry.kind != KIND_SAFETENSORS:
         return None
-    manifest = repo.objects.get_manifest(entry.manifest)
+    manifest = repo.objects.manifest_of(entry)
     if not manifest.chunks:
         return None
     head = repo.objects.get_bytes(manifest.chunks[0].id)
@@ -208,9 +208,7 @@ def _shards(repo: Repo, tree: Tree) -> list[ShardInfo]:
         if tree.files[path].size > _MAX_INDEX:
             found.append(ShardInfo(path, [], 0, None, [f"index over {_MAX_INDEX} bytes: not read"]))
             continue
-        data = b"".join(
-            repo.objects.iter_file(repo.objects.get_manifest(tree.files[path].manifest), path)
-        )
+        data = b"".join(repo.objects.iter_file(repo.objects.manifest_of(tree.files[path]), path))
         try:
             index = parse_index(data)
         except BadIndex as exc:
@@ -237,7 +235,7 @@ def cat(repo: Repo, spec: SpecLike, path: str) -> Iterator[bytes]:
             f"{path!r} is not in {resolved.model}@{resolved.version[:12]}",
             hint=f"list its files with `mvc ls {spec}`",
         )
-    manifest = repo.objects.get_manifest(entry.manifest)
+    manifest = repo.objects.manifest_of(entry)
     if not all(repo.objects.has(chunk.id) for chunk in manifest.chunks):
         ensure_present(repo, resolved.version)  # fetched, not pulled: bring its data now
     return repo.objects.iter_file(manifest, path)

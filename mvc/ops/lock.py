@@ -19,6 +19,7 @@ from mvc.errors import NotFound, StaleLock
 from mvc.ids import ObjectId, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.lockfile import LOCK_FILE, Locked, parse_lock, render_lock
+from mvc.objects import Tree
 from mvc.ops.remotes import fetch
 from mvc.ops.signing import require_signed
 from mvc.ops.snapshot import snapshot, stat_cache_for
@@ -236,7 +237,7 @@ def install(
             )
         require_signed(repo, "install", entry.model, entry.version)
         folder = os.path.join(repo.root, *entry.path.split("/"))
-        held = _held_tree(repo, folder)
+        held = _held_tree(repo, folder, repo.objects.get_tree(entry.tree))
         if held == entry.tree:
             count = len(repo.objects.get_tree(tree).files)
             result.installed.append(
@@ -273,13 +274,14 @@ def install(
     return result
 
 
-def _held_tree(repo: Repo, folder: str) -> ObjectId | None:
+def _held_tree(repo: Repo, folder: str, locked: Tree) -> ObjectId | None:
     """The tree of what ``folder`` holds (through the stat cache: no re-hash of files checkout
-    wrote); None for an absent or empty folder, or a bound working folder (checkout knows it)."""
+    wrote; a re-hashed file the locked tree has keeps its entry there); None for an absent or
+    empty folder, or a bound working folder (checkout knows it)."""
     if not os.path.isdir(folder) or not os.listdir(folder) or repo.binding_for_path(folder):
         return None
     cache = stat_cache_for(repo, folder)
-    snap = snapshot(repo, folder, store=False, cache=cache)
+    snap = snapshot(repo, folder, store=False, cache=cache, like=locked)
     cache.save()
     return snap.tree_id
 

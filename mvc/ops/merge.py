@@ -115,7 +115,7 @@ def merge_adapter(
             for path, entry in sorted(tree.files.items()):
                 target = os.path.join(folder, *path.split("/"))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                manifest = repo.objects.get_manifest(entry.manifest)
+                manifest = repo.objects.manifest_of(entry)
                 if path in touched:
                     source = StoredTensorFile(repo.objects, manifest, path)
                     parts = _merged_file(source, tensors, plans, replaced, adapter, progress)

@@ -38,7 +38,7 @@ def chunks_brought(repo: Repo, versions: list[ObjectId]) -> list[ObjectId]:
             entry = tree.files[path]
             found[ObjectId(entry.manifest)] = None
             try:
-                manifest = repo.objects.get_manifest(entry.manifest)
+                manifest = repo.objects.manifest_of(entry)
             except MvcError:
                 continue
             for chunk in manifest.chunks:

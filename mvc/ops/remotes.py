@@ -99,14 +99,14 @@ from mvc.remotes import (
     validate_option,
     with_archived_data,
 )
-from mvc.repo import FORMAT_FILE, FORMAT_LINE, STORE_DIR, Binding, Repo
+from mvc.repo import FORMAT_LINE, STORE_DIR, Binding, Repo
 from mvc.specs import by_id, parse_spec, resolve_branch, tag_candidates
 from mvc.storage import lock
 from mvc.storage.base import Storage
 from mvc.storage.local import LocalStorage
 from mvc.storage.remote import open_storage, probe_atomic_create
 from mvc.storage.small import read_small
-from mvc.store import ObjectStore
+from mvc.store import FORMAT_FILE, NEWEST_FORMAT, ObjectStore, format_of_line
 from mvc.transfer import FETCH, PULL, PUSH, TransferResult, Want, transfer
 
 #: Names a folder or bucket prefix may hold before it is first pushed to.
@@ -244,10 +244,10 @@ def _remote_has_store(remote: Remote) -> bool:
         line = read_small(remote.storage, FORMAT_FILE, 200)
     except NotFound:
         return False
-    if line != FORMAT_LINE.encode():
+    if format_of_line(line) is None:
         raise UnknownFormat(
             f"{remote.label} holds a store of format {line[:60]!r}; this mvc reads "
-            f"{FORMAT_LINE.strip()!r} and will not touch it",
+            f"store formats 1 to {NEWEST_FORMAT} and will not touch it",
             hint="upgrade mvc",
         )
     return True

@@ -201,6 +201,9 @@ class _FileHasher:
         )
         if self.store:
             crashpoint("commit.chunks")
+        if manifest.one_chunk:  # its entry names the chunk: no manifest object (format 2)
+            return TreeEntry(ObjectId(b3), size, b3, plan.kind, scanned.stat.executable)
+        if self.store:
             manifest_id = self.repo.objects.put_meta(manifest)
         else:
             manifest_id = hash_bytes(encode_object(manifest))
@@ -248,13 +251,19 @@ def snapshot(
     cache: StatCache | None = None,
     progress: Progress | None = None,
     stored_tree: ObjectId | None = None,
+    like: Tree | None = None,
 ) -> Snapshot:
     """The tree of ``target`` as it is now; with ``store``, every object it needs is in the store.
 
     ``stored_tree``: a tree the store holds whole (the parent version's: closure before
     reference). When the stat cache answers for every file and they make exactly that tree,
     nothing needs checking or storing, and the cached entries are not looked up in the store
-    one by one (a no-op commit of 2,000 files: 6,000 object files opened, 2,000 decoded)."""
+    one by one (a no-op commit of 2,000 files: 6,000 object files opened, 2,000 decoded).
+
+    ``like``: a tree (the parent version's) whose entry stands for a re-hashed file with the
+    same content, kind and mode. The same bytes can have two entries (a one-chunk file's
+    manifest from a format-1 store, a shard chunked by an older mvc); keeping the one there
+    keeps an unchanged folder's tree id, so a touched file makes no new version."""
     progress = progress or NullProgress()
     files = scan(target, follow_symlinks=follow_symlinks)
     cached: dict[str, TreeEntry] = {}
@@ -276,7 +285,7 @@ def snapshot(
         known = cached.get(rel)
         # A cached manifest is reused only if it is really in the store (status may have
         # recorded it without writing it).
-        if known is not None and (not store or repo.objects.has_file(known.manifest)):
+        if known is not None and (not store or repo.objects.has_file(known)):
             entries[rel] = known
         else:
             todo.append(scanned)
@@ -299,7 +308,7 @@ def snapshot(
                 if scanned.rel not in done:
                     done[scanned.rel] = _described(hasher.entry, scanned)
             for scanned in todo:  # in the folder's order, whichever finished first
-                entry = done[scanned.rel]
+                entry = _as_in(like, scanned.rel, done[scanned.rel])
                 entries[scanned.rel] = entry
                 result_hashed.append(scanned.rel)
                 hashed_bytes += scanned.stat.size
@@ -310,6 +319,8 @@ def snapshot(
                 progress.finish()
         crashpoint("commit.manifests")
         tree = Tree(entries)
+        if store:
+            repo.objects.require_format(tree.store_format)  # before the tree that needs it
         tree_id = repo.objects.put_meta(tree) if store else hash_bytes(encode_object(tree))
         crashpoint("commit.tree")
     if cache is not None:
@@ -317,6 +328,20 @@ def snapshot(
     return Snapshot(
         tree, tree_id, files, result_hashed, hashed_bytes, hasher.new_chunks, hasher.new_bytes
     )
+
+
+def _as_in(like: Tree | None, rel: str, entry: TreeEntry) -> TreeEntry:
+    """``like``'s entry for ``rel`` where it is the same file as ``entry``, else ``entry``."""
+    known = like.files.get(rel) if like is not None else None
+    if (
+        known is not None
+        and known.b3 == entry.b3
+        and known.size == entry.size
+        and known.kind == entry.kind
+        and known.executable == entry.executable
+    ):
+        return known
+    return entry
 
 
 def _small_entries(hasher: _FileHasher, files: list[ScannedFile]) -> dict[str, TreeEntry]:

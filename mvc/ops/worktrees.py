@@ -149,7 +149,7 @@ def checkout(
     try:
         for rel in result.written:
             entry = new_tree.files[rel]
-            manifest = repo.objects.get_manifest(entry.manifest)
+            manifest = repo.objects.manifest_of(entry)
             write = partial(
                 repo.objects.write_file,
                 manifest,

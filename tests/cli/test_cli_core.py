@@ -778,9 +778,10 @@ def test_exit_codes_of_the_published_table(store, cli, bert, monkeypatch) -> Non
     debug = cli("models", env={"MVC_DEBUG": "1"}, expect=EXIT_ERROR)
     assert "Traceback" in debug.stderr
 
-    Path(".mvc/format").write_text("mvc store format 2\n")
+    known = Path(".mvc/format").read_text()
+    Path(".mvc/format").write_text("mvc store format 9\n")
     assert cli("models", expect=EXIT_NO_STORE).exit_code == EXIT_NO_STORE
-    Path(".mvc/format").write_text("mvc store format 1\n")
+    Path(".mvc/format").write_text(known)
     objects = sorted(Path(".mvc/objects").rglob("*"))
     victim = next(p for p in objects if p.is_file())
     victim.write_bytes(b"MVC\x01garbage")

@@ -1,11 +1,15 @@
-"""Write the frozen store of format 1 (tests/data/frozen-store-1/) and its blake3 sums.
+"""Write the frozen store of format 2 (tests/data/frozen-store-2/) and its blake3 sums.
 
-    python tests/data/make_frozen_store.py            # rewrites tests/data/frozen-store-1*
+    python tests/data/make_frozen_store.py            # rewrites tests/data/frozen-store-2*
 
 The result is committed and read back by tests/integration/test_frozen_store.py, so a change to
 the on-disk format cannot go unnoticed, and a store written today stays readable by every later
-mvc. Do not regenerate it to make that test pass: a store format 2 gets its own frozen store next
+mvc. Do not regenerate it to make that test pass: a store format 3 gets its own frozen store next
 to this one. Deterministic: a fixed clock and identity, seeded tensors, no stat caches.
+
+tests/data/frozen-store-1/ was written by this script as it was at commit 1f9b107, before format
+2 (files of one chunk named by their tree entry, small safetensors files kept whole); it is never
+written again, and stays read by the same tests.
 
 What it holds (docs/storage-format.md, "The frozen store"):
 - model ``bert`` bound to the working folder ``models/bert``: two versions on ``main`` (tags
@@ -33,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 HERE = pathlib.Path(__file__).resolve().parent
-OUT = HERE / "frozen-store-1"
-SUMS = HERE / "frozen-store-1.b3sums"
+OUT = HERE / "frozen-store-2"
+SUMS = HERE / "frozen-store-2.b3sums"
 ENV = {"MVC_USER_NAME": "Frozen Writer", "MVC_USER_EMAIL": "frozen@example.com"}
 LEFT_OUT = (".mvc/index", ".mvc/cache")  # derived data (stat caches hold inodes and mtimes)
 
@@ -95,7 +99,7 @@ def add_delta(repo, old_version: str, new_version: str) -> str:
 
     def chunks(version: str) -> list[tuple[str, int]]:
         entry = objects.get_tree(objects.get_version(version).tree).files["model.safetensors"]
-        return [(c.id, c.size) for c in objects.get_manifest(entry.manifest).chunks]
+        return [(c.id, c.size) for c in objects.manifest_of(entry).chunks]
 
     for (base_id, base_size), (oid, size) in zip(
         chunks(old_version), chunks(new_version), strict=True

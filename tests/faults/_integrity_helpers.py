@@ -25,7 +25,7 @@ def data_chunks(repo: Repo, version: str) -> list[str]:
     objects = repo.objects
     found: set[str] = set()
     for entry in objects.get_tree(objects.get_version(version).tree).files.values():
-        manifest = objects.get_manifest(entry.manifest)
+        manifest = objects.manifest_of(entry)
         if manifest.kind == "safetensors":
             found.update(c.id for c in manifest.chunks[1:])
     return sorted(found)

@@ -113,7 +113,7 @@ def read_version_files(repo: Any, version_id: str) -> dict[str, bytes]:
     tree = objects.get_tree(objects.get_version(version_id).tree)
     out = {}
     for path, entry in tree.files.items():
-        manifest = objects.get_manifest(entry.manifest)
+        manifest = objects.manifest_of(entry)
         out[path] = b"".join(bytes(piece) for piece in objects.iter_file(manifest, path))
     return out
 

@@ -202,7 +202,7 @@ def _with_junk_after_zstd(path) -> None:
 def _config_chunk(repo: Repo, version: str) -> str:
     objects = repo.objects
     tree = objects.get_tree(objects.get_version(version).tree)
-    return objects.get_manifest(tree.files["tokenizer.json"].manifest).chunks[0].id
+    return objects.manifest_of(tree.files["tokenizer.json"]).chunks[0].id
 
 
 def test_junk_after_a_zstd_frame_is_corruption_everywhere(store, cli, make_model, tmp_path):

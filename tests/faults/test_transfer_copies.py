@@ -48,7 +48,7 @@ def test_push_between_folders_copies_each_chunk_through_a_hasher(
     chunks = data_chunks(store, version)
     assert sent["chunks_sent"] == len(copied) >= len(chunks)  # every chunk, the header's too
     tree = store.objects.get_tree(store.objects.get_version(version).tree)
-    weights = store.objects.get_manifest(tree.files["model.safetensors"].manifest)
+    weights = store.objects.manifest_of(tree.files["model.safetensors"])
     assert sum(copied) >= weights.size  # every byte of the weights went through the copy
     for chunk in chunks:
         assert (tmp_path / "remote" / object_key(chunk)).read_bytes() == object_path(
@@ -99,9 +99,7 @@ def test_push_verifies_plain_zstd_chunks_by_their_checksum_and_decodes_the_other
     assert cli("repack", "--json").json()["compressed"] > 0
     repo = Repo(str(store.root))
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    chunks = {
-        c.id for e in tree.files.values() for c in repo.objects.get_manifest(e.manifest).chunks
-    }
+    chunks = {c.id for e in tree.files.values() for c in repo.objects.manifest_of(e).chunks}
     kinds = {c: store.objects.read_header(c)["c"] for c in chunks}
     plain = {c for c, kind in kinds.items() if kind == "zstd"}
     grouped = {c for c, kind in kinds.items() if kind == "group"}

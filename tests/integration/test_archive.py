@@ -42,13 +42,13 @@ def bert(store, cli, make_model, clock):
 
 def chunks_of(repo: Repo, version: str) -> set[str]:
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    return {c.id for e in tree.files.values() for c in repo.objects.get_manifest(e.manifest).chunks}
+    return {c.id for e in tree.files.values() for c in repo.objects.manifest_of(e).chunks}
 
 
 def header_of(repo: Repo, version: str) -> str:
     """The chunk holding the safetensors header of model.safetensors (it stays local)."""
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    return repo.objects.get_manifest(tree.files["model.safetensors"].manifest).chunks[0].id
+    return repo.objects.manifest_of(tree.files["model.safetensors"]).chunks[0].id
 
 
 def test_archive_moves_only_unshared_chunks_and_restore_brings_them_back(

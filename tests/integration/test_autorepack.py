@@ -41,7 +41,7 @@ def _write(folder: pathlib.Path, seed: int, tuned_from: int | None = None) -> No
 
 def _chunks(repo: Repo, version: str) -> list[str]:
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    manifest = repo.objects.get_manifest(tree.files["model.safetensors"].manifest)
+    manifest = repo.objects.manifest_of(tree.files["model.safetensors"])
     return [c.id for c in manifest.chunks if c.size >= 4096]
 
 

@@ -64,7 +64,7 @@ def _header(repo: Repo, oid: str) -> dict:
 
 def _chunk_ids(repo: Repo, version: str) -> list[ObjectId]:
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    manifest = repo.objects.get_manifest(tree.files["model.safetensors"].manifest)
+    manifest = repo.objects.manifest_of(tree.files["model.safetensors"])
     return [c.id for c in manifest.chunks]
 
 
@@ -303,7 +303,7 @@ def test_push_sends_deltas_and_a_pull_of_one_version_fetches_its_bases(
     for version in ids[:2]:
         tree = local.objects.get_tree(local.objects.get_version(version).tree)
         for path, entry in tree.files.items():
-            manifest = local.objects.get_manifest(entry.manifest)
+            manifest = local.objects.manifest_of(entry)
             described |= {c.id for c in manifest.chunks[: 1 if path.endswith("tensors") else None]}
     assert chunks - needed <= described
     bases = {ObjectId(b) for b, _d in _deltas(local).values()}

@@ -89,6 +89,8 @@ def small_pieces(monkeypatch):
     """Cut tensors into 1 KiB pieces and compute 512 bytes at a time, so small tensors exercise
     the multi-chunk, multi-window paths."""
     monkeypatch.setitem(mvc.chunking.plan_file.__kwdefaults__, "max_piece", 1024)
+    monkeypatch.setitem(mvc.chunking.plan_file.__kwdefaults__, "whole_safetensors", 0)
+    monkeypatch.setattr(mvc.ops.diff, "WHOLE_SAFETENSORS", 0)
     monkeypatch.setattr(mvc.tensors, "BLOCK_BYTES", 512)
 
 

@@ -55,7 +55,7 @@ def _new_chunks(repo: Repo, version: str, parent: str | None) -> dict[ObjectId, 
 
     def chunks(of: str) -> dict[ObjectId, int]:
         tree = repo.objects.get_tree(repo.objects.get_version(of).tree)
-        manifest = repo.objects.get_manifest(tree.files["model.safetensors"].manifest)
+        manifest = repo.objects.manifest_of(tree.files["model.safetensors"])
         return {c.id: c.size for c in manifest.chunks}
 
     mine = chunks(version)
@@ -150,7 +150,7 @@ def test_a_damaged_base_here_does_not_block_a_push_that_does_not_send_it(store, 
     remote's good copy is untouched); fsck still reports the damage here."""
     base, tuned, wanted, remote = _fine_tune_pushed(cli, tmp_path)
     tree = store.objects.get_tree(store.objects.get_version(base).tree)
-    manifest = store.objects.get_manifest(tree.files["model.safetensors"].manifest)
+    manifest = store.objects.manifest_of(tree.files["model.safetensors"])
     damaged = max(manifest.chunks, key=lambda c: c.size).id  # a big tensor the fine-tune changed
     assert damaged not in _new_chunks(store, tuned, None)
     path = pathlib.Path(store.store_dir) / object_key(damaged)

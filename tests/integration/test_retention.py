@@ -31,7 +31,7 @@ def intact(repo: Repo, version: str) -> bool:
     if not repo.objects.has(version):
         return False
     tree = repo.objects.get_tree(repo.objects.get_version(version).tree)
-    return all(repo.objects.has_file(e.manifest) for e in tree.files.values())
+    return all(repo.objects.has_file(e) for e in tree.files.values())
 
 
 def test_gc_keeps_whatever_a_tag_branch_channel_record_or_archive_needs(

@@ -10,7 +10,7 @@ import pytest
 
 from mvc.errors import MvcError
 from mvc.ids import hash_bytes
-from mvc.objects import ChunkRef, FileManifest
+from mvc.objects import ChunkRef, FileManifest, TreeEntry
 from mvc.storage import local
 from mvc.storage.local import TMP_PREFIX, LocalStorage
 from mvc.store import ObjectStore, object_key
@@ -254,7 +254,8 @@ def test_equal_bytes_twice_in_a_batch_are_written_once(tmp_path, monkeypatch) ->
         first = store.put_meta(manifest)
         assert store.put_meta(manifest) == first
     assert writes == [object_key(oid), object_key(first)]
-    assert store.get_bytes(oid) == data and store.has_file(first)
+    entry = TreeEntry(first, len(data), oid, "blob")
+    assert store.get_bytes(oid) == data and store.has_file(entry)
     assert store.add_bytes(data, oid) is False  # after the batch: present on disk
 
 

@@ -158,7 +158,7 @@ def fsck_ok(cli) -> dict:
 
 def chunk_ids(store, version_id: str, path: str) -> list[str]:
     tree = store.objects.get_tree(store.objects.get_version(version_id).tree)
-    manifest = store.objects.get_manifest(tree.files[path].manifest)
+    manifest = store.objects.manifest_of(tree.files[path])
     return [ref.id for ref in manifest.chunks]
 
 

@@ -368,7 +368,7 @@ def _without_twins(files: dict) -> dict:
             object_ids,
             st.sampled_from(["blob", "pickle", "safetensors"]),
             st.booleans(),
-        ),
+        ).filter(lambda e: e.size > 0 or not e.one_chunk),  # refused: test below
         max_size=5,
     ),
     st.lists(st.tuples(object_ids, st.integers(0, 2**30)), max_size=4),
@@ -388,6 +388,19 @@ def test_tree_and_manifest_round_trip_property(files: dict, chunks: list) -> Non
     )
     data = encode_object(manifest)
     assert decode_file_manifest(decode_meta(data, "m" * 64), "m" * 64) == manifest
+
+
+def test_a_one_chunk_entry_names_its_chunk_and_an_empty_one_is_refused() -> None:
+    entry = TreeEntry(HELLO_B3, 5, HELLO_B3, "blob")
+    assert entry.one_chunk and entry.implied_manifest() == FileManifest(
+        5, HELLO_B3, "blob", (ChunkRef(HELLO_B3, 5),)
+    )
+    tree = Tree({"hello.txt": entry})
+    assert tree.store_format == 2 and Tree({}).store_format == 1
+    assert decode_tree(decode_meta(encode_object(tree), "t" * 64), "t" * 64) == tree
+    empty = Tree({"e": TreeEntry(HELLO_B3, 0, HELLO_B3, "blob")})
+    with pytest.raises(CorruptObject, match="an empty file cannot be a chunk"):
+        decode_tree(decode_meta(encode_object(empty), "t" * 64), "t" * 64)
 
 
 # --- hostile bytes: only our own errors ---------------------------------------------------------

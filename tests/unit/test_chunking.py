@@ -20,6 +20,7 @@ from mvc.chunking import (
     FIXED_SPAN,
     MAX_PIECE,
     SMALL_FILE,
+    WHOLE_SAFETENSORS,
     ChunkSpan,
     FilePlan,
     plan_file,
@@ -73,7 +74,7 @@ def test_safetensors_header_then_tensors(tmp_path):
         str(path),
     )
     data = path.read_bytes()
-    plan = plan_file(str(path), data, "model.safetensors")
+    plan = plan_file(str(path), data, "model.safetensors", whole_safetensors=0)
     assert plan.kind == KIND_SAFETENSORS and plan.header is not None
     assert_covers(plan, len(data))
     assert plan.spans[0] == ChunkSpan(0, plan.header.header_size, None)
@@ -84,18 +85,30 @@ def test_safetensors_header_then_tensors(tmp_path):
     assert {s.elem_width for s in plan.spans[1:]} == {2, 4, None}
 
 
+def test_a_small_safetensors_file_is_one_chunk_and_a_larger_one_is_cut_per_tensor():
+    small = build({"w": ("F32", [100]), "b": ("F32", [10])})
+    plan = plan_file("s.safetensors", small, "s")
+    assert plan.kind == KIND_SAFETENSORS and plan.spans == (ChunkSpan(0, len(small)),)
+    assert plan.header is not None and [t.name for t in plan.header.tensors] == ["w", "b"]
+    large = build({"w": ("F32", [WHOLE_SAFETENSORS // 4]), "b": ("F32", [10])})
+    plan = plan_file("l.safetensors", large, "l")
+    assert len(large) > WHOLE_SAFETENSORS and [s.elem_width for s in plan.spans] == [None, 4, 4]
+
+
 def test_large_tensor_is_cut_into_element_aligned_pieces():
     data = build({"h": ("U8", [3]), "big": ("F32", [1000]), "tail": ("BF16", [7])})
-    plan = plan_file("m.safetensors", data, "m", max_piece=1000)
+    plan = plan_file("m.safetensors", data, "m", max_piece=1000, whole_safetensors=0)
     assert_covers(plan, len(data))
     assert plan.header is not None
     big = next(t for t in plan.header.tensors if t.name == "big")
     pieces = [s for s in plan.spans if big.start <= s.offset < big.end]
     assert [s.length for s in pieces] == [1000, 1000, 1000, 1000]
     assert all(s.elem_width == 4 for s in pieces)
-    plan = plan_file("m.safetensors", data, "m", max_piece=1002)  # rounded down to 1000
+    plan = plan_file(
+        "m.safetensors", data, "m", max_piece=1002, whole_safetensors=0
+    )  # rounded down to 1000
     assert [s.length for s in plan.spans if big.start <= s.offset < big.end] == [1000] * 4
-    plan = plan_file("m.safetensors", data, "m", max_piece=1500)
+    plan = plan_file("m.safetensors", data, "m", max_piece=1500, whole_safetensors=0)
     assert [s.length for s in plan.spans if big.start <= s.offset < big.end] == [1500, 1500, 1000]
 
 
@@ -104,8 +117,13 @@ def test_unchanged_pieces_are_the_same_bytes_after_an_edit():
     before = build(shapes, seed=1)
     after = bytearray(before)
     after[-1] ^= 0xFF  # the last element of the last tensor
-    old = piece_bytes(before, plan_file("x.safetensors", before, "x", max_piece=4096))
-    new = piece_bytes(bytes(after), plan_file("x.safetensors", bytes(after), "x", max_piece=4096))
+    old = piece_bytes(
+        before, plan_file("x.safetensors", before, "x", max_piece=4096, whole_safetensors=0)
+    )
+    new = piece_bytes(
+        bytes(after),
+        plan_file("x.safetensors", bytes(after), "x", max_piece=4096, whole_safetensors=0),
+    )
     assert len(old) == len(new) and old[:-1] == new[:-1] and old[-1] != new[-1]
 
 
@@ -113,14 +131,18 @@ def test_tensor_pieces_dedup_when_the_header_grows():
     small = build({"a": ("F32", [4096])}, seed=3)
     # Same tensor bytes behind a longer header (a renamed tensor): its pieces still match.
     renamed = build({"a_much_longer_name_for_the_same_tensor": ("F32", [4096])}, seed=3)
-    one = piece_bytes(small, plan_file("x.safetensors", small, "x", max_piece=1024))
-    two = piece_bytes(renamed, plan_file("x.safetensors", renamed, "x", max_piece=1024))
+    one = piece_bytes(
+        small, plan_file("x.safetensors", small, "x", max_piece=1024, whole_safetensors=0)
+    )
+    two = piece_bytes(
+        renamed, plan_file("x.safetensors", renamed, "x", max_piece=1024, whole_safetensors=0)
+    )
     assert one[1:] == two[1:] and one[0] != two[0]
 
 
 def test_sub_byte_tensors_are_cut_at_whole_elements():
     data = build({"f6": ("F6_E2M3", [4000]), "f4": ("F4", [3000])})
-    plan = plan_file("q.safetensors", data, "q", max_piece=1000)
+    plan = plan_file("q.safetensors", data, "q", max_piece=1000, whole_safetensors=0)
     assert_covers(plan, len(data))
     assert plan.header is not None
     f6 = next(t for t in plan.header.tensors if t.name == "f6")
@@ -235,7 +257,9 @@ def tensor_layouts(draw: st.DrawFn) -> dict[str, tuple[str, list[int]]]:
 @given(tensor_layouts(), st.integers(1, 300))
 def test_safetensors_plan_covers_the_file(layout, max_piece):
     data = build(layout)
-    plan = plan_file("p.safetensors", data, "p", max_piece=max_piece)
+    if len(data) <= WHOLE_SAFETENSORS:
+        assert plan_file("p.safetensors", data, "p").spans == (ChunkSpan(0, len(data)),)
+    plan = plan_file("p.safetensors", data, "p", max_piece=max_piece, whole_safetensors=0)
     assert_covers(plan, len(data))
     assert plan.header is not None and plan.spans[0].length == plan.header.header_size
     for tensor in plan.header.tensors:
