@@ -214,9 +214,15 @@ class ObjectStore:
             yield
             return
         self._batch_written = set()
+        known_format = self._format
         try:
             with batching.batch() if batching is not None else nullcontext():
                 yield
+        except BaseException:
+            # A failed batch discards what it staged, a format file written by
+            # require_format included: forget that upgrade, so a retry writes it again.
+            self._format = known_format
+            raise
         finally:
             self._batch_written = None  # a failed batch's objects are gone: forget them too
 

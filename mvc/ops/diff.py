@@ -40,6 +40,7 @@ from mvc.ids import ObjectId, hash_bytes, short
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import KIND_SAFETENSORS, Tree, Version
 from mvc.ops.snapshot import snapshot, stat_cache_for
+from mvc.ops.status import head_version
 from mvc.progress import NullProgress, Progress
 from mvc.remotes import ensure_present
 from mvc.repo import Repo
@@ -119,7 +120,9 @@ def folder_side(repo: Repo, model: str, progress: Progress | None = None) -> Sid
             hint=f"name both versions: mvc diff {model}@A {model}@B",
         )
     cache = stat_cache_for(repo, folder)
-    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress)
+    head = head_version(repo, binding)
+    like = repo.objects.get_tree(repo.objects.get_version(head).tree) if head else None
+    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress, like=like)
     cache.save()
     return Side(
         f"working folder {binding.path}",

@@ -260,8 +260,8 @@ def snapshot(
     nothing needs checking or storing, and the cached entries are not looked up in the store
     one by one (a no-op commit of 2,000 files: 6,000 object files opened, 2,000 decoded).
 
-    ``like``: a tree (the parent version's) whose entry stands for a re-hashed file with the
-    same content, kind and mode. The same bytes can have two entries (a one-chunk file's
+    ``like``: a tree (the parent version's, or the one a folder was checked out at) whose entry
+    stands for a file with the same content, kind and mode, re-hashed or cached. The same bytes can have two entries (a one-chunk file's
     manifest from a format-1 store, a shard chunked by an older mvc); keeping the one there
     keeps an unchanged folder's tree id, so a touched file makes no new version."""
     progress = progress or NullProgress()
@@ -272,7 +272,7 @@ def snapshot(
         if known is not None and store and not raw and _stored_raw(rel, known):
             known = None  # a malformed safetensors file is refused on every commit without --raw
         if known is not None:
-            cached[rel] = known
+            cached[rel] = _as_in(like, rel, known)
     if store and stored_tree is not None and cache is not None and len(cached) == len(files):
         tree = Tree(cached)
         tree_id = hash_bytes(encode_object(tree))
@@ -289,6 +289,7 @@ def snapshot(
             entries[rel] = known
         else:
             todo.append(scanned)
+    present = repo.objects.has_file if store else None
     result_hashed: list[str] = []
     hashed_bytes = 0
     jobs = int(repo.config.get("core.jobs"))
@@ -308,7 +309,7 @@ def snapshot(
                 if scanned.rel not in done:
                     done[scanned.rel] = _described(hasher.entry, scanned)
             for scanned in todo:  # in the folder's order, whichever finished first
-                entry = _as_in(like, scanned.rel, done[scanned.rel])
+                entry = _as_in(like, scanned.rel, done[scanned.rel], stored=present)
                 entries[scanned.rel] = entry
                 result_hashed.append(scanned.rel)
                 hashed_bytes += scanned.stat.size
@@ -330,18 +331,28 @@ def snapshot(
     )
 
 
-def _as_in(like: Tree | None, rel: str, entry: TreeEntry) -> TreeEntry:
-    """``like``'s entry for ``rel`` where it is the same file as ``entry``, else ``entry``."""
+def _as_in(
+    like: Tree | None,
+    rel: str,
+    entry: TreeEntry,
+    *,
+    stored: Callable[[TreeEntry], bool] | None = None,
+) -> TreeEntry:
+    """``like``'s entry for ``rel`` where it is the same file as ``entry``, else ``entry``.
+    ``stored``: when committing, the store must hold that entry's objects (an archived or
+    quarantined parent may not), or the new tree would name what is not there."""
     known = like.files.get(rel) if like is not None else None
-    if (
-        known is not None
-        and known.b3 == entry.b3
-        and known.size == entry.size
-        and known.kind == entry.kind
-        and known.executable == entry.executable
-    ):
-        return known
-    return entry
+    if known is None or known == entry:
+        return entry
+    same = (known.b3, known.size, known.kind, known.executable) == (
+        entry.b3,
+        entry.size,
+        entry.kind,
+        entry.executable,
+    )
+    if not same or (stored is not None and not stored(known)):
+        return entry
+    return known
 
 
 def _small_entries(hasher: _FileHasher, files: list[ScannedFile]) -> dict[str, TreeEntry]:

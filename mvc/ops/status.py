@@ -73,7 +73,10 @@ def folder_state(
         result.exists = False
         return result, None
     cache = stat_cache_for(repo, folder)
-    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress)
+    # Like commit, with the checked-out version's entries: its tree id is what "holds the tip"
+    # below compares, and what the stat cache records for commit to reuse.
+    like = tree_of(repo, version)
+    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress, like=like)
     cache.save()
     if result.behind and result.tip and repo.objects.get_version(result.tip).tree == snap.tree_id:
         result.version = version = result.tip  # the folder already holds what the branch names

@@ -107,6 +107,59 @@ def test_reading_a_format_1_store_leaves_it_format_1_and_new_content_upgrades_it
     assert cli("-C", str(fresh), "fsck", "--json").json()["ok"] is True
 
 
+@pytest.mark.parametrize("first", ["status", "diff"])
+def test_status_or_diff_then_commit_of_a_touched_format_1_folder_makes_no_version(
+    tmp_path, mvc_env, monkeypatch: pytest.MonkeyPatch, cli, first
+) -> None:
+    """status and diff record re-hashed files in the stat cache, which commit then trusts:
+    they must record the checked-out version's entries, not new one-chunk ones."""
+    import mvc.worktree.statcache as statcache
+
+    root = tmp_path / "old"
+    shutil.copytree(FROZEN_1, root)
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(statcache, "RACY_MARGIN_NS", -(10**9))  # trust what was just hashed
+    for path in (root / "models" / "bert").iterdir():
+        os.utime(path)
+    cli(first, "bert") if first == "diff" else cli("status")
+    done = cli("commit", "models/bert", "-m", "touched", "--json").json()
+    assert (done["created"], done["hashed_files"]) == (False, 0)  # the cache answered
+    assert (root / ".mvc" / "format").read_text() == FORMAT_1
+
+
+def test_a_commit_keeps_no_parent_entry_whose_objects_are_gone(
+    store, cli, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parent's entry stands for a re-hashed file only while the store holds its objects."""
+    import mvc.ops.snapshot as snapshot
+
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "a.txt").write_text("same\n")
+    (folder / "b.txt").write_text("one\n")
+    cli("commit", str(folder), "--model", "m", "-m", "one")
+    parent = store.objects.get_tree(store.objects.get_version(resolve(store, "m").version).tree)
+    entry = parent.files["a.txt"]
+    # The parent as a format-1 store holds it: a manifest, which is then lost.
+    manifest_id = store.objects.put_meta(entry.implied_manifest())
+    old_style = type(entry)(manifest_id, entry.size, entry.b3, entry.kind, entry.executable)
+    real = snapshot._as_in
+
+    def like_format_1(like, rel, found, **kwargs):
+        if like is not None and rel == "a.txt":
+            like = type(like)({**like.files, rel: old_style})
+        return real(like, rel, found, **kwargs)
+
+    monkeypatch.setattr(snapshot, "_as_in", like_format_1)
+    store.objects.delete(manifest_id)
+    shutil.rmtree(".mvc/index", ignore_errors=True)
+    (folder / "b.txt").write_text("two\n")
+    cli("commit", str(folder), "--model", "m", "-m", "two")
+    tree = store.objects.get_tree(store.objects.get_version(resolve(store, "m").version).tree)
+    assert tree.files["a.txt"] == entry  # its own entry, not the one naming a lost manifest
+    assert cli("fsck", "--json").json()["ok"] is True
+
+
 def test_an_older_mvc_is_refused_by_name_and_an_unknown_format_is_never_overwritten(
     store, cli, make_model, tmp_path
 ) -> None:
@@ -121,3 +174,17 @@ def test_an_older_mvc_is_refused_by_name_and_an_unknown_format_is_never_overwrit
     with pytest.raises(UnknownFormat, match="will not write"):
         remote_like.require_format(2)
     assert fmt.read_text() == "mvc store format 3\n"
+
+
+def test_a_failed_batch_forgets_its_format_upgrade(tmp_path) -> None:
+    """The upgrade written inside a commit's batch is discarded with it; a retry writes it."""
+    root = tmp_path / "store"
+    (root / "objects").mkdir(parents=True)
+    (root / "format").write_text(FORMAT_1)
+    objects = ObjectStore(LocalStorage(str(root)), store_format=1)
+    with pytest.raises(OSError, match="disk full"), objects.batch():
+        objects.require_format(2)
+        raise OSError("disk full")
+    assert (root / "format").read_text() == FORMAT_1
+    objects.require_format(2)
+    assert (root / "format").read_text() == FORMAT_2
