@@ -3,11 +3,12 @@
 ``Walk`` visits every object reachable from some roots, each once, over the edges a ``Rule``
 names. A rule says, explicitly and typed, what a caller means by "reachable":
 
-- ``edges`` (``Edges`` flags): ``CLOSURE`` (a version's tree, a tree's file manifests (or, for a
-  one-chunk file, its chunk), a manifest's chunks, the versions a deployment record names), ``HISTORY`` (every parent of a
-  version, a record's previous record), ``FIRST_PARENT`` (a version's first parent only),
-  ``DELTA_BASES`` (the base a delta-encoded object is stored against), ``LINEAGE`` (the
-  versions a version's lineage names: an adapter's ``base``, ``derived_from``), ``SERVED``
+- ``edges`` (``Edges`` flags): ``CLOSURE`` (a version's tree, a tree's file manifests or, for a
+  one-chunk file, its chunk, a manifest's chunks, the versions a deployment record names),
+  ``HISTORY`` (every parent of a version, a record's previous record), ``FIRST_PARENT`` (a
+  version's first parent only), ``DELTA_BASES`` (the base a delta-encoded object is stored
+  against), ``LINEAGE`` (the versions a version's lineage names: an adapter's ``base``,
+  ``derived_from``), ``SERVED``
   (the versions a deployment record, or another object that is not a version, tree or file,
   names in its ``refs``: part of ``CLOSURE``, on its own for a walk over versions only).
 - ``missing`` (``Missing``): an absent object is ``RAISE``\\ d (``NotFound`` naming it and the

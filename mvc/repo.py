@@ -95,10 +95,10 @@ class Repo:
         self.env = dict(os.environ if env is None else env)
         self.clock = clock
         self._identity: str | None = None
-        self.format = self._check_format()
+        store_format = self._check_format()
         self.config = self._load_config(overrides or {})
         self.storage = LocalStorage(self.store_dir, fsync=bool(self.config.get("core.fsync")))
-        self.objects = ObjectStore(self.storage, store_format=self.format)
+        self.objects = ObjectStore(self.storage, store_format=store_format)
         self.lock_timeout = float(self.config.get("core.lock_timeout"))
         self.refs = RefStore(
             self.storage,

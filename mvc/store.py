@@ -175,10 +175,10 @@ class ObjectStore:
     def has_file(self, entry: TreeEntry) -> bool:
         """Whether a file's manifest (if it has one) and every chunk are present and the
         right size."""
-        if entry.one_chunk:
-            return self.has_intact(entry.manifest)
         if not self.has_intact(entry.manifest):
             return False
+        if entry.one_chunk:  # that was the chunk
+            return True
         try:
             manifest = self.get_manifest(entry.manifest)
         except (NotFound, CorruptObject):

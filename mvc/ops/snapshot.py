@@ -261,9 +261,10 @@ def snapshot(
     one by one (a no-op commit of 2,000 files: 6,000 object files opened, 2,000 decoded).
 
     ``like``: a tree (the parent version's, or the one a folder was checked out at) whose entry
-    stands for a file with the same content, kind and mode, re-hashed or cached. The same bytes can have two entries (a one-chunk file's
-    manifest from a format-1 store, a shard chunked by an older mvc); keeping the one there
-    keeps an unchanged folder's tree id, so a touched file makes no new version."""
+    stands for a file with the same content, kind and mode, re-hashed or cached. The same bytes
+    can have two entries (a one-chunk file's manifest from a format-1 store, a shard chunked by
+    an older mvc); keeping the one there keeps an unchanged folder's tree id, so a touched file
+    makes no new version."""
     progress = progress or NullProgress()
     files = scan(target, follow_symlinks=follow_symlinks)
     cached: dict[str, TreeEntry] = {}
