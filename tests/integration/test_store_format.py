@@ -10,6 +10,7 @@ import shutil
 import pytest
 
 from mvc.errors import UnknownFormat
+from mvc.objects import Tree, TreeEntry
 from mvc.specs import resolve
 from mvc.storage.local import LocalStorage
 from mvc.store import ObjectStore
@@ -121,7 +122,7 @@ def test_status_or_diff_then_commit_of_a_touched_format_1_folder_makes_no_versio
     monkeypatch.setattr(statcache, "RACY_MARGIN_NS", -(10**9))  # trust what was just hashed
     for path in (root / "models" / "bert").iterdir():
         os.utime(path)
-    cli(first, "bert") if first == "diff" else cli("status")
+    cli(*(["diff", "bert"] if first == "diff" else ["status"]))
     done = cli("commit", "models/bert", "-m", "touched", "--json").json()
     assert (done["created"], done["hashed_files"]) == (False, 0)  # the cache answered
     assert (root / ".mvc" / "format").read_text() == FORMAT_1
@@ -142,12 +143,12 @@ def test_a_commit_keeps_no_parent_entry_whose_objects_are_gone(
     entry = parent.files["a.txt"]
     # The parent as a format-1 store holds it: a manifest, which is then lost.
     manifest_id = store.objects.put_meta(entry.implied_manifest())
-    old_style = type(entry)(manifest_id, entry.size, entry.b3, entry.kind, entry.executable)
+    old_style = TreeEntry(manifest_id, entry.size, entry.b3, entry.kind, entry.executable)
     real = snapshot._as_in
 
     def like_format_1(like, rel, found, **kwargs):
         if like is not None and rel == "a.txt":
-            like = type(like)({**like.files, rel: old_style})
+            like = Tree({**like.files, rel: old_style})
         return real(like, rel, found, **kwargs)
 
     monkeypatch.setattr(snapshot, "_as_in", like_format_1)
