@@ -174,8 +174,8 @@ class ObjectStore:
 
     def has_file(self, entry: TreeEntry) -> bool:
         """Whether a file's manifest (if it has one) and every chunk are present and the
-        right size."""
-        if not self.has_intact(entry.manifest):
+        right size, or written in the open batch (durable with it, before any ref)."""
+        if not self._present(entry.manifest):
             return False
         if entry.one_chunk:  # that was the chunk
             return True
@@ -183,7 +183,7 @@ class ObjectStore:
             manifest = self.get_manifest(entry.manifest)
         except (NotFound, CorruptObject):
             return False
-        return all(self.has_intact(ref.id) for ref in manifest.chunks)
+        return all(self._present(ref.id) for ref in manifest.chunks)
 
     def iter_ids(self) -> Iterator[ObjectId]:
         for fan in self.storage.list(OBJECTS):

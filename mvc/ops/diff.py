@@ -260,16 +260,17 @@ def _change(
 
 
 def _content_key(loc: _Located) -> tuple[str, ...] | None:
-    """What identifies a tensor's bytes without reading them: the ids of the chunks that tile
-    it. A file small enough to be one chunk (``WHOLE_SAFETENSORS``) has no chunk per tensor,
-    so its tensor's key is the hash of its bytes (a few KiB to read)."""
+    """What identifies a tensor's bytes: the ids of the chunks that tile it, read from no
+    data. A file small enough to be one chunk (``WHOLE_SAFETENSORS``) has no chunk per
+    tensor, so its tensor's key is the hash of its bytes (a few KiB to read). Keys of the two
+    kinds never match: a caller compares such tensors byte by byte (``_same_bytes``)."""
+    ids = loc.source.chunk_ids(loc.info.start, loc.info.end)
+    if ids is not None:
+        sizes = tuple(str(p.length) for p in loc.source.pieces(loc.info.start, loc.info.end))
+        return ("chunks", *ids, *sizes)
     if loc.source.size <= WHOLE_SAFETENSORS:
         return ("bytes", hash_bytes(loc.source.read(loc.info.start, loc.info.end)))
-    ids = loc.source.chunk_ids(loc.info.start, loc.info.end)
-    if ids is None:
-        return None
-    sizes = tuple(str(p.length) for p in loc.source.pieces(loc.info.start, loc.info.end))
-    return tuple(ids) + sizes
+    return None
 
 
 def _same_bytes(a: _Located, b: _Located, block: int = 4 << 20) -> bool:
@@ -403,7 +404,8 @@ def _tensor_groups(
                 group.skipped_identical += 1
                 progress.advance(old.info.nbytes)
                 continue
-            if (key_a is None or key_b is None) and _same_bytes(old, new):
+            comparable = key_a is not None and key_b is not None and key_a[0] == key_b[0]
+            if not comparable and _same_bytes(old, new):
                 group.unchanged += 1
                 progress.advance(old.info.nbytes)
                 continue

@@ -22,7 +22,7 @@ from mvc.lockfile import LOCK_FILE, Locked, parse_lock, render_lock
 from mvc.objects import Tree
 from mvc.ops.remotes import fetch
 from mvc.ops.signing import require_signed
-from mvc.ops.snapshot import snapshot, stat_cache_for
+from mvc.ops.snapshot import changed_paths, snapshot, stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.policy.file import policy_path, read_policy
 from mvc.policy.requires import REQUIRES, Requirement
@@ -237,8 +237,9 @@ def install(
             )
         require_signed(repo, "install", entry.model, entry.version)
         folder = os.path.join(repo.root, *entry.path.split("/"))
-        held = _held_tree(repo, folder, repo.objects.get_tree(entry.tree))
-        if held == entry.tree:
+        locked_tree = repo.objects.get_tree(entry.tree)
+        held_tree, held = _held_tree(repo, folder)
+        if held_tree is not None and changed_paths(locked_tree, held_tree) == ([], [], []):
             count = len(repo.objects.get_tree(tree).files)
             result.installed.append(
                 Installed(entry.name, entry.version, entry.path, 0, 0, count, source)
@@ -274,16 +275,19 @@ def install(
     return result
 
 
-def _held_tree(repo: Repo, folder: str, locked: Tree) -> ObjectId | None:
-    """The tree of what ``folder`` holds (through the stat cache: no re-hash of files checkout
-    wrote; a re-hashed file the locked tree has keeps its entry there); None for an absent or
-    empty folder, or a bound working folder (checkout knows it)."""
+def _held_tree(repo: Repo, folder: str) -> tuple[Tree | None, ObjectId | None]:
+    """The tree of what ``folder`` holds, and its id (through the stat cache: the entries
+    checkout recorded for the files it wrote, so an earlier install's folder has that
+    version's tree id, in whatever store format it was written); (None, None) for an absent
+    or empty folder, or a bound working folder (checkout knows it). Whether it already holds
+    the locked version is a question of content (``changed_paths``): the same bytes can have
+    two entries (a format-1 manifest, or none in format 2)."""
     if not os.path.isdir(folder) or not os.listdir(folder) or repo.binding_for_path(folder):
-        return None
+        return None, None
     cache = stat_cache_for(repo, folder)
-    snap = snapshot(repo, folder, store=False, cache=cache, like=locked)
+    snap = snapshot(repo, folder, store=False, cache=cache)
     cache.save()
-    return snap.tree_id
+    return snap.tree, snap.tree_id
 
 
 def _bring(repo: Repo, entry: Locked, remote: str | None, progress: Progress | None) -> str | None:

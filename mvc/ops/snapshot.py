@@ -311,6 +311,10 @@ def snapshot(
                     done[scanned.rel] = _described(hasher.entry, scanned)
             for scanned in todo:  # in the folder's order, whichever finished first
                 entry = _as_in(like, scanned.rel, done[scanned.rel], stored=present)
+                if entry is done[scanned.rel] and cache is not None:
+                    # Not the like tree's: the entry the cache last recorded for these bytes
+                    # (a racy or touched file that checkout wrote from a format-1 tree).
+                    entry = _same_file(cache.recorded(scanned.rel), entry, present)
                 entries[scanned.rel] = entry
                 result_hashed.append(scanned.rel)
                 hashed_bytes += scanned.stat.size
@@ -342,7 +346,14 @@ def _as_in(
     """``like``'s entry for ``rel`` where it is the same file as ``entry``, else ``entry``.
     ``stored``: when committing, the store must hold that entry's objects (an archived or
     quarantined parent may not), or the new tree would name what is not there."""
-    known = like.files.get(rel) if like is not None else None
+    return _same_file(like.files.get(rel) if like is not None else None, entry, stored)
+
+
+def _same_file(
+    known: TreeEntry | None, entry: TreeEntry, stored: Callable[[TreeEntry], bool] | None
+) -> TreeEntry:
+    """``known`` where it describes the same file as ``entry`` (content, kind and mode) and,
+    with ``stored``, the store holds its objects; else ``entry``."""
     if known is None or known == entry:
         return entry
     same = (known.b3, known.size, known.kind, known.executable) == (

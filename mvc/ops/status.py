@@ -78,11 +78,17 @@ def folder_state(
     like = tree_of(repo, version)
     snap = snapshot(repo, folder, store=False, cache=cache, progress=progress, like=like)
     cache.save()
-    if result.behind and result.tip and repo.objects.get_version(result.tip).tree == snap.tree_id:
+    if result.behind and result.tip and _holds(snap.tree, tree_of(repo, result.tip)):
         result.version = version = result.tip  # the folder already holds what the branch names
     result.added, result.modified, result.removed = changed_paths(tree_of(repo, version), snap.tree)
     result.hashed_files = len(snap.hashed)
     return result, snap
+
+
+def _holds(folder: Tree, version: Tree | None) -> bool:
+    """Whether a folder's files are exactly a version's, by content and mode (their tree ids
+    can differ: the same bytes have a manifest in a format-1 tree and none in format 2)."""
+    return version is not None and changed_paths(version, folder) == ([], [], [])
 
 
 def status(

@@ -92,6 +92,12 @@ class StatCache:
             cache.written_ns = 0
         return cache
 
+    def recorded(self, rel: str) -> TreeEntry | None:
+        """The entry last recorded for ``rel``, trusted or not: what the file held then (a
+        re-hash that finds the same content may keep it, see ``snapshot``)."""
+        cached = self.files.get(rel)
+        return cached.entry if cached is not None else None
+
     def lookup(self, rel: str, stat: FileStat) -> TreeEntry | None:
         cached = self.files.get(rel)
         if cached is None or cached.stat != stat:

@@ -189,3 +189,105 @@ def test_a_failed_batch_forgets_its_format_upgrade(tmp_path) -> None:
     assert (root / "format").read_text() == FORMAT_1
     objects.require_format(2)
     assert (root / "format").read_text() == FORMAT_2
+
+
+# --- format-1 entries (an older mvc's) beside format-2 ones ---------------------------------
+
+
+@pytest.fixture
+def as_format_1():
+    """Commits inside write what an older mvc wrote: a manifest even for a one-chunk file."""
+    from unittest import mock
+
+    from mvc.objects import FileManifest
+
+    return mock.patch.object(FileManifest, "one_chunk", property(lambda self: False))
+
+
+def _fsck_ok(store) -> bool:
+    from mvc.ops.maintenance import fsck
+
+    return fsck(store).ok
+
+
+def _put(folder: pathlib.Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+
+
+def test_a_folder_given_the_tips_content_holds_the_tip_for_status_as_for_commit(
+    store, tmp_path, as_format_1
+) -> None:
+    from mvc.ops.commit import commit
+    from mvc.ops.status import folder_state
+
+    work, other = tmp_path / "m", tmp_path / "other"
+    _put(work, "config.json", "X")
+    commit(store, str(work), message="v1", model="m")
+    _put(other, "config.json", "Y")
+    with as_format_1:  # the branch moves to a version an older mvc wrote
+        tip = commit(store, str(other), message="b", model="m").version_id
+    _put(work, "config.json", "Y")
+    status, _ = folder_state(store, store.binding("m"))
+    assert (status.version, status.behind, status.modified) == (tip, False, [])
+    again = commit(store, str(work), message="again")
+    assert again.created is False and store.binding("m").version == tip
+
+
+def test_a_rehashed_file_keeps_the_entry_whose_chunk_this_commit_wrote_again(
+    store, tmp_path, as_format_1
+) -> None:
+    from mvc.ops.commit import commit
+
+    work = tmp_path / "m"
+    _put(work, "config.json", "X")
+    with as_format_1:
+        first = commit(store, str(work), message="v1", model="m").version_id
+    entry = store.objects.get_tree(store.objects.get_version(first).tree).files["config.json"]
+    store.objects.delete(entry.b3)  # its chunk lost; the manifest stays
+    shutil.rmtree(".mvc/index", ignore_errors=True)  # re-hashed: the chunk is written again
+    touched = commit(store, str(work), message="touched")
+    assert touched.created is False
+    assert store.objects.has(entry.b3) and _fsck_ok(store)
+
+
+def test_install_replaces_a_folder_an_older_install_wrote_in_format_1(
+    store, tmp_path, as_format_1
+) -> None:
+    from mvc.ops.commit import commit
+    from mvc.ops.lock import _held_tree
+    from mvc.ops.worktrees import checkout
+    from mvc.specs import by_id
+
+    work = tmp_path / "m"
+    _put(work, "config.json", "X")
+    with as_format_1:
+        v1 = commit(store, str(work), message="v1", model="m").version_id
+    _put(work, "config.json", "Y")
+    commit(store, str(work), message="v2")
+    folder = tmp_path / "installed"
+    checkout(store, by_id("m", v1), to=str(folder))
+    # Right after the checkout every file is racy and re-hashed: the recorded entries stand.
+    _tree, held = _held_tree(store, str(folder))
+    assert held == store.objects.get_version(v1).tree
+
+
+def test_diff_without_stats_finds_an_unchanged_tensor_when_its_file_outgrows_one_chunk(
+    store, tmp_path
+) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    from mvc.ops.commit import commit
+    from mvc.ops.diff import compare, version_side
+
+    work = tmp_path / "m"
+    work.mkdir()
+    kept = np.arange(10_000, dtype=np.float32)  # 40 KB: the first file is one chunk
+    save_file({"a": kept}, str(work / "model.safetensors"))
+    v1 = commit(store, str(work), message="1", model="m").version_id
+    save_file({"a": kept, "b": np.ones(10_000, np.float32)}, str(work / "model.safetensors"))
+    v2 = commit(store, str(work), message="2").version_id
+    (group,) = compare(store, version_side(store, v1), version_side(store, v2), stats=False).tensors
+    assert [(c.name, c.status) for c in group.changes] == [("b", "added")]
+    assert group.unchanged == 1
