@@ -215,6 +215,15 @@ def _put(folder: pathlib.Path, name: str, text: str) -> None:
     (folder / name).write_text(text)
 
 
+def _first_in_format_1(store, work: pathlib.Path, as_format_1) -> str:
+    """Model m's first version, a config.json of one chunk, as an older mvc committed it."""
+    from mvc.ops.commit import commit
+
+    _put(work, "config.json", "X")
+    with as_format_1:
+        return commit(store, str(work), message="v1", model="m").version_id
+
+
 def test_a_folder_given_the_tips_content_holds_the_tip_for_status_as_for_commit(
     store, tmp_path, as_format_1
 ) -> None:
@@ -240,9 +249,7 @@ def test_a_rehashed_file_keeps_the_entry_whose_chunk_this_commit_wrote_again(
     from mvc.ops.commit import commit
 
     work = tmp_path / "m"
-    _put(work, "config.json", "X")
-    with as_format_1:
-        first = commit(store, str(work), message="v1", model="m").version_id
+    first = _first_in_format_1(store, work, as_format_1)
     entry = store.objects.get_tree(store.objects.get_version(first).tree).files["config.json"]
     store.objects.delete(entry.b3)  # its chunk lost; the manifest stays
     shutil.rmtree(".mvc/index", ignore_errors=True)  # re-hashed: the chunk is written again
@@ -260,9 +267,7 @@ def test_install_replaces_a_folder_an_older_install_wrote_in_format_1(
     from mvc.specs import by_id
 
     work = tmp_path / "m"
-    _put(work, "config.json", "X")
-    with as_format_1:
-        v1 = commit(store, str(work), message="v1", model="m").version_id
+    v1 = _first_in_format_1(store, work, as_format_1)
     _put(work, "config.json", "Y")
     commit(store, str(work), message="v2")
     folder = tmp_path / "installed"
