@@ -22,7 +22,7 @@ from mvc.lockfile import LOCK_FILE, Locked, parse_lock, render_lock
 from mvc.objects import Tree
 from mvc.ops.remotes import fetch
 from mvc.ops.signing import require_signed
-from mvc.ops.snapshot import changed_paths, snapshot, stat_cache_for
+from mvc.ops.snapshot import same_files, snapshot, stat_cache_for
 from mvc.ops.worktrees import checkout
 from mvc.policy.file import policy_path, read_policy
 from mvc.policy.requires import REQUIRES, Requirement
@@ -239,8 +239,8 @@ def install(
         folder = os.path.join(repo.root, *entry.path.split("/"))
         locked_tree = repo.objects.get_tree(entry.tree)
         held_tree, held = _held_tree(repo, folder)
-        if held_tree is not None and changed_paths(locked_tree, held_tree) == ([], [], []):
-            count = len(repo.objects.get_tree(tree).files)
+        if held_tree is not None and same_files(locked_tree, held_tree):
+            count = len(locked_tree.files)
             result.installed.append(
                 Installed(entry.name, entry.version, entry.path, 0, 0, count, source)
             )
@@ -249,9 +249,8 @@ def install(
         # the user's is lost by replacing them; its files the new version lacks go.
         replacing = held is not None and repo.objects.has(held)
         gone: list[str] = []
-        if replacing and held is not None:
-            wanted = repo.objects.get_tree(tree).files
-            gone = [p for p in repo.objects.get_tree(held).files if p not in wanted]
+        if replacing and held_tree is not None:
+            gone = [p for p in held_tree.files if p not in locked_tree.files]
         for rel in gone:
             remove_file(folder, rel)
         done = checkout(
@@ -280,8 +279,7 @@ def _held_tree(repo: Repo, folder: str) -> tuple[Tree | None, ObjectId | None]:
     checkout recorded for the files it wrote, so an earlier install's folder has that
     version's tree id, in whatever store format it was written); (None, None) for an absent
     or empty folder, or a bound working folder (checkout knows it). Whether it already holds
-    the locked version is a question of content (``changed_paths``): the same bytes can have
-    two entries (a format-1 manifest, or none in format 2)."""
+    the locked version is a question of content (``same_files``)."""
     if not os.path.isdir(folder) or not os.listdir(folder) or repo.binding_for_path(folder):
         return None, None
     cache = stat_cache_for(repo, folder)

@@ -392,6 +392,12 @@ def _stored_raw(rel: str, entry: TreeEntry) -> bool:
     return entry.kind != KIND_SAFETENSORS and looks_like_safetensors(rel)
 
 
+def same_files(a: Tree, b: Tree) -> bool:
+    """Whether two trees hold the same files by content and mode. Their ids can differ: the
+    same bytes have a manifest in a format-1 tree and none in format 2."""
+    return changed_paths(a, b) == ([], [], [])
+
+
 def changed_paths(old: Tree | None, new: Tree) -> tuple[list[str], list[str], list[str]]:
     """(added, modified, removed) between two trees."""
     before = old.files if old else {}

@@ -14,7 +14,7 @@ from mvc.errors import NotFound
 from mvc.ids import ObjectId
 from mvc.jsonshape import JsonShaped, Shape
 from mvc.objects import Tree
-from mvc.ops.snapshot import Snapshot, changed_paths, snapshot, stat_cache_for
+from mvc.ops.snapshot import Snapshot, changed_paths, same_files, snapshot, stat_cache_for
 from mvc.progress import Progress
 from mvc.refnames import branch as branch_ref
 from mvc.repo import Binding, Repo
@@ -73,22 +73,18 @@ def folder_state(
         result.exists = False
         return result, None
     cache = stat_cache_for(repo, folder)
-    # Like commit, with the checked-out version's entries: its tree id is what "holds the tip"
-    # below compares, and what the stat cache records for commit to reuse.
-    like = tree_of(repo, version)
-    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress, like=like)
+    # Like commit, with the checked-out version's entries: they are what the stat cache
+    # records for commit to reuse.
+    head = tree_of(repo, version)
+    snap = snapshot(repo, folder, store=False, cache=cache, progress=progress, like=head)
     cache.save()
-    if result.behind and result.tip and _holds(snap.tree, tree_of(repo, result.tip)):
+    tip = tree_of(repo, result.tip) if result.behind and result.tip else None
+    if tip is not None and same_files(tip, snap.tree):
         result.version = version = result.tip  # the folder already holds what the branch names
-    result.added, result.modified, result.removed = changed_paths(tree_of(repo, version), snap.tree)
+        head = tip
+    result.added, result.modified, result.removed = changed_paths(head, snap.tree)
     result.hashed_files = len(snap.hashed)
     return result, snap
-
-
-def _holds(folder: Tree, version: Tree | None) -> bool:
-    """Whether a folder's files are exactly a version's, by content and mode (their tree ids
-    can differ: the same bytes have a manifest in a format-1 tree and none in format 2)."""
-    return version is not None and changed_paths(version, folder) == ([], [], [])
 
 
 def status(
